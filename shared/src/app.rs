@@ -1,0 +1,201 @@
+//! Applications: `{id, key, secret}` credentials and their limits.
+//!
+//! Both halves read the same `PUSHWIRE_APPS` value, `id:key:secret[,id:key:secret…]`.
+
+use std::fmt;
+
+/// Per-app limits. The defaults are Pusher's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest `data`, in bytes of the string (or of the value's JSON text).
+    pub max_data_bytes: usize,
+    /// Most channels one event may go to.
+    pub max_channels_per_event: usize,
+    /// Most events in one `batch_events` request.
+    pub max_batch_events: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_data_bytes: 10 * 1024,
+            max_channels_per_event: 100,
+            max_batch_events: 10,
+        }
+    }
+}
+
+/// One application's credentials.
+///
+/// `Debug` redacts the secret so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct App {
+    /// The app id in `/apps/{id}/…` paths; numeric by convention.
+    pub id: String,
+    /// The public key clients and signed requests name.
+    pub key: String,
+    /// The HMAC secret shared with the app's backend.
+    pub secret: String,
+    /// Content limits applied to this app's triggers.
+    pub limits: Limits,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// Why a `PUSHWIRE_APPS` value could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppsParseError {
+    /// An entry is not `id:key:secret`.
+    #[error("app entry #{index} is not of the form id:key:secret")]
+    Malformed {
+        /// 1-based position of the entry.
+        index: usize,
+    },
+    /// An id or key is used twice.
+    #[error("app {field} {value:?} is configured twice")]
+    Duplicate {
+        /// `"id"` or `"key"`.
+        field: &'static str,
+        /// The repeated value.
+        value: String,
+    },
+    /// No app at all.
+    #[error("no app configured")]
+    Empty,
+}
+
+/// The configured apps, looked up by id or by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppList {
+    apps: Vec<App>,
+}
+
+impl AppList {
+    /// Builds the list, refusing duplicate ids or keys and an empty list.
+    pub fn new(apps: Vec<App>) -> Result<Self, AppsParseError> {
+        if apps.is_empty() {
+            return Err(AppsParseError::Empty);
+        }
+        for (i, app) in apps.iter().enumerate() {
+            for other in &apps[..i] {
+                if other.id == app.id {
+                    return Err(AppsParseError::Duplicate {
+                        field: "id",
+                        value: app.id.clone(),
+                    });
+                }
+                if other.key == app.key {
+                    return Err(AppsParseError::Duplicate {
+                        field: "key",
+                        value: app.key.clone(),
+                    });
+                }
+            }
+        }
+        Ok(AppList { apps })
+    }
+
+    /// Parses `id:key:secret[,id:key:secret…]`; surrounding whitespace is ignored.
+    /// The secret is everything after the second colon.
+    ///
+    /// ```
+    /// use pushwire_shared::AppList;
+    /// let apps = AppList::parse("1000001:app-key:app-secret").unwrap();
+    /// assert_eq!(apps.by_id("1000001").unwrap().key, "app-key");
+    /// assert!(AppList::parse("1000001:app-key").is_err());
+    /// ```
+    pub fn parse(value: &str) -> Result<Self, AppsParseError> {
+        let apps = value
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .enumerate()
+            .map(|(i, entry)| {
+                let mut parts = entry.splitn(3, ':');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(id), Some(key), Some(secret))
+                        if !id.is_empty() && !key.is_empty() && !secret.is_empty() =>
+                    {
+                        Ok(App {
+                            id: id.to_owned(),
+                            key: key.to_owned(),
+                            secret: secret.to_owned(),
+                            limits: Limits::default(),
+                        })
+                    }
+                    _ => Err(AppsParseError::Malformed { index: i + 1 }),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AppList::new(apps)
+    }
+
+    /// The app with this id.
+    pub fn by_id(&self, id: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.id == id)
+    }
+
+    /// The app with this public key.
+    pub fn by_key(&self, key: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.key == key)
+    }
+
+    /// The only app, when exactly one is configured.
+    pub fn single(&self) -> Option<&App> {
+        match self.apps.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// All apps, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &App> {
+        self.apps.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_several_apps_and_keeps_colons_in_secrets() {
+        let apps = AppList::parse(" 1:k1:s1 , 2:k2:s:2 ,").unwrap();
+        assert_eq!(apps.iter().count(), 2);
+        assert_eq!(apps.by_key("k2").unwrap().secret, "s:2");
+        assert!(apps.single().is_none());
+    }
+
+    #[test]
+    fn refuses_bad_lists() {
+        assert_eq!(AppList::parse(""), Err(AppsParseError::Empty));
+        assert_eq!(
+            AppList::parse("1:k:s,2::s"),
+            Err(AppsParseError::Malformed { index: 2 })
+        );
+        assert!(matches!(
+            AppList::parse("1:k:s,1:k2:s"),
+            Err(AppsParseError::Duplicate { field: "id", .. })
+        ));
+        assert!(matches!(
+            AppList::parse("1:k:s,2:k:s"),
+            Err(AppsParseError::Duplicate { field: "key", .. })
+        ));
+    }
+
+    #[test]
+    fn debug_redacts_the_secret() {
+        let apps = AppList::parse("1:k:topsecret").unwrap();
+        assert!(!format!("{apps:?}").contains("topsecret"));
+    }
+}

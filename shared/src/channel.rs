@@ -1,0 +1,155 @@
+//! Channel names: `^[-a-zA-Z0-9_=@,.;]{1,200}$`, Pusher's rule.
+
+use std::fmt;
+
+/// The longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_NAME_LEN: usize = 200;
+
+/// A channel name, valid by construction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelName(String);
+
+/// What kind of channel a name denotes, from its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// Anyone may subscribe.
+    Public,
+    /// `private-*`: subscribing needs an auth signature from the app's backend.
+    Private,
+    /// `presence-*`: private, plus a member list.
+    Presence,
+}
+
+/// Why a string is not a channel name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelNameError {
+    /// The name is empty.
+    #[error("channel name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_CHANNEL_NAME_LEN`] bytes.
+    #[error("channel name is {0} bytes long; the limit is 200")]
+    TooLong(usize),
+    /// The name contains a character outside `[-a-zA-Z0-9_=@,.;]`.
+    #[error("channel name {name:?} contains {bad:?}; allowed are letters, digits and -_=@,.;")]
+    InvalidChar {
+        /// The offending name.
+        name: String,
+        /// The first character not allowed.
+        bad: char,
+    },
+}
+
+impl ChannelName {
+    /// Validates `name`.
+    ///
+    /// ```
+    /// use pushwire_shared::ChannelName;
+    /// assert!(ChannelName::new("ticker-BTC").is_ok());
+    /// assert!(ChannelName::new("has space").is_err());
+    /// ```
+    pub fn new(name: &str) -> Result<Self, ChannelNameError> {
+        if name.is_empty() {
+            return Err(ChannelNameError::Empty);
+        }
+        if let Some(bad) = name.chars().find(|&c| !is_channel_char(c)) {
+            return Err(ChannelNameError::InvalidChar {
+                name: truncate(name, 64),
+                bad,
+            });
+        }
+        if name.len() > MAX_CHANNEL_NAME_LEN {
+            return Err(ChannelNameError::TooLong(name.len()));
+        }
+        Ok(ChannelName(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The channel's kind, from its prefix.
+    ///
+    /// ```
+    /// use pushwire_shared::{ChannelKind, ChannelName};
+    /// assert_eq!(ChannelName::new("presence-room").unwrap().kind(), ChannelKind::Presence);
+    /// ```
+    pub fn kind(&self) -> ChannelKind {
+        if self.0.starts_with("presence-") {
+            ChannelKind::Presence
+        } else if self.0.starts_with("private-") {
+            ChannelKind::Private
+        } else {
+            ChannelKind::Public
+        }
+    }
+}
+
+fn is_channel_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_=@,.;".contains(c)
+}
+
+/// Shortens user input quoted back in an error message.
+pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for ChannelName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChannelName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ChannelName::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_every_allowed_character() {
+        assert!(ChannelName::new("aZ09-_=@,.;").is_ok());
+        assert!(ChannelName::new(&"x".repeat(200)).is_ok());
+    }
+
+    #[test]
+    fn rejects_with_a_reason() {
+        assert_eq!(ChannelName::new(""), Err(ChannelNameError::Empty));
+        assert_eq!(
+            ChannelName::new(&"x".repeat(201)),
+            Err(ChannelNameError::TooLong(201))
+        );
+        for bad in ["a b", "a:b", "a/b", "é", "a\nb", "a#b", "a*"] {
+            assert!(
+                matches!(
+                    ChannelName::new(bad),
+                    Err(ChannelNameError::InvalidChar { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn kind_follows_prefix() {
+        let kind = |n: &str| ChannelName::new(n).unwrap().kind();
+        assert_eq!(kind("private-a"), ChannelKind::Private);
+        assert_eq!(kind("private-encrypted-a"), ChannelKind::Private);
+        assert_eq!(kind("presence-a"), ChannelKind::Presence);
+        assert_eq!(kind("privatea"), ChannelKind::Public);
+    }
+}

@@ -1,0 +1,123 @@
+//! Event names: 1–200 bytes of UTF-8, none of the reserved names.
+
+use std::fmt;
+
+/// The longest event name accepted, in bytes.
+pub const MAX_EVENT_NAME_LEN: usize = 200;
+
+/// Prefixes no triggered event may use: pushwire's own events and Pusher's.
+pub const RESERVED_PREFIXES: [&str; 3] = ["pushwire:", "pusher:", "pusher_internal:"];
+
+/// Socket.IO's reserved event names: a client could not listen for them.
+pub const SOCKET_IO_RESERVED: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// A triggerable event name, valid by construction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventName(String);
+
+/// Why a string is not a triggerable event name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventNameError {
+    /// The name is empty.
+    #[error("event name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_EVENT_NAME_LEN`] bytes.
+    #[error("event name is {0} bytes long; the limit is 200")]
+    TooLong(usize),
+    /// The name is reserved by pushwire, Pusher or Socket.IO.
+    #[error("event name {0:?} is reserved")]
+    Reserved(String),
+}
+
+impl EventName {
+    /// Validates `name`.
+    ///
+    /// ```
+    /// use pushwire_shared::EventName;
+    /// assert!(EventName::new("price").is_ok());
+    /// assert!(EventName::new("pushwire:hack").is_err());
+    /// assert!(EventName::new("disconnect").is_err());
+    /// ```
+    pub fn new(name: &str) -> Result<Self, EventNameError> {
+        if name.is_empty() {
+            return Err(EventNameError::Empty);
+        }
+        if name.len() > MAX_EVENT_NAME_LEN {
+            return Err(EventNameError::TooLong(name.len()));
+        }
+        if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+            || SOCKET_IO_RESERVED.contains(&name)
+        {
+            return Err(EventNameError::Reserved(name.to_owned()));
+        }
+        Ok(EventName(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for EventName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        EventName::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_in_bytes() {
+        assert!(EventName::new(&"é".repeat(100)).is_ok());
+        assert_eq!(
+            EventName::new(&"é".repeat(101)),
+            Err(EventNameError::TooLong(202))
+        );
+    }
+
+    #[test]
+    fn reserved_names_are_refused() {
+        for name in SOCKET_IO_RESERVED {
+            assert!(matches!(
+                EventName::new(name),
+                Err(EventNameError::Reserved(_))
+            ));
+        }
+        for name in [
+            "pusher:x",
+            "pusher_internal:y",
+            "pushwire:connection_established",
+        ] {
+            assert!(matches!(
+                EventName::new(name),
+                Err(EventNameError::Reserved(_))
+            ));
+        }
+        assert!(EventName::new("connected").is_ok());
+        assert!(EventName::new("client-x").is_ok());
+        assert_eq!(EventName::new(""), Err(EventNameError::Empty));
+    }
+}

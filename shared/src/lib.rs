@@ -1,0 +1,37 @@
+//! The pushwire protocol crate.
+//!
+//! Everything the edge worker and the origin must agree on lives here, once:
+//!
+//! - [`app`]: application credentials and the `PUSHWIRE_APPS` format;
+//! - [`channel`] and [`event`]: validated channel and event names;
+//! - [`trigger`]: the Pusher-compatible trigger bodies, their validation and limits;
+//! - [`signing`]: Pusher HTTP request signing (verify and sign);
+//! - [`channel_auth`]: private/presence subscription signatures;
+//! - [`socket_id`]: Pusher-style socket ids;
+//! - [`envelope`]: the versioned event envelope carried through Redis and its channel naming;
+//! - [`delivery`]: how a trigger's `data` becomes the Socket.IO argument clients receive;
+//! - [`client_protocol`]: the Socket.IO `subscribe`/`unsubscribe` payloads and ack shapes;
+//! - [`http`]: the JSON error body every HTTP endpoint uses.
+//!
+//! The crate is pure: no runtime, no I/O, no clock or randomness. Callers pass the
+//! current time and generated ids in, so it compiles to `wasm32-unknown-unknown`
+//! unchanged and every rule can be unit-tested deterministically.
+
+pub mod app;
+pub mod channel;
+pub mod channel_auth;
+pub mod client_protocol;
+pub mod delivery;
+pub mod envelope;
+pub mod event;
+pub mod http;
+pub mod signing;
+pub mod socket_id;
+pub mod trigger;
+mod urlencoding;
+
+pub use app::{App, AppList, AppsParseError, Limits};
+pub use channel::{ChannelKind, ChannelName, ChannelNameError};
+pub use envelope::{Envelope, EnvelopeError};
+pub use event::{EventName, EventNameError};
+pub use socket_id::{SocketId, SocketIdError};
