@@ -174,11 +174,10 @@ pub fn verify(parts: &RequestParts<'_>, app: &App, now: u64) -> Result<QueryPara
         return Err(SigningError::StaleTimestamp(skew));
     }
     match params.get("body_md5") {
-        Some(sent) => {
-            if !sent.eq_ignore_ascii_case(&body_md5(parts.body)) {
-                return Err(SigningError::BodyMd5Mismatch);
-            }
+        Some(sent) if !sent.eq_ignore_ascii_case(&body_md5(parts.body)) => {
+            return Err(SigningError::BodyMd5Mismatch);
         }
+        Some(_) => {}
         None if !parts.body.is_empty() => return Err(SigningError::BodyMd5Missing),
         None => {}
     }

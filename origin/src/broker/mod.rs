@@ -1,0 +1,60 @@
+//! The pub/sub backend that carries events between processes.
+//!
+//! A [`Broker`] publishes envelopes on named channels and delivers what arrives
+//! on the channels this process subscribed to into the [`InboundSender`] it was
+//! built with. Two implementations:
+//!
+//! - [`RedisBroker`]: Redis pub/sub, the engine that scales past one process and one machine;
+//! - [`LocalBroker`]: in-process, for a single process with no Redis configured.
+
+mod local;
+mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use self::local::LocalBroker;
+pub use self::redis::RedisBroker;
+
+/// A boxed future returned by [`Broker`] methods (keeps the trait object-safe).
+pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
+
+/// Where a broker delivers the raw payloads of subscribed channels, in arrival order.
+pub type InboundSender = tokio::sync::mpsc::Sender<Vec<u8>>;
+
+/// One message to publish: `(broker channel, payload)`.
+pub type Outbound = (String, String);
+
+/// Why the broker could not do what was asked. Always the backend's fault, never the
+/// caller's: HTTP answers 503 and sockets get ack code 4200, so the caller may retry.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The backend is not reachable or not answering in time.
+    #[error("the event broker is unavailable: {0}")]
+    Unavailable(String),
+    /// The broker was shut down.
+    #[error("the event broker is shutting down")]
+    Closed,
+}
+
+/// A pub/sub backend.
+pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
+    /// Publishes every message, all or none where the backend allows it; resolves once
+    /// the backend accepted them.
+    fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()>;
+    /// Starts receiving `channel`; resolves once the backend confirmed. Idempotent.
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()>;
+    /// Stops receiving `channel`.
+    fn unsubscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()>;
+    /// A short description for `/health`: the backend and whether it is connected.
+    fn health(&self) -> BrokerHealth;
+}
+
+/// What `/health` reports about the broker.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrokerHealth {
+    /// `"redis"` or `"local"`.
+    pub kind: &'static str,
+    /// Whether the subscriber side is connected (always true for `local`).
+    pub connected: bool,
+}

@@ -1,0 +1,284 @@
+//! Redis pub/sub broker.
+//!
+//! Publishing goes through one auto-reconnecting multiplexed connection; all
+//! messages of one call are sent as one `MULTI … EXEC`, so a multi-channel or
+//! batch trigger is accepted whole or not at all.
+//!
+//! Subscribing is owned by one task holding the pub/sub connection. It remembers
+//! every subscribed channel, and when the connection drops it reconnects with
+//! back-off and subscribes to all of them again, so delivery resumes by itself
+//! after a Redis restart.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Broker, BrokerError, BrokerFuture, BrokerHealth, InboundSender, Outbound};
+
+/// How long connecting to Redis may take before the attempt counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one command (PUBLISH batch, SUBSCRIBE) may take before it counts as failed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// First and longest pause between two reconnection attempts of the subscriber.
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The pause before reconnection attempt `attempt` (0-based): doubling from
+/// [`RECONNECT_BACKOFF_MIN`], capped at [`RECONNECT_BACKOFF_MAX`].
+fn reconnect_backoff(attempt: u32) -> Duration {
+    RECONNECT_BACKOFF_MIN
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(RECONNECT_BACKOFF_MAX)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(format_args!("redis {what}: {e}"))),
+        Err(_) => Err(unavailable(format_args!(
+            "redis {what} timed out after {limit:?}"
+        ))),
+    }
+}
+
+enum Command {
+    Subscribe(String, oneshot::Sender<Result<(), BrokerError>>),
+    Unsubscribe(String, oneshot::Sender<Result<(), BrokerError>>),
+}
+
+/// A [`Broker`] over Redis pub/sub.
+#[derive(Debug)]
+pub struct RedisBroker {
+    client: redis::Client,
+    publisher: tokio::sync::Mutex<Option<ConnectionManager>>,
+    commands: mpsc::Sender<Command>,
+    connected: Arc<AtomicBool>,
+}
+
+impl RedisBroker {
+    /// Builds the broker and starts its subscriber task; does not wait for Redis,
+    /// which may come up later.
+    pub fn start(url: &str, inbound: InboundSender) -> Result<Self, BrokerError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| unavailable(format_args!("invalid Redis URL: {e}")))?;
+        let (commands, rx) = mpsc::channel(1024);
+        let connected = Arc::new(AtomicBool::new(false));
+        tokio::spawn(run_subscriber(
+            client.clone(),
+            rx,
+            inbound,
+            connected.clone(),
+        ));
+        Ok(RedisBroker {
+            client,
+            publisher: tokio::sync::Mutex::new(None),
+            commands,
+            connected,
+        })
+    }
+
+    async fn publisher(&self) -> Result<ConnectionManager, BrokerError> {
+        let mut slot = self.publisher.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(RECONNECT_BACKOFF_MAX);
+        let conn = within(
+            CONNECT_TIMEOUT * 2,
+            "connect",
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn command(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), BrokerError>>) -> Command,
+    ) -> Result<(), BrokerError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| BrokerError::Closed)?;
+        rx.await.map_err(|_| BrokerError::Closed)?
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.publisher().await?;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (channel, payload) in messages {
+                pipe.publish(channel, payload).ignore();
+            }
+            within(
+                COMMAND_TIMEOUT,
+                "PUBLISH",
+                pipe.query_async::<()>(&mut conn),
+            )
+            .await
+        })
+    }
+
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
+        Box::pin(self.command(|tx| Command::Subscribe(channel.to_owned(), tx)))
+    }
+
+    fn unsubscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
+        Box::pin(self.command(|tx| Command::Unsubscribe(channel.to_owned(), tx)))
+    }
+
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth {
+            kind: "redis",
+            connected: self.connected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Owns the pub/sub connection: answers subscribe/unsubscribe commands, forwards
+/// messages, and reconnects (re-subscribing everything) when the connection drops.
+async fn run_subscriber(
+    client: redis::Client,
+    mut commands: mpsc::Receiver<Command>,
+    inbound: InboundSender,
+    connected: Arc<AtomicBool>,
+) {
+    let mut channels: HashSet<String> = HashSet::new();
+    let mut attempt = 0u32;
+    loop {
+        match connect(&client, &channels).await {
+            Ok((mut sink, mut stream)) => {
+                if attempt > 0 {
+                    tracing::info!(
+                        channels = channels.len(),
+                        "reconnected to Redis and re-subscribed"
+                    );
+                }
+                attempt = 0;
+                connected.store(true, Ordering::Relaxed);
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            Some(msg) => {
+                                if inbound.send(msg.get_payload_bytes().to_vec()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None => break,
+                        },
+                        cmd = commands.recv() => match cmd {
+                            None => return,
+                            Some(cmd) => {
+                                if !apply(cmd, &mut sink, &mut channels).await {
+                                    break;
+                                }
+                            }
+                        },
+                    }
+                }
+                connected.store(false, Ordering::Relaxed);
+                tracing::warn!("lost the Redis pub/sub connection; reconnecting");
+            }
+            Err(e) => {
+                connected.store(false, Ordering::Relaxed);
+                if attempt == 0 {
+                    tracing::warn!(error = %e, "cannot reach Redis for pub/sub; retrying");
+                }
+            }
+        }
+        // Wait before the next attempt, still answering commands meanwhile.
+        let pause = tokio::time::sleep(reconnect_backoff(attempt));
+        attempt = attempt.saturating_add(1);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => break,
+                cmd = commands.recv() => match cmd {
+                    None => return,
+                    Some(Command::Subscribe(_, reply)) => {
+                        let _ = reply.send(Err(BrokerError::Unavailable("not connected to Redis".into())));
+                    }
+                    Some(Command::Unsubscribe(channel, reply)) => {
+                        channels.remove(&channel);
+                        let _ = reply.send(Ok(()));
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn connect(
+    client: &redis::Client,
+    channels: &HashSet<String>,
+) -> Result<(PubSubSink, redis::aio::PubSubStream), BrokerError> {
+    let pubsub = within(CONNECT_TIMEOUT, "connect", client.get_async_pubsub()).await?;
+    let (mut sink, stream) = pubsub.split();
+    for channel in channels {
+        within(COMMAND_TIMEOUT, "SUBSCRIBE", sink.subscribe(channel)).await?;
+    }
+    Ok((sink, stream))
+}
+
+/// Applies one command; returns false when the connection proved broken.
+async fn apply(cmd: Command, sink: &mut PubSubSink, channels: &mut HashSet<String>) -> bool {
+    match cmd {
+        Command::Subscribe(channel, reply) => {
+            if channels.contains(&channel) {
+                let _ = reply.send(Ok(()));
+                return true;
+            }
+            let result = within(COMMAND_TIMEOUT, "SUBSCRIBE", sink.subscribe(&channel)).await;
+            let healthy = result.is_ok();
+            if healthy {
+                channels.insert(channel);
+            }
+            let _ = reply.send(result);
+            healthy
+        }
+        Command::Unsubscribe(channel, reply) => {
+            channels.remove(&channel);
+            let result = within(COMMAND_TIMEOUT, "UNSUBSCRIBE", sink.unsubscribe(&channel)).await;
+            let healthy = result.is_ok();
+            // Forgotten either way: a reconnect will not subscribe it again.
+            let _ = reply.send(Ok(()));
+            healthy
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_caps() {
+        assert_eq!(reconnect_backoff(0), Duration::from_millis(100));
+        assert_eq!(reconnect_backoff(1), Duration::from_millis(200));
+        assert_eq!(reconnect_backoff(3), Duration::from_millis(800));
+        assert_eq!(reconnect_backoff(5), RECONNECT_BACKOFF_MAX);
+        assert_eq!(reconnect_backoff(u32::MAX), RECONNECT_BACKOFF_MAX);
+    }
+}

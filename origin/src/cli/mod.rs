@@ -1,0 +1,107 @@
+//! The `pushwire` command line: argument definitions and dispatch.
+//!
+//! Output meant for the user (a trigger's result) goes to stdout; diagnostics go
+//! through `tracing` to stderr. Exit codes: 0 success, 1 the operation failed
+//! (e.g. the server refused a trigger), 2 usage or configuration error.
+
+mod serve;
+mod trigger;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// pushwire: realtime push over Socket.IO with a Pusher-compatible trigger API.
+#[derive(Debug, Parser)]
+#[command(name = "pushwire", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an origin: Socket.IO clients, the trigger API and broker fan-out.
+    Serve(ServeArgs),
+    /// Send one signed trigger to a pushwire (or Pusher-compatible) endpoint.
+    Trigger(TriggerArgs),
+}
+
+/// `pushwire serve` flags; each can also come from its environment variable.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "PUSHWIRE_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one [default: 6001].
+    #[arg(long, env = "PUSHWIRE_PORT")]
+    pub port: Option<u16>,
+    /// Apps as `id:key:secret[,id:key:secret…]` [default: the dev app 1000001:app-key:app-secret].
+    #[arg(long, env = "PUSHWIRE_APPS", hide_env_values = true)]
+    pub apps: Option<String>,
+    /// Redis URL; without it an embedded broker is used.
+    #[arg(long = "redis", env = "PUSHWIRE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Trigger API request body cap in bytes [default: 262144].
+    #[arg(long, env = "PUSHWIRE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// JSON config file, read under flags and environment.
+    #[arg(long = "config", env = "PUSHWIRE_CONFIG")]
+    pub config_file: Option<PathBuf>,
+}
+
+/// `pushwire trigger` flags.
+#[derive(Debug, clap::Args)]
+pub struct TriggerArgs {
+    /// Base URL of the trigger endpoint.
+    #[arg(long, env = "PUSHWIRE_URL", default_value = "http://127.0.0.1:6001")]
+    pub url: String,
+    /// Credentials as `id:key:secret`; with several apps listed, the first is used.
+    #[arg(long = "app", env = "PUSHWIRE_APPS", hide_env_values = true, default_value = crate::config::DEV_APPS)]
+    pub app: String,
+    /// Target channel; repeat for several.
+    #[arg(long = "channel", short = 'c', required = true)]
+    pub channels: Vec<String>,
+    /// Event name.
+    #[arg(long, short = 'e')]
+    pub event: String,
+    /// Event data, sent as the `data` string (clients receive it JSON-parsed when it is JSON).
+    #[arg(long, short = 'd', default_value = "")]
+    pub data: String,
+    /// Socket id to leave out.
+    #[arg(long)]
+    pub socket_id: Option<String>,
+}
+
+/// Parses the command line, runs it and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pushwire: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Trigger(args) => trigger::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pushwire: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

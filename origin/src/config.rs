@@ -1,0 +1,238 @@
+//! `ServeConfig`: everything `pushwire serve` needs, resolved in one place.
+//!
+//! Precedence: command-line flags, then environment variables, then the JSON
+//! config file, then defaults. Flags and variables are merged by the CLI parser
+//! (each flag names its variable); this module adds the file and the defaults.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use pushwire_shared::{App, AppList, AppsParseError, Limits};
+
+/// The app used when none is configured: for development only.
+pub const DEV_APPS: &str = "1000001:app-key:app-secret";
+/// The default listening port.
+pub const DEFAULT_PORT: u16 = 6001;
+/// The default request body cap of the trigger API.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// The resolved configuration of one origin.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port to listen on (0: any free port, logged at start).
+    pub port: u16,
+    /// Hosted apps.
+    pub apps: AppList,
+    /// Redis URL; `None` runs the embedded broker.
+    pub redis_url: Option<String>,
+    /// Trigger API request body cap, in bytes.
+    pub max_request_bytes: usize,
+    /// Whether the development app was filled in because none was configured.
+    pub uses_dev_app: bool,
+}
+
+/// Settings given on the command line or in the environment; `None` = not given.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOverrides {
+    /// `--host` / `PUSHWIRE_HOST`.
+    pub host: Option<IpAddr>,
+    /// `--port` / `PUSHWIRE_PORT`.
+    pub port: Option<u16>,
+    /// `--apps` / `PUSHWIRE_APPS`, as `id:key:secret[,…]`.
+    pub apps: Option<String>,
+    /// `--redis` / `PUSHWIRE_REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `--max-request-bytes` / `PUSHWIRE_MAX_REQUEST_BYTES`.
+    pub max_request_bytes: Option<usize>,
+    /// `--config` / `PUSHWIRE_CONFIG`: the JSON config file.
+    pub config_file: Option<PathBuf>,
+}
+
+/// The JSON config file. Every field is optional.
+///
+/// ```json
+/// {
+///   "host": "0.0.0.0",
+///   "port": 6001,
+///   "redis_url": "redis://127.0.0.1:6379",
+///   "max_request_bytes": 262144,
+///   "apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
+///             "limits": {"max_data_bytes": 10240}}]
+/// }
+/// ```
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    redis_url: Option<String>,
+    max_request_bytes: Option<usize>,
+    apps: Option<Vec<AppEntry>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppEntry {
+    id: String,
+    key: String,
+    secret: String,
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The app list is not valid.
+    #[error("invalid apps: {0}")]
+    Apps(#[from] AppsParseError),
+    /// A setting is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ConfigError::ParseFile {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+impl ServeConfig {
+    /// Resolves flags/env over the config file (if any) over defaults.
+    pub fn resolve(overrides: ServeOverrides) -> Result<Self, ConfigError> {
+        let file = match &overrides.config_file {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        Self::merge(overrides, file)
+    }
+
+    /// The pure part of [`ServeConfig::resolve`].
+    pub fn merge(overrides: ServeOverrides, file: ConfigFile) -> Result<Self, ConfigError> {
+        let (apps, uses_dev_app) = match (overrides.apps, file.apps) {
+            (Some(list), _) => (AppList::parse(&list)?, false),
+            (None, Some(entries)) => {
+                let apps = entries
+                    .into_iter()
+                    .map(|e| App {
+                        id: e.id,
+                        key: e.key,
+                        secret: e.secret,
+                        limits: e.limits,
+                    })
+                    .collect();
+                (AppList::new(apps)?, false)
+            }
+            (None, None) => (AppList::parse(DEV_APPS)?, true),
+        };
+        let max_request_bytes = overrides
+            .max_request_bytes
+            .or(file.max_request_bytes)
+            .unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+        if max_request_bytes < 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "max_request_bytes {max_request_bytes} is too small (minimum 1024)"
+            )));
+        }
+        Ok(ServeConfig {
+            host: overrides
+                .host
+                .or(file.host)
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port: overrides.port.or(file.port).unwrap_or(DEFAULT_PORT),
+            apps,
+            redis_url: overrides
+                .redis_url
+                .or(file.redis_url)
+                .filter(|u| !u.is_empty()),
+            max_request_bytes,
+            uses_dev_app,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(json: &str) -> ConfigFile {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_use_the_dev_app_and_embedded_broker() {
+        let c = ServeConfig::merge(ServeOverrides::default(), ConfigFile::default()).unwrap();
+        assert!(c.uses_dev_app);
+        assert_eq!(c.apps.single().unwrap().id, "1000001");
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert!(c.redis_url.is_none());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let f = file(
+            r#"{"port": 7000, "redis_url": "redis://file", "apps": [{"id": "9", "key": "k", "secret": "s", "limits": {"max_data_bytes": 5}}]}"#,
+        );
+        let c = ServeConfig::merge(
+            ServeOverrides {
+                port: Some(8000),
+                ..Default::default()
+            },
+            f,
+        )
+        .unwrap();
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.redis_url.as_deref(), Some("redis://file"));
+        let app = c.apps.single().unwrap();
+        assert_eq!((app.id.as_str(), app.limits.max_data_bytes), ("9", 5));
+        assert_eq!(app.limits.max_batch_events, 10);
+        assert!(!c.uses_dev_app);
+    }
+
+    #[test]
+    fn bad_settings_are_reported() {
+        assert!(serde_json::from_str::<ConfigFile>(r#"{"prot": 1}"#).is_err());
+        let o = ServeOverrides {
+            apps: Some("1:k".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServeConfig::merge(o, ConfigFile::default()),
+            Err(ConfigError::Apps(_))
+        ));
+        let o = ServeOverrides {
+            max_request_bytes: Some(10),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServeConfig::merge(o, ConfigFile::default()),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

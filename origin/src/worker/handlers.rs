@@ -1,0 +1,181 @@
+//! Socket.IO handlers: handshake, `subscribe`, `unsubscribe`, disconnect.
+
+use std::sync::Arc;
+
+use pushwire_shared::channel_auth;
+use pushwire_shared::client_protocol::{
+    self, AckCode, AckError, CONNECTION_ESTABLISHED, SUBSCRIBE, SubscribeRequest, UNSUBSCRIBE,
+};
+use pushwire_shared::envelope::redis_channel;
+use pushwire_shared::{ChannelKind, ChannelName};
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+
+use super::WorkerContext;
+use super::session::{HandshakeError, SocketSession, resolve_app};
+
+/// Installs the handlers of the `/` namespace.
+pub(crate) fn register(io: &SocketIo, ctx: Arc<WorkerContext>) {
+    let handshake_ctx = ctx.clone();
+    io.ns(
+        "/",
+        (move |s: SocketRef| on_connect(s, ctx)).with(
+            move |s: SocketRef, TryData(auth): TryData<Value>| {
+                authenticate(s, auth.ok(), handshake_ctx)
+            },
+        ),
+    );
+}
+
+/// Connect middleware: picks the app (or refuses with `connect_error`) and installs
+/// the event handlers. Handlers are installed here, before the server sends the
+/// CONNECT packet, so a `subscribe` emitted the instant the client is connected
+/// is never dropped.
+async fn authenticate(
+    s: SocketRef,
+    auth: Option<Value>,
+    ctx: Arc<WorkerContext>,
+) -> Result<(), HandshakeError> {
+    let app = resolve_app(&ctx.apps, auth.as_ref())
+        .inspect_err(|e| tracing::debug!(sid = %s.id, error = %e, "handshake refused"))?
+        .clone();
+    let session = Arc::new(SocketSession::new(app, ctx.socket_ids.next()));
+    s.extensions.insert(session.clone());
+
+    s.on(SUBSCRIBE, {
+        let (ctx, session) = (ctx.clone(), session.clone());
+        move |s: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
+            on_subscribe(s, payload.ok(), ack, ctx, session)
+        }
+    });
+    s.on(UNSUBSCRIBE, {
+        let (ctx, session) = (ctx.clone(), session.clone());
+        move |s: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
+            on_unsubscribe(s, payload.ok(), ack, ctx, session)
+        }
+    });
+    s.on_disconnect(move |s: SocketRef| on_disconnect(s, ctx, session));
+    Ok(())
+}
+
+async fn on_connect(s: SocketRef, ctx: Arc<WorkerContext>) {
+    let Some(session) = s.extensions.get::<Arc<SocketSession>>() else {
+        // The middleware always stores a session; without one the socket is unusable.
+        tracing::error!(sid = %s.id, "socket connected without a session");
+        let _ = s.disconnect();
+        return;
+    };
+    ctx.directory.insert(session.socket_id.clone(), s.id);
+    tracing::debug!(sid = %s.id, socket_id = %session.socket_id, app = %session.app.id, "connected");
+    let _ = s.emit(
+        CONNECTION_ESTABLISHED,
+        &json!({ "socket_id": session.socket_id }),
+    );
+}
+
+fn send_ack(ack: AckSender, result: Result<(), AckError>) {
+    let payload = match result {
+        Ok(()) => client_protocol::ok_ack(),
+        Err(e) => e.to_ack(),
+    };
+    // Without an ack callback there is nobody to answer; that is not an error.
+    let _ = ack.send(&payload);
+}
+
+async fn on_subscribe(
+    s: SocketRef,
+    payload: Option<Value>,
+    ack: AckSender,
+    ctx: Arc<WorkerContext>,
+    session: Arc<SocketSession>,
+) {
+    let result = subscribe(&s, payload.as_ref(), &ctx, &session).await;
+    if let Err(e) = &result {
+        tracing::debug!(socket_id = %session.socket_id, error = %e, "subscribe refused");
+    }
+    send_ack(ack, result);
+}
+
+async fn subscribe(
+    s: &SocketRef,
+    payload: Option<&Value>,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+) -> Result<(), AckError> {
+    let req = SubscribeRequest::parse(payload)?;
+    authorize(&req, session)?;
+    if !session.add_channel(&req.channel) {
+        return Ok(()); // already subscribed: idempotent
+    }
+    let room = redis_channel(&session.app.id, &req.channel);
+    if let Err(e) = ctx.registry.join(&room).await {
+        session.remove_channel(&req.channel);
+        return Err(AckError::new(AckCode::Unavailable, e.to_string()));
+    }
+    s.join(room);
+    Ok(())
+}
+
+fn authorize(req: &SubscribeRequest, session: &SocketSession) -> Result<(), AckError> {
+    let signed_data = match req.channel.kind() {
+        ChannelKind::Public => return Ok(()),
+        ChannelKind::Private => None,
+        ChannelKind::Presence => {
+            return Err(AckError::new(
+                AckCode::Unauthorized,
+                "presence channels are not available on this server yet",
+            ));
+        }
+    };
+    let auth = req.auth.as_deref().ok_or_else(|| {
+        AckError::new(
+            AckCode::Unauthorized,
+            format!("{} requires \"auth\"", req.channel),
+        )
+    })?;
+    channel_auth::verify(
+        &session.app,
+        session.socket_id.as_str(),
+        req.channel.as_str(),
+        signed_data,
+        auth,
+    )
+    .map_err(|e| AckError::new(AckCode::Unauthorized, e.to_string()))
+}
+
+async fn on_unsubscribe(
+    s: SocketRef,
+    payload: Option<Value>,
+    ack: AckSender,
+    ctx: Arc<WorkerContext>,
+    session: Arc<SocketSession>,
+) {
+    let result = match client_protocol::parse_unsubscribe(payload.as_ref()) {
+        Ok(channel) => {
+            leave(&s, &ctx, &session, &channel).await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    send_ack(ack, result);
+}
+
+async fn leave(s: &SocketRef, ctx: &WorkerContext, session: &SocketSession, channel: &ChannelName) {
+    if session.remove_channel(channel) {
+        let room = redis_channel(&session.app.id, channel);
+        s.leave(room.clone());
+        ctx.registry.leave(&room).await;
+    }
+}
+
+async fn on_disconnect(s: SocketRef, ctx: Arc<WorkerContext>, session: Arc<SocketSession>) {
+    ctx.directory.remove(&session.socket_id);
+    for channel in session.take_channels() {
+        ctx.registry
+            .leave(&redis_channel(&session.app.id, &channel))
+            .await;
+    }
+    tracing::debug!(sid = %s.id, socket_id = %session.socket_id, "disconnected");
+}

@@ -1,0 +1,114 @@
+//! Per-socket state: the app a socket belongs to, its Pusher socket id and its channels.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use pushwire_shared::{App, AppList, ChannelName, SocketId};
+use serde_json::Value;
+
+/// What a connected socket is, kept in its socketioxide extensions.
+#[derive(Debug)]
+pub struct SocketSession {
+    /// The app chosen by the handshake.
+    pub app: App,
+    /// The Pusher-style id announced in `pushwire:connection_established`.
+    pub socket_id: SocketId,
+    channels: Mutex<HashSet<ChannelName>>,
+}
+
+/// Why a handshake was refused (sent to the client as `connect_error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// No `app_key` and several apps configured.
+    #[error("auth.app_key is required: this server hosts several apps")]
+    AppKeyRequired,
+    /// `app_key` names no configured app.
+    #[error("unknown app_key {0:?}")]
+    UnknownAppKey(String),
+    /// `auth` is not an object or `app_key` is not a string.
+    #[error("auth must be an object like {{\"app_key\": \"…\"}}")]
+    MalformedAuth,
+}
+
+/// Picks the app for a handshake's `auth` payload.
+pub fn resolve_app<'a>(apps: &'a AppList, auth: Option<&Value>) -> Result<&'a App, HandshakeError> {
+    let key = match auth {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(obj)) => match obj.get("app_key") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(key)) => Some(key.as_str()),
+            Some(_) => return Err(HandshakeError::MalformedAuth),
+        },
+        Some(_) => return Err(HandshakeError::MalformedAuth),
+    };
+    match key {
+        Some(key) => apps
+            .by_key(key)
+            .ok_or_else(|| HandshakeError::UnknownAppKey(key.to_owned())),
+        None => apps.single().ok_or(HandshakeError::AppKeyRequired),
+    }
+}
+
+impl SocketSession {
+    /// A session with no channels yet.
+    pub fn new(app: App, socket_id: SocketId) -> Self {
+        SocketSession {
+            app,
+            socket_id,
+            channels: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashSet<ChannelName>> {
+        // Only inserts and removes happen under this lock; a poisoned set is still valid.
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `channel`; false if the socket was already on it.
+    pub fn add_channel(&self, channel: &ChannelName) -> bool {
+        self.channels().insert(channel.clone())
+    }
+
+    /// Forgets `channel`; false if the socket was not on it.
+    pub fn remove_channel(&self, channel: &ChannelName) -> bool {
+        self.channels().remove(channel)
+    }
+
+    /// Forgets and returns every channel (on disconnect).
+    pub fn take_channels(&self) -> Vec<ChannelName> {
+        self.channels().drain().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn app_selection() {
+        let one = AppList::parse("1:k1:s1").unwrap();
+        let two = AppList::parse("1:k1:s1,2:k2:s2").unwrap();
+        assert_eq!(resolve_app(&one, None).unwrap().id, "1");
+        assert_eq!(resolve_app(&one, Some(&json!({}))).unwrap().id, "1");
+        assert_eq!(
+            resolve_app(&two, Some(&json!({"app_key": "k2"})))
+                .unwrap()
+                .id,
+            "2"
+        );
+        assert_eq!(resolve_app(&two, None), Err(HandshakeError::AppKeyRequired));
+        assert_eq!(
+            resolve_app(&two, Some(&json!({"app_key": "k3"}))),
+            Err(HandshakeError::UnknownAppKey("k3".into()))
+        );
+        assert_eq!(
+            resolve_app(&one, Some(&json!("k1"))),
+            Err(HandshakeError::MalformedAuth)
+        );
+        assert_eq!(
+            resolve_app(&one, Some(&json!({"app_key": 1}))),
+            Err(HandshakeError::MalformedAuth)
+        );
+    }
+}

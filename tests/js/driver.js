@@ -1,0 +1,82 @@
+// Drives stock clients for the end-to-end tests: npm `socket.io-client` sockets
+// and the npm `pusher` server SDK. Reads one JSON command per line on stdin and
+// writes one JSON report per line on stdout. Every report names the client
+// (`id`) or request (`req`) it belongs to.
+"use strict";
+const readline = require("node:readline");
+const { io } = require("socket.io-client");
+const Pusher = require("pusher");
+
+const sockets = new Map();
+const report = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+
+function connect({ id, url, opts }) {
+  const socket = io(url, { forceNew: true, reconnection: true, ...(opts || {}) });
+  sockets.set(id, socket);
+  socket.on("connect_error", (err) =>
+    report({ type: "connect_error", id, message: err.message }));
+  socket.on("disconnect", (reason) => report({ type: "disconnect", id, reason }));
+  socket.onAny((event, ...args) => {
+    if (event === "pushwire:connection_established") {
+      report({ type: "connected", id, socket_id: args[0] && args[0].socket_id,
+               transport: socket.io.engine.transport.name });
+    } else {
+      report({ type: "event", id, event, args });
+    }
+  });
+}
+
+function emitWithAck({ id, req, event, args }) {
+  const socket = sockets.get(id);
+  if (!socket) return report({ type: "error", req, message: `no client ${id}` });
+  socket.timeout(5000).emit(event, ...(args || []), (err, ack) =>
+    report(err ? { type: "ack_timeout", id, req } : { type: "ack", id, req, ack }));
+}
+
+function pusherFor({ host, port, appId, key, secret }) {
+  return new Pusher({ appId, key, secret, host, port: String(port), useTLS: false, timeout: 5000 });
+}
+
+async function trigger(cmd) {
+  const { req, channels, event, data, params } = cmd;
+  try {
+    const res = await pusherFor(cmd).trigger(channels, event, data, params || {});
+    report({ type: "trigger_result", req, status: res.status, body: await res.text() });
+  } catch (e) {
+    report({ type: "trigger_result", req, status: e.status || 0, body: e.body || String(e) });
+  }
+}
+
+async function batch(cmd) {
+  const { req, events } = cmd;
+  try {
+    const res = await pusherFor(cmd).triggerBatch(events);
+    report({ type: "trigger_result", req, status: res.status, body: await res.text() });
+  } catch (e) {
+    report({ type: "trigger_result", req, status: e.status || 0, body: e.body || String(e) });
+  }
+}
+
+const commands = {
+  connect,
+  emit: emitWithAck,
+  emit_no_ack: ({ id, event, args }) => sockets.get(id).emit(event, ...(args || [])),
+  close: ({ id }) => { const s = sockets.get(id); if (s) s.close(); sockets.delete(id); },
+  trigger,
+  batch,
+};
+
+readline.createInterface({ input: process.stdin }).on("line", (line) => {
+  if (!line.trim()) return;
+  let cmd;
+  try { cmd = JSON.parse(line); } catch (e) { return report({ type: "error", message: `bad command: ${line}` }); }
+  const run = commands[cmd.op];
+  if (!run) return report({ type: "error", req: cmd.req, message: `unknown op ${cmd.op}` });
+  Promise.resolve().then(() => run(cmd)).catch((e) =>
+    report({ type: "error", req: cmd.req, message: String(e && e.stack || e) }));
+}).on("close", () => {
+  for (const s of sockets.values()) s.close();
+  process.exit(0);
+});
+
+report({ type: "ready" });
