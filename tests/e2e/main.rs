@@ -1,1 +1,9 @@
+//! End-to-end tests: real redis-server, the real `pushwire` binary, the npm
+//! `socket.io-client` and `pusher` packages. One test binary; each test owns
+//! its processes and scratch directory.
 
+mod cli;
+mod delivery;
+mod resilience;
+mod subscribe;
+mod trigger_api;

@@ -1,1 +1,16 @@
-//! End-to-end test harness.
+//! End-to-end test harness: starts real processes (redis-server, the `pushwire`
+//! binary, a node driver of stock clients) in their own process groups, each
+//! test in its own scratch directory, and tears everything down on drop, even
+//! on panic. A failing test prints the tail of every log it produced.
+
+pub mod clients;
+pub mod http;
+pub mod origin;
+pub mod process;
+pub mod redis;
+pub mod wait;
+
+pub use clients::Clients;
+pub use origin::Origin;
+pub use process::Scratch;
+pub use redis::RedisServer;

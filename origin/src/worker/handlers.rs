@@ -18,14 +18,11 @@ use super::session::{HandshakeError, SocketSession, resolve_app};
 
 /// Installs the handlers of the `/` namespace.
 pub(crate) fn register(io: &SocketIo, ctx: Arc<WorkerContext>) {
-    let handshake_ctx = ctx.clone();
     io.ns(
         "/",
-        (move |s: SocketRef| on_connect(s, ctx)).with(
-            move |s: SocketRef, TryData(auth): TryData<Value>| {
-                authenticate(s, auth.ok(), handshake_ctx)
-            },
-        ),
+        on_connect.with(move |s: SocketRef, TryData(auth): TryData<Value>| {
+            authenticate(s, auth.ok(), ctx)
+        }),
     );
 }
 
@@ -60,14 +57,15 @@ async fn authenticate(
     Ok(())
 }
 
-async fn on_connect(s: SocketRef, ctx: Arc<WorkerContext>) {
+async fn on_connect(s: SocketRef) {
     let Some(session) = s.extensions.get::<Arc<SocketSession>>() else {
         // The middleware always stores a session; without one the socket is unusable.
         tracing::error!(sid = %s.id, "socket connected without a session");
         let _ = s.disconnect();
         return;
     };
-    ctx.directory.insert(session.socket_id.clone(), s.id);
+    // Its own room, so a trigger's `socket_id` can be left out of a broadcast.
+    s.join(session.socket_id.to_string());
     tracing::debug!(sid = %s.id, socket_id = %session.socket_id, app = %session.app.id, "connected");
     let _ = s.emit(
         CONNECTION_ESTABLISHED,
@@ -106,15 +104,17 @@ async fn subscribe(
 ) -> Result<(), AckError> {
     let req = SubscribeRequest::parse(payload)?;
     authorize(&req, session)?;
-    if !session.add_channel(&req.channel) {
+    let mut channels = session.channels.lock().await;
+    if channels.contains(&req.channel) {
         return Ok(()); // already subscribed: idempotent
     }
     let room = redis_channel(&session.app.id, &req.channel);
-    if let Err(e) = ctx.registry.join(&room).await {
-        session.remove_channel(&req.channel);
-        return Err(AckError::new(AckCode::Unavailable, e.to_string()));
-    }
+    ctx.registry
+        .join(&room)
+        .await
+        .map_err(|e| AckError::new(AckCode::Unavailable, e.to_string()))?;
     s.join(room);
+    channels.insert(req.channel);
     Ok(())
 }
 
@@ -163,7 +163,7 @@ async fn on_unsubscribe(
 }
 
 async fn leave(s: &SocketRef, ctx: &WorkerContext, session: &SocketSession, channel: &ChannelName) {
-    if session.remove_channel(channel) {
+    if session.channels.lock().await.remove(channel) {
         let room = redis_channel(&session.app.id, channel);
         s.leave(room.clone());
         ctx.registry.leave(&room).await;
@@ -171,8 +171,8 @@ async fn leave(s: &SocketRef, ctx: &WorkerContext, session: &SocketSession, chan
 }
 
 async fn on_disconnect(s: SocketRef, ctx: Arc<WorkerContext>, session: Arc<SocketSession>) {
-    ctx.directory.remove(&session.socket_id);
-    for channel in session.take_channels() {
+    let channels = std::mem::take(&mut *session.channels.lock().await);
+    for channel in channels {
         ctx.registry
             .leave(&redis_channel(&session.app.id, &channel))
             .await;

@@ -6,10 +6,10 @@
 //! per worker process.
 
 mod delivery;
-mod directory;
 mod handlers;
 mod registry;
 mod session;
+mod socket_ids;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,9 +22,9 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-pub use self::directory::{SocketDirectory, SocketIdGenerator};
 pub use self::registry::ChannelRegistry;
 pub use self::session::{HandshakeError, SocketSession, resolve_app};
+pub use self::socket_ids::SocketIdGenerator;
 
 use crate::broker::{Broker, BrokerError, LocalBroker, RedisBroker};
 use crate::config::ServeConfig;
@@ -38,7 +38,6 @@ const INBOUND_QUEUE: usize = 16 * 1024;
 pub(crate) struct WorkerContext {
     pub(crate) apps: Arc<AppList>,
     pub(crate) registry: ChannelRegistry,
-    pub(crate) directory: SocketDirectory,
     pub(crate) socket_ids: SocketIdGenerator,
 }
 
@@ -69,13 +68,12 @@ pub async fn run(
     let ctx = Arc::new(WorkerContext {
         apps: apps.clone(),
         registry: ChannelRegistry::new(broker.clone()),
-        directory: SocketDirectory::default(),
         socket_ids: SocketIdGenerator::random(),
     });
 
     let (socketio_layer, io) = SocketIo::builder().build_layer();
     handlers::register(&io, ctx.clone());
-    tokio::spawn(delivery::run(inbound_rx, io.clone(), ctx));
+    tokio::spawn(delivery::run(inbound_rx, io.clone()));
 
     let api = TriggerApi::new(apps, broker.clone(), config.max_request_bytes);
     let app = Router::new()

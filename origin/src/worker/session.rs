@@ -1,7 +1,6 @@
 //! Per-socket state: the app a socket belongs to, its Pusher socket id and its channels.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 use pushwire_shared::{App, AppList, ChannelName, SocketId};
 use serde_json::Value;
@@ -13,7 +12,10 @@ pub struct SocketSession {
     pub app: App,
     /// The Pusher-style id announced in `pushwire:connection_established`.
     pub socket_id: SocketId,
-    channels: Mutex<HashSet<ChannelName>>,
+    /// The channels the socket is on. An async lock held across the broker round
+    /// trip, so one socket's subscription changes apply one at a time: a second
+    /// `subscribe` to a channel is only acknowledged once the first one took effect.
+    pub channels: tokio::sync::Mutex<HashSet<ChannelName>>,
 }
 
 /// Why a handshake was refused (sent to the client as `connect_error`).
@@ -55,28 +57,8 @@ impl SocketSession {
         SocketSession {
             app,
             socket_id,
-            channels: Mutex::new(HashSet::new()),
+            channels: tokio::sync::Mutex::new(HashSet::new()),
         }
-    }
-
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashSet<ChannelName>> {
-        // Only inserts and removes happen under this lock; a poisoned set is still valid.
-        self.channels.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records `channel`; false if the socket was already on it.
-    pub fn add_channel(&self, channel: &ChannelName) -> bool {
-        self.channels().insert(channel.clone())
-    }
-
-    /// Forgets `channel`; false if the socket was not on it.
-    pub fn remove_channel(&self, channel: &ChannelName) -> bool {
-        self.channels().remove(channel)
-    }
-
-    /// Forgets and returns every channel (on disconnect).
-    pub fn take_channels(&self) -> Vec<ChannelName> {
-        self.channels().drain().collect()
     }
 }
 

@@ -1,38 +1,8 @@
-//! `SocketDirectory`: Pusher socket id → local Socket.IO session id, so a trigger's
-//! `socket_id` can be left out of a broadcast. `SocketIdGenerator` hands out the ids.
+//! `SocketIdGenerator`: hands out Pusher-style socket ids.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pushwire_shared::SocketId;
-use socketioxide::socket::Sid;
-
-/// Local sockets by their Pusher socket id.
-#[derive(Debug, Default)]
-pub struct SocketDirectory(Mutex<HashMap<SocketId, Sid>>);
-
-impl SocketDirectory {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<SocketId, Sid>> {
-        // Single inserts and removes only: a poisoned map is still consistent.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records a connected socket.
-    pub fn insert(&self, id: SocketId, sid: Sid) {
-        self.map().insert(id, sid);
-    }
-
-    /// Forgets a disconnected socket.
-    pub fn remove(&self, id: &SocketId) {
-        self.map().remove(id);
-    }
-
-    /// The local session of `id`, if it is connected here.
-    pub fn get(&self, id: &SocketId) -> Option<Sid> {
-        self.map().get(id).copied()
-    }
-}
 
 /// Generates socket ids `{node}.{n}`: `node` is random per process, so ids from
 /// different processes and machines do not collide; `n` counts up.

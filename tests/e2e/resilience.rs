@@ -1,0 +1,108 @@
+//! Redis going away and coming back.
+
+use std::time::Duration;
+
+use pushwire_tests::clients::TEST_APP;
+use pushwire_tests::origin::OriginOptions;
+use pushwire_tests::{Clients, Origin, RedisServer, Scratch, wait};
+use serde_json::json;
+
+#[test]
+fn redis_restart_gives_503_then_delivery_resumes_by_itself() {
+    let scratch = Scratch::new("redis-restart");
+    let mut redis = RedisServer::start(&scratch);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "live");
+    assert_eq!(
+        clients
+            .trigger(
+                origin.addr,
+                TEST_APP,
+                &["live"],
+                "before",
+                json!("1"),
+                json!({})
+            )
+            .0,
+        200
+    );
+    clients.event("c", "before");
+
+    redis.stop();
+    for i in 0..5 {
+        let (status, body) = clients.trigger(
+            origin.addr,
+            TEST_APP,
+            &["live"],
+            "down",
+            json!(i.to_string()),
+            json!({}),
+        );
+        assert_eq!(status, 503, "trigger #{i} while Redis is down: {body}");
+        assert!(body.contains("unavailable"), "{body}");
+    }
+    assert_eq!(origin.health()["status"], "ok", "the origin stays up");
+
+    redis.restart();
+    // The subscriber reconnects and re-subscribes by itself; /health says when.
+    wait::until(
+        "the origin to re-subscribe",
+        Duration::from_secs(15),
+        || (origin.health()["broker"]["connected"] == true).then_some(()),
+    );
+    let (status, body) = clients.trigger(
+        origin.addr,
+        TEST_APP,
+        &["live"],
+        "after",
+        json!("2"),
+        json!({}),
+    );
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    // Delivery resumed, and nothing refused while Redis was down was delivered.
+    let seen = clients.events_through("c", "after");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].1[0], json!(2));
+}
+
+#[test]
+fn origin_starts_while_redis_is_down_and_recovers() {
+    let scratch = Scratch::new("redis-late");
+    let mut redis = RedisServer::start(&scratch);
+    redis.stop();
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    let ack = clients.emit("c", "subscribe", json!([{"channel": "late"}]));
+    assert_eq!(ack["error"]["code"], 4200, "{ack}");
+    assert_eq!(
+        clients
+            .trigger(origin.addr, TEST_APP, &["late"], "e", json!(""), json!({}))
+            .0,
+        503
+    );
+
+    redis.restart();
+    wait::until(
+        "the origin to connect to Redis",
+        Duration::from_secs(15),
+        || (origin.health()["broker"]["connected"] == true).then_some(()),
+    );
+    clients.subscribe("c", "late");
+    assert_eq!(
+        clients
+            .trigger(
+                origin.addr,
+                TEST_APP,
+                &["late"],
+                "e",
+                json!("ok"),
+                json!({})
+            )
+            .0,
+        200
+    );
+    assert_eq!(clients.event("c", "e")[0], json!("ok"));
+}

@@ -1,0 +1,230 @@
+//! The Socket.IO side: handshake app selection, subscribe/unsubscribe acks.
+
+use pushwire_shared::{AppList, channel_auth};
+use pushwire_tests::clients::{Credentials, TEST_APP};
+use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+use pushwire_tests::{Clients, Origin, Scratch};
+use serde_json::{Value, json};
+
+fn code(ack: &Value) -> u64 {
+    assert_eq!(ack["ok"], false, "expected an error ack: {ack}");
+    assert!(
+        ack["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{ack}"
+    );
+    ack["error"]["code"].as_u64().expect("numeric code")
+}
+
+#[test]
+fn subscribe_acks_say_what_is_wrong() {
+    let scratch = Scratch::new("acks");
+    let origin = Origin::start(&scratch, "origin", OriginOptions::embedded());
+    let mut clients = Clients::start(&scratch, "clients");
+    let socket_id = clients.connect("c", &origin.url(), json!({}));
+    assert!(
+        socket_id.split_once('.').is_some_and(|(a, b)| !a.is_empty()
+            && !b.is_empty()
+            && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())),
+        "{socket_id}"
+    );
+
+    assert_eq!(
+        code(&clients.emit("c", "subscribe", json!([{"channel": "a b"}]))),
+        4001
+    );
+    assert_eq!(
+        code(&clients.emit("c", "subscribe", json!([{"channel": ""}]))),
+        4001
+    );
+    assert_eq!(
+        code(&clients.emit("c", "subscribe", json!([{"channel": "x".repeat(201)}]))),
+        4001
+    );
+    assert_eq!(code(&clients.emit("c", "subscribe", json!(["news"]))), 4000);
+    assert_eq!(code(&clients.emit("c", "subscribe", json!([42]))), 4000);
+    assert_eq!(code(&clients.emit("c", "subscribe", json!([{}]))), 4000);
+    assert_eq!(code(&clients.emit("c", "subscribe", json!([]))), 4000);
+    assert_eq!(
+        code(&clients.emit("c", "subscribe", json!([{"channel": 7}]))),
+        4000
+    );
+    assert_eq!(code(&clients.emit("c", "unsubscribe", json!([null]))), 4000);
+    assert_eq!(
+        code(&clients.emit("c", "subscribe", json!([{"channel": "private-x"}]))),
+        4009
+    );
+    assert_eq!(
+        code(&clients.emit(
+            "c",
+            "subscribe",
+            json!([{"channel": "private-x", "auth": "app-key:00"}])
+        )),
+        4009
+    );
+
+    // A private channel with the backend's signature for this socket.
+    let app = AppList::parse(TEST_APPS).unwrap().single().unwrap().clone();
+    let auth = channel_auth::sign(&app, &socket_id, "private-x", None);
+    assert_eq!(
+        clients.emit(
+            "c",
+            "subscribe",
+            json!([{"channel": "private-x", "auth": auth}])
+        ),
+        json!({"ok": true})
+    );
+
+    // Subscribing twice is idempotent: one delivery.
+    clients.subscribe("c", "twice");
+    clients.subscribe("c", "twice");
+    assert_eq!(
+        clients
+            .trigger(
+                origin.addr,
+                TEST_APP,
+                &["twice", "private-x"],
+                "once",
+                json!(""),
+                json!({})
+            )
+            .0,
+        200
+    );
+    assert_eq!(
+        clients
+            .trigger(
+                origin.addr,
+                TEST_APP,
+                &["twice"],
+                "sentinel",
+                json!(""),
+                json!({})
+            )
+            .0,
+        200
+    );
+    let seen: Vec<(String, String)> = clients
+        .events_through("c", "sentinel")
+        .into_iter()
+        .map(|(name, args)| {
+            (
+                name,
+                args[1]["channel"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let twice: Vec<_> = seen
+        .iter()
+        .filter(|(n, c)| n == "once" && c == "twice")
+        .collect();
+    assert_eq!(twice.len(), 1, "{seen:?}");
+
+    // An emit without an ack callback works; it just gets no answer.
+    clients.connect("quiet", &origin.url(), json!({"transports": ["websocket"]}));
+    clients.emit_without_ack("quiet", "subscribe", json!([{"channel": "quiet"}]));
+    // A socket's subscription changes apply one at a time, so once the same
+    // subscribe is acknowledged, the unacknowledged one has taken effect too.
+    clients.subscribe("quiet", "quiet");
+    assert_eq!(
+        clients
+            .trigger(
+                origin.addr,
+                TEST_APP,
+                &["quiet"],
+                "heard",
+                json!(""),
+                json!({})
+            )
+            .0,
+        200
+    );
+    clients.event("quiet", "heard");
+}
+
+#[test]
+fn handshake_picks_the_app_and_apps_never_mix() {
+    let scratch = Scratch::new("apps");
+    let mut options = OriginOptions::embedded();
+    options.apps = format!("{TEST_APPS},2000002:other-key:other-secret");
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = Clients::start(&scratch, "clients");
+    let message = clients.connect_refused("anon", &origin.url(), json!({}));
+    assert!(message.contains("app_key"), "{message}");
+    let message = clients.connect_refused(
+        "stranger",
+        &origin.url(),
+        json!({"auth": {"app_key": "nope"}}),
+    );
+    assert!(message.contains("unknown app_key"), "{message}");
+
+    clients.connect(
+        "one",
+        &origin.url(),
+        json!({"auth": {"app_key": "app-key"}}),
+    );
+    clients.connect(
+        "two",
+        &origin.url(),
+        json!({"auth": {"app_key": "other-key"}}),
+    );
+    clients.subscribe("one", "news");
+    clients.subscribe("two", "news");
+    let other = Credentials {
+        id: "2000002",
+        key: "other-key",
+        secret: "other-secret",
+    };
+    assert_eq!(
+        clients
+            .trigger(
+                origin.addr,
+                TEST_APP,
+                &["news"],
+                "for-one",
+                json!(""),
+                json!({})
+            )
+            .0,
+        200
+    );
+    assert_eq!(
+        clients
+            .trigger(
+                origin.addr,
+                other,
+                &["news"],
+                "for-two",
+                json!(""),
+                json!({})
+            )
+            .0,
+        200
+    );
+    let seen: Vec<String> = clients
+        .events_through("two", "for-two")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(seen, ["for-two"]);
+    let seen: Vec<String> = clients
+        .events_through("one", "for-one")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(seen, ["for-one"]);
+    // Signed with app 1's credentials for app 2's path: refused.
+    let (status, _) = clients.trigger(
+        origin.addr,
+        Credentials {
+            id: "2000002",
+            ..TEST_APP
+        },
+        &["news"],
+        "x",
+        json!(""),
+        json!({}),
+    );
+    assert_eq!(status, 401);
+}

@@ -1,0 +1,267 @@
+//! Stock clients, driven through `tests/js/driver.js`: npm `socket.io-client`
+//! sockets and the npm `pusher` server SDK.
+//!
+//! Commands go to the driver's stdin as JSON lines; its reports come back as
+//! JSON lines and wait in a backlog until a test asks for them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::process::{ChildGuard, Scratch};
+
+/// How long any single expected report may take.
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The test app's credentials as the Pusher SDK takes them.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// App id.
+    pub id: &'a str,
+    /// App key.
+    pub key: &'a str,
+    /// App secret.
+    pub secret: &'a str,
+}
+
+/// The credentials of [`crate::origin::TEST_APPS`].
+pub const TEST_APP: Credentials<'static> = Credentials {
+    id: "1000001",
+    key: "app-key",
+    secret: "app-secret",
+};
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// A running driver process and the reports it has sent.
+#[derive(Debug)]
+pub struct Clients {
+    stdin: ChildStdin,
+    reports: mpsc::Receiver<Value>,
+    backlog: Vec<Value>,
+    next_req: u64,
+    _guard: ChildGuard,
+}
+
+impl Clients {
+    /// Starts the driver and waits until it is ready.
+    pub fn start(scratch: &Scratch, name: &str) -> Self {
+        let dir = js_dir();
+        assert!(
+            dir.join("node_modules/socket.io-client").exists()
+                && dir.join("node_modules/pusher").exists(),
+            "node packages missing: run `npm ci` in {} (the README test command does)",
+            dir.display()
+        );
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("driver.js")).current_dir(&dir);
+        let mut guard = ChildGuard::spawn(name, cmd, &scratch.file(&format!("{name}.log")), true);
+        let stdin = guard.child_mut().stdin.take().expect("piped stdin");
+        let stdout = guard.child_mut().stdout.take().expect("piped stdout");
+        let (tx, reports) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let report = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"type": "garbage", "line": line}));
+                if tx.send(report).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut clients = Clients {
+            stdin,
+            reports,
+            backlog: Vec::new(),
+            next_req: 0,
+            _guard: guard,
+        };
+        clients.wait_for("driver ready", |r| r["type"] == "ready");
+        clients
+    }
+
+    fn send(&mut self, cmd: Value) {
+        writeln!(self.stdin, "{cmd}").expect("write to driver");
+        self.stdin.flush().expect("flush driver stdin");
+    }
+
+    fn req_id(&mut self) -> String {
+        self.next_req += 1;
+        format!("r{}", self.next_req)
+    }
+
+    /// Removes and returns the first report matching `pred`, waiting up to [`REPORT_TIMEOUT`].
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + REPORT_TIMEOUT;
+        loop {
+            if let Some(i) = self.backlog.iter().position(&pred) {
+                return self.backlog.remove(i);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.reports.recv_timeout(left) {
+                Ok(report) => {
+                    if report["type"] == "error" || report["type"] == "garbage" {
+                        panic!("driver reported a problem: {report}");
+                    }
+                    self.backlog.push(report);
+                }
+                Err(_) => panic!(
+                    "timed out after {REPORT_TIMEOUT:?} waiting for {what}; unconsumed reports: {:#?}",
+                    self.backlog
+                ),
+            }
+        }
+    }
+
+    /// Connects socket `id` to `url` with `io(url, opts)`; returns its socket_id
+    /// once `pushwire:connection_established` arrived.
+    pub fn connect(&mut self, id: &str, url: &str, opts: Value) -> String {
+        self.send(json!({"op": "connect", "id": id, "url": url, "opts": opts}));
+        let report = self.wait_for(&format!("{id} connected"), |r| {
+            r["id"] == id && (r["type"] == "connected" || r["type"] == "connect_error")
+        });
+        assert_eq!(
+            report["type"], "connected",
+            "{id} could not connect: {report}"
+        );
+        report["socket_id"]
+            .as_str()
+            .expect("socket_id string")
+            .to_owned()
+    }
+
+    /// Connects socket `id` expecting a `connect_error`; returns its message.
+    pub fn connect_refused(&mut self, id: &str, url: &str, mut opts: Value) -> String {
+        opts["reconnection"] = json!(false);
+        self.send(json!({"op": "connect", "id": id, "url": url, "opts": opts}));
+        let report = self.wait_for(&format!("{id} refused"), |r| {
+            r["id"] == id && (r["type"] == "connected" || r["type"] == "connect_error")
+        });
+        assert_eq!(
+            report["type"], "connect_error",
+            "{id} was not refused: {report}"
+        );
+        report["message"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Emits `event` with `args` and an ack callback; returns the ack.
+    pub fn emit(&mut self, id: &str, event: &str, args: Value) -> Value {
+        let req = self.req_id();
+        self.send(json!({"op": "emit", "id": id, "req": req, "event": event, "args": args}));
+        let report = self.wait_for(&format!("ack of {event} from {id}"), |r| {
+            r["req"] == req.as_str()
+        });
+        assert_eq!(report["type"], "ack", "no ack for {event}: {report}");
+        report["ack"].clone()
+    }
+
+    /// Emits `event` with `args` and no ack callback.
+    pub fn emit_without_ack(&mut self, id: &str, event: &str, args: Value) {
+        self.send(json!({"op": "emit_no_ack", "id": id, "event": event, "args": args}));
+    }
+
+    /// Subscribes `id` to `channel` and asserts `{"ok": true}`.
+    pub fn subscribe(&mut self, id: &str, channel: &str) {
+        let ack = self.emit(id, "subscribe", json!([{"channel": channel}]));
+        assert_eq!(ack, json!({"ok": true}), "subscribe {id} to {channel}");
+    }
+
+    /// Unsubscribes `id` from `channel` and asserts `{"ok": true}`.
+    pub fn unsubscribe(&mut self, id: &str, channel: &str) {
+        let ack = self.emit(id, "unsubscribe", json!([{"channel": channel}]));
+        assert_eq!(ack, json!({"ok": true}), "unsubscribe {id} from {channel}");
+    }
+
+    /// Waits for socket `id` to receive `event`; returns its arguments.
+    pub fn event(&mut self, id: &str, event: &str) -> Vec<Value> {
+        let report = self.wait_for(&format!("{id} to receive {event}"), |r| {
+            r["type"] == "event" && r["id"] == id && r["event"] == event
+        });
+        report["args"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until socket `id` receives `sentinel`, and returns every event it
+    /// received up to and including it, in order (`(name, args)`).
+    pub fn events_through(&mut self, id: &str, sentinel: &str) -> Vec<(String, Vec<Value>)> {
+        self.event_seen(id, sentinel);
+        let mut taken = Vec::new();
+        let mut rest = Vec::new();
+        let mut done = false;
+        for r in self.backlog.drain(..) {
+            if !done && r["type"] == "event" && r["id"] == id {
+                done = r["event"] == sentinel;
+                taken.push((
+                    r["event"].as_str().unwrap_or_default().to_owned(),
+                    r["args"].as_array().cloned().unwrap_or_default(),
+                ));
+            } else {
+                rest.push(r);
+            }
+        }
+        self.backlog = rest;
+        taken
+    }
+
+    fn event_seen(&mut self, id: &str, event: &str) {
+        let report = self.wait_for(&format!("{id} to receive {event}"), |r| {
+            r["type"] == "event" && r["id"] == id && r["event"] == event
+        });
+        // Put it back where it was found: at the end of what has arrived so far.
+        self.backlog.push(report);
+    }
+
+    /// Closes socket `id`.
+    pub fn close(&mut self, id: &str) {
+        self.send(json!({"op": "close", "id": id}));
+    }
+
+    /// Triggers with the Pusher SDK (`pusher.trigger(channels, event, data, params)`);
+    /// returns the status (0 if no response) and the body.
+    pub fn trigger(
+        &mut self,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        channels: &[&str],
+        event: &str,
+        data: Value,
+        params: Value,
+    ) -> (u16, String) {
+        let req = self.req_id();
+        self.send(json!({
+            "op": "trigger", "req": req, "host": addr.ip().to_string(), "port": addr.port(),
+            "appId": app.id, "key": app.key, "secret": app.secret,
+            "channels": channels, "event": event, "data": data, "params": params,
+        }));
+        self.trigger_result(&req)
+    }
+
+    /// Triggers a batch with the Pusher SDK (`pusher.triggerBatch(events)`).
+    pub fn trigger_batch(
+        &mut self,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        events: Value,
+    ) -> (u16, String) {
+        let req = self.req_id();
+        self.send(json!({
+            "op": "batch", "req": req, "host": addr.ip().to_string(), "port": addr.port(),
+            "appId": app.id, "key": app.key, "secret": app.secret, "events": events,
+        }));
+        self.trigger_result(&req)
+    }
+
+    fn trigger_result(&mut self, req: &str) -> (u16, String) {
+        let report = self.wait_for("trigger result", |r| r["req"] == req);
+        let status = report["status"].as_u64().unwrap_or(0) as u16;
+        (
+            status,
+            report["body"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+}

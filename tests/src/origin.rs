@@ -1,0 +1,139 @@
+//! The real `pushwire serve` process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::http;
+use crate::process::{ChildGuard, Scratch};
+use crate::wait;
+
+/// How long `pushwire serve` may take to listen and answer `/health`.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The apps every test origin hosts unless told otherwise (test-only credentials).
+pub const TEST_APPS: &str = "1000001:app-key:app-secret";
+
+/// Locates the `pushwire` binary: `$PUSHWIRE_BIN`, else next to this test's target dir.
+pub fn pushwire_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PUSHWIRE_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/pushwire
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("pushwire"))
+        .expect("test binary lives in target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p pushwire-origin` first (the README test command does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `pushwire serve`; stopped on drop.
+#[derive(Debug)]
+pub struct Origin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    guard: ChildGuard,
+}
+
+/// How to start an origin.
+#[derive(Debug, Clone)]
+pub struct OriginOptions {
+    /// Redis URL, or `None` for the embedded broker.
+    pub redis_url: Option<String>,
+    /// `PUSHWIRE_APPS`.
+    pub apps: String,
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+}
+
+impl OriginOptions {
+    /// Redis-backed, with [`TEST_APPS`].
+    pub fn redis(url: &str) -> Self {
+        OriginOptions {
+            redis_url: Some(url.to_owned()),
+            apps: TEST_APPS.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Embedded broker, with [`TEST_APPS`].
+    pub fn embedded() -> Self {
+        OriginOptions {
+            redis_url: None,
+            apps: TEST_APPS.into(),
+            args: Vec::new(),
+        }
+    }
+}
+
+impl Origin {
+    /// Starts `pushwire serve --port 0` and waits until `/health` answers.
+    pub fn start(scratch: &Scratch, name: &str, options: OriginOptions) -> Self {
+        let log = scratch.file(&format!("{name}.log"));
+        let mut cmd = Command::new(pushwire_bin());
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(&options.args)
+            .env("PUSHWIRE_APPS", &options.apps)
+            .env(
+                "RUST_LOG",
+                std::env::var("PUSHWIRE_TEST_LOG")
+                    .unwrap_or_else(|_| "pushwire_origin=debug,warn".into()),
+            )
+            .env_remove("PUSHWIRE_REDIS_URL")
+            .env_remove("PUSHWIRE_CONFIG");
+        if let Some(url) = &options.redis_url {
+            cmd.args(["--redis", url]);
+        }
+        let mut guard = ChildGuard::spawn(name, cmd, &log, false);
+        let addr = wait::until(
+            &format!("{name} to log its listening address"),
+            READY_TIMEOUT,
+            || {
+                assert!(
+                    guard.is_running(),
+                    "{name} exited during start-up; see {}",
+                    log.display()
+                );
+                listening_addr(&std::fs::read_to_string(&log).ok()?)
+            },
+        );
+        let origin = Origin { addr, guard };
+        wait::until(&format!("{name} /health"), READY_TIMEOUT, || {
+            (http::request(origin.addr, "GET", "/health", b"").status == 200).then_some(())
+        });
+        origin
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `/health` document.
+    pub fn health(&self) -> serde_json::Value {
+        http::request(self.addr, "GET", "/health", b"").json()
+    }
+
+    /// Stops the process (SIGTERM) and returns its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.guard.stop()
+    }
+}
+
+/// Finds `addr=127.0.0.1:PORT` on the "listening" log line.
+fn listening_addr(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|l| l.contains("listening"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("addr=")?.parse().ok())
+        })
+}

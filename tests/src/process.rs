@@ -1,0 +1,178 @@
+//! Child processes that cannot outlive their test, and the scratch directory their logs go to.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A per-test directory for data and logs. On drop after a panic it prints the
+/// tail of every `*.log` in it; it is removed unless `PUSHWIRE_KEEP_LOGS` is set.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// A fresh, empty directory named after the test.
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("pushwire-e2e-{}-{n}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create scratch dir");
+        Scratch { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A file path inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut logs: Vec<PathBuf> = fs::read_dir(&self.path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect();
+            logs.sort();
+            for log in logs {
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!(
+                    "---- {} (last {} lines) ----\n{}",
+                    log.display(),
+                    tail.len(),
+                    tail.join("\n")
+                );
+            }
+            eprintln!("---- logs kept in {} ----", self.path.display());
+            return;
+        }
+        if std::env::var_os("PUSHWIRE_KEEP_LOGS").is_none() {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A child process in its own process group. Drop sends SIGTERM to the group,
+/// waits up to [`ChildGuard::STOP_GRACE`], then SIGKILLs it.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Option<Child>,
+    name: String,
+}
+
+impl ChildGuard {
+    /// How long a stopped child may take to exit before it is killed.
+    pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+    /// Spawns `cmd` in a new process group, stdout and stderr appended to `log`
+    /// unless the caller set them already.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path, pipe_stdout: bool) -> Self {
+        use std::os::unix::process::CommandExt;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
+        cmd.process_group(0)
+            .stdin(if pipe_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(file.try_clone().expect("clone log handle"));
+        if pipe_stdout {
+            cmd.stdout(Stdio::piped());
+        } else {
+            cmd.stdout(file);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        ChildGuard {
+            child: Some(child),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The child's pid (its process group id too).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child present").id()
+    }
+
+    /// The running child, e.g. to take its stdin/stdout.
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child present")
+    }
+
+    /// Sends `signal` (e.g. `"TERM"`, `"KILL"`) to the whole group.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            signal_group(child.id(), signal);
+        }
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child_mut().try_wait(), Ok(None))
+    }
+
+    /// Stops the group (TERM, then KILL after the grace period) and returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        signal_group(child.id(), "TERM");
+        let deadline = Instant::now() + Self::STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!(
+            "{} did not stop within {:?}; killing it",
+            self.name,
+            Self::STOP_GRACE
+        );
+        signal_group(child.id(), "KILL");
+        child.wait().ok()
+    }
+}
+
+/// Sends `signal` to process group `pgid` (only ever a group this harness created).
+fn signal_group(pgid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), "--".into(), format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
