@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs pushwire's whole test suite on a fresh machine: installs what is missing
+# (redis-server, Node.js, the wasm target, the npm packages pinned in
+# tests/js/package-lock.json), then checks formatting and lints, builds the
+# protocol crate for wasm, and runs every unit, doc and end-to-end test.
+# The end-to-end tests start their own redis-server and pushwire processes on
+# free loopback ports and stop them when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -z "${APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
+}
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  say "installing redis-server"
+  apt_install redis-server
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  say "installing Node.js and npm"
+  apt_install nodejs npm
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    say "installing rustup component $component"
+    rustup component add "$component"
+  fi
+done
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "installing the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+say "installing the test clients (npm ci in tests/js)"
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+say "building the protocol crate for wasm32-unknown-unknown"
+cargo build -p pushwire-shared --target wasm32-unknown-unknown
+
+say "building the pushwire binary"
+cargo build --workspace
+
+say "cargo test"
+cargo test --workspace
