@@ -3,7 +3,7 @@
 use pushwire_shared::{AppList, channel_auth};
 use pushwire_tests::clients::{Credentials, TEST_APP};
 use pushwire_tests::origin::{OriginOptions, TEST_APPS};
-use pushwire_tests::{Clients, Origin, Scratch};
+use pushwire_tests::{Clients, Origin, Scratch, http};
 use serde_json::{Value, json};
 
 fn code(ack: &Value) -> u64 {
@@ -227,4 +227,66 @@ fn handshake_picks_the_app_and_apps_never_mix() {
         json!({}),
     );
     assert_eq!(status, 401);
+}
+
+#[test]
+fn garbage_socket_io_traffic_never_hurts_the_server() {
+    let scratch = Scratch::new("garbage");
+    let origin = Origin::start(&scratch, "origin", OriginOptions::embedded());
+    let get = |target: &str| http::request(origin.addr, "GET", target, b"");
+    let post = |target: &str, body: &[u8]| http::request(origin.addr, "POST", target, body);
+
+    // Engine.IO level: unknown protocol version, unknown session, bogus transport.
+    for target in [
+        "/socket.io/?EIO=9&transport=polling",
+        "/socket.io/?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAA",
+        "/socket.io/?EIO=4&transport=carrier-pigeon",
+        "/socket.io/?transport=polling",
+    ] {
+        let status = get(target).status;
+        assert!((400..500).contains(&status), "{target}: {status}");
+    }
+
+    // A real polling session fed garbage packets.
+    let open = get("/socket.io/?EIO=4&transport=polling");
+    assert_eq!(open.status, 200, "{}", open.body);
+    let handshake: Value =
+        serde_json::from_str(open.body.trim_start_matches('0')).expect("open packet");
+    let sid = handshake["sid"].as_str().expect("sid");
+    let session = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    for garbage in [
+        &b"40"[..],
+        b"42[\"subscribe\",{\"channel\":",
+        b"\xff\xfe",
+        b"49",
+        b"42[1,2,3]",
+        b"9999",
+    ] {
+        let status = post(&session, garbage).status;
+        assert!(
+            status < 500,
+            "garbage {:?} got {status}",
+            String::from_utf8_lossy(garbage)
+        );
+    }
+
+    // Still serving: health, triggers and a stock client.
+    assert_eq!(origin.health()["status"], "ok");
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("after", &origin.url(), json!({}));
+    clients.subscribe("after", "still-here");
+    assert_eq!(
+        clients
+            .trigger(
+                origin.addr,
+                TEST_APP,
+                &["still-here"],
+                "ok",
+                json!(""),
+                json!({})
+            )
+            .0,
+        200
+    );
+    clients.event("after", "ok");
 }
