@@ -7,17 +7,25 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use pushwire_shared::{App, AppList, AppsParseError, Limits};
+use pushwire_shared::{AppList, AppsParseError};
 
 /// The app used when none is configured: for development only.
 pub const DEV_APPS: &str = "1000001:app-key:app-secret";
 /// The default listening port.
-pub const DEFAULT_PORT: u16 = 6001;
+pub const DEFAULT_PORT: u16 = 3000;
 /// The default request body cap of the trigger API.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
 
-/// The resolved configuration of one origin.
-#[derive(Debug, Clone)]
+/// The most worker processes `pushwire serve` starts.
+pub const MAX_WORKERS: usize = 256;
+
+/// One worker per CPU.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The resolved configuration of one origin (the master sends it to each worker).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServeConfig {
     /// Address to listen on.
     pub host: IpAddr,
@@ -29,6 +37,8 @@ pub struct ServeConfig {
     pub redis_url: Option<String>,
     /// Trigger API request body cap, in bytes.
     pub max_request_bytes: usize,
+    /// Worker processes to run.
+    pub workers: usize,
     /// Whether the development app was filled in because none was configured.
     pub uses_dev_app: bool,
 }
@@ -46,6 +56,8 @@ pub struct ServeOverrides {
     pub redis_url: Option<String>,
     /// `--max-request-bytes` / `PUSHWIRE_MAX_REQUEST_BYTES`.
     pub max_request_bytes: Option<usize>,
+    /// `--workers` / `PUSHWIRE_WORKERS`.
+    pub workers: Option<usize>,
     /// `--config` / `PUSHWIRE_CONFIG`: the JSON config file.
     pub config_file: Option<PathBuf>,
 }
@@ -55,9 +67,10 @@ pub struct ServeOverrides {
 /// ```json
 /// {
 ///   "host": "0.0.0.0",
-///   "port": 6001,
+///   "port": 3000,
 ///   "redis_url": "redis://127.0.0.1:6379",
 ///   "max_request_bytes": 262144,
+///   "workers": 4,
 ///   "apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
 ///             "limits": {"max_data_bytes": 10240}}]
 /// }
@@ -69,17 +82,8 @@ pub struct ConfigFile {
     port: Option<u16>,
     redis_url: Option<String>,
     max_request_bytes: Option<usize>,
-    apps: Option<Vec<AppEntry>>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AppEntry {
-    id: String,
-    key: String,
-    secret: String,
-    #[serde(default)]
-    limits: Limits,
+    workers: Option<usize>,
+    apps: Option<AppList>,
 }
 
 /// Why the configuration is unusable.
@@ -137,18 +141,7 @@ impl ServeConfig {
     pub fn merge(overrides: ServeOverrides, file: ConfigFile) -> Result<Self, ConfigError> {
         let (apps, uses_dev_app) = match (overrides.apps, file.apps) {
             (Some(list), _) => (AppList::parse(&list)?, false),
-            (None, Some(entries)) => {
-                let apps = entries
-                    .into_iter()
-                    .map(|e| App {
-                        id: e.id,
-                        key: e.key,
-                        secret: e.secret,
-                        limits: e.limits,
-                    })
-                    .collect();
-                (AppList::new(apps)?, false)
-            }
+            (None, Some(apps)) => (apps, false),
             (None, None) => (AppList::parse(DEV_APPS)?, true),
         };
         let max_request_bytes = overrides
@@ -158,6 +151,15 @@ impl ServeConfig {
         if max_request_bytes < 1024 {
             return Err(ConfigError::Invalid(format!(
                 "max_request_bytes {max_request_bytes} is too small (minimum 1024)"
+            )));
+        }
+        let workers = overrides
+            .workers
+            .or(file.workers)
+            .unwrap_or_else(default_workers);
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            return Err(ConfigError::Invalid(format!(
+                "workers must be between 1 and {MAX_WORKERS}, not {workers}"
             )));
         }
         Ok(ServeConfig {
@@ -172,6 +174,7 @@ impl ServeConfig {
                 .or(file.redis_url)
                 .filter(|u| !u.is_empty()),
             max_request_bytes,
+            workers,
             uses_dev_app,
         })
     }

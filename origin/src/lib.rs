@@ -1,14 +1,16 @@
 //! pushwire's origin: Socket.IO workers fed by a pub/sub broker, the
 //! Pusher-compatible trigger API, and the `pushwire` command line.
 //!
-//! - [`worker`]: one Socket.IO + trigger API server ([`worker::run`]);
-//! - [`broker`]: the pub/sub backends (Redis, in-process);
+//! - [`cluster`]: the master process and its worker processes on one port;
+//! - [`worker`]: one Socket.IO + trigger API server ([`worker::serve`]);
+//! - [`broker`]: the pub/sub backends (Redis, the embedded relay);
 //! - [`trigger_api`]: `POST /apps/{id}/events` and `/batch_events`;
 //! - [`config`]: [`config::ServeConfig`], resolved from flags, env and file;
 //! - [`cli`]: the `pushwire` subcommands.
 
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod http_client;
 pub mod telemetry;

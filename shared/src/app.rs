@@ -29,7 +29,8 @@ impl Default for Limits {
 /// One application's credentials.
 ///
 /// `Debug` redacts the secret so it never reaches a log.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct App {
     /// The app id in `/apps/{id}/…` paths; numeric by convention.
     pub id: String,
@@ -38,6 +39,7 @@ pub struct App {
     /// The HMAC secret shared with the app's backend.
     pub secret: String,
     /// Content limits applied to this app's triggers.
+    #[serde(default)]
     pub limits: Limits,
 }
 
@@ -75,7 +77,10 @@ pub enum AppsParseError {
 }
 
 /// The configured apps, looked up by id or by key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialises as a list of apps; deserialising validates like [`AppList::new`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Vec<App>", into = "Vec<App>")]
 pub struct AppList {
     apps: Vec<App>,
 }
@@ -164,6 +169,20 @@ impl AppList {
     }
 }
 
+impl TryFrom<Vec<App>> for AppList {
+    type Error = AppsParseError;
+
+    fn try_from(apps: Vec<App>) -> Result<Self, Self::Error> {
+        AppList::new(apps)
+    }
+}
+
+impl From<AppList> for Vec<App> {
+    fn from(list: AppList) -> Self {
+        list.apps
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +210,15 @@ mod tests {
             AppList::parse("1:k:s,2:k:s"),
             Err(AppsParseError::Duplicate { field: "key", .. })
         ));
+    }
+
+    #[test]
+    fn serde_round_trip_validates() {
+        let apps = AppList::parse("1:k:s").unwrap();
+        let json = serde_json::to_string(&apps).unwrap();
+        assert_eq!(serde_json::from_str::<AppList>(&json).unwrap(), apps);
+        let dup = r#"[{"id":"1","key":"k","secret":"s"},{"id":"1","key":"k2","secret":"s"}]"#;
+        assert!(serde_json::from_str::<AppList>(dup).is_err());
     }
 
     #[test]

@@ -192,8 +192,19 @@ fn unsubscribe_and_disconnect_stop_delivery_and_redis_subscriptions() {
             .unwrap_or_default()
             .to_owned()
     };
-    // One Redis subscription per channel per process, however many local subscribers.
-    assert_eq!(numsub("news"), ":1");
+    // One Redis subscription per channel per worker process holding subscribers of it.
+    let workers = pushwire_tests::origin::test_workers();
+    let count = |channel: &str| {
+        numsub(channel)
+            .trim_start_matches(':')
+            .parse::<usize>()
+            .expect("NUMSUB count")
+    };
+    assert!(
+        (1..=workers.min(2)).contains(&count("news")),
+        "news: {}",
+        count("news")
+    );
 
     clients.unsubscribe("leaver", "news");
     // Unsubscribing from a channel the socket is not on is fine too.
@@ -211,21 +222,21 @@ fn unsubscribe_and_disconnect_stop_delivery_and_redis_subscriptions() {
         .map(|(n, _)| n)
         .collect();
     assert_eq!(seen, ["sentinel"]);
-    assert_eq!(numsub("news"), ":1", "stayer still needs it");
+    assert!(count("news") >= 1, "stayer still needs it");
 
     // The last local subscriber leaving (by disconnecting) drops the Redis subscription.
     clients.close("stayer");
     pushwire_tests::wait::until(
         "news to be unsubscribed in Redis",
         std::time::Duration::from_secs(10),
-        || (numsub("news") == ":0").then_some(()),
+        || (count("news") == 0).then_some(()),
     );
-    assert_eq!(numsub("other"), ":1");
+    assert_eq!(count("other"), 1);
     clients.close("leaver");
     pushwire_tests::wait::until(
         "other to be unsubscribed in Redis",
         std::time::Duration::from_secs(10),
-        || (numsub("other") == ":0").then_some(()),
+        || (count("other") == 0).then_some(()),
     );
 }
 
@@ -281,7 +292,7 @@ fn data_follows_the_pusher_js_json_rule() {
 fn embedded_broker_serves_without_redis() {
     let scratch = Scratch::new("embedded");
     let origin = Origin::start(&scratch, "origin", OriginOptions::embedded());
-    assert_eq!(origin.health()["broker"]["kind"], "local");
+    assert_eq!(origin.health()["broker"]["kind"], "embedded");
     let mut clients = Clients::start(&scratch, "clients");
     clients.connect("polling", &origin.url(), json!({}));
     clients.connect("ws", &origin.url(), websocket_only());

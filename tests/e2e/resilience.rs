@@ -1,10 +1,8 @@
 //! Redis going away and coming back.
 
-use std::time::Duration;
-
 use pushwire_tests::clients::TEST_APP;
-use pushwire_tests::origin::OriginOptions;
-use pushwire_tests::{Clients, Origin, RedisServer, Scratch, wait};
+use pushwire_tests::origin::{OriginOptions, test_workers};
+use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
 use serde_json::json;
 
 #[test]
@@ -46,12 +44,10 @@ fn redis_restart_gives_503_then_delivery_resumes_by_itself() {
     assert_eq!(origin.health()["status"], "ok", "the origin stays up");
 
     redis.restart();
-    // The subscriber reconnects and re-subscribes by itself; /health says when.
-    wait::until(
-        "the origin to re-subscribe",
-        Duration::from_secs(15),
-        || (origin.health()["broker"]["connected"] == true).then_some(()),
-    );
+    // Each worker's subscriber reconnects and re-subscribes by itself; /health says when.
+    origin.wait_every_worker("re-subscribed", test_workers(), |h| {
+        h["broker"]["connected"] == true
+    });
     let (status, body) = clients.trigger(
         origin.addr,
         TEST_APP,
@@ -85,11 +81,9 @@ fn origin_starts_while_redis_is_down_and_recovers() {
     );
 
     redis.restart();
-    wait::until(
-        "the origin to connect to Redis",
-        Duration::from_secs(15),
-        || (origin.health()["broker"]["connected"] == true).then_some(()),
-    );
+    origin.wait_every_worker("connected to Redis", test_workers(), |h| {
+        h["broker"]["connected"] == true
+    });
     clients.subscribe("c", "late");
     assert_eq!(
         clients

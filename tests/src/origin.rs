@@ -50,8 +50,18 @@ pub struct OriginOptions {
     pub redis_url: Option<String>,
     /// `PUSHWIRE_APPS`.
     pub apps: String,
+    /// Worker processes (`--workers`).
+    pub workers: usize,
     /// Extra command-line arguments.
     pub args: Vec<String>,
+}
+
+/// The worker count tests run with: `$PUSHWIRE_TEST_WORKERS`, default 2 (a real cluster).
+pub fn test_workers() -> usize {
+    std::env::var("PUSHWIRE_TEST_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
 }
 
 impl OriginOptions {
@@ -60,6 +70,7 @@ impl OriginOptions {
         OriginOptions {
             redis_url: Some(url.to_owned()),
             apps: TEST_APPS.into(),
+            workers: test_workers(),
             args: Vec::new(),
         }
     }
@@ -69,6 +80,7 @@ impl OriginOptions {
         OriginOptions {
             redis_url: None,
             apps: TEST_APPS.into(),
+            workers: test_workers(),
             args: Vec::new(),
         }
     }
@@ -79,16 +91,25 @@ impl Origin {
     pub fn start(scratch: &Scratch, name: &str, options: OriginOptions) -> Self {
         let log = scratch.file(&format!("{name}.log"));
         let mut cmd = Command::new(pushwire_bin());
-        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
-            .args(&options.args)
-            .env("PUSHWIRE_APPS", &options.apps)
-            .env(
-                "RUST_LOG",
-                std::env::var("PUSHWIRE_TEST_LOG")
-                    .unwrap_or_else(|_| "pushwire_origin=debug,warn".into()),
-            )
-            .env_remove("PUSHWIRE_REDIS_URL")
-            .env_remove("PUSHWIRE_CONFIG");
+        cmd.args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--workers",
+            &options.workers.to_string(),
+        ])
+        .args(&options.args)
+        .env("PUSHWIRE_APPS", &options.apps)
+        .env(
+            "RUST_LOG",
+            std::env::var("PUSHWIRE_TEST_LOG")
+                .unwrap_or_else(|_| "pushwire_origin=debug,warn".into()),
+        )
+        .env_remove("PUSHWIRE_REDIS_URL")
+        .env_remove("PUSHWIRE_CONFIG")
+        .env_remove("PUSHWIRE_WORKERS");
         if let Some(url) = &options.redis_url {
             cmd.args(["--redis", url]);
         }
@@ -120,6 +141,42 @@ impl Origin {
     /// The `/health` document.
     pub fn health(&self) -> serde_json::Value {
         http::request(self.addr, "GET", "/health", b"").json()
+    }
+
+    /// Waits until every worker's `/health` satisfies `ok` (each `/health` request is a
+    /// new connection, which the master hands to the workers in turn).
+    pub fn wait_every_worker(
+        &self,
+        what: &str,
+        workers: usize,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) {
+        let mut good = std::collections::BTreeSet::new();
+        wait::until(&format!("every worker: {what}"), READY_TIMEOUT, || {
+            let health = self.health();
+            let worker = health["worker"].as_u64().expect("health names its worker");
+            if ok(&health) {
+                good.insert(worker);
+            } else {
+                good.remove(&worker);
+            }
+            (good.len() == workers).then_some(())
+        });
+    }
+
+    /// The pid of the master process.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// Sends a signal (`"TERM"`, `"KILL"`, …) to the master only, not its workers.
+    pub fn signal_master(&self, signal: &str) {
+        crate::process::signal_pid(self.pid(), signal);
+    }
+
+    /// Waits for the master to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.guard.wait_exit(timeout)
     }
 
     /// Stops the process (SIGTERM) and returns its exit status.

@@ -131,6 +131,17 @@ impl ChildGuard {
         matches!(self.child_mut().try_wait(), Ok(None))
     }
 
+    /// Waits for the child to exit by itself; panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let name = self.name.clone();
+        let child = self.child_mut();
+        let status = crate::wait::until(&format!("{name} to exit"), timeout, || {
+            child.try_wait().ok().flatten()
+        });
+        self.child = None;
+        status
+    }
+
     /// Stops the group (TERM, then KILL after the grace period) and returns the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
@@ -153,6 +164,49 @@ impl ChildGuard {
         signal_group(child.id(), "KILL");
         child.wait().ok()
     }
+}
+
+/// Sends `signal` to the single process `pid`.
+pub fn signal_pid(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The pids of the live children of `parent`, from `/proc`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut children: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(") ")?.1.to_owned();
+                    let mut fields = rest.split(' ');
+                    let state = fields.next()?;
+                    let ppid: u32 = fields.next()?.parse().ok()?;
+                    Some(ppid == parent && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    children.sort_unstable();
+    children
 }
 
 /// Sends `signal` to process group `pgid` (only ever a group this harness created).

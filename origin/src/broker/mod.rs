@@ -5,16 +5,17 @@
 //! built with. Two implementations:
 //!
 //! - [`RedisBroker`]: Redis pub/sub, the engine that scales past one process and one machine;
-//! - [`LocalBroker`]: in-process, for a single process with no Redis configured.
+//! - [`RelayBroker`]: the embedded broker, relayed by the cluster master between its
+//!   workers, for a single machine with no Redis configured.
 
-mod local;
 mod redis;
+mod relay;
 
 use std::future::Future;
 use std::pin::Pin;
 
-pub use self::local::LocalBroker;
 pub use self::redis::RedisBroker;
+pub use self::relay::RelayBroker;
 
 /// A boxed future returned by [`Broker`] methods (keeps the trait object-safe).
 pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
@@ -53,8 +54,8 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
 /// What `/health` reports about the broker.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BrokerHealth {
-    /// `"redis"` or `"local"`.
+    /// `"redis"` or `"embedded"`.
     pub kind: &'static str,
-    /// Whether the subscriber side is connected (always true for `local`).
+    /// Whether the subscriber side is connected (always true for `embedded`).
     pub connected: bool,
 }

@@ -15,11 +15,19 @@ use clap::{Parser, Subcommand};
 
 /// pushwire: realtime push over Socket.IO with a Pusher-compatible trigger API.
 #[derive(Debug, Parser)]
-#[command(name = "pushwire", version, about)]
+#[command(
+    name = "pushwire",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// What to run.
+    /// What to run; without a subcommand, `serve`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// `serve` flags, when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// The subcommands.
@@ -29,6 +37,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Send one signed trigger to a pushwire (or Pusher-compatible) endpoint.
     Trigger(TriggerArgs),
+    /// Internal: a worker process, spawned by `serve`.
+    #[command(hide = true)]
+    WorkerProcess,
 }
 
 /// `pushwire serve` flags; each can also come from its environment variable.
@@ -37,7 +48,7 @@ pub struct ServeArgs {
     /// Address to listen on [default: 0.0.0.0].
     #[arg(long, env = "PUSHWIRE_HOST")]
     pub host: Option<IpAddr>,
-    /// Port to listen on; 0 picks a free one [default: 6001].
+    /// Port to listen on; 0 picks a free one [default: 3000].
     #[arg(long, env = "PUSHWIRE_PORT")]
     pub port: Option<u16>,
     /// Apps as `id:key:secret[,id:key:secret…]` [default: the dev app 1000001:app-key:app-secret].
@@ -46,6 +57,9 @@ pub struct ServeArgs {
     /// Redis URL; without it an embedded broker is used.
     #[arg(long = "redis", env = "PUSHWIRE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Worker processes [default: one per CPU].
+    #[arg(long, env = "PUSHWIRE_WORKERS")]
+    pub workers: Option<usize>,
     /// Trigger API request body cap in bytes [default: 262144].
     #[arg(long, env = "PUSHWIRE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -58,7 +72,7 @@ pub struct ServeArgs {
 #[derive(Debug, clap::Args)]
 pub struct TriggerArgs {
     /// Base URL of the trigger endpoint.
-    #[arg(long, env = "PUSHWIRE_URL", default_value = "http://127.0.0.1:6001")]
+    #[arg(long, env = "PUSHWIRE_URL", default_value = "http://127.0.0.1:3000")]
     pub url: String,
     /// Credentials as `id:key:secret`; with several apps listed, the first is used.
     #[arg(long = "app", env = "PUSHWIRE_APPS", hide_env_values = true, default_value = crate::config::DEV_APPS)]
@@ -93,8 +107,10 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Trigger(args) => trigger::run(args).await,
+            None => serve::run(cli.serve).await,
+            Some(Command::Serve(args)) => serve::run(args).await,
+            Some(Command::Trigger(args)) => trigger::run(args).await,
+            Some(Command::WorkerProcess) => serve::run_worker().await,
         }
     });
     match result {

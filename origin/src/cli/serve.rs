@@ -1,6 +1,5 @@
-//! `pushwire serve`.
+//! `pushwire serve` (also what `pushwire` alone runs) and the hidden `pushwire worker-process`.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -15,6 +14,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         apps: args.apps,
         redis_url: args.redis_url,
         max_request_bytes: args.max_request_bytes,
+        workers: args.workers,
         config_file: args.config_file,
     })
     .context("configuration")?;
@@ -24,36 +24,32 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             crate::config::DEV_APPS
         );
     }
-    let addr = SocketAddr::new(config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    crate::worker::run(listener, &config, shutdown_signal())
+    crate::cluster::run_master(&config, shutdown_signal())
         .await
         .context("serving")?;
     Ok(ExitCode::SUCCESS)
 }
 
+pub(super) async fn run_worker() -> anyhow::Result<ExitCode> {
+    crate::cluster::run_worker_process()
+        .await
+        .context("worker")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
+    tracing::info!(signal = name, "shutting down");
 }

@@ -1,10 +1,11 @@
 //! One origin worker: socketioxide on axum, the trigger API and broker fan-out,
-//! all on one listener.
+//! all behind one listener.
 //!
-//! [`run`] serves until its shutdown future resolves, then closes every
-//! Socket.IO session cleanly and returns. The forked cluster runs one of these
-//! per worker process.
+//! [`serve`] runs until its shutdown future resolves, then closes every
+//! Socket.IO session and returns. The cluster master runs one worker process per
+//! core, each calling [`serve`] on the connections the master hands it.
 
+mod cluster_http;
 mod delivery;
 mod handlers;
 mod registry;
@@ -12,6 +13,8 @@ mod session;
 mod socket_ids;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
@@ -19,19 +22,25 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use pushwire_shared::AppList;
 use socketioxide::SocketIo;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub use self::registry::ChannelRegistry;
 pub use self::session::{HandshakeError, SocketSession, resolve_app};
 pub use self::socket_ids::SocketIdGenerator;
 
-use crate::broker::{Broker, BrokerError, LocalBroker, RedisBroker};
+use crate::broker::Broker;
 use crate::config::ServeConfig;
 use crate::trigger_api::{self, TriggerApi};
 
 /// How many broker messages may wait for delivery before the broker side waits.
-const INBOUND_QUEUE: usize = 16 * 1024;
+pub const INBOUND_QUEUE: usize = 16 * 1024;
+
+/// Lets the cluster master route a polling session's later requests here.
+pub trait SessionClaims: Send + Sync + std::fmt::Debug + 'static {
+    /// Records that this worker holds Engine.IO session `sid`; resolves once the
+    /// master knows.
+    fn claim(&self, sid: String) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
 
 /// What the Socket.IO handlers share.
 #[derive(Debug)]
@@ -41,29 +50,22 @@ pub(crate) struct WorkerContext {
     pub(crate) socket_ids: SocketIdGenerator,
 }
 
-/// Why a worker could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    /// The broker could not be set up (e.g. an invalid Redis URL).
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-    /// Serving failed.
-    #[error("serving failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
-
-/// Serves Socket.IO, the trigger API and `/health` on `listener` until `shutdown`
-/// resolves; then closes all sessions and returns.
-pub async fn run(
-    listener: TcpListener,
+/// Serves Socket.IO, the trigger API and `/health` on the connections `listener`
+/// yields until `shutdown` resolves; then closes all sessions and returns.
+///
+/// `broker` publishes and subscribes; what it receives arrives on `inbound`.
+pub async fn serve<L>(
+    listener: L,
     config: &ServeConfig,
+    worker_id: usize,
+    broker: Arc<dyn Broker>,
+    inbound: mpsc::Receiver<Vec<u8>>,
+    claims: Arc<dyn SessionClaims>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), WorkerError> {
-    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let broker: Arc<dyn Broker> = match &config.redis_url {
-        Some(url) => Arc::new(RedisBroker::start(url, inbound_tx)?),
-        None => Arc::new(LocalBroker::new(inbound_tx)),
-    };
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     let apps = Arc::new(config.apps.clone());
     let ctx = Arc::new(WorkerContext {
         apps: apps.clone(),
@@ -72,37 +74,32 @@ pub async fn run(
     });
 
     let (socketio_layer, io) = SocketIo::builder().build_layer();
-    handlers::register(&io, ctx.clone());
-    tokio::spawn(delivery::run(inbound_rx, io.clone()));
+    handlers::register(&io, ctx);
+    tokio::spawn(delivery::run(inbound, io.clone()));
 
     let api = TriggerApi::new(apps, broker.clone(), config.max_request_bytes);
     let app = Router::new()
-        .route("/health", get(move || health(broker.clone())))
+        .route("/health", get(move || health(broker.clone(), worker_id)))
         .merge(trigger_api::routes(api))
-        .layer(socketio_layer);
+        .layer(socketio_layer)
+        .layer(axum::middleware::from_fn_with_state(
+            claims,
+            cluster_http::route_hints,
+        ));
 
-    tracing::info!(addr = %listener.local_addr()?, broker = broker_kind(config), "listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: closing client sessions");
+            tracing::info!("closing client sessions");
             io.close().await;
         })
-        .await?;
-    Ok(())
+        .await
 }
 
-fn broker_kind(config: &ServeConfig) -> &'static str {
-    if config.redis_url.is_some() {
-        "redis"
-    } else {
-        "local"
-    }
-}
-
-/// `GET /health`: liveness, plus whether the broker is connected.
-async fn health(broker: Arc<dyn Broker>) -> impl IntoResponse {
-    let body = serde_json::json!({ "status": "ok", "broker": broker.health() });
+/// `GET /health`: liveness, the worker's id, and whether its broker is connected.
+async fn health(broker: Arc<dyn Broker>, worker_id: usize) -> impl IntoResponse {
+    let body =
+        serde_json::json!({ "status": "ok", "worker": worker_id, "broker": broker.health() });
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body.to_string(),

@@ -1,0 +1,87 @@
+//! `ControlClient`: the worker's side of the control socket: fire-and-forget
+//! messages and requests that wait for the master's ack.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::AsyncWrite;
+use tokio::sync::{mpsc, oneshot};
+
+use super::ipc::{self, IpcError, RequestId, ToMaster};
+use crate::worker::SessionClaims;
+
+/// Sends frames to the master and matches acks to requests.
+#[derive(Debug)]
+pub struct ControlClient {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Mutex<HashMap<RequestId, oneshot::Sender<()>>>,
+    next_id: AtomicU64,
+}
+
+impl ControlClient {
+    /// A client writing to `writer` from a background task.
+    pub fn spawn(mut writer: impl AsyncWrite + Unpin + Send + 'static) -> Self {
+        let (frames, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if ipc::write_frame(&mut writer, &frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        ControlClient {
+            frames,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, oneshot::Sender<()>>> {
+        // Inserts and removes only: a poisoned map is still consistent.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a message that expects no answer.
+    pub fn send(&self, message: &ToMaster) -> Result<(), IpcError> {
+        self.frames
+            .send(message.encode())
+            .map_err(|_| IpcError::Closed)
+    }
+
+    /// Sends the message built from a fresh request id and waits for its ack.
+    pub async fn request(&self, make: impl FnOnce(RequestId) -> ToMaster) -> Result<(), IpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(id, tx);
+        if let Err(e) = self.send(&make(id)) {
+            self.pending().remove(&id);
+            return Err(e);
+        }
+        rx.await.map_err(|_| IpcError::Closed)
+    }
+
+    /// Completes the request `id` (called by the reader on `Ack`).
+    pub fn acknowledge(&self, id: RequestId) {
+        if let Some(tx) = self.pending().remove(&id) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Fails every waiting request (the master is gone).
+    pub fn close(&self) {
+        self.pending().clear();
+    }
+}
+
+impl SessionClaims for ControlClient {
+    fn claim(&self, sid: String) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Err(e) = self.request(|id| ToMaster::Claim(id, sid)).await {
+                tracing::warn!(error = %e, "could not claim a polling session");
+            }
+        })
+    }
+}

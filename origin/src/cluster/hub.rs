@@ -1,0 +1,69 @@
+//! `RelayHub`: the master's embedded broker. Workers subscribe channels; a
+//! publish from any worker is relayed to every worker subscribed to its channel.
+
+use std::collections::{HashMap, HashSet};
+
+use super::sticky::WorkerId;
+
+/// Channel → subscribed workers.
+#[derive(Debug, Default)]
+pub struct RelayHub {
+    channels: HashMap<String, HashSet<WorkerId>>,
+}
+
+impl RelayHub {
+    /// Relays `channel` to `worker`.
+    pub fn subscribe(&mut self, channel: String, worker: WorkerId) {
+        self.channels.entry(channel).or_default().insert(worker);
+    }
+
+    /// Stops relaying `channel` to `worker`.
+    pub fn unsubscribe(&mut self, channel: &str, worker: WorkerId) {
+        if let Some(workers) = self.channels.get_mut(channel) {
+            workers.remove(&worker);
+            if workers.is_empty() {
+                self.channels.remove(channel);
+            }
+        }
+    }
+
+    /// Forgets every subscription of `worker`.
+    pub fn remove_worker(&mut self, worker: WorkerId) {
+        self.channels.retain(|_, workers| {
+            workers.remove(&worker);
+            !workers.is_empty()
+        });
+    }
+
+    /// The workers subscribed to `channel`, in a stable order.
+    pub fn subscribers(&self, channel: &str) -> Vec<WorkerId> {
+        let mut workers: Vec<WorkerId> = self
+            .channels
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        workers.sort_unstable();
+        workers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_to_subscribed_workers_only() {
+        let mut hub = RelayHub::default();
+        hub.subscribe("a".into(), 1);
+        hub.subscribe("a".into(), 0);
+        hub.subscribe("b".into(), 1);
+        assert_eq!(hub.subscribers("a"), [0, 1]);
+        hub.unsubscribe("a", 0);
+        assert_eq!(hub.subscribers("a"), [1]);
+        hub.remove_worker(1);
+        assert!(hub.subscribers("a").is_empty() && hub.subscribers("b").is_empty());
+        assert!(hub.channels.is_empty());
+    }
+}

@@ -1,0 +1,289 @@
+//! Master ↔ worker messages on the control socket, and their framing.
+//!
+//! Each frame is a big-endian `u32` length followed by that many bytes: a tag
+//! byte, then the fields. Integers are big-endian; strings are a `u32` length
+//! and UTF-8 bytes. Binary rather than JSON so the embedded broker relays
+//! envelopes without re-escaping them.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// A request id, echoed by [`ToWorker::Ack`].
+pub type RequestId = u64;
+
+/// Worker → master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToMaster {
+    /// The worker serves: route connections to it.
+    Ready,
+    /// Route Engine.IO session `sid` to this worker from now on. Acked.
+    Claim(RequestId, String),
+    /// Embedded broker: relay `channel` to this worker. Acked.
+    Subscribe(RequestId, String),
+    /// Embedded broker: stop relaying `channel`. Acked.
+    Unsubscribe(RequestId, String),
+    /// Embedded broker: relay each `(channel, payload)` to its subscribers. Acked
+    /// once all were queued to them.
+    Publish(RequestId, Vec<(String, String)>),
+}
+
+/// Master → worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToWorker {
+    /// The worker's settings, JSON (the first frame a worker receives).
+    Init(String),
+    /// The request with this id is done.
+    Ack(RequestId),
+    /// Embedded broker: a payload published on a channel this worker subscribed to.
+    Deliver(String),
+    /// Stop gracefully.
+    Shutdown,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum IpcError {
+    /// The peer closed the socket.
+    #[error("the peer closed the control socket")]
+    Closed,
+    /// Reading or writing failed.
+    #[error("control socket I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes are not a valid frame.
+    #[error("malformed control frame: {0}")]
+    Malformed(&'static str),
+}
+
+#[derive(Default)]
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn tag(mut self, tag: u8) -> Self {
+        self.0.push(tag);
+        self
+    }
+    fn u64(mut self, v: u64) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn str(mut self, s: &str) -> Self {
+        self.0.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(s.as_bytes());
+        self
+    }
+    fn finish(self) -> Vec<u8> {
+        let mut frame = (self.0.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&self.0);
+        frame
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], IpcError> {
+        if self.0.len() < n {
+            return Err(IpcError::Malformed("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, IpcError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, IpcError> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, IpcError> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn str(&mut self) -> Result<String, IpcError> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| IpcError::Malformed("string is not UTF-8"))
+    }
+    fn end<T>(self, value: T) -> Result<T, IpcError> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(IpcError::Malformed("trailing bytes"))
+        }
+    }
+}
+
+impl ToMaster {
+    /// The frame bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ToMaster::Ready => Writer::default().tag(1),
+            ToMaster::Claim(id, sid) => Writer::default().tag(2).u64(*id).str(sid),
+            ToMaster::Subscribe(id, ch) => Writer::default().tag(3).u64(*id).str(ch),
+            ToMaster::Unsubscribe(id, ch) => Writer::default().tag(4).u64(*id).str(ch),
+            ToMaster::Publish(id, messages) => {
+                let mut w = Writer::default().tag(5).u64(*id);
+                w.0.extend_from_slice(&(messages.len() as u32).to_be_bytes());
+                for (channel, payload) in messages {
+                    w = w.str(channel).str(payload);
+                }
+                w
+            }
+        }
+        .finish()
+    }
+
+    fn decode(body: &[u8]) -> Result<Self, IpcError> {
+        let mut r = Reader(body);
+        let msg = match r.u8()? {
+            1 => ToMaster::Ready,
+            2 => ToMaster::Claim(r.u64()?, r.str()?),
+            3 => ToMaster::Subscribe(r.u64()?, r.str()?),
+            4 => ToMaster::Unsubscribe(r.u64()?, r.str()?),
+            5 => {
+                let id = r.u64()?;
+                let n = r.u32()? as usize;
+                let mut messages = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    messages.push((r.str()?, r.str()?));
+                }
+                ToMaster::Publish(id, messages)
+            }
+            _ => return Err(IpcError::Malformed("unknown tag")),
+        };
+        r.end(msg)
+    }
+}
+
+impl ToWorker {
+    /// The frame bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ToWorker::Init(settings) => Writer::default().tag(1).str(settings),
+            ToWorker::Ack(id) => Writer::default().tag(2).u64(*id),
+            ToWorker::Deliver(payload) => Writer::default().tag(3).str(payload),
+            ToWorker::Shutdown => Writer::default().tag(4),
+        }
+        .finish()
+    }
+
+    fn decode(body: &[u8]) -> Result<Self, IpcError> {
+        let mut r = Reader(body);
+        let msg = match r.u8()? {
+            1 => ToWorker::Init(r.str()?),
+            2 => ToWorker::Ack(r.u64()?),
+            3 => ToWorker::Deliver(r.str()?),
+            4 => ToWorker::Shutdown,
+            _ => return Err(IpcError::Malformed("unknown tag")),
+        };
+        r.end(msg)
+    }
+}
+
+async fn read_body(reader: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, IpcError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(IpcError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(IpcError::Malformed("frame too large"));
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// Reads one worker → master frame.
+pub async fn read_to_master(reader: &mut (impl AsyncRead + Unpin)) -> Result<ToMaster, IpcError> {
+    ToMaster::decode(&read_body(reader).await?)
+}
+
+/// Reads one master → worker frame.
+pub async fn read_to_worker(reader: &mut (impl AsyncRead + Unpin)) -> Result<ToWorker, IpcError> {
+    ToWorker::decode(&read_body(reader).await?)
+}
+
+/// Writes one frame.
+pub async fn write_frame(
+    writer: &mut (impl AsyncWrite + Unpin),
+    frame: &[u8],
+) -> Result<(), IpcError> {
+    writer.write_all(frame).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_message_round_trips() {
+        let to_master = [
+            ToMaster::Ready,
+            ToMaster::Claim(1, "sid".into()),
+            ToMaster::Subscribe(2, "pushwire:v1:1:ch:é".into()),
+            ToMaster::Unsubscribe(3, "c".into()),
+            ToMaster::Publish(
+                4,
+                vec![
+                    ("a".into(), "{\"v\":1}".into()),
+                    ("b".into(), String::new()),
+                ],
+            ),
+            ToMaster::Publish(5, vec![]),
+        ];
+        let to_worker = [
+            ToWorker::Init("{}".into()),
+            ToWorker::Ack(u64::MAX),
+            ToWorker::Deliver("x".repeat(70_000)),
+            ToWorker::Shutdown,
+        ];
+        let mut bytes = Vec::new();
+        for m in &to_master {
+            bytes.extend(m.encode());
+        }
+        let mut reader = bytes.as_slice();
+        for m in &to_master {
+            assert_eq!(&read_to_master(&mut reader).await.unwrap(), m);
+        }
+        assert!(matches!(
+            read_to_master(&mut reader).await,
+            Err(IpcError::Closed)
+        ));
+        let mut bytes = Vec::new();
+        for m in &to_worker {
+            bytes.extend(m.encode());
+        }
+        let mut reader = bytes.as_slice();
+        for m in &to_worker {
+            assert_eq!(&read_to_worker(&mut reader).await.unwrap(), m);
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_frames_are_errors_not_panics() {
+        for bad in [
+            &[0, 0, 0, 1, 9][..],                  // unknown tag
+            &[0, 0, 0, 2, 2, 0],                   // truncated id
+            &[0, 0, 0, 2, 1, 0],                   // trailing byte
+            &[0xff, 0xff, 0xff, 0xff],             // too large
+            &[0, 0, 0, 7, 4, 0, 0, 0, 1, 0xff, 0], // wrong tag contents
+        ] {
+            let mut reader = bad;
+            assert!(read_to_master(&mut reader).await.is_err(), "{bad:?}");
+        }
+        let mut invalid_utf8: &[u8] = &[0, 0, 0, 6, 3, 0, 0, 0, 1, 0xff];
+        assert!(matches!(
+            read_to_worker(&mut invalid_utf8).await,
+            Err(IpcError::Malformed(_))
+        ));
+    }
+}

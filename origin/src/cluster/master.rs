@@ -1,0 +1,375 @@
+//! The master process: listener, router, supervisor and embedded-broker hub.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream, UnixDatagram};
+use tokio::process::{Child, Command};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+use super::handoff::send_connection;
+use super::hub::RelayHub;
+use super::ipc::{self, IpcError, ToMaster, ToWorker};
+use super::sticky::{RouteHint, StickyRouter, WorkerId, route_hint};
+use crate::config::ServeConfig;
+
+/// How long a client may take to send its request line before it is dropped.
+const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes peeked to find the request line.
+const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// How long a connection waits for a ready worker (at start-up, or when all died).
+const WORKER_WAIT: Duration = Duration::from_secs(10);
+/// How long workers may drain after SIGTERM before they are killed.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(8);
+/// First and longest pause before restarting a worker that died.
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A worker that ran this long before dying restarts without accumulated back-off.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// How often expired sticky sessions are swept.
+const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Why the cluster could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The public address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Other I/O failure.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The control socket failed.
+    #[error(transparent)]
+    Ipc(#[from] IpcError),
+    /// The worker received bad settings.
+    #[error("invalid worker settings: {0}")]
+    Settings(String),
+    /// The worker's broker could not start.
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+}
+
+/// The pause before restart attempt `attempt` (0-based): doubling from 100 ms, capped at 5 s.
+fn restart_backoff(attempt: u32) -> Duration {
+    RESTART_BACKOFF_MIN
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(RESTART_BACKOFF_MAX)
+}
+
+/// The master's end of one worker's sockets.
+#[derive(Debug)]
+struct Link {
+    control: mpsc::UnboundedSender<Vec<u8>>,
+    handoff: Arc<UnixDatagram>,
+}
+
+#[derive(Debug)]
+struct Master {
+    settings: String,
+    router: Mutex<StickyRouter>,
+    hub: Mutex<RelayHub>,
+    links: Mutex<HashMap<WorkerId, Link>>,
+    ready: Notify,
+    stopping: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a few map operations that cannot leave a map
+    // half-updated, so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Master {
+    fn send(&self, worker: WorkerId, message: &ToWorker) {
+        if let Some(link) = lock(&self.links).get(&worker) {
+            let _ = link.control.send(message.encode());
+        }
+    }
+
+    fn broadcast(&self, message: &ToWorker) {
+        let frame = message.encode();
+        for link in lock(&self.links).values() {
+            let _ = link.control.send(frame.clone());
+        }
+    }
+
+    fn forget(&self, worker: WorkerId) {
+        lock(&self.router).remove_worker(worker);
+        lock(&self.hub).remove_worker(worker);
+        lock(&self.links).remove(&worker);
+    }
+}
+
+/// Runs the master until `shutdown` resolves, then drains the workers and returns.
+pub async fn run_master(
+    config: &ServeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ClusterError> {
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ClusterError::Bind { addr, source })?;
+    let broker = if config.redis_url.is_some() {
+        "redis"
+    } else {
+        "embedded"
+    };
+    tracing::info!(addr = %listener.local_addr()?, workers = config.workers, broker, "listening");
+
+    let mut public = config.clone();
+    public.port = listener.local_addr()?.port();
+    let master = Arc::new(Master {
+        settings: serde_json::to_string(&public).expect("the config always serialises"),
+        router: Mutex::new(StickyRouter::new()),
+        hub: Mutex::new(RelayHub::default()),
+        links: Mutex::new(HashMap::new()),
+        ready: Notify::new(),
+        stopping: AtomicBool::new(false),
+    });
+
+    let mut supervisors = JoinSet::new();
+    for id in 0..config.workers {
+        supervisors.spawn(supervise(master.clone(), id));
+    }
+    let sweeper = tokio::spawn({
+        let master = master.clone();
+        async move {
+            loop {
+                tokio::time::sleep(SESSION_SWEEP_EVERY).await;
+                lock(&master.router).expire(Instant::now());
+            }
+        }
+    });
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(route(master.clone(), stream));
+                }
+                Err(e) => {
+                    // E.g. out of descriptors: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+
+    drop(listener);
+    sweeper.abort();
+    tracing::info!("stopping: no longer accepting; draining workers");
+    master.stopping.store(true, Ordering::SeqCst);
+    master.broadcast(&ToWorker::Shutdown);
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        while supervisors.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("workers did not stop within {DRAIN_GRACE:?}; killing them");
+        // Dropping the supervisors drops their `Child`ren, which kills them.
+        supervisors.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Keeps worker `id` running: spawns it, waits for it to exit, restarts it with back-off.
+async fn supervise(master: Arc<Master>, id: WorkerId) {
+    let mut attempt = 0u32;
+    loop {
+        let started = Instant::now();
+        match spawn_worker(&master, id) {
+            Ok(mut child) => {
+                let status = child.wait().await;
+                master.forget(id);
+                if master.stopping.load(Ordering::SeqCst) {
+                    tracing::info!(worker = id, "worker stopped");
+                    return;
+                }
+                tracing::warn!(worker = id, status = ?status, "worker exited; restarting it");
+                if started.elapsed() >= STABLE_AFTER {
+                    attempt = 0;
+                }
+            }
+            Err(e) => tracing::error!(worker = id, error = %e, "cannot start worker"),
+        }
+        if master.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(restart_backoff(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Starts worker `id`: re-executes this binary with its control socket as stdin
+/// and its hand-off socket as stdout, and sends it the settings.
+fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<Child, ClusterError> {
+    let (control_master, control_worker) = std::os::unix::net::UnixStream::pair()?;
+    let (handoff_master, handoff_worker) = std::os::unix::net::UnixDatagram::pair()?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("worker-process")
+        .env(super::worker_process::WORKER_ID_ENV, id.to_string())
+        .stdin(Stdio::from(OwnedFd::from(control_worker)))
+        .stdout(Stdio::from(OwnedFd::from(handoff_worker)))
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    tracing::info!(worker = id, pid = child.id(), "spawned worker");
+
+    control_master.set_nonblocking(true)?;
+    handoff_master.set_nonblocking(true)?;
+    let (mut reader, mut writer) = tokio::net::UnixStream::from_std(control_master)?.into_split();
+    let handoff = Arc::new(UnixDatagram::from_std(handoff_master)?);
+    // Unbounded: relaying must never wait on one slow worker; a worker that stops
+    // reading is a dead worker and gets restarted.
+    let (control, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
+    let _ = control.send(ToWorker::Init(master.settings.clone()).encode());
+    lock(&master.links).insert(id, Link { control, handoff });
+    tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            if ipc::write_frame(&mut writer, &frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let master = master.clone();
+    tokio::spawn(async move {
+        loop {
+            match ipc::read_to_master(&mut reader).await {
+                Ok(message) => handle(&master, id, message),
+                Err(IpcError::Closed) => break,
+                Err(e) => {
+                    tracing::warn!(worker = id, error = %e, "bad control frame; dropping the worker's routes");
+                    break;
+                }
+            }
+        }
+        master.forget(id);
+    });
+    Ok(child)
+}
+
+/// Handles one message from worker `id`.
+fn handle(master: &Master, id: WorkerId, message: ToMaster) {
+    match message {
+        ToMaster::Ready => {
+            lock(&master.router).add_ready(id);
+            master.ready.notify_waiters();
+            tracing::info!(worker = id, "worker ready");
+        }
+        ToMaster::Claim(req, sid) => {
+            lock(&master.router).claim(sid, id, Instant::now());
+            master.send(id, &ToWorker::Ack(req));
+        }
+        ToMaster::Subscribe(req, channel) => {
+            lock(&master.hub).subscribe(channel, id);
+            master.send(id, &ToWorker::Ack(req));
+        }
+        ToMaster::Unsubscribe(req, channel) => {
+            lock(&master.hub).unsubscribe(&channel, id);
+            master.send(id, &ToWorker::Ack(req));
+        }
+        ToMaster::Publish(req, messages) => {
+            for (channel, payload) in messages {
+                let subscribers = lock(&master.hub).subscribers(&channel);
+                if subscribers.is_empty() {
+                    continue;
+                }
+                let frame = ToWorker::Deliver(payload).encode();
+                let links = lock(&master.links);
+                for worker in subscribers {
+                    if let Some(link) = links.get(&worker) {
+                        let _ = link.control.send(frame.clone());
+                    }
+                }
+            }
+            master.send(id, &ToWorker::Ack(req));
+        }
+    }
+}
+
+/// Peeks at the connection's request line (leaving it unread for the worker).
+async fn peek_route_hint(stream: &TcpStream) -> Option<RouteHint> {
+    let mut buf = vec![0u8; MAX_REQUEST_LINE];
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None; // closed before saying anything
+        }
+        if let Some(hint) = route_hint(&buf[..n]) {
+            return Some(hint);
+        }
+        if n == buf.len() {
+            return Some(RouteHint::Fresh); // no line end in 8 KiB: the worker will refuse it
+        }
+        // Part of the line has arrived; peeking again at once would return the same bytes.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Hands one accepted connection to the right worker.
+async fn route(master: Arc<Master>, stream: TcpStream) {
+    let Ok(Some(hint)) = tokio::time::timeout(REQUEST_LINE_TIMEOUT, peek_route_hint(&stream)).await
+    else {
+        return;
+    };
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + WORKER_WAIT;
+    loop {
+        let notified = master.ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let picked = lock(&master.router).pick(&hint, Instant::now());
+        let handoff =
+            picked.and_then(|w| lock(&master.links).get(&w).map(|l| (w, l.handoff.clone())));
+        if let Some((worker, handoff)) = handoff {
+            match send_connection(&handoff, &stream).await {
+                Ok(()) => {
+                    tracing::trace!(worker, ?hint, "routed");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(worker, error = %e, "hand-off failed; trying another worker");
+                    lock(&master.router).remove_worker(worker);
+                    continue;
+                }
+            }
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            tracing::warn!("no worker ready within {WORKER_WAIT:?}; dropping a connection");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_backoff_doubles_then_caps() {
+        assert_eq!(restart_backoff(0), Duration::from_millis(100));
+        assert_eq!(restart_backoff(2), Duration::from_millis(400));
+        assert_eq!(restart_backoff(6), RESTART_BACKOFF_MAX);
+        assert_eq!(restart_backoff(u32::MAX), RESTART_BACKOFF_MAX);
+    }
+}

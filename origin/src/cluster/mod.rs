@@ -1,0 +1,29 @@
+//! The origin cluster: one master process, N worker processes, one public port.
+//!
+//! The master owns the listening socket. It reads the first request line of
+//! each accepted connection (without consuming it), picks a worker with the
+//! [`StickyRouter`] and passes the connection's descriptor to that worker
+//! (`SCM_RIGHTS`); from then on bytes flow between client and worker directly.
+//! Workers are the same binary re-executed (`pushwire worker-process`); each
+//! talks to the master over two socket pairs set up as its stdin (control
+//! frames, see [`ipc`]) and stdout (connection hand-off).
+//!
+//! The master restarts dead workers with back-off, relays events between
+//! workers when no Redis is configured ([`RelayHub`]), and on SIGTERM/SIGINT
+//! stops accepting, asks every worker to drain, and exits. A worker exits by
+//! itself when the master's end of its control socket closes, so killing the
+//! master never leaves workers behind.
+
+mod control;
+mod handoff;
+mod hub;
+pub mod ipc;
+mod master;
+mod sticky;
+mod worker_process;
+
+pub use self::control::ControlClient;
+pub use self::hub::RelayHub;
+pub use self::master::{ClusterError, run_master};
+pub use self::sticky::{RouteHint, SESSION_TTL, StickyRouter, WorkerId, route_hint};
+pub use self::worker_process::run_worker_process;

@@ -1,0 +1,141 @@
+//! The worker process's start-up: `pushwire worker-process`, spawned by the master.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use super::ControlClient;
+use super::handoff::HandoffListener;
+use super::ipc::{self, IpcError, ToMaster, ToWorker};
+use super::master::{ClusterError, DRAIN_GRACE};
+use crate::broker::{Broker, RedisBroker, RelayBroker};
+use crate::config::ServeConfig;
+use crate::worker::{self, INBOUND_QUEUE};
+
+/// The environment variable carrying the worker's id.
+pub const WORKER_ID_ENV: &str = "PUSHWIRE_WORKER_ID";
+
+/// How long a draining worker may take; less than the master's grace so the
+/// worker, not the master's SIGKILL, ends it.
+const WORKER_DRAIN: Duration = Duration::from_millis(DRAIN_GRACE.as_millis() as u64 - 1000);
+
+/// Runs a worker: reads its settings from the master, serves the connections the
+/// master hands over, and returns when told to stop or when the master is gone.
+pub async fn run_worker_process() -> Result<(), ClusterError> {
+    let id: usize = std::env::var(WORKER_ID_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let span = tracing::info_span!("worker", id, pid = std::process::id());
+    run(id).instrument(span).await
+}
+
+fn inherited_stream(
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> Result<tokio::net::UnixStream, ClusterError> {
+    let stream = std::os::unix::net::UnixStream::from(fd.try_clone_to_owned()?);
+    stream.set_nonblocking(true)?;
+    Ok(tokio::net::UnixStream::from_std(stream)?)
+}
+
+fn inherited_datagram(
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> Result<tokio::net::UnixDatagram, ClusterError> {
+    let socket = std::os::unix::net::UnixDatagram::from(fd.try_clone_to_owned()?);
+    socket.set_nonblocking(true)?;
+    Ok(tokio::net::UnixDatagram::from_std(socket)?)
+}
+
+async fn run(id: usize) -> Result<(), ClusterError> {
+    // The master set stdin up as the control socket and stdout as the hand-off socket.
+    let (mut reader, writer) = inherited_stream(std::io::stdin().as_fd())?.into_split();
+    let handoff = inherited_datagram(std::io::stdout().as_fd())?;
+    let config: ServeConfig = match ipc::read_to_worker(&mut reader).await? {
+        ToWorker::Init(json) => {
+            serde_json::from_str(&json).map_err(|e| ClusterError::Settings(e.to_string()))?
+        }
+        other => {
+            return Err(ClusterError::Settings(format!(
+                "expected Init first, got {other:?}"
+            )));
+        }
+    };
+    let control = Arc::new(ControlClient::spawn(writer));
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let broker: Arc<dyn Broker> = match &config.redis_url {
+        Some(url) => Arc::new(RedisBroker::start(url, inbound_tx.clone())?),
+        None => Arc::new(RelayBroker::new(control.clone())),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(read_control(reader, control.clone(), inbound_tx, stop_tx));
+    ignore_terminal_signals();
+
+    let public_addr = SocketAddr::new(config.host, config.port);
+    let listener = HandoffListener::new(handoff, public_addr);
+    control.send(&ToMaster::Ready)?;
+    let mut stopped = stop_rx.clone();
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let serving = worker::serve(listener, &config, id, broker, inbound_rx, control, shutdown);
+    let mut stopped = stop_rx;
+    let drain_deadline = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+        tokio::time::sleep(WORKER_DRAIN).await;
+    };
+    tokio::select! {
+        result = serving => result?,
+        _ = drain_deadline => tracing::warn!("drain took longer than {WORKER_DRAIN:?}; exiting"),
+    }
+    tracing::info!("worker exiting");
+    Ok(())
+}
+
+/// Reads master → worker frames until the master says stop or goes away.
+async fn read_control(
+    mut reader: tokio::net::unix::OwnedReadHalf,
+    control: Arc<ControlClient>,
+    inbound: mpsc::Sender<Vec<u8>>,
+    stop: watch::Sender<bool>,
+) {
+    loop {
+        match ipc::read_to_worker(&mut reader).await {
+            Ok(ToWorker::Ack(id)) => control.acknowledge(id),
+            Ok(ToWorker::Deliver(payload)) => {
+                if inbound.send(payload.into_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            Ok(ToWorker::Shutdown) => {
+                tracing::info!("master asked to stop: draining");
+                let _ = stop.send(true);
+            }
+            Ok(ToWorker::Init(_)) => tracing::warn!("ignoring a second Init"),
+            Err(e) => {
+                if !matches!(e, IpcError::Closed) {
+                    tracing::error!(error = %e, "control socket failed");
+                }
+                tracing::info!("the master is gone: stopping");
+                control.close();
+                let _ = stop.send(true);
+                break;
+            }
+        }
+    }
+}
+
+/// The master orchestrates shutdown; a Ctrl-C reaching the whole process group
+/// must not make workers quit on their own ahead of it.
+fn ignore_terminal_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        if let Ok(mut stream) = signal(kind) {
+            tokio::spawn(async move { while stream.recv().await.is_some() {} });
+        }
+    }
+}
