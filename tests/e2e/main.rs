@@ -3,6 +3,7 @@
 //! its processes and scratch directory.
 
 mod cli;
+mod cluster;
 mod delivery;
 mod resilience;
 mod subscribe;

@@ -7,11 +7,19 @@ const readline = require("node:readline");
 const { io } = require("socket.io-client");
 const Pusher = require("pusher");
 
+const http = require("node:http");
+
 const sockets = new Map();
+// `opts.agent: "pooled"` makes clients share one small keep-alive connection pool,
+// as browser tabs on one origin do: requests of different sessions then reuse
+// each other's connections.
+const pooledAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
 const report = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
 function connect({ id, url, opts }) {
-  const socket = io(url, { forceNew: true, reconnection: true, ...(opts || {}) });
+  const options = { forceNew: true, reconnection: true, ...(opts || {}) };
+  if (options.agent === "pooled") options.agent = pooledAgent;
+  const socket = io(url, options);
   sockets.set(id, socket);
   socket.on("connect_error", (err) =>
     report({ type: "connect_error", id, message: err.message }));
@@ -19,6 +27,7 @@ function connect({ id, url, opts }) {
   socket.onAny((event, ...args) => {
     if (event === "pushwire:connection_established") {
       report({ type: "connected", id, socket_id: args[0] && args[0].socket_id,
+               subscriptions: args[0] && args[0].subscriptions,
                transport: socket.io.engine.transport.name });
     } else {
       report({ type: "event", id, event, args });

@@ -136,6 +136,35 @@ impl Clients {
             .to_owned()
     }
 
+    /// Connects every socket in `ids` at once (same `url` and `opts`) and waits
+    /// until all are established; returns their `connected` reports in `ids` order.
+    pub fn connect_all(&mut self, ids: &[String], url: &str, opts: Value) -> Vec<Value> {
+        for id in ids {
+            self.send(json!({"op": "connect", "id": id, "url": url, "opts": opts}));
+        }
+        ids.iter()
+            .map(|id| {
+                let report = self.wait_for(&format!("{id} connected"), |r| {
+                    r["id"] == id.as_str()
+                        && (r["type"] == "connected" || r["type"] == "connect_error")
+                });
+                assert_eq!(
+                    report["type"], "connected",
+                    "{id} could not connect: {report}"
+                );
+                report
+            })
+            .collect()
+    }
+
+    /// Reports not yet consumed by a `wait_for`, after reading whatever has arrived.
+    pub fn pending_reports(&mut self) -> &[Value] {
+        while let Ok(report) = self.reports.try_recv() {
+            self.backlog.push(report);
+        }
+        &self.backlog
+    }
+
     /// Connects socket `id` expecting a `connect_error`; returns its message.
     pub fn connect_refused(&mut self, id: &str, url: &str, mut opts: Value) -> String {
         opts["reconnection"] = json!(false);

@@ -106,3 +106,96 @@ pub fn signed(addr: SocketAddr, method: &str, path: &str, body: &[u8], app: &App
     let query = signing::sign(method, path, &[], body, app, unix_now());
     request(addr, method, &format!("{path}?{query}"), body)
 }
+
+/// One kept-alive connection, for requests that must share it.
+#[derive(Debug)]
+pub struct KeepAlive {
+    stream: TcpStream,
+    addr: SocketAddr,
+}
+
+/// A request whose body is half sent; [`PendingRequest::finish`] sends the rest.
+#[derive(Debug)]
+pub struct PendingRequest {
+    conn: KeepAlive,
+    rest: Vec<u8>,
+}
+
+impl KeepAlive {
+    /// Opens the connection.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        KeepAlive { stream, addr }
+    }
+
+    fn head(&self, path: &str, body: &[u8], app: &App) -> String {
+        let query = signing::sign("POST", path, &[], body, app, unix_now());
+        format!(
+            "POST {path}?{query} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+    }
+
+    /// Sends a signed POST and reads its response; the connection stays open.
+    pub fn signed_post(&mut self, path: &str, body: &[u8], app: &App) -> Response {
+        let head = self.head(path, body, app);
+        self.stream.write_all(head.as_bytes()).expect("write head");
+        self.stream.write_all(body).expect("write body");
+        self.read_response()
+    }
+
+    /// Sends a signed POST's head and the first half of its body.
+    pub fn start_signed_post(mut self, path: &str, body: &[u8], app: &App) -> PendingRequest {
+        let head = self.head(path, body, app);
+        let half = body.len() / 2;
+        self.stream.write_all(head.as_bytes()).expect("write head");
+        self.stream
+            .write_all(&body[..half])
+            .expect("write half the body");
+        PendingRequest {
+            conn: self,
+            rest: body[half..].to_vec(),
+        }
+    }
+
+    fn read_response(&mut self) -> Response {
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            let n = self.stream.read(&mut byte).expect("read response head");
+            assert!(
+                n == 1,
+                "connection closed mid-response: {:?}",
+                String::from_utf8_lossy(&raw)
+            );
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("response with a Content-Length");
+        let mut body = vec![0; length];
+        self.stream
+            .read_exact(&mut body)
+            .expect("read response body");
+        raw.extend(body);
+        parse(&raw).expect("well-formed response")
+    }
+}
+
+impl PendingRequest {
+    /// Sends the rest of the body and reads the response.
+    pub fn finish(mut self) -> Response {
+        self.conn
+            .stream
+            .write_all(&self.rest)
+            .expect("write the rest of the body");
+        self.conn.read_response()
+    }
+}

@@ -149,7 +149,7 @@ impl Origin {
         &self,
         what: &str,
         workers: usize,
-        ok: impl Fn(&serde_json::Value) -> bool,
+        mut ok: impl FnMut(&serde_json::Value) -> bool,
     ) {
         let mut good = std::collections::BTreeSet::new();
         wait::until(&format!("every worker: {what}"), READY_TIMEOUT, || {

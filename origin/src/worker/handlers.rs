@@ -14,17 +14,22 @@ use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use super::WorkerContext;
-use super::session::{HandshakeError, SocketSession, resolve_app};
+use super::session::{HandshakeError, SocketSession, handshake_channels, resolve_app};
 
 /// Installs the handlers of the `/` namespace.
 pub(crate) fn register(io: &SocketIo, ctx: Arc<WorkerContext>) {
+    let connect_ctx = ctx.clone();
     io.ns(
         "/",
-        on_connect.with(move |s: SocketRef, TryData(auth): TryData<Value>| {
-            authenticate(s, auth.ok(), ctx)
-        }),
+        (move |s: SocketRef| on_connect(s, connect_ctx)).with(
+            move |s: SocketRef, TryData(auth): TryData<Value>| authenticate(s, auth.ok(), ctx),
+        ),
     );
 }
+
+/// The `subscribe` payloads of the handshake's `auth.channels`, waiting for `on_connect`.
+#[derive(Debug, Clone)]
+struct HandshakeChannels(Vec<Value>);
 
 /// Connect middleware: picks the app (or refuses with `connect_error`) and installs
 /// the event handlers. Handlers are installed here, before the server sends the
@@ -35,11 +40,17 @@ async fn authenticate(
     auth: Option<Value>,
     ctx: Arc<WorkerContext>,
 ) -> Result<(), HandshakeError> {
+    let refused =
+        |e: &HandshakeError| tracing::debug!(sid = %s.id, error = %e, "handshake refused");
     let app = resolve_app(&ctx.apps, auth.as_ref())
-        .inspect_err(|e| tracing::debug!(sid = %s.id, error = %e, "handshake refused"))?
+        .inspect_err(refused)?
         .clone();
+    let channels = handshake_channels(auth.as_ref()).inspect_err(refused)?;
     let session = Arc::new(SocketSession::new(app, ctx.socket_ids.next()));
     s.extensions.insert(session.clone());
+    if !channels.is_empty() {
+        s.extensions.insert(HandshakeChannels(channels));
+    }
 
     s.on(SUBSCRIBE, {
         let (ctx, session) = (ctx.clone(), session.clone());
@@ -57,7 +68,10 @@ async fn authenticate(
     Ok(())
 }
 
-async fn on_connect(s: SocketRef) {
+/// Joins the socket's own room, subscribes the handshake's channels, then
+/// announces `pushwire:connection_established` (with each subscription's result
+/// when channels were asked for), so a client that sees it is already subscribed.
+async fn on_connect(s: SocketRef, ctx: Arc<WorkerContext>) {
     let Some(session) = s.extensions.get::<Arc<SocketSession>>() else {
         // The middleware always stores a session; without one the socket is unusable.
         tracing::error!(sid = %s.id, "socket connected without a session");
@@ -67,10 +81,21 @@ async fn on_connect(s: SocketRef) {
     // Its own room, so a trigger's `socket_id` can be left out of a broadcast.
     s.join(session.socket_id.to_string());
     tracing::debug!(sid = %s.id, socket_id = %session.socket_id, app = %session.app.id, "connected");
-    let _ = s.emit(
-        CONNECTION_ESTABLISHED,
-        &json!({ "socket_id": session.socket_id }),
-    );
+    let mut established = json!({ "socket_id": session.socket_id });
+    if let Some(HandshakeChannels(requests)) = s.extensions.remove::<HandshakeChannels>() {
+        let mut results = Vec::with_capacity(requests.len());
+        for request in &requests {
+            let result = subscribe(&s, Some(request), &ctx, &session).await;
+            let mut entry = match result {
+                Ok(()) => client_protocol::ok_ack(),
+                Err(e) => e.to_ack(),
+            };
+            entry["channel"] = request.get("channel").cloned().unwrap_or(Value::Null);
+            results.push(entry);
+        }
+        established["subscriptions"] = Value::Array(results);
+    }
+    let _ = s.emit(CONNECTION_ESTABLISHED, &established);
 }
 
 fn send_ack(ack: AckSender, result: Result<(), AckError>) {

@@ -25,7 +25,9 @@ use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
 pub use self::registry::ChannelRegistry;
-pub use self::session::{HandshakeError, SocketSession, resolve_app};
+pub use self::session::{
+    HandshakeError, MAX_HANDSHAKE_CHANNELS, SocketSession, handshake_channels, resolve_app,
+};
 pub use self::socket_ids::SocketIdGenerator;
 
 use crate::broker::Broker;
@@ -67,10 +69,12 @@ where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let apps = Arc::new(config.apps.clone());
+    let socket_ids = SocketIdGenerator::random();
+    let node = socket_ids.node();
     let ctx = Arc::new(WorkerContext {
         apps: apps.clone(),
         registry: ChannelRegistry::new(broker.clone()),
-        socket_ids: SocketIdGenerator::random(),
+        socket_ids,
     });
 
     let (socketio_layer, io) = SocketIo::builder().build_layer();
@@ -79,7 +83,10 @@ where
 
     let api = TriggerApi::new(apps, broker.clone(), config.max_request_bytes);
     let app = Router::new()
-        .route("/health", get(move || health(broker.clone(), worker_id)))
+        .route(
+            "/health",
+            get(move || health(broker.clone(), worker_id, node)),
+        )
         .merge(trigger_api::routes(api))
         .layer(socketio_layer)
         .layer(axum::middleware::from_fn_with_state(
@@ -96,10 +103,16 @@ where
         .await
 }
 
-/// `GET /health`: liveness, the worker's id, and whether its broker is connected.
-async fn health(broker: Arc<dyn Broker>, worker_id: usize) -> impl IntoResponse {
-    let body =
-        serde_json::json!({ "status": "ok", "worker": worker_id, "broker": broker.health() });
+/// `GET /health`: liveness; which worker answered (its id, pid and socket-id
+/// node); whether its broker is connected.
+async fn health(broker: Arc<dyn Broker>, worker_id: usize, node: u64) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "status": "ok",
+        "worker": worker_id,
+        "pid": std::process::id(),
+        "node": node.to_string(),
+        "broker": broker.health(),
+    });
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body.to_string(),

@@ -30,6 +30,28 @@ pub enum HandshakeError {
     /// `auth` is not an object or `app_key` is not a string.
     #[error("auth must be an object like {{\"app_key\": \"…\"}}")]
     MalformedAuth,
+    /// `auth.channels` is not a list, or too long.
+    #[error("auth.channels must be an array of at most {MAX_HANDSHAKE_CHANNELS} channels")]
+    MalformedChannels,
+}
+
+/// The most channels a handshake may ask to subscribe.
+pub const MAX_HANDSHAKE_CHANNELS: usize = 100;
+
+/// The `subscribe` payloads a handshake asks for in `auth.channels`: each item a
+/// channel name or a `subscribe` object (`{"channel", "auth"?, …}`).
+pub fn handshake_channels(auth: Option<&Value>) -> Result<Vec<Value>, HandshakeError> {
+    match auth.and_then(|a| a.get("channels")) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() <= MAX_HANDSHAKE_CHANNELS => Ok(items
+            .iter()
+            .map(|item| match item {
+                Value::String(name) => serde_json::json!({ "channel": name }),
+                other => other.clone(),
+            })
+            .collect()),
+        Some(_) => Err(HandshakeError::MalformedChannels),
+    }
 }
 
 /// Picks the app for a handshake's `auth` payload.

@@ -26,6 +26,11 @@ impl SocketIdGenerator {
         }
     }
 
+    /// The node number: the part before the dot of every id this generator makes.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
     /// The next id.
     pub fn next(&self) -> SocketId {
         SocketId::from_parts(self.node, self.next.fetch_add(1, Ordering::Relaxed))
