@@ -54,5 +54,8 @@ cargo build -p pushwire-shared --target wasm32-unknown-unknown
 say "building the pushwire binary"
 cargo build --workspace
 
-say "cargo test"
+say "cargo test (end-to-end against a 2-worker cluster)"
 cargo test --workspace
+
+say "end-to-end again, against a single worker"
+PUSHWIRE_TEST_WORKERS=1 cargo test -p pushwire-tests

@@ -2,7 +2,7 @@
 
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::origin::OriginOptions;
-use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
+use pushwire_tests::{Clients, Deployment, Fanout, Origin, RedisServer, Scratch, each_fanout};
 use serde_json::{Value, json};
 
 fn websocket_only() -> Value {
@@ -61,10 +61,12 @@ fn event_triggered_on_one_origin_reaches_subscribers_on_both() {
 
 #[test]
 fn multi_channel_and_batch_triggers() {
-    let scratch = Scratch::new("multi-batch");
-    let redis = RedisServer::start(&scratch);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    let mut clients = Clients::start(&scratch, "clients");
+    each_fanout("multi-batch", multi_channel_and_batch);
+}
+
+fn multi_channel_and_batch(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
     clients.connect("both", &origin.url(), json!({}));
     clients.connect("two", &origin.url(), websocket_only());
     clients.subscribe("both", "one");
@@ -123,11 +125,15 @@ fn multi_channel_and_batch_triggers() {
 
 #[test]
 fn trigger_socket_id_excludes_the_sender() {
-    let scratch = Scratch::new("exclusion");
-    let redis = RedisServer::start(&scratch);
-    let a = Origin::start(&scratch, "origin-a", OriginOptions::redis(&redis.url()));
-    let b = Origin::start(&scratch, "origin-b", OriginOptions::redis(&redis.url()));
-    let mut clients = Clients::start(&scratch, "clients");
+    each_fanout("exclusion", exclusion);
+}
+
+fn exclusion(deployment: &Deployment) {
+    // With Redis, across two origins; embedded, across the workers of one.
+    let a = deployment.origin("origin-a");
+    let second = (deployment.fanout == Fanout::Redis).then(|| deployment.origin("origin-b"));
+    let b = second.as_ref().unwrap_or(&a);
+    let mut clients = Clients::start(&deployment.scratch, "clients");
     let sender = clients.connect("sender", &a.url(), json!({}));
     clients.connect("peer-a", &a.url(), json!({}));
     clients.connect("peer-b", &b.url(), json!({}));
@@ -242,9 +248,12 @@ fn unsubscribe_and_disconnect_stop_delivery_and_redis_subscriptions() {
 
 #[test]
 fn data_follows_the_pusher_js_json_rule() {
-    let scratch = Scratch::new("json-rule");
-    let origin = Origin::start(&scratch, "origin", OriginOptions::embedded());
-    let mut clients = Clients::start(&scratch, "clients");
+    each_fanout("json-rule", json_rule);
+}
+
+fn json_rule(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
     clients.connect("c", &origin.url(), websocket_only());
     clients.subscribe("c", "data");
     let cases = [

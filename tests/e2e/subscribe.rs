@@ -3,7 +3,7 @@
 use pushwire_shared::{AppList, channel_auth};
 use pushwire_tests::clients::{Credentials, TEST_APP};
 use pushwire_tests::origin::{OriginOptions, TEST_APPS};
-use pushwire_tests::{Clients, Origin, Scratch, http};
+use pushwire_tests::{Clients, Deployment, Origin, Scratch, each_fanout, http};
 use serde_json::{Value, json};
 
 fn code(ack: &Value) -> u64 {
@@ -19,9 +19,12 @@ fn code(ack: &Value) -> u64 {
 
 #[test]
 fn subscribe_acks_say_what_is_wrong() {
-    let scratch = Scratch::new("acks");
-    let origin = Origin::start(&scratch, "origin", OriginOptions::embedded());
-    let mut clients = Clients::start(&scratch, "clients");
+    each_fanout("acks", acks);
+}
+
+fn acks(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
     let socket_id = clients.connect("c", &origin.url(), json!({}));
     assert!(
         socket_id.split_once('.').is_some_and(|(a, b)| !a.is_empty()
@@ -145,11 +148,14 @@ fn subscribe_acks_say_what_is_wrong() {
 
 #[test]
 fn handshake_picks_the_app_and_apps_never_mix() {
-    let scratch = Scratch::new("apps");
-    let mut options = OriginOptions::embedded();
+    each_fanout("apps", apps_never_mix);
+}
+
+fn apps_never_mix(deployment: &Deployment) {
+    let mut options = deployment.options();
     options.apps = format!("{TEST_APPS},2000002:other-key:other-secret");
-    let origin = Origin::start(&scratch, "origin", options);
-    let mut clients = Clients::start(&scratch, "clients");
+    let origin = Origin::start(&deployment.scratch, "origin", options);
+    let mut clients = Clients::start(&deployment.scratch, "clients");
     let message = clients.connect_refused("anon", &origin.url(), json!({}));
     assert!(message.contains("app_key"), "{message}");
     let message = clients.connect_refused(

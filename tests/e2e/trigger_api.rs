@@ -4,7 +4,7 @@
 use pushwire_shared::{AppList, signing};
 use pushwire_tests::http::{self, Response, unix_now};
 use pushwire_tests::origin::{OriginOptions, TEST_APPS};
-use pushwire_tests::{Origin, RedisServer, Scratch};
+use pushwire_tests::{Deployment, Origin, Scratch, each_fanout};
 use serde_json::json;
 
 fn test_app() -> pushwire_shared::App {
@@ -43,9 +43,11 @@ fn assert_error(resp: &Response, status: u16, case: &str) {
 
 #[test]
 fn every_bad_input_gets_its_status_and_the_server_keeps_serving() {
-    let scratch = Scratch::new("bad-inputs");
-    let redis = RedisServer::start(&scratch);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    each_fanout("bad-inputs", bad_inputs);
+}
+
+fn bad_inputs(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
     let app = test_app();
     let now = unix_now();
     let ok_body = json!({"name": "e", "channel": "c", "data": "{}"}).to_string();

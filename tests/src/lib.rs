@@ -4,6 +4,7 @@
 //! on panic. A failing test prints the tail of every log it produced.
 
 pub mod clients;
+pub mod deployment;
 pub mod http;
 pub mod origin;
 pub mod process;
@@ -11,6 +12,7 @@ pub mod redis;
 pub mod wait;
 
 pub use clients::Clients;
+pub use deployment::{Deployment, Fanout, each_fanout};
 pub use origin::Origin;
 pub use process::Scratch;
 pub use redis::RedisServer;
