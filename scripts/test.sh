@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs pushwire's whole test suite on a fresh machine: installs what is missing
-# (redis-server, Node.js, the wasm target, the npm packages pinned in
+# (redis-server, Node.js, Chromium, the wasm target, the npm packages pinned in
 # tests/js/package-lock.json), then checks formatting and lints, builds the
 # protocol crate for wasm, and runs every unit, doc and end-to-end test.
 # The end-to-end tests start their own redis-server and pushwire processes on
@@ -27,6 +27,10 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   say "installing Node.js and npm"
   apt_install nodejs npm
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  say "installing Chromium (the demo page's browser test)"
+  apt_install chromium
 fi
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then

@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     /// Worker processes to run.
     pub workers: usize,
+    /// Whether `/` serves the live demo page.
+    pub demo: bool,
     /// Whether the development app was filled in because none was configured.
     pub uses_dev_app: bool,
 }
@@ -58,6 +60,8 @@ pub struct ServeOverrides {
     pub max_request_bytes: Option<usize>,
     /// `--workers` / `PUSHWIRE_WORKERS`.
     pub workers: Option<usize>,
+    /// `--demo` / `PUSHWIRE_DEMO`.
+    pub demo: Option<bool>,
     /// `--config` / `PUSHWIRE_CONFIG`: the JSON config file.
     pub config_file: Option<PathBuf>,
 }
@@ -71,6 +75,7 @@ pub struct ServeOverrides {
 ///   "redis_url": "redis://127.0.0.1:6379",
 ///   "max_request_bytes": 262144,
 ///   "workers": 4,
+///   "demo": false,
 ///   "apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
 ///             "limits": {"max_data_bytes": 10240}}]
 /// }
@@ -83,6 +88,7 @@ pub struct ConfigFile {
     redis_url: Option<String>,
     max_request_bytes: Option<usize>,
     workers: Option<usize>,
+    demo: Option<bool>,
     apps: Option<AppList>,
 }
 
@@ -175,6 +181,7 @@ impl ServeConfig {
                 .filter(|u| !u.is_empty()),
             max_request_bytes,
             workers,
+            demo: overrides.demo.or(file.demo).unwrap_or(true),
             uses_dev_app,
         })
     }

@@ -33,6 +33,9 @@ pub struct DeliveryMeta<'a> {
     pub channel: &'a str,
     /// The published event's id, the same on every channel it went to.
     pub id: &'a str,
+    /// When the trigger was accepted, in milliseconds since the Unix epoch
+    /// (clients compute delivery latency from it).
+    pub ts: u64,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod cli;
 mod cluster;
 mod delivery;
+mod demo;
 mod resilience;
 mod subscribe;
 mod trigger_api;

@@ -110,6 +110,9 @@ impl Origin {
         .env_remove("PUSHWIRE_REDIS_URL")
         .env_remove("PUSHWIRE_CONFIG")
         .env_remove("PUSHWIRE_WORKERS");
+        if options.apps.is_empty() {
+            cmd.env_remove("PUSHWIRE_APPS");
+        }
         if let Some(url) = &options.redis_url {
             cmd.args(["--redis", url]);
         }

@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// Worker processes [default: one per CPU].
     #[arg(long, env = "PUSHWIRE_WORKERS")]
     pub workers: Option<usize>,
+    /// Serve the live demo page at `/` [default: true].
+    #[arg(long, env = "PUSHWIRE_DEMO")]
+    pub demo: Option<bool>,
     /// Trigger API request body cap in bytes [default: 262144].
     #[arg(long, env = "PUSHWIRE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,

@@ -15,6 +15,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         redis_url: args.redis_url,
         max_request_bytes: args.max_request_bytes,
         workers: args.workers,
+        demo: args.demo,
         config_file: args.config_file,
     })
     .context("configuration")?;

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 /// Delivers every inbound payload, in arrival order, until the broker side closes.
 ///
 /// Each subscriber of the envelope's channel receives the event `event` with the
-/// arguments `(data, {channel, id})`; the envelope's `exclude` socket is left out.
+/// arguments `(data, {channel, id, ts})`; the envelope's `exclude` socket is left out.
 pub(crate) async fn run(mut inbound: mpsc::Receiver<Vec<u8>>, io: SocketIo) {
     while let Some(payload) = inbound.recv().await {
         let envelope = match Envelope::decode(&payload) {
@@ -25,6 +25,7 @@ pub(crate) async fn run(mut inbound: mpsc::Receiver<Vec<u8>>, io: SocketIo) {
         let meta = DeliveryMeta {
             channel: envelope.channel.as_str(),
             id: &envelope.id,
+            ts: envelope.ts,
         };
         let mut target = io.to(room);
         if let Some(excluded) = &envelope.exclude {

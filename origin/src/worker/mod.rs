@@ -7,6 +7,7 @@
 
 mod cluster_http;
 mod delivery;
+mod demo;
 mod handlers;
 mod registry;
 mod session;
@@ -81,12 +82,18 @@ where
     handlers::register(&io, ctx);
     tokio::spawn(delivery::run(inbound, io.clone()));
 
+    let demo_routes = if config.demo {
+        demo::routes(&apps, config.uses_dev_app)
+    } else {
+        Router::new()
+    };
     let api = TriggerApi::new(apps, broker.clone(), config.max_request_bytes);
     let app = Router::new()
         .route(
             "/health",
             get(move || health(broker.clone(), worker_id, node)),
         )
+        .merge(demo_routes)
         .merge(trigger_api::routes(api))
         .layer(socketio_layer)
         .layer(axum::middleware::from_fn_with_state(
