@@ -5,6 +5,8 @@
 //! - [`app`]: application credentials and the `PUSHWIRE_APPS` format;
 //! - [`channel`] and [`event`]: validated channel and event names;
 //! - [`trigger`]: the Pusher-compatible trigger bodies, their validation and limits;
+//! - [`trigger_request`]: one trigger API request end to end (route, checks, envelopes);
+//! - [`upstash`]: the Upstash REST dialect the edge speaks to the bridge;
 //! - [`signing`]: Pusher HTTP request signing (verify and sign);
 //! - [`channel_auth`]: private/presence subscription signatures;
 //! - [`socket_id`]: Pusher-style socket ids;
@@ -28,6 +30,8 @@ pub mod http;
 pub mod signing;
 pub mod socket_id;
 pub mod trigger;
+pub mod trigger_request;
+pub mod upstash;
 mod urlencoding;
 
 pub use app::{App, AppList, AppsParseError, Limits};

@@ -1,56 +1,32 @@
-//! `ApiError`: every way a trigger API request fails, as status + `{"error": …}`.
+//! `ApiError`: a failed trigger API request as an HTTP response
+//! (`{"error": …}` with the status `shared` assigns).
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pushwire_shared::http::{HttpError, error_body};
-use pushwire_shared::signing::SigningError;
-use pushwire_shared::trigger::TriggerError;
+use pushwire_shared::trigger_request::TriggerRequestError;
 
 use crate::broker::BrokerError;
 
 /// A failed trigger API request.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The body is over the request cap.
-    #[error("request body is over the {0} byte limit")]
-    BodyTooLarge(usize),
-    /// The body could not be read.
-    #[error("could not read the request body")]
-    BodyUnreadable,
-    /// No app has this id.
-    #[error("unknown app {0:?}")]
-    UnknownApp(String),
-    /// The signature was refused.
-    #[error(transparent)]
-    Signing(#[from] SigningError),
-    /// The content is invalid.
-    #[error(transparent)]
-    Trigger(#[from] TriggerError),
-    /// The broker could not take the event.
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-    /// No such route.
-    #[error("not found")]
-    NotFound,
-}
+#[error(transparent)]
+pub struct ApiError(#[from] pub TriggerRequestError);
 
-impl ApiError {
-    fn status(&self) -> StatusCode {
-        let code = match self {
-            ApiError::BodyTooLarge(_) => 413,
-            ApiError::BodyUnreadable => 400,
-            ApiError::UnknownApp(_) | ApiError::NotFound => 404,
-            ApiError::Signing(e) => e.status(),
-            ApiError::Trigger(e) => e.status(),
-            ApiError::Broker(_) => 503,
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        let detail = match e {
+            BrokerError::Unavailable(detail) => detail,
+            BrokerError::Closed => "shutting down".to_owned(),
         };
-        StatusCode::from_u16(code).expect("every mapped status is valid")
+        ApiError(TriggerRequestError::Unavailable(detail))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = %self, "trigger refused: broker unavailable");
         } else {

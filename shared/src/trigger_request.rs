@@ -1,0 +1,279 @@
+//! One trigger API request, from its raw parts to the messages to publish:
+//! routing, size cap, app lookup, signature, validation and envelopes. The edge
+//! worker and the origin both call these, so they answer every request alike.
+
+use crate::app::{App, AppList};
+use crate::envelope::{ENVELOPE_VERSION, Envelope, redis_channel};
+use crate::http::HttpError;
+use crate::signing::{self, RequestParts, SigningError};
+use crate::trigger::{self, TriggerError, TriggerEvent};
+
+/// What a trigger API path asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerRoute<'a> {
+    /// `POST /apps/{app_id}/events`
+    Events {
+        /// The app id from the path.
+        app_id: &'a str,
+    },
+    /// `POST /apps/{app_id}/batch_events`
+    BatchEvents {
+        /// The app id from the path.
+        app_id: &'a str,
+    },
+}
+
+impl<'a> TriggerRoute<'a> {
+    /// Matches a raw path (any method; callers refuse non-POST as they see fit).
+    ///
+    /// ```
+    /// use pushwire_shared::trigger_request::TriggerRoute;
+    /// assert_eq!(TriggerRoute::parse("/apps/7/events"), Some(TriggerRoute::Events { app_id: "7" }));
+    /// assert_eq!(TriggerRoute::parse("/apps/7/channels"), None);
+    /// ```
+    pub fn parse(path: &'a str) -> Option<Self> {
+        let rest = path.strip_prefix("/apps/")?;
+        let (app_id, tail) = rest.split_once('/')?;
+        if app_id.is_empty() {
+            return None;
+        }
+        match tail {
+            "events" => Some(TriggerRoute::Events { app_id }),
+            "batch_events" => Some(TriggerRoute::BatchEvents { app_id }),
+            _ => None,
+        }
+    }
+
+    /// The app id named in the path.
+    pub fn app_id(&self) -> &'a str {
+        match self {
+            TriggerRoute::Events { app_id } | TriggerRoute::BatchEvents { app_id } => app_id,
+        }
+    }
+}
+
+/// Why a trigger API request fails. The `Display` text is the response's `error` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TriggerRequestError {
+    /// The body is over the request cap.
+    #[error("request body is over the {0} byte limit")]
+    BodyTooLarge(usize),
+    /// The body could not be read (the client went away mid-request).
+    #[error("could not read the request body")]
+    BodyUnreadable,
+    /// No app has this id.
+    #[error("unknown app {0:?}")]
+    UnknownApp(String),
+    /// No such route.
+    #[error("not found")]
+    NotFound,
+    /// The signature was refused.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    /// The content is invalid.
+    #[error(transparent)]
+    Trigger(#[from] TriggerError),
+    /// The broker (Redis, the bridge) could not take the event.
+    #[error("the event broker is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl HttpError for TriggerRequestError {
+    fn status(&self) -> u16 {
+        match self {
+            TriggerRequestError::BodyTooLarge(_) => 413,
+            TriggerRequestError::BodyUnreadable => 400,
+            TriggerRequestError::UnknownApp(_) | TriggerRequestError::NotFound => 404,
+            TriggerRequestError::Signing(e) => e.status(),
+            TriggerRequestError::Trigger(e) => e.status(),
+            TriggerRequestError::Unavailable(_) => 503,
+        }
+    }
+}
+
+/// A request that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcceptedTrigger<'a> {
+    /// The app it is for.
+    pub app: &'a App,
+    /// Its events, in request order.
+    pub events: Vec<TriggerEvent>,
+}
+
+/// Runs every check on a trigger request, in SPEC order: the body cap (413), the
+/// app (404), the signature (401/400), then the content (400/413).
+pub fn accept<'a>(
+    route: TriggerRoute<'_>,
+    parts: &RequestParts<'_>,
+    apps: &'a AppList,
+    max_request_bytes: usize,
+    now: u64,
+) -> Result<AcceptedTrigger<'a>, TriggerRequestError> {
+    if parts.body.len() > max_request_bytes {
+        return Err(TriggerRequestError::BodyTooLarge(max_request_bytes));
+    }
+    let app = apps
+        .by_id(route.app_id())
+        .ok_or_else(|| TriggerRequestError::UnknownApp(route.app_id().to_owned()))?;
+    signing::verify(parts, app, now)?;
+    let events = match route {
+        TriggerRoute::Events { .. } => vec![trigger::parse_event(parts.body, &app.limits)?],
+        TriggerRoute::BatchEvents { .. } => trigger::parse_batch(parts.body, &app.limits)?,
+    };
+    Ok(AcceptedTrigger { app, events })
+}
+
+impl AcceptedTrigger<'_> {
+    /// The `(redis channel, envelope JSON)` messages to publish: one per event and
+    /// channel, one id per event (from `next_id`), all stamped `ts_ms`.
+    pub fn messages(
+        &self,
+        ts_ms: u64,
+        mut next_id: impl FnMut() -> String,
+    ) -> Vec<(String, String)> {
+        let mut messages = Vec::new();
+        for event in &self.events {
+            let id = next_id();
+            for channel in &event.channels {
+                let envelope = Envelope {
+                    v: ENVELOPE_VERSION,
+                    id: id.clone(),
+                    app: self.app.id.clone(),
+                    channel: channel.clone(),
+                    event: event.name.clone(),
+                    data: event.data.clone(),
+                    exclude: event.exclude.clone(),
+                    ts: ts_ms,
+                };
+                messages.push((redis_channel(&self.app.id, channel), envelope.encode()));
+            }
+        }
+        messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apps() -> AppList {
+        AppList::parse("1:key:secret").unwrap()
+    }
+
+    fn parts<'a>(path: &'a str, query: &'a str, body: &'a [u8]) -> RequestParts<'a> {
+        RequestParts {
+            method: "POST",
+            path,
+            query,
+            body,
+        }
+    }
+
+    #[test]
+    fn checks_run_in_spec_order() {
+        let apps = apps();
+        let app = apps.single().unwrap();
+        let big = format!(
+            r#"{{"name":"e","channel":"c","data":"{}"}}"#,
+            "x".repeat(20_000)
+        );
+        let route = TriggerRoute::parse("/apps/1/events").unwrap();
+        // Over the cap: 413 before the (missing) signature.
+        let err = accept(
+            route,
+            &parts("/apps/1/events", "", big.as_bytes()),
+            &apps,
+            1024,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 413);
+        // Unknown app: 404.
+        let other = TriggerRoute::parse("/apps/2/events").unwrap();
+        assert_eq!(
+            accept(
+                other,
+                &parts("/apps/2/events", "", b"{}"),
+                &apps,
+                1 << 20,
+                0
+            )
+            .unwrap_err()
+            .status(),
+            404
+        );
+        // Bad signature on oversized data: 401, not 413.
+        let query = signing::sign("POST", "/apps/1/events", &[], big.as_bytes(), app, 100)
+            .replace("auth_signature=", "auth_signature=0");
+        let err = accept(
+            route,
+            &parts("/apps/1/events", &query, big.as_bytes()),
+            &apps,
+            1 << 20,
+            100,
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 401);
+        // Correctly signed oversized data: 413 from content validation.
+        let query = signing::sign("POST", "/apps/1/events", &[], big.as_bytes(), app, 100);
+        let err = accept(
+            route,
+            &parts("/apps/1/events", &query, big.as_bytes()),
+            &apps,
+            1 << 20,
+            100,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            TriggerRequestError::Trigger(TriggerError::DataTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn messages_share_one_id_per_event() {
+        let apps = apps();
+        let app = apps.single().unwrap();
+        let body = br#"{"batch":[{"name":"a","channel":"x","data":"1"},{"name":"b","channel":"y","data":"2"}]}"#;
+        let path = "/apps/1/batch_events";
+        let query = signing::sign("POST", path, &[], body, app, 5);
+        let accepted = accept(
+            TriggerRoute::parse(path).unwrap(),
+            &parts(path, &query, body),
+            &apps,
+            1 << 20,
+            5,
+        )
+        .unwrap();
+        let mut n = 0;
+        let messages = accepted.messages(42, || {
+            n += 1;
+            format!("id{n}")
+        });
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].0, "pushwire:v1:1:ch:x");
+        let first = Envelope::decode(messages[0].1.as_bytes()).unwrap();
+        let second = Envelope::decode(messages[1].1.as_bytes()).unwrap();
+        assert_eq!(
+            (first.id.as_str(), second.id.as_str(), first.ts),
+            ("id1", "id2", 42)
+        );
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            TriggerRoute::parse("/apps/1/batch_events"),
+            Some(TriggerRoute::BatchEvents { app_id: "1" })
+        );
+        for path in [
+            "/apps//events",
+            "/apps/1",
+            "/apps/1/events/x",
+            "/app/1/events",
+            "/",
+        ] {
+            assert_eq!(TriggerRoute::parse(path), None, "{path}");
+        }
+    }
+}
