@@ -17,6 +17,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pushwire_shared::AppList;
 use pushwire_shared::http::EMPTY_OBJECT;
@@ -49,13 +50,16 @@ impl TriggerApi {
     }
 }
 
-/// The trigger API as the router's fallback: every path the other routes do not
-/// take comes here, and anything but a trigger route gets a JSON 404.
+/// The trigger API routes; any other path gets a JSON 404.
 pub fn routes(api: Arc<TriggerApi>) -> Router {
-    Router::new().fallback(move |method: Method, uri: Uri, body: Body| {
+    let trigger = post(move |method: Method, uri: Uri, body: Body| {
         let api = api.clone();
         async move { handle(&api, method, uri, body).await }
-    })
+    });
+    Router::new()
+        .route("/apps/{app_id}/events", trigger.clone())
+        .route("/apps/{app_id}/batch_events", trigger)
+        .fallback(|| async { ApiError(TriggerRequestError::NotFound) })
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, TriggerRequestError> {

@@ -78,24 +78,27 @@ where
         socket_ids,
     });
 
-    let (socketio_layer, io) = SocketIo::builder().build_layer();
-    handlers::register(&io, ctx);
-    tokio::spawn(delivery::run(inbound, io.clone()));
-
     let demo_routes = if config.demo {
         demo::routes(&apps, config.uses_dev_app)
     } else {
         Router::new()
     };
     let api = TriggerApi::new(apps, broker.clone(), config.max_request_bytes);
-    let app = Router::new()
+    let routes = Router::new()
         .route(
             "/health",
             get(move || health(broker.clone(), worker_id, node)),
         )
         .merge(demo_routes)
-        .merge(trigger_api::routes(api))
-        .layer(socketio_layer)
+        .merge(trigger_api::routes(api));
+    // One Socket.IO service in front of all routes. (`Router::layer` would build
+    // one Engine.IO instance per route, and a session opened through one would be
+    // unknown to the others.)
+    let (socketio, io) = SocketIo::builder().build_with_inner_svc(routes);
+    handlers::register(&io, ctx);
+    tokio::spawn(delivery::run(inbound, io.clone()));
+    let app = Router::new()
+        .fallback_service(socketio)
         .layer(axum::middleware::from_fn_with_state(
             claims,
             cluster_http::route_hints,
