@@ -5,14 +5,17 @@
 //! - [`worker`]: one Socket.IO + trigger API server ([`worker::serve`]);
 //! - [`broker`]: the pub/sub backends (Redis, the embedded relay);
 //! - [`trigger_api`]: `POST /apps/{id}/events` and `/batch_events`;
+//! - [`bridge`]: the Upstash-compatible Redis REST bridge (`pushwire bridge`);
 //! - [`config`]: [`config::ServeConfig`], resolved from flags, env and file;
 //! - [`cli`]: the `pushwire` subcommands.
 
+pub mod bridge;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod http_client;
+pub mod redis_connection;
 pub mod telemetry;
 pub mod trigger_api;
 pub mod worker;

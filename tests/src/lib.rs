@@ -3,6 +3,7 @@
 //! test in its own scratch directory, and tears everything down on drop, even
 //! on panic. A failing test prints the tail of every log it produced.
 
+pub mod bridge;
 pub mod clients;
 pub mod deployment;
 pub mod http;

@@ -189,7 +189,7 @@ impl Origin {
 }
 
 /// Finds `addr=127.0.0.1:PORT` on the "listening" log line.
-fn listening_addr(log: &str) -> Option<SocketAddr> {
+pub fn listening_addr(log: &str) -> Option<SocketAddr> {
     log.lines()
         .filter(|l| l.contains("listening"))
         .find_map(|l| {

@@ -84,6 +84,41 @@ impl RedisServer {
     }
 }
 
+/// A raw `SUBSCRIBE` connection, to see what reaches Redis.
+#[derive(Debug)]
+pub struct Subscription {
+    reader: BufReader<TcpStream>,
+}
+
+impl RedisServer {
+    /// Subscribes to `channel` and waits for the confirmation.
+    pub fn subscribe(&self, channel: &str) -> Subscription {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        let req = format!(
+            "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n",
+            channel.len()
+        );
+        stream.write_all(req.as_bytes()).expect("send SUBSCRIBE");
+        let mut sub = Subscription {
+            reader: BufReader::new(stream),
+        };
+        let confirmation = read_reply(&mut sub.reader).expect("SUBSCRIBE confirmation");
+        assert!(confirmation.contains("subscribe"), "{confirmation}");
+        sub
+    }
+}
+
+impl Subscription {
+    /// The next message's payload (waits up to 10 s).
+    pub fn next_message(&mut self) -> String {
+        let reply = read_reply(&mut self.reader).expect("a published message");
+        reply.lines().last().unwrap_or_default().to_owned()
+    }
+}
+
 fn read_reply(reader: &mut impl BufRead) -> std::io::Result<String> {
     let mut line = String::new();
     reader.read_line(&mut line)?;

@@ -15,15 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Broker, BrokerError, BrokerFuture, BrokerHealth, InboundSender, Outbound};
+use crate::redis_connection::{self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection};
 
-/// How long connecting to Redis may take before the attempt counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long one command (PUBLISH batch, SUBSCRIBE) may take before it counts as failed.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest pause between two reconnection attempts of the subscriber.
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -45,13 +42,9 @@ async fn within<T>(
     what: &str,
     fut: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, BrokerError> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(unavailable(format_args!("redis {what}: {e}"))),
-        Err(_) => Err(unavailable(format_args!(
-            "redis {what} timed out after {limit:?}"
-        ))),
-    }
+    redis_connection::within(limit, what, fut)
+        .await
+        .map_err(|e| BrokerError::Unavailable(e.0))
 }
 
 enum Command {
@@ -62,8 +55,7 @@ enum Command {
 /// A [`Broker`] over Redis pub/sub.
 #[derive(Debug)]
 pub struct RedisBroker {
-    client: redis::Client,
-    publisher: tokio::sync::Mutex<Option<ConnectionManager>>,
+    publisher: CommandConnection,
     commands: mpsc::Sender<Command>,
     connected: Arc<AtomicBool>,
 }
@@ -83,31 +75,10 @@ impl RedisBroker {
             connected.clone(),
         ));
         Ok(RedisBroker {
-            client,
-            publisher: tokio::sync::Mutex::new(None),
+            publisher: CommandConnection::new(client),
             commands,
             connected,
         })
-    }
-
-    async fn publisher(&self) -> Result<ConnectionManager, BrokerError> {
-        let mut slot = self.publisher.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(RECONNECT_BACKOFF_MAX);
-        let conn = within(
-            CONNECT_TIMEOUT * 2,
-            "connect",
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await?;
-        *slot = Some(conn.clone());
-        Ok(conn)
     }
 
     async fn command(
@@ -126,7 +97,11 @@ impl RedisBroker {
 impl Broker for RedisBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
-            let mut conn = self.publisher().await?;
+            let mut conn = self
+                .publisher
+                .get()
+                .await
+                .map_err(|e| BrokerError::Unavailable(e.0))?;
             let mut pipe = redis::pipe();
             pipe.atomic();
             for (channel, payload) in messages {

@@ -37,6 +37,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Send one signed trigger to a pushwire (or Pusher-compatible) endpoint.
     Trigger(TriggerArgs),
+    /// Run the Upstash-compatible Redis REST bridge the edge worker publishes through.
+    Bridge(BridgeArgs),
     /// Internal: a worker process, spawned by `serve`.
     #[command(hide = true)]
     WorkerProcess,
@@ -69,6 +71,33 @@ pub struct ServeArgs {
     /// JSON config file, read under flags and environment.
     #[arg(long = "config", env = "PUSHWIRE_CONFIG")]
     pub config_file: Option<PathBuf>,
+}
+
+/// `pushwire bridge` flags.
+#[derive(Debug, clap::Args)]
+pub struct BridgeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_HOST", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_PORT", default_value_t = 8079)]
+    pub port: u16,
+    /// Redis URL.
+    #[arg(
+        long = "redis",
+        env = "PUSHWIRE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Bearer token clients must present (required).
+    #[arg(long, env = "PUSHWIRE_BRIDGE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Allowed commands, comma-separated [default: PING,PUBLISH].
+    #[arg(long, env = "PUSHWIRE_BRIDGE_ALLOW", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// Request body cap in bytes.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
+    pub max_request_bytes: usize,
 }
 
 /// `pushwire trigger` flags.
@@ -114,6 +143,7 @@ pub fn main() -> ExitCode {
             Some(Command::Serve(args)) => serve::run(args).await,
             Some(Command::Trigger(args)) => trigger::run(args).await,
             Some(Command::WorkerProcess) => serve::run_worker().await,
+            Some(Command::Bridge(args)) => serve::run_bridge(args).await,
         }
     });
     match result {

@@ -38,6 +38,40 @@ pub(super) async fn run_worker() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub(super) async fn run_bridge(args: super::BridgeArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.token.len() >= 16,
+        "--token / PUSHWIRE_BRIDGE_TOKEN must be at least 16 characters"
+    );
+    let allowed: Vec<String> = if args.allow.is_empty() {
+        crate::bridge::DEFAULT_ALLOWED
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    } else {
+        args.allow
+            .iter()
+            .map(|c| c.trim().to_ascii_uppercase())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    let addr = std::net::SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let config = crate::bridge::BridgeConfig {
+        addr,
+        redis_url: args.redis_url,
+        token: args.token,
+        allowed,
+        max_request_bytes: args.max_request_bytes,
+    };
+    crate::bridge::run(listener, config, shutdown_signal())
+        .await
+        .context("bridge")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -1,0 +1,119 @@
+//! `RedisCommand`: one command of an Upstash REST request, parsed from its JSON
+//! array and checked against the allow-list.
+
+use serde_json::Value;
+
+use super::BridgeError;
+
+/// The commands allowed when none are configured: what the edge worker needs.
+pub const DEFAULT_ALLOWED: [&str; 2] = ["PING", "PUBLISH"];
+
+/// A validated command: an allowed name (upper-case) and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisCommand {
+    /// The command name, upper-case.
+    pub name: String,
+    /// The arguments, as Redis receives them.
+    pub args: Vec<String>,
+}
+
+impl RedisCommand {
+    /// Parses `["PUBLISH", "channel", "payload"]` (names in any case; numbers and
+    /// booleans become their text) and checks the name against `allowed`.
+    pub fn parse(value: &Value, allowed: &[String]) -> Result<Self, BridgeError> {
+        let Value::Array(items) = value else {
+            return Err(BridgeError::BadRequest(
+                "a command must be a JSON array like [\"PUBLISH\", \"channel\", \"message\"]"
+                    .into(),
+            ));
+        };
+        let mut parts = items.iter().map(|item| match item {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            other => Err(BridgeError::BadRequest(format!(
+                "command arguments must be strings or numbers, not {other}"
+            ))),
+        });
+        let name = parts
+            .next()
+            .ok_or_else(|| BridgeError::BadRequest("empty command".into()))??
+            .to_ascii_uppercase();
+        if !allowed.iter().any(|a| a == &name) {
+            return Err(BridgeError::NotAllowed(name));
+        }
+        Ok(RedisCommand {
+            name,
+            args: parts.collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Parses a pipeline or transaction body: an array of commands. All must be
+    /// valid and allowed; otherwise none runs.
+    pub fn parse_many(value: &Value, allowed: &[String]) -> Result<Vec<Self>, BridgeError> {
+        match value {
+            Value::Array(commands) if !commands.is_empty() => {
+                commands.iter().map(|c| Self::parse(c, allowed)).collect()
+            }
+            Value::Array(_) => Err(BridgeError::BadRequest("empty pipeline".into())),
+            _ => Err(BridgeError::BadRequest(
+                "a pipeline must be a JSON array of commands".into(),
+            )),
+        }
+    }
+
+    /// The command for the Redis client.
+    pub fn to_cmd(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd(&self.name);
+        for arg in &self.args {
+            cmd.arg(arg);
+        }
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn allowed() -> Vec<String> {
+        DEFAULT_ALLOWED.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_and_upper_cases() {
+        let cmd = RedisCommand::parse(&json!(["publish", "c", 5]), &allowed()).unwrap();
+        assert_eq!(
+            cmd,
+            RedisCommand {
+                name: "PUBLISH".into(),
+                args: vec!["c".into(), "5".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_allowed_or_malformed() {
+        assert!(
+            matches!(RedisCommand::parse(&json!(["set", "k", "v"]), &allowed()), Err(BridgeError::NotAllowed(n)) if n == "SET")
+        );
+        for bad in [
+            json!([]),
+            json!("PING"),
+            json!([["PING"]]),
+            json!(["PUBLISH", null]),
+            json!([1]),
+        ] {
+            assert!(RedisCommand::parse(&bad, &allowed()).is_err(), "{bad}");
+        }
+        assert!(RedisCommand::parse_many(&json!([["PING"], ["FLUSHALL"]]), &allowed()).is_err());
+        assert!(RedisCommand::parse_many(&json!([]), &allowed()).is_err());
+        assert_eq!(
+            RedisCommand::parse_many(&json!([["PING"], ["ping"]]), &allowed())
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}

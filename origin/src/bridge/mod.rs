@@ -1,0 +1,260 @@
+//! `pushwire bridge`: an Upstash-compatible Redis REST server, so an edge worker
+//! (which speaks HTTP, not the Redis protocol) can publish.
+//!
+//! - `POST /` with one command as a JSON array: `{"result": …}` (200), or
+//!   `{"error": "…"}` (400) when Redis refuses it;
+//! - `POST /pipeline` and `POST /multi-exec` (atomic) with an array of commands:
+//!   an array of `{"result"}` / `{"error"}` items (200);
+//! - `Authorization: Bearer <token>` (or `?_token=`), else 401;
+//! - `Upstash-Encoding: base64`: strings in results are base64;
+//! - only allow-listed commands run (default: PING, PUBLISH); a request naming any
+//!   other is refused whole (400) before anything runs;
+//! - bodies over the cap get 413; Redis unreachable gets 503.
+
+mod command;
+mod reply;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Value, json};
+
+pub use self::command::{DEFAULT_ALLOWED, RedisCommand};
+pub use self::reply::Encoding;
+
+use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, RedisUnavailable, within};
+
+/// The bridge's settings.
+#[derive(Clone)]
+pub struct BridgeConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Redis URL.
+    pub redis_url: String,
+    /// The bearer token clients must send.
+    pub token: String,
+    /// Allowed command names, upper-case.
+    pub allowed: Vec<String>,
+    /// Request body cap in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl std::fmt::Debug for BridgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeConfig")
+            .field("addr", &self.addr)
+            .field("redis_url", &self.redis_url)
+            .field("token", &"<redacted>")
+            .field("allowed", &self.allowed)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .finish()
+    }
+}
+
+/// Why a bridge request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// Missing or wrong token.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// The body is not a valid command or pipeline.
+    #[error("ERR {0}")]
+    BadRequest(String),
+    /// The command is not on the allow-list.
+    #[error("ERR command '{0}' is not allowed by this bridge")]
+    NotAllowed(String),
+    /// Redis answered with an error (single-command requests).
+    #[error("{0}")]
+    Redis(String),
+    /// The body is over the cap.
+    #[error("ERR request body is over the {0} byte limit")]
+    TooLarge(usize),
+    /// Redis cannot be reached.
+    #[error("ERR redis unavailable: {0}")]
+    Unavailable(#[from] RedisUnavailable),
+    /// The Redis URL is invalid.
+    #[error("invalid Redis URL: {0}")]
+    InvalidUrl(String),
+}
+
+impl IntoResponse for BridgeError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            BridgeError::Unauthorized => StatusCode::UNAUTHORIZED,
+            BridgeError::BadRequest(_) | BridgeError::NotAllowed(_) | BridgeError::Redis(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            BridgeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BridgeError::Unavailable(_) | BridgeError::InvalidUrl(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, "bridge request failed");
+        }
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({ "error": self.to_string() }).to_string(),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Debug)]
+struct Bridge {
+    config: BridgeConfig,
+    redis: CommandConnection,
+}
+
+/// Serves the bridge on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: BridgeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BridgeError> {
+    let client = redis::Client::open(config.redis_url.as_str())
+        .map_err(|e| BridgeError::InvalidUrl(e.to_string()))?;
+    let bridge = Arc::new(Bridge {
+        redis: CommandConnection::new(client),
+        config,
+    });
+    tracing::info!(
+        addr = %listener.local_addr().map_err(|e| BridgeError::Unavailable(RedisUnavailable(e.to_string())))?,
+        allowed = ?bridge.config.allowed,
+        "bridge listening"
+    );
+    let app = Router::new()
+        .route(
+            "/health",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"status":"ok"}"#,
+                )
+            }),
+        )
+        .route("/", post(single))
+        .route("/pipeline", post(|s, q, h, b| batch(s, q, h, b, false)))
+        .route("/multi-exec", post(|s, q, h, b| batch(s, q, h, b, true)))
+        .with_state(bridge);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| BridgeError::Unavailable(RedisUnavailable(e.to_string())))
+}
+
+/// Checks the token, reads and parses the body, and picks the reply encoding.
+async fn prepare(
+    bridge: &Bridge,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Value, Encoding), BridgeError> {
+    let query_token = pushwire_shared::signing::QueryParams::parse(uri.query().unwrap_or(""))
+        .ok()
+        .and_then(|q| q.get("_token").map(str::to_owned));
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or(query_token);
+    if !bearer.is_some_and(|t| constant_time_eq(t.as_bytes(), bridge.config.token.as_bytes())) {
+        return Err(BridgeError::Unauthorized);
+    }
+    let limit = bridge.config.max_request_bytes;
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(BridgeError::TooLarge(limit)),
+        Err(_) => {
+            return Err(BridgeError::BadRequest(
+                "could not read the request body".into(),
+            ));
+        }
+    };
+    let value = serde_json::from_slice(&bytes)
+        .map_err(|e| BridgeError::BadRequest(format!("body is not JSON: {e}")))?;
+    let encoding = match headers
+        .get("upstash-encoding")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) if v.eq_ignore_ascii_case("base64") => Encoding::Base64,
+        _ => Encoding::Plain,
+    };
+    Ok((value, encoding))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs `commands` as one pipeline (MULTI/EXEC when `atomic`), collecting each
+/// command's reply or error.
+async fn execute(
+    bridge: &Bridge,
+    commands: &[RedisCommand],
+    atomic: bool,
+) -> Result<Vec<redis::Value>, BridgeError> {
+    let mut conn = bridge.redis.get().await?;
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    if atomic {
+        pipe.atomic();
+    }
+    for command in commands {
+        pipe.add_command(command.to_cmd());
+    }
+    Ok(within(
+        COMMAND_TIMEOUT,
+        "pipeline",
+        pipe.query_async::<Vec<redis::Value>>(&mut conn),
+    )
+    .await?)
+}
+
+fn json_response(value: Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+async fn single(
+    State(bridge): State<Arc<Bridge>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, BridgeError> {
+    let (value, encoding) = prepare(&bridge, &uri, &headers, body).await?;
+    let command = RedisCommand::parse(&value, &bridge.config.allowed)?;
+    let replies = execute(&bridge, std::slice::from_ref(&command), false).await?;
+    let reply = replies
+        .first()
+        .ok_or_else(|| BridgeError::Redis("ERR no reply".into()))?;
+    let result = reply::to_json(reply, encoding).map_err(BridgeError::Redis)?;
+    Ok(json_response(json!({ "result": result })))
+}
+
+async fn batch(
+    State(bridge): State<Arc<Bridge>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    atomic: bool,
+) -> Result<Response, BridgeError> {
+    let (value, encoding) = prepare(&bridge, &uri, &headers, body).await?;
+    let commands = RedisCommand::parse_many(&value, &bridge.config.allowed)?;
+    let replies = execute(&bridge, &commands, atomic).await?;
+    Ok(json_response(Value::Array(
+        replies.iter().map(|r| reply::entry(r, encoding)).collect(),
+    )))
+}

@@ -1,0 +1,73 @@
+//! `CommandConnection`: a Redis connection for commands (not pub/sub), opened on
+//! first use, re-opened by itself after failures, every wait bounded.
+//!
+//! Shared by the Redis broker (PUBLISH) and the REST bridge (any allowed command).
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// How long connecting may take before the attempt counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one command or pipeline may take before it counts as failed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest pause between the connection manager's reconnection attempts.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
+
+/// Redis cannot be reached or did not answer in time: retrying later may work.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RedisUnavailable(pub String);
+
+/// Awaits a Redis operation for at most `limit`; every failure is [`RedisUnavailable`].
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, RedisUnavailable> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(RedisUnavailable(format!("redis {what}: {e}"))),
+        Err(_) => Err(RedisUnavailable(format!(
+            "redis {what} timed out after {limit:?}"
+        ))),
+    }
+}
+
+/// A lazily opened, auto-reconnecting command connection.
+#[derive(Debug)]
+pub struct CommandConnection {
+    client: redis::Client,
+    slot: tokio::sync::Mutex<Option<ConnectionManager>>,
+}
+
+impl CommandConnection {
+    /// A connection to `client`'s server, opened on first use.
+    pub fn new(client: redis::Client) -> Self {
+        CommandConnection {
+            client,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The connection, opening it if needed (at most [`CONNECT_TIMEOUT`] × 2).
+    pub async fn get(&self) -> Result<ConnectionManager, RedisUnavailable> {
+        let mut slot = self.slot.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(RECONNECT_DELAY_MAX);
+        let conn = within(
+            CONNECT_TIMEOUT * 2,
+            "connect",
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+}

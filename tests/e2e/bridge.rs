@@ -1,0 +1,194 @@
+//! `pushwire bridge`: the Upstash REST dialect, checked byte for byte from Rust
+//! and through the npm `@upstash/redis` client at its defaults.
+
+use std::process::Command;
+
+use pushwire_tests::bridge::Bridge;
+use pushwire_tests::{RedisServer, Scratch, http};
+use serde_json::{Value, json};
+
+#[test]
+fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
+    let scratch = Scratch::new("bridge-rest");
+    let redis = RedisServer::start(&scratch);
+    let bridge = Bridge::start(
+        &scratch,
+        "bridge",
+        &redis.url(),
+        &["--max-request-bytes", "4096"],
+    );
+    let mut sub = redis.subscribe("ch");
+
+    let one = bridge.post("/", r#"["publish","ch","hello"]"#, None);
+    assert_eq!((one.status, one.json()), (200, json!({"result": 1})));
+    assert_eq!(sub.next_message(), "hello");
+
+    let pipeline = bridge.post(
+        "/pipeline",
+        r#"[["PING"],["PUBLISH","ch","p"],["PING","x"]]"#,
+        None,
+    );
+    assert_eq!(pipeline.status, 200);
+    assert_eq!(
+        pipeline.json(),
+        json!([{"result": "PONG"}, {"result": 1}, {"result": "x"}])
+    );
+    let multi = bridge.post(
+        "/multi-exec",
+        r#"[["PUBLISH","ch","m1"],["PUBLISH","ch","m2"]]"#,
+        None,
+    );
+    assert_eq!(
+        (multi.status, multi.json()),
+        (200, json!([{"result": 1}, {"result": 1}]))
+    );
+    assert_eq!(
+        (sub.next_message(), sub.next_message(), sub.next_message()),
+        ("p".into(), "m1".into(), "m2".into())
+    );
+
+    // Base64 response encoding, as @upstash/redis asks for by default.
+    let b64 = bridge.post("/", r#"["PING"]"#, Some(("Upstash-Encoding", "base64")));
+    assert_eq!(b64.json(), json!({"result": "UE9ORw=="}));
+
+    // A Redis error on a single command is a 400 with Redis's message; in a pipeline, an item.
+    let wrong = bridge.post("/", r#"["PUBLISH","only-one-arg"]"#, None);
+    assert_eq!(wrong.status, 400);
+    assert!(
+        wrong.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong number of arguments"),
+        "{}",
+        wrong.body
+    );
+    let mixed = bridge.post("/pipeline", r#"[["PUBLISH","x"],["PING"]]"#, None);
+    assert_eq!(mixed.status, 200);
+    assert!(mixed.json()[0]["error"].is_string() && mixed.json()[1] == json!({"result": "PONG"}));
+
+    // Refusals, none of which runs anything.
+    let cases: [(&str, &str, Option<(&str, &str)>, u16, &str); 8] = [
+        ("/", r#"["SET","k","v"]"#, None, 400, "not allowed"),
+        (
+            "/pipeline",
+            r#"[["PUBLISH","ch","never"],["FLUSHALL"]]"#,
+            None,
+            400,
+            "not allowed",
+        ),
+        (
+            "/multi-exec",
+            r#"[["publish","ch","never"],["config","get","*"]]"#,
+            None,
+            400,
+            "not allowed",
+        ),
+        ("/", r#"{"cmd":"PING"}"#, None, 400, "JSON array"),
+        ("/", "not json", None, 400, "not JSON"),
+        ("/pipeline", "[]", None, 400, "empty"),
+        (
+            "/",
+            r#"["PING"]"#,
+            Some(("Authorization", "Bearer wrong")),
+            401,
+            "Unauthorized",
+        ),
+        (
+            "/",
+            &format!(r#"["PUBLISH","ch","{}"]"#, "x".repeat(5000)),
+            None,
+            413,
+            "limit",
+        ),
+    ];
+    for (path, body, header, status, says) in cases {
+        let resp = match header {
+            Some(("Authorization", value)) => http::request_with_headers(
+                bridge.addr,
+                "POST",
+                path,
+                body.as_bytes(),
+                &[("Authorization".into(), value.into())],
+            ),
+            _ => bridge.post(path, body, header),
+        };
+        assert_eq!(resp.status, status, "{path} {body}: {}", resp.body);
+        assert!(
+            resp.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(says)),
+            "{path}: {}",
+            resp.body
+        );
+    }
+    let no_token = http::request(bridge.addr, "POST", "/", br#"["PING"]"#);
+    assert_eq!(no_token.status, 401);
+    assert_eq!(
+        redis.command(&["KEYS", "*"]).unwrap(),
+        "*0",
+        "nothing was written"
+    );
+    // Published nothing refused: the next message is the one sent now.
+    bridge.post("/", r#"["PUBLISH","ch","after"]"#, None);
+    assert_eq!(sub.next_message(), "after");
+}
+
+#[test]
+fn upstash_redis_client_works_against_the_bridge() {
+    let scratch = Scratch::new("bridge-upstash-js");
+    let redis = RedisServer::start(&scratch);
+    let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
+    let mut sub = redis.subscribe("upstash-ch");
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
+    let out = Command::new("node")
+        .arg(js.join("upstash.js"))
+        .args([bridge.url(), bridge.token.clone()])
+        .current_dir(&js)
+        .env("UPSTASH_DISABLE_TELEMETRY", "1")
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["ping"], json!({"ok": "PONG"}), "{report}");
+    assert_eq!(report["publish"], json!({"ok": 1}), "{report}");
+    assert_eq!(report["pipelined"], json!({"ok": [1, "PONG"]}), "{report}");
+    assert_eq!(report["multi"], json!({"ok": [1, "PONG"]}), "{report}");
+    assert!(
+        report["not_allowed"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not allowed")),
+        "{report}"
+    );
+    assert!(
+        report["unauthorized"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Unauthorized")),
+        "{report}"
+    );
+    assert_eq!(sub.next_message(), "héllo {\"x\":1}");
+    assert_eq!(sub.next_message(), "second");
+    assert_eq!(sub.next_message(), "third");
+}
+
+#[test]
+fn bridge_answers_503_while_redis_is_down() {
+    let scratch = Scratch::new("bridge-down");
+    let mut redis = RedisServer::start(&scratch);
+    let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
+    assert_eq!(bridge.post("/", r#"["PING"]"#, None).status, 200);
+    redis.stop();
+    for _ in 0..3 {
+        let resp = bridge.post("/multi-exec", r#"[["PUBLISH","c","x"]]"#, None);
+        assert_eq!(resp.status, 503, "{}", resp.body);
+    }
+    redis.restart();
+    pushwire_tests::wait::until(
+        "the bridge to reach Redis again",
+        std::time::Duration::from_secs(10),
+        || (bridge.post("/", r#"["PING"]"#, None).status == 200).then_some(()),
+    );
+}
