@@ -1,0 +1,165 @@
+//! What the edge does with a request, as plain functions: [`handle`] either
+//! answers at once or asks for one publish to the bridge; [`after_publish`]
+//! turns the bridge's answer (or failure) into the reply.
+
+use pushwire_shared::http::{EMPTY_OBJECT, HttpError, error_body};
+use pushwire_shared::signing::RequestParts;
+use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute};
+use pushwire_shared::upstash::{self, MULTI_EXEC_PATH};
+
+use crate::config::EdgeConfig;
+
+/// An HTTP reply: status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
+}
+
+impl Reply {
+    fn error(e: &TriggerRequestError) -> Self {
+        Reply { status: e.status(), body: error_body(&e.to_string()) }
+    }
+}
+
+/// One request to the bridge: `POST {url}` with the bearer token and `body`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeRequest {
+    /// Full URL (`…/multi-exec`).
+    pub url: String,
+    /// Bearer token.
+    pub token: String,
+    /// JSON body: the PUBLISH transaction.
+    pub body: String,
+    /// How many PUBLISHes it carries (the reply must confirm each).
+    pub commands: usize,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answer now.
+    Reply(Reply),
+    /// Publish, then answer with [`after_publish`].
+    Publish(BridgeRequest),
+}
+
+/// The incoming request's parts.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// Method.
+    pub method: &'a str,
+    /// Raw path.
+    pub path: &'a str,
+    /// Raw query string (no `?`).
+    pub query: &'a str,
+    /// Body bytes.
+    pub body: &'a [u8],
+}
+
+/// Decides what to do with `request` at `now_ms`; `next_id` makes event ids.
+pub fn handle(config: &EdgeConfig, request: Incoming<'_>, now_ms: u64, next_id: impl FnMut() -> String) -> Outcome {
+    if request.path == "/health" && request.method == "GET" {
+        return Outcome::Reply(Reply { status: 200, body: r#"{"status":"ok"}"#.to_owned() });
+    }
+    let route = match TriggerRoute::parse(request.path) {
+        Some(route) if request.method == "POST" => route,
+        _ => return Outcome::Reply(Reply::error(&TriggerRequestError::NotFound)),
+    };
+    let parts = RequestParts { method: request.method, path: request.path, query: request.query, body: request.body };
+    let accepted = match trigger_request::accept(route, &parts, &config.apps, config.max_request_bytes, now_ms / 1000) {
+        Ok(accepted) => accepted,
+        Err(e) => return Outcome::Reply(Reply::error(&e)),
+    };
+    let messages = accepted.messages(now_ms, next_id);
+    Outcome::Publish(BridgeRequest {
+        url: format!("{}{MULTI_EXEC_PATH}", config.bridge_url),
+        token: config.bridge_token.clone(),
+        body: upstash::publish_transaction(&messages),
+        commands: messages.len(),
+    })
+}
+
+/// The reply once the bridge answered `Ok((status, body))` or could not be
+/// reached (`Err(reason)`, including a timeout): `200 {}` only when every publish
+/// was confirmed, else `503` saying why.
+pub fn after_publish(request: &BridgeRequest, answer: Result<(u16, Vec<u8>), String>) -> Reply {
+    let result = match answer {
+        Ok((status, body)) => upstash::check_publish_reply(status, &body, request.commands).map_err(|e| e.to_string()),
+        Err(reason) => Err(format!("the bridge is unreachable: {reason}")),
+    };
+    match result {
+        Ok(()) => Reply { status: 200, body: EMPTY_OBJECT.to_owned() },
+        Err(reason) => Reply::error(&TriggerRequestError::Unavailable(reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pushwire_shared::{Envelope, signing};
+    use serde_json::Value;
+
+    fn config() -> EdgeConfig {
+        EdgeConfig::from_vars(|k| match k {
+            "PUSHWIRE_APPS" => Some("1000001:app-key:app-secret".into()),
+            "PUSHWIRE_BRIDGE_URL" => Some("http://bridge".into()),
+            "PUSHWIRE_BRIDGE_TOKEN" => Some("tok".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    fn signed(path: &str, body: &[u8], now: u64) -> String {
+        let config = config();
+        signing::sign("POST", path, &[], body, config.apps.single().unwrap(), now)
+    }
+
+    #[test]
+    fn an_accepted_trigger_becomes_one_transaction() {
+        let body = br#"{"name":"e","channels":["a","b"],"data":"{}"}"#;
+        let query = signed("/apps/1000001/events", body, 1_700_000_000);
+        let request = Incoming { method: "POST", path: "/apps/1000001/events", query: &query, body };
+        let Outcome::Publish(publish) = handle(&config(), request, 1_700_000_000_123, || "id-1".into()) else {
+            panic!("expected a publish");
+        };
+        assert_eq!((publish.url.as_str(), publish.token.as_str(), publish.commands), ("http://bridge/multi-exec", "tok", 2));
+        let commands: Value = serde_json::from_str(&publish.body).unwrap();
+        assert_eq!(commands[1][1], "pushwire:v1:1000001:ch:b");
+        let envelope = Envelope::decode(commands[0][2].as_str().unwrap().as_bytes()).unwrap();
+        assert_eq!((envelope.id.as_str(), envelope.ts), ("id-1", 1_700_000_000_123));
+    }
+
+    #[test]
+    fn bad_requests_are_answered_at_once() {
+        let config = config();
+        let reply = |method, path, query, body: &[u8]| match handle(&config, Incoming { method, path, query, body }, 0, || "x".into()) {
+            Outcome::Reply(reply) => reply,
+            Outcome::Publish(_) => panic!("published"),
+        };
+        assert_eq!(reply("GET", "/health", "", b"").status, 200);
+        assert_eq!(reply("GET", "/apps/1000001/events", "", b"").status, 404);
+        assert_eq!(reply("POST", "/apps/1000001/events", "", b"{}").status, 401);
+        assert_eq!(reply("POST", "/apps/9/events", "", b"{}").status, 404);
+        let unauthorized = reply("POST", "/apps/1000001/events", "", b"{}");
+        assert_eq!(unauthorized.body, r#"{"error":"missing auth_key query parameter"}"#);
+    }
+
+    #[test]
+    fn only_a_full_confirmation_is_a_200() {
+        let request = BridgeRequest { url: "u".into(), token: "t".into(), body: "[]".into(), commands: 2 };
+        assert_eq!(after_publish(&request, Ok((200, br#"[{"result":1},{"result":0}]"#.to_vec()))).status, 200);
+        for answer in [
+            Ok((200, br#"[{"result":1}]"#.to_vec())),
+            Ok((401, br#"{"error":"Unauthorized"}"#.to_vec())),
+            Ok((200, b"<html>".to_vec())),
+            Err("timed out after 3000 ms".to_owned()),
+        ] {
+            let reply = after_publish(&request, answer);
+            assert_eq!(reply.status, 503, "{reply:?}");
+            assert!(reply.body.contains("unavailable"), "{}", reply.body);
+        }
+    }
+}
