@@ -47,20 +47,36 @@ pub enum EdgeConfigError {
 impl EdgeConfig {
     /// Reads the settings through `get` (the Workers `env`, or a map in tests).
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, EdgeConfigError> {
-        let required = |name: &'static str| get(name).filter(|v| !v.is_empty()).ok_or(EdgeConfigError::Missing(name));
+        let required = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(EdgeConfigError::Missing(name))
+        };
         let apps = AppList::parse(&required("PUSHWIRE_APPS")?).map_err(EdgeConfigError::Apps)?;
-        let bridge_url = required("PUSHWIRE_BRIDGE_URL")?.trim_end_matches('/').to_owned();
+        let bridge_url = required("PUSHWIRE_BRIDGE_URL")?
+            .trim_end_matches('/')
+            .to_owned();
         let bridge_token = required("PUSHWIRE_BRIDGE_TOKEN")?;
         let number = |name: &'static str, default: u64| match get(name).filter(|v| !v.is_empty()) {
             None => Ok(default),
-            Some(v) => v.trim().parse::<u64>().map_err(|_| EdgeConfigError::Invalid(name)),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| EdgeConfigError::Invalid(name)),
         };
         Ok(EdgeConfig {
             apps,
             bridge_url,
             bridge_token,
-            max_request_bytes: number("PUSHWIRE_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES as u64)? as usize,
-            bridge_timeout_ms: number("PUSHWIRE_BRIDGE_TIMEOUT_MS", u64::from(DEFAULT_BRIDGE_TIMEOUT_MS))?.min(60_000) as u32,
+            max_request_bytes: number(
+                "PUSHWIRE_MAX_REQUEST_BYTES",
+                DEFAULT_MAX_REQUEST_BYTES as u64,
+            )? as usize,
+            bridge_timeout_ms: number(
+                "PUSHWIRE_BRIDGE_TIMEOUT_MS",
+                u64::from(DEFAULT_BRIDGE_TIMEOUT_MS),
+            )?
+            .min(60_000) as u32,
         })
     }
 }
@@ -71,7 +87,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -85,7 +104,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(config.bridge_url, "http://127.0.0.1:8079");
-        assert_eq!((config.max_request_bytes, config.bridge_timeout_ms), (DEFAULT_MAX_REQUEST_BYTES, 500));
+        assert_eq!(
+            (config.max_request_bytes, config.bridge_timeout_ms),
+            (DEFAULT_MAX_REQUEST_BYTES, 500)
+        );
     }
 
     #[test]
@@ -93,6 +115,9 @@ mod tests {
         let err = EdgeConfig::from_vars(vars(&[("PUSHWIRE_APPS", "1:k:s")])).unwrap_err();
         assert_eq!(err, EdgeConfigError::Missing("PUSHWIRE_BRIDGE_URL"));
         assert!(err.to_string().contains("PUSHWIRE_BRIDGE_URL is not set"));
-        assert!(matches!(EdgeConfig::from_vars(vars(&[("PUSHWIRE_APPS", "bad")])), Err(EdgeConfigError::Apps(_))));
+        assert!(matches!(
+            EdgeConfig::from_vars(vars(&[("PUSHWIRE_APPS", "bad")])),
+            Err(EdgeConfigError::Apps(_))
+        ));
     }
 }

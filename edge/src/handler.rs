@@ -20,7 +20,10 @@ pub struct Reply {
 
 impl Reply {
     fn error(e: &TriggerRequestError) -> Self {
-        Reply { status: e.status(), body: error_body(&e.to_string()) }
+        Reply {
+            status: e.status(),
+            body: error_body(&e.to_string()),
+        }
     }
 }
 
@@ -60,16 +63,35 @@ pub struct Incoming<'a> {
 }
 
 /// Decides what to do with `request` at `now_ms`; `next_id` makes event ids.
-pub fn handle(config: &EdgeConfig, request: Incoming<'_>, now_ms: u64, next_id: impl FnMut() -> String) -> Outcome {
+pub fn handle(
+    config: &EdgeConfig,
+    request: Incoming<'_>,
+    now_ms: u64,
+    next_id: impl FnMut() -> String,
+) -> Outcome {
     if request.path == "/health" && request.method == "GET" {
-        return Outcome::Reply(Reply { status: 200, body: r#"{"status":"ok"}"#.to_owned() });
+        return Outcome::Reply(Reply {
+            status: 200,
+            body: r#"{"status":"ok"}"#.to_owned(),
+        });
     }
     let route = match TriggerRoute::parse(request.path) {
         Some(route) if request.method == "POST" => route,
         _ => return Outcome::Reply(Reply::error(&TriggerRequestError::NotFound)),
     };
-    let parts = RequestParts { method: request.method, path: request.path, query: request.query, body: request.body };
-    let accepted = match trigger_request::accept(route, &parts, &config.apps, config.max_request_bytes, now_ms / 1000) {
+    let parts = RequestParts {
+        method: request.method,
+        path: request.path,
+        query: request.query,
+        body: request.body,
+    };
+    let accepted = match trigger_request::accept(
+        route,
+        &parts,
+        &config.apps,
+        config.max_request_bytes,
+        now_ms / 1000,
+    ) {
         Ok(accepted) => accepted,
         Err(e) => return Outcome::Reply(Reply::error(&e)),
     };
@@ -87,11 +109,16 @@ pub fn handle(config: &EdgeConfig, request: Incoming<'_>, now_ms: u64, next_id: 
 /// was confirmed, else `503` saying why.
 pub fn after_publish(request: &BridgeRequest, answer: Result<(u16, Vec<u8>), String>) -> Reply {
     let result = match answer {
-        Ok((status, body)) => upstash::check_publish_reply(status, &body, request.commands).map_err(|e| e.to_string()),
+        Ok((status, body)) => {
+            upstash::check_publish_reply(status, &body, request.commands).map_err(|e| e.to_string())
+        }
         Err(reason) => Err(format!("the bridge is unreachable: {reason}")),
     };
     match result {
-        Ok(()) => Reply { status: 200, body: EMPTY_OBJECT.to_owned() },
+        Ok(()) => Reply {
+            status: 200,
+            body: EMPTY_OBJECT.to_owned(),
+        },
         Err(reason) => Reply::error(&TriggerRequestError::Unavailable(reason)),
     }
 }
@@ -121,21 +148,48 @@ mod tests {
     fn an_accepted_trigger_becomes_one_transaction() {
         let body = br#"{"name":"e","channels":["a","b"],"data":"{}"}"#;
         let query = signed("/apps/1000001/events", body, 1_700_000_000);
-        let request = Incoming { method: "POST", path: "/apps/1000001/events", query: &query, body };
-        let Outcome::Publish(publish) = handle(&config(), request, 1_700_000_000_123, || "id-1".into()) else {
+        let request = Incoming {
+            method: "POST",
+            path: "/apps/1000001/events",
+            query: &query,
+            body,
+        };
+        let Outcome::Publish(publish) =
+            handle(&config(), request, 1_700_000_000_123, || "id-1".into())
+        else {
             panic!("expected a publish");
         };
-        assert_eq!((publish.url.as_str(), publish.token.as_str(), publish.commands), ("http://bridge/multi-exec", "tok", 2));
+        assert_eq!(
+            (
+                publish.url.as_str(),
+                publish.token.as_str(),
+                publish.commands
+            ),
+            ("http://bridge/multi-exec", "tok", 2)
+        );
         let commands: Value = serde_json::from_str(&publish.body).unwrap();
         assert_eq!(commands[1][1], "pushwire:v1:1000001:ch:b");
         let envelope = Envelope::decode(commands[0][2].as_str().unwrap().as_bytes()).unwrap();
-        assert_eq!((envelope.id.as_str(), envelope.ts), ("id-1", 1_700_000_000_123));
+        assert_eq!(
+            (envelope.id.as_str(), envelope.ts),
+            ("id-1", 1_700_000_000_123)
+        );
     }
 
     #[test]
     fn bad_requests_are_answered_at_once() {
         let config = config();
-        let reply = |method, path, query, body: &[u8]| match handle(&config, Incoming { method, path, query, body }, 0, || "x".into()) {
+        let reply = |method, path, query, body: &[u8]| match handle(
+            &config,
+            Incoming {
+                method,
+                path,
+                query,
+                body,
+            },
+            0,
+            || "x".into(),
+        ) {
             Outcome::Reply(reply) => reply,
             Outcome::Publish(_) => panic!("published"),
         };
@@ -144,13 +198,28 @@ mod tests {
         assert_eq!(reply("POST", "/apps/1000001/events", "", b"{}").status, 401);
         assert_eq!(reply("POST", "/apps/9/events", "", b"{}").status, 404);
         let unauthorized = reply("POST", "/apps/1000001/events", "", b"{}");
-        assert_eq!(unauthorized.body, r#"{"error":"missing auth_key query parameter"}"#);
+        assert_eq!(
+            unauthorized.body,
+            r#"{"error":"missing auth_key query parameter"}"#
+        );
     }
 
     #[test]
     fn only_a_full_confirmation_is_a_200() {
-        let request = BridgeRequest { url: "u".into(), token: "t".into(), body: "[]".into(), commands: 2 };
-        assert_eq!(after_publish(&request, Ok((200, br#"[{"result":1},{"result":0}]"#.to_vec()))).status, 200);
+        let request = BridgeRequest {
+            url: "u".into(),
+            token: "t".into(),
+            body: "[]".into(),
+            commands: 2,
+        };
+        assert_eq!(
+            after_publish(
+                &request,
+                Ok((200, br#"[{"result":1},{"result":0}]"#.to_vec()))
+            )
+            .status,
+            200
+        );
         for answer in [
             Ok((200, br#"[{"result":1}]"#.to_vec())),
             Ok((401, br#"{"error":"Unauthorized"}"#.to_vec())),

@@ -1,0 +1,97 @@
+//! The Workers entry point (wasm only): reads the request, runs [`handler`],
+//! makes the one bridge call with a bounded wait, writes the reply.
+
+use std::time::Duration;
+
+use futures_util::future::{Either, select};
+use worker::{
+    AbortController, Context, Delay, Env, Error, Fetch, Headers, Method, Request, RequestInit,
+    Response, Result, event, js_sys,
+};
+
+use crate::config::EdgeConfig;
+use crate::handler::{self, BridgeRequest, Incoming, Outcome, Reply};
+
+fn reply(reply: Reply) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json")?;
+    Ok(Response::from_bytes(reply.body.into_bytes())?
+        .with_status(reply.status)
+        .with_headers(headers))
+}
+
+/// Event ids at the edge: `{ms:x}-e{random:x}-{n:x}`, unique without coordination.
+fn id_generator(now_ms: u64) -> impl FnMut() -> String {
+    let node = (js_sys::Math::random() * 2f64.powi(48)) as u64;
+    let mut n = 0u64;
+    move || {
+        n += 1;
+        format!("{now_ms:x}-e{node:x}-{n:x}")
+    }
+}
+
+/// POSTs the transaction; `Err` when the bridge cannot be reached or is too slow.
+async fn call_bridge(
+    request: &BridgeRequest,
+    timeout_ms: u32,
+) -> std::result::Result<(u16, Vec<u8>), String> {
+    let send = async {
+        let headers = Headers::new();
+        headers.set("Authorization", &format!("Bearer {}", request.token))?;
+        headers.set("Content-Type", "application/json")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(request.body.clone().into()));
+        let outgoing = Request::new_with_init(&request.url, &init)?;
+        let controller = AbortController::default();
+        let mut response = Fetch::Request(outgoing)
+            .send_with_signal(&controller.signal())
+            .await?;
+        let status = response.status_code();
+        let body = response.bytes().await?;
+        Ok::<_, Error>((status, body))
+    };
+    let send = std::pin::pin!(send);
+    let deadline = Delay::from(Duration::from_millis(u64::from(timeout_ms)));
+    match select(send, deadline).await {
+        Either::Left((Ok(answer), _)) => Ok(answer),
+        Either::Left((Err(e), _)) => Err(e.to_string()),
+        Either::Right(_) => Err(format!("no answer within {timeout_ms} ms")),
+    }
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    // Secrets and vars are both plain text bindings; read either way.
+    let config = EdgeConfig::from_vars(|name| {
+        env.secret(name)
+            .map(|s| s.to_string())
+            .or_else(|_| env.var(name).map(|v| v.to_string()))
+            .ok()
+    });
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            let body = pushwire_shared::http::error_body(&e.to_string());
+            return reply(Reply { status: 503, body });
+        }
+    };
+    let method = req.method().to_string();
+    let url = req.url()?;
+    let body = req.bytes().await.unwrap_or_default();
+    let now_ms = js_sys::Date::now() as u64;
+    let incoming = Incoming {
+        method: &method,
+        path: url.path(),
+        query: url.query().unwrap_or(""),
+        body: &body,
+    };
+    match handler::handle(&config, incoming, now_ms, id_generator(now_ms)) {
+        Outcome::Reply(answer) => reply(answer),
+        Outcome::Publish(request) => {
+            let answer = call_bridge(&request, config.bridge_timeout_ms).await;
+            reply(handler::after_publish(&request, answer))
+        }
+    }
+}
