@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs pushwire's whole test suite on a fresh machine: installs what is missing
-# (redis-server, Node.js, Chromium, the wasm target, the npm packages pinned in
+# (redis-server, Node.js, Chromium, the wasm target, worker-build and
+# wasm-bindgen-cli, the npm packages pinned in package-lock.json and
 # tests/js/package-lock.json), then checks formatting and lints, builds the
-# protocol crate for wasm, and runs every unit, doc and end-to-end test.
+# protocol crate and the edge worker for wasm, and runs every unit, doc and
+# end-to-end test.
 # The end-to-end tests start their own redis-server and pushwire processes on
 # free loopback ports and stop them when done.
 set -euo pipefail
@@ -43,8 +45,9 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-say "installing the test clients (npm ci in tests/js)"
+say "installing the test clients (npm ci in tests/js) and wrangler/workerd (npm ci)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+npm ci --no-audit --no-fund --loglevel=error
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -57,6 +60,17 @@ cargo build -p pushwire-shared --target wasm32-unknown-unknown
 
 say "building the pushwire binary"
 cargo build --workspace
+
+say "building the edge worker (wasm) and its deploy bundle"
+bash scripts/build-edge.sh
+# Offline: no login, no metrics, no update check; wrangler's state stays in a temp dir.
+wrangler_home=$(mktemp -d)
+CI=1 WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false WRANGLER_HIDE_BANNER=true \
+CLOUDFLARE_CF_FETCH_ENABLED=false XDG_CONFIG_HOME="$wrangler_home" TMPDIR="$wrangler_home" \
+WRANGLER_LOG_PATH="$wrangler_home/logs" \
+  node_modules/.bin/wrangler deploy --dry-run --outdir "$wrangler_home/dist" 2>&1 | grep -E "Total Upload|error" || true
+ls -l "$wrangler_home/dist"
+rm -rf "$wrangler_home"
 
 say "cargo test (end-to-end against a 2-worker cluster)"
 cargo test --workspace

@@ -35,6 +35,9 @@ async fn call_bridge(
     request: &BridgeRequest,
     timeout_ms: u32,
 ) -> std::result::Result<(u16, Vec<u8>), String> {
+    // Aborted when the deadline wins, so a hung bridge does not hold the request.
+    let controller = AbortController::default();
+    let signal = controller.signal();
     let send = async {
         let headers = Headers::new();
         headers.set("Authorization", &format!("Bearer {}", request.token))?;
@@ -57,7 +60,11 @@ async fn call_bridge(
     match select(send, deadline).await {
         Either::Left((Ok(answer), _)) => Ok(answer),
         Either::Left((Err(e), _)) => Err(e.to_string()),
-        Either::Right(_) => Err(format!("no answer within {timeout_ms} ms")),
+        Either::Right((_, pending)) => {
+            drop(pending);
+            controller.abort();
+            Err(format!("no answer within {timeout_ms} ms"))
+        }
     }
 }
 

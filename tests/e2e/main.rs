@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod delivery;
 mod demo;
+mod edge;
 mod resilience;
 mod subscribe;
 mod trigger_api;

@@ -2,6 +2,8 @@
 //! for byte from Rust so every malformed variant can be produced.
 
 use pushwire_shared::{AppList, signing};
+use std::net::SocketAddr;
+
 use pushwire_tests::http::{self, Response, unix_now};
 use pushwire_tests::origin::{OriginOptions, TEST_APPS};
 use pushwire_tests::{Deployment, Origin, Scratch, each_fanout};
@@ -16,14 +18,14 @@ const BATCH: &str = "/apps/1000001/batch_events";
 
 /// A request signed with custom parameters (for tampering).
 fn signed_with(
-    origin: &Origin,
+    addr: SocketAddr,
     path: &str,
     body: &[u8],
     ts: u64,
     tamper: impl Fn(String) -> String,
 ) -> Response {
     let query = tamper(signing::sign("POST", path, &[], body, &test_app(), ts));
-    http::request(origin.addr, "POST", &format!("{path}?{query}"), body)
+    http::request(addr, "POST", &format!("{path}?{query}"), body)
 }
 
 fn assert_error(resp: &Response, status: u16, case: &str) {
@@ -46,8 +48,9 @@ fn every_bad_input_gets_its_status_and_the_server_keeps_serving() {
     each_fanout("bad-inputs", bad_inputs);
 }
 
-fn bad_inputs(deployment: &Deployment) {
-    let origin = deployment.origin("origin");
+/// Every bad input of SPEC §1 sent to `addr`: `(case, response, expected status)`.
+/// The edge test sends the same table to the edge and to an origin.
+pub(crate) fn bad_request_cases(addr: SocketAddr) -> Vec<(&'static str, Response, u16)> {
     let app = test_app();
     let now = unix_now();
     let ok_body = json!({"name": "e", "channel": "c", "data": "{}"}).to_string();
@@ -55,52 +58,48 @@ fn bad_inputs(deployment: &Deployment) {
 
     // Signing (401, or 400 for an undecodable query).
     let cases: Vec<(&str, Response, u16)> = vec![
-        (
-            "no signature",
-            http::request(origin.addr, "POST", EVENTS, ok),
-            401,
-        ),
+        ("no signature", http::request(addr, "POST", EVENTS, ok), 401),
         (
             "bad signature",
-            signed_with(&origin, EVENTS, ok, now, |q| {
+            signed_with(addr, EVENTS, ok, now, |q| {
                 q.replace("auth_signature=", "auth_signature=00")
             }),
             401,
         ),
         (
             "timestamp 601 s old",
-            signed_with(&origin, EVENTS, ok, now - 601, |q| q),
+            signed_with(addr, EVENTS, ok, now - 601, |q| q),
             401,
         ),
         (
             "timestamp 700 s ahead",
-            signed_with(&origin, EVENTS, ok, now + 700, |q| q),
+            signed_with(addr, EVENTS, ok, now + 700, |q| q),
             401,
         ),
         (
             "auth_version 2.0",
-            signed_with(&origin, EVENTS, ok, now, |q| {
+            signed_with(addr, EVENTS, ok, now, |q| {
                 q.replace("auth_version=1.0", "auth_version=2.0")
             }),
             401,
         ),
         (
             "wrong key",
-            signed_with(&origin, EVENTS, ok, now, |q| {
+            signed_with(addr, EVENTS, ok, now, |q| {
                 q.replace("auth_key=app-key", "auth_key=other")
             }),
             401,
         ),
         (
             "body_md5 mismatch",
-            signed_with(&origin, EVENTS, ok, now, |q| {
+            signed_with(addr, EVENTS, ok, now, |q| {
                 q.replace("body_md5=", "body_md5=0")
             }),
             401,
         ),
         (
             "body_md5 missing",
-            signed_with(&origin, EVENTS, ok, now, |q| {
+            signed_with(addr, EVENTS, ok, now, |q| {
                 q.split('&')
                     .filter(|p| !p.starts_with("body_md5"))
                     .collect::<Vec<_>>()
@@ -110,20 +109,18 @@ fn bad_inputs(deployment: &Deployment) {
         ),
         (
             "duplicate query key",
-            signed_with(&origin, EVENTS, ok, now, |q| {
-                format!("{q}&auth_key=app-key")
-            }),
+            signed_with(addr, EVENTS, ok, now, |q| format!("{q}&auth_key=app-key")),
             400,
         ),
         (
             "bad query escape",
-            signed_with(&origin, EVENTS, ok, now, |q| format!("{q}&x=%zz")),
+            signed_with(addr, EVENTS, ok, now, |q| format!("{q}&x=%zz")),
             400,
         ),
         (
             "signed for another path",
             http::request(
-                origin.addr,
+                addr,
                 "POST",
                 &format!(
                     "{EVENTS}?{}",
@@ -135,12 +132,12 @@ fn bad_inputs(deployment: &Deployment) {
         ),
         (
             "unknown app",
-            http::signed(origin.addr, "POST", "/apps/999/events", ok, &app),
+            http::signed(addr, "POST", "/apps/999/events", ok, &app),
             404,
         ),
         (
             "unknown route",
-            http::signed(origin.addr, "POST", "/nope", ok, &app),
+            http::signed(addr, "POST", "/nope", ok, &app),
             404,
         ),
     ];
@@ -256,7 +253,7 @@ fn bad_inputs(deployment: &Deployment) {
     for (case, body, status) in &content {
         cases.push((
             case,
-            http::signed(origin.addr, "POST", EVENTS, body.as_bytes(), &app),
+            http::signed(addr, "POST", EVENTS, body.as_bytes(), &app),
             *status,
         ));
     }
@@ -279,13 +276,7 @@ fn bad_inputs(deployment: &Deployment) {
     for (case, body, status) in &batch {
         cases.push((
             case,
-            http::signed(
-                origin.addr,
-                "POST",
-                BATCH,
-                body.to_string().as_bytes(),
-                &app,
-            ),
+            http::signed(addr, "POST", BATCH, body.to_string().as_bytes(), &app),
             *status,
         ));
     }
@@ -293,23 +284,31 @@ fn bad_inputs(deployment: &Deployment) {
     let huge = json!({"name": "e", "channel": "c", "data": "x".repeat(300 * 1024)}).to_string();
     cases.push((
         "body over 256 KiB, signed",
-        http::signed(origin.addr, "POST", EVENTS, huge.as_bytes(), &app),
+        http::signed(addr, "POST", EVENTS, huge.as_bytes(), &app),
         413,
     ));
     cases.push((
         "body over 256 KiB, unsigned",
-        http::request(origin.addr, "POST", EVENTS, huge.as_bytes()),
+        http::request(addr, "POST", EVENTS, huge.as_bytes()),
         413,
     ));
     let big_data = json!({"name": "e", "channel": "c", "data": "x".repeat(20 * 1024)}).to_string();
     cases.push((
         "oversized data with a bad signature",
-        signed_with(&origin, EVENTS, big_data.as_bytes(), now, |q| {
+        signed_with(addr, EVENTS, big_data.as_bytes(), now, |q| {
             q.replace("auth_signature=", "auth_signature=0")
         }),
         401,
     ));
+    cases
+}
 
+fn bad_inputs(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let app = test_app();
+    let ok_body = json!({"name": "e", "channel": "c", "data": "{}"}).to_string();
+    let ok = ok_body.as_bytes();
+    let cases = bad_request_cases(origin.addr);
     for (case, resp, status) in &cases {
         assert_error(resp, *status, case);
     }

@@ -56,14 +56,39 @@ pub fn request_with_headers(
         .expect("write request head");
     // The server may answer (413) and stop reading before the body is through.
     let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
+    let raw = read_message(&mut stream);
     parse(&raw).unwrap_or_else(|| {
         panic!(
             "malformed response to {method} {target}: {:?}",
             String::from_utf8_lossy(&raw)
         )
     })
+}
+
+/// Reads one response: the head, then `Content-Length` bytes (some servers keep
+/// the socket open after replying), or to the end when there is no length.
+fn read_message(stream: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(length) = length
+                && raw.len() >= end + 4 + length
+            {
+                raw.truncate(end + 4 + length);
+                return raw;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return raw,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {
@@ -178,28 +203,7 @@ impl KeepAlive {
     }
 
     fn read_response(&mut self) -> Response {
-        let mut raw = Vec::new();
-        let mut byte = [0u8; 1];
-        while !raw.ends_with(b"\r\n\r\n") {
-            let n = self.stream.read(&mut byte).expect("read response head");
-            assert!(
-                n == 1,
-                "connection closed mid-response: {:?}",
-                String::from_utf8_lossy(&raw)
-            );
-            raw.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("response with a Content-Length");
-        let mut body = vec![0; length];
-        self.stream
-            .read_exact(&mut body)
-            .expect("read response body");
-        raw.extend(body);
+        let raw = read_message(&mut self.stream);
         parse(&raw).expect("well-formed response")
     }
 }

@@ -1,0 +1,186 @@
+//! The edge path end to end: the real worker under workerd, the bridge, Redis,
+//! an origin cluster, the npm `pusher` SDK and stock socket.io-client subscribers.
+
+use pushwire_tests::bridge::Bridge;
+use pushwire_tests::clients::{Credentials, TEST_APP};
+use pushwire_tests::edge::EdgeWorker;
+use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
+use serde_json::json;
+
+use crate::trigger_api::bad_request_cases;
+
+#[test]
+fn triggers_at_the_edge_reach_subscribers_and_fail_closed() {
+    let scratch = Scratch::new("edge");
+    let redis = RedisServer::start(&scratch);
+    let mut bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let bridge_url = bridge.url();
+    let token = bridge.token.clone();
+    let edge = EdgeWorker::start(
+        &scratch,
+        &[
+            ("PUSHWIRE_APPS", TEST_APPS),
+            ("PUSHWIRE_BRIDGE_URL", &bridge_url),
+            ("PUSHWIRE_BRIDGE_TOKEN", &token),
+            ("PUSHWIRE_BRIDGE_TIMEOUT_MS", "2000"),
+        ],
+    );
+
+    let mut clients = Clients::start(&scratch, "clients");
+    let sender = clients.connect(
+        "polling",
+        &origin.url(),
+        json!({"auth": {"channels": ["edge-news", "edge-other"]}}),
+    );
+    clients.connect(
+        "ws",
+        &origin.url(),
+        json!({"transports": ["websocket"], "auth": {"channels": ["edge-news"]}}),
+    );
+
+    // The Pusher SDK, pointed at the edge.
+    let (status, body) = clients.trigger(
+        edge.addr,
+        TEST_APP,
+        &["edge-news"],
+        "flash",
+        json!({"n": 1}),
+        json!({}),
+    );
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    for id in ["polling", "ws"] {
+        let args = clients.event(id, "flash");
+        assert_eq!(
+            (args[0].clone(), args[1]["channel"].clone()),
+            (json!({"n": 1}), json!("edge-news")),
+            "{id}"
+        );
+    }
+    // Several channels in one trigger: one id, one bridge request.
+    let (status, _) = clients.trigger(
+        edge.addr,
+        TEST_APP,
+        &["edge-news", "edge-other"],
+        "both",
+        json!("x"),
+        json!({}),
+    );
+    assert_eq!(status, 200);
+    let first = clients.event("polling", "both");
+    let second = clients.event("polling", "both");
+    assert_eq!(first[1]["id"], second[1]["id"]);
+    assert_eq!(clients.event("ws", "both")[1]["id"], first[1]["id"]);
+    // A batch, and exclusion of the sender.
+    let events = json!([
+        {"channel": "edge-news", "name": "b1", "data": "1", "socket_id": sender},
+        {"channel": "edge-news", "name": "b2", "data": "2"},
+    ]);
+    assert_eq!(clients.trigger_batch(edge.addr, TEST_APP, events).0, 200);
+    let seen: Vec<String> = clients
+        .events_through("polling", "b2")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(seen, ["b2"], "the sender is left out of b1");
+    let seen: Vec<String> = clients
+        .events_through("ws", "b2")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(seen, ["b1", "b2"]);
+
+    // The same bad inputs get the same answers at the edge and at the origin.
+    let at_edge = bad_request_cases(edge.addr);
+    let at_origin = bad_request_cases(origin.addr);
+    for ((case, edge_reply, expected), (_, origin_reply, _)) in at_edge.iter().zip(&at_origin) {
+        assert_eq!(
+            edge_reply.status, *expected,
+            "edge, {case}: {}",
+            edge_reply.body
+        );
+        assert_eq!(edge_reply.status, origin_reply.status, "{case}");
+        assert_eq!(
+            edge_reply.content_type.as_deref(),
+            Some("application/json"),
+            "{case}"
+        );
+        assert!(
+            edge_reply.json()["error"].is_string(),
+            "{case}: {}",
+            edge_reply.body
+        );
+    }
+    // A wrong app secret is refused at the edge too (and nothing is published).
+    let wrong = Credentials {
+        secret: "not-the-secret",
+        ..TEST_APP
+    };
+    assert_eq!(
+        clients
+            .trigger(
+                edge.addr,
+                wrong,
+                &["edge-news"],
+                "forged",
+                json!(""),
+                json!({})
+            )
+            .0,
+        401
+    );
+
+    // The bridge goes away: 503, never 200, never a worker exception.
+    let port = bridge.addr.port();
+    bridge.stop();
+    for i in 0..3 {
+        let (status, body) = clients.trigger(
+            edge.addr,
+            TEST_APP,
+            &["edge-news"],
+            "lost",
+            json!(i.to_string()),
+            json!({}),
+        );
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("unavailable"), "{body}");
+    }
+    // It comes back on the same address: delivery resumes.
+    let _bridge =
+        Bridge::start_with_token(&scratch, "bridge-again", &redis.url(), port, &token, &[]);
+    let (status, body) = clients.trigger(
+        edge.addr,
+        TEST_APP,
+        &["edge-news"],
+        "back",
+        json!("ok"),
+        json!({}),
+    );
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    let seen = clients.events_through("ws", "back");
+    assert_eq!(seen.len(), 1, "nothing refused was delivered: {seen:?}");
+}
+
+#[test]
+fn a_bridge_with_a_different_token_gives_503() {
+    let scratch = Scratch::new("edge-token");
+    let redis = RedisServer::start(&scratch);
+    let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
+    let bridge_url = bridge.url();
+    let edge = EdgeWorker::start(
+        &scratch,
+        &[
+            ("PUSHWIRE_APPS", TEST_APPS),
+            ("PUSHWIRE_BRIDGE_URL", &bridge_url),
+            ("PUSHWIRE_BRIDGE_TOKEN", "test-only-wrong-token"),
+        ],
+    );
+    let mut clients = Clients::start(&scratch, "clients");
+    let (status, body) = clients.trigger(edge.addr, TEST_APP, &["c"], "e", json!(""), json!({}));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("401"),
+        "the reason names the bridge's answer: {body}"
+    );
+}
