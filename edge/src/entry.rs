@@ -47,10 +47,7 @@ async fn call_bridge(
             .with_headers(headers)
             .with_body(Some(request.body.clone().into()));
         let outgoing = Request::new_with_init(&request.url, &init)?;
-        let controller = AbortController::default();
-        let mut response = Fetch::Request(outgoing)
-            .send_with_signal(&controller.signal())
-            .await?;
+        let mut response = Fetch::Request(outgoing).send_with_signal(&signal).await?;
         let status = response.status_code();
         let body = response.bytes().await?;
         Ok::<_, Error>((status, body))
@@ -60,8 +57,7 @@ async fn call_bridge(
     match select(send, deadline).await {
         Either::Left((Ok(answer), _)) => Ok(answer),
         Either::Left((Err(e), _)) => Err(e.to_string()),
-        Either::Right((_, pending)) => {
-            drop(pending);
+        Either::Right(_) => {
             controller.abort();
             Err(format!("no answer within {timeout_ms} ms"))
         }
