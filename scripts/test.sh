@@ -52,8 +52,9 @@ npm ci --no-audit --no-fund --loglevel=error
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy"
+say "cargo clippy (native, and the edge worker for wasm)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p pushwire-edge --target wasm32-unknown-unknown -- -D warnings
 
 say "building the protocol crate for wasm32-unknown-unknown"
 cargo build -p pushwire-shared --target wasm32-unknown-unknown

@@ -163,24 +163,40 @@ fn triggers_at_the_edge_reach_subscribers_and_fail_closed() {
 }
 
 #[test]
-fn a_bridge_with_a_different_token_gives_503() {
-    let scratch = Scratch::new("edge-token");
+fn misbehaving_bridges_give_503_within_the_timeout() {
+    let scratch = Scratch::new("edge-misbehaving");
     let redis = RedisServer::start(&scratch);
     let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
-    let bridge_url = bridge.url();
-    let edge = EdgeWorker::start(
-        &scratch,
-        &[
-            ("PUSHWIRE_APPS", TEST_APPS),
-            ("PUSHWIRE_BRIDGE_URL", &bridge_url),
-            ("PUSHWIRE_BRIDGE_TOKEN", "test-only-wrong-token"),
-        ],
-    );
+    // Accepts connections (the kernel does) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
     let mut clients = Clients::start(&scratch, "clients");
-    let (status, body) = clients.trigger(edge.addr, TEST_APP, &["c"], "e", json!(""), json!({}));
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body.contains("401"),
-        "the reason names the bridge's answer: {body}"
-    );
+    let cases = [
+        (bridge.url(), "test-only-wrong-token", "401"),
+        (silent_url, "test-only-token", "within 500 ms"),
+        (
+            format!("http://127.0.0.1:{}", pushwire_tests::process::free_port()),
+            "test-only-token",
+            "unreachable",
+        ),
+    ];
+    for (i, (url, token, says)) in cases.iter().enumerate() {
+        let dir = Scratch::new(&format!("edge-misbehaving-{i}"));
+        let edge = EdgeWorker::start(
+            &dir,
+            &[
+                ("PUSHWIRE_APPS", TEST_APPS),
+                ("PUSHWIRE_BRIDGE_URL", url),
+                ("PUSHWIRE_BRIDGE_TOKEN", token),
+                ("PUSHWIRE_BRIDGE_TIMEOUT_MS", "500"),
+            ],
+        );
+        let (status, body) =
+            clients.trigger(edge.addr, TEST_APP, &["c"], "e", json!(""), json!({}));
+        assert_eq!(status, 503, "{url}: {body}");
+        assert!(
+            body.contains(says),
+            "{url}: the reason says {says:?}: {body}"
+        );
+    }
 }
