@@ -226,6 +226,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_deploy_config_is_valid() {
+        let example: ConfigFile = serde_json::from_str(include_str!("../../deploy/pushwire.json")).unwrap();
+        let c = ServeConfig::merge(ServeOverrides::default(), example).unwrap();
+        assert!(!c.demo && !c.uses_dev_app && c.redis_url.is_some());
+    }
+
+    #[test]
     fn bad_settings_are_reported() {
         assert!(serde_json::from_str::<ConfigFile>(r#"{"prot": 1}"#).is_err());
         let o = ServeOverrides {
