@@ -227,7 +227,8 @@ mod tests {
 
     #[test]
     fn the_example_deploy_config_is_valid() {
-        let example: ConfigFile = serde_json::from_str(include_str!("../../deploy/pushwire.json")).unwrap();
+        let example: ConfigFile =
+            serde_json::from_str(include_str!("../../deploy/pushwire.json")).unwrap();
         let c = ServeConfig::merge(ServeOverrides::default(), example).unwrap();
         assert!(!c.demo && !c.uses_dev_app && c.redis_url.is_some());
     }

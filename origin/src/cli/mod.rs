@@ -126,8 +126,19 @@ pub struct TriggerArgs {
 /// Parses the command line, runs it and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init();
+    // Every log line of the cluster names its process: `master` or `worker-N`
+    // (the runtime's thread name).
+    let process = match &cli.command {
+        Some(Command::WorkerProcess) => {
+            let id = std::env::var(crate::cluster::WORKER_ID_ENV).unwrap_or_default();
+            format!("worker-{id}")
+        }
+        None | Some(Command::Serve(_)) => "master".to_owned(),
+        Some(_) => "pushwire".to_owned(),
+    };
+    crate::telemetry::init(process != "pushwire");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name(process)
         .enable_all()
         .build()
     {
@@ -137,14 +148,20 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Spawned, not run on the main thread, so every log line carries the runtime's thread name.
     let result = runtime.block_on(async {
-        match cli.command {
-            None => serve::run(cli.serve).await,
-            Some(Command::Serve(args)) => serve::run(args).await,
-            Some(Command::Trigger(args)) => trigger::run(args).await,
-            Some(Command::WorkerProcess) => serve::run_worker().await,
-            Some(Command::Bridge(args)) => serve::run_bridge(args).await,
-        }
+        let command = tokio::spawn(async move {
+            match cli.command {
+                None => serve::run(cli.serve).await,
+                Some(Command::Serve(args)) => serve::run(args).await,
+                Some(Command::Trigger(args)) => trigger::run(args).await,
+                Some(Command::WorkerProcess) => serve::run_worker().await,
+                Some(Command::Bridge(args)) => serve::run_bridge(args).await,
+            }
+        });
+        command
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the command panicked: {e}")))
     });
     match result {
         Ok(code) => code,

@@ -26,4 +26,4 @@ pub use self::control::ControlClient;
 pub use self::hub::RelayHub;
 pub use self::master::{ClusterError, run_master};
 pub use self::sticky::{RouteHint, SESSION_TTL, StickyRouter, WorkerId, route_hint};
-pub use self::worker_process::run_worker_process;
+pub use self::worker_process::{WORKER_ID_ENV, run_worker_process};
