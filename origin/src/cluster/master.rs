@@ -159,6 +159,9 @@ pub async fn run_master(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Small realtime frames must not wait for Nagle; the option
+                    // travels with the socket to the worker.
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(route(master.clone(), stream));
                 }
                 Err(e) => {
