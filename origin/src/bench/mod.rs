@@ -154,6 +154,9 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         ));
     }
     let start = Instant::now();
+    // Channel names carry a run id, so traffic a server still owes an earlier
+    // run can never be counted in this one.
+    let run_id: u32 = rand::random();
     let baseline = proc_stats::sample(&config.server_pids);
     let total_triggers = (config.rate * config.duration.as_secs_f64()).ceil() as u64;
     let counters = Arc::new(Counters::new());
@@ -184,7 +187,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         );
         let (target, key) = (config.socket_addr, config.app.key.clone());
         handshakes.push(tokio::spawn(async move {
-            let channel = format!("bench-{channel_index}");
+            let channel = format!("bench-{run_id:x}-{channel_index}");
             let result = client::connect(source, target, &key, &channel).await;
             drop(permit);
             match result {
@@ -282,9 +285,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
                 );
                 tokio::spawn(async move {
                     let sent = Instant::now();
-                    let status = triggers
-                        .trigger(&format!("bench-{channel_index}"), "bench", data)
-                        .await;
+                    let channel = format!("bench-{run_id:x}-{channel_index}");
+                    let status = triggers.trigger(&channel, "bench", data).await;
                     let _ = trigger_latency
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

@@ -35,6 +35,10 @@ use crate::broker::Broker;
 use crate::config::ServeConfig;
 use crate::trigger_api::{self, TriggerApi};
 
+/// Each WebSocket's read buffer. Clients send little (subscribes, pongs), so a
+/// small buffer keeps idle connections cheap; larger frames still arrive, in pieces.
+const WS_READ_BUFFER: usize = 1024;
+
 /// How many broker messages may wait for delivery before the broker side waits.
 pub const INBOUND_QUEUE: usize = 16 * 1024;
 
@@ -94,7 +98,9 @@ where
     // One Socket.IO service in front of all routes. (`Router::layer` would build
     // one Engine.IO instance per route, and a session opened through one would be
     // unknown to the others.)
-    let (socketio, io) = SocketIo::builder().build_with_inner_svc(routes);
+    let (socketio, io) = SocketIo::builder()
+        .ws_read_buffer_size(WS_READ_BUFFER)
+        .build_with_inner_svc(routes);
     handlers::register(&io, ctx);
     tokio::spawn(delivery::run(inbound, io.clone()));
     let app = Router::new()

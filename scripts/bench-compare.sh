@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs the BENCHMARKS.md scenarios with `pushwire bench` against pushwire and,
+# when its directory is given, against the Node peer (Node cluster + socket.io +
+# redis-adapter + sticky, speaking the same contract), one server at a time on
+# this machine, each on its own fresh redis-server. Prints one JSON line per run.
+#
+#   bash scripts/bench-compare.sh [NODE_PEER_DIR] > results.jsonl
+#
+# Loopback only; every run is bounded in connections and time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+peer_dir=${1:-}
+apps=1000001:app-key:app-secret
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release -q -p pushwire-origin
+bin=target/release/pushwire
+ulimit -n "$(ulimit -Hn)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "not ready: $1" >&2; return 1; }
+
+start_redis() {
+  redis_port=$(free_port)
+  setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 &
+  redis_pid=$!; pids+=("$redis_pid")
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
+}
+
+stop() { kill -TERM -- "-$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+bench() { # label server_pid url args...
+  local label=$1 pid=$2 url=$3; shift 3
+  local json
+  json=$(PUSHWIRE_APPS=$apps "$bin" bench --url "$url" --server-pid "$pid" --source-ips 127.0.0.1-127.0.0.16 --json "$@" 2>/dev/null)
+  printf '{"server":"%s","scenario":"%s","args":"%s","report":%s}\n' "$server" "$label" "$*" "$(echo "$json" | tr -d '\n')"
+}
+
+scenarios() { # pid url
+  local pid=$1 url=$2
+  for r in 10 25 50 100 200; do bench "fanout-10k-r$r" "$pid" "$url" -c 10000 -k 1 -r "$r" -d 8; done
+  bench "channels-5k" "$pid" "$url" -c 10000 -k 5000 -r 500 -d 8
+  for r in 2000 5000 10000; do bench "ingest-r$r" "$pid" "$url" -c 10 -k 10 -r "$r" -d 5; done
+}
+
+start_pushwire() {
+  start_redis
+  port=$(free_port)
+  setsid env PUSHWIRE_APPS=$apps RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" --workers 2 --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 &
+  srv=$!; pids+=("$srv")
+  wait_http "http://127.0.0.1:$port/health"
+}
+
+start_peer() {
+  start_redis
+  port=$(free_port)
+  setsid env PORT=$port WORKERS=2 REDIS_URL="redis://127.0.0.1:$redis_port" PUSHWIRE_APPS=$apps node "$peer_dir/server.js" >/dev/null 2>&1 &
+  srv=$!; pids+=("$srv")
+  wait_http "http://127.0.0.1:$port/health"
+}
+
+# Each idle measurement starts from a fresh server, so its baseline is its own.
+idle() { # start-function
+  for c in 1000 10000 15000; do
+    "$1"; bench "idle-$c" "$srv" "http://127.0.0.1:$port" -c "$c" -r 0 -d 3; stop "$srv"; stop "$redis_pid"
+  done
+}
+
+# pushwire: 2 workers, Redis.
+server=pushwire
+idle start_pushwire
+start_pushwire
+scenarios "$srv" "http://127.0.0.1:$port"
+stop "$srv"; stop "$redis_pid"
+
+# The Node peer: 2 workers, Redis.
+if [ -n "$peer_dir" ]; then
+  server=node-peer
+  (cd "$peer_dir" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
+  idle start_peer
+  start_peer
+  scenarios "$srv" "http://127.0.0.1:$port"
+  stop "$srv"; stop "$redis_pid"
+fi
