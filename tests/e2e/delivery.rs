@@ -147,19 +147,7 @@ fn exclusion(deployment: &Deployment) {
             .0,
         200
     );
-    assert_eq!(
-        clients
-            .trigger(
-                b.addr,
-                TEST_APP,
-                &["room"],
-                "sentinel",
-                json!(""),
-                json!({})
-            )
-            .0,
-        200
-    );
+    clients.trigger_ok(b.addr, TEST_APP, &["room"], "sentinel", json!(""));
     for peer in ["peer-a", "peer-b"] {
         let seen: Vec<String> = clients
             .events_through(peer, "sentinel")
@@ -307,18 +295,12 @@ fn embedded_broker_serves_without_redis() {
     clients.connect("ws", &origin.url(), websocket_only());
     clients.subscribe("polling", "local");
     clients.subscribe("ws", "local");
-    assert_eq!(
-        clients
-            .trigger(
-                origin.addr,
-                TEST_APP,
-                &["local"],
-                "hello",
-                json!("{\"n\":1}"),
-                json!({})
-            )
-            .0,
-        200
+    clients.trigger_ok(
+        origin.addr,
+        TEST_APP,
+        &["local"],
+        "hello",
+        json!("{\"n\":1}"),
     );
     assert_eq!(clients.event("polling", "hello")[0], json!({"n": 1}));
     assert_eq!(clients.event("ws", "hello")[0], json!({"n": 1}));

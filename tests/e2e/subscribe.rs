@@ -82,32 +82,14 @@ fn acks(deployment: &Deployment) {
     // Subscribing twice is idempotent: one delivery.
     clients.subscribe("c", "twice");
     clients.subscribe("c", "twice");
-    assert_eq!(
-        clients
-            .trigger(
-                origin.addr,
-                TEST_APP,
-                &["twice", "private-x"],
-                "once",
-                json!(""),
-                json!({})
-            )
-            .0,
-        200
+    clients.trigger_ok(
+        origin.addr,
+        TEST_APP,
+        &["twice", "private-x"],
+        "once",
+        json!(""),
     );
-    assert_eq!(
-        clients
-            .trigger(
-                origin.addr,
-                TEST_APP,
-                &["twice"],
-                "sentinel",
-                json!(""),
-                json!({})
-            )
-            .0,
-        200
-    );
+    clients.trigger_ok(origin.addr, TEST_APP, &["twice"], "sentinel", json!(""));
     let seen: Vec<(String, String)> = clients
         .events_through("c", "sentinel")
         .into_iter()
@@ -130,19 +112,7 @@ fn acks(deployment: &Deployment) {
     // A socket's subscription changes apply one at a time, so once the same
     // subscribe is acknowledged, the unacknowledged one has taken effect too.
     clients.subscribe("quiet", "quiet");
-    assert_eq!(
-        clients
-            .trigger(
-                origin.addr,
-                TEST_APP,
-                &["quiet"],
-                "heard",
-                json!(""),
-                json!({})
-            )
-            .0,
-        200
-    );
+    clients.trigger_ok(origin.addr, TEST_APP, &["quiet"], "heard", json!(""));
     clients.event("quiet", "heard");
 }
 
@@ -182,32 +152,8 @@ fn apps_never_mix(deployment: &Deployment) {
         key: "other-key",
         secret: "other-secret",
     };
-    assert_eq!(
-        clients
-            .trigger(
-                origin.addr,
-                TEST_APP,
-                &["news"],
-                "for-one",
-                json!(""),
-                json!({})
-            )
-            .0,
-        200
-    );
-    assert_eq!(
-        clients
-            .trigger(
-                origin.addr,
-                other,
-                &["news"],
-                "for-two",
-                json!(""),
-                json!({})
-            )
-            .0,
-        200
-    );
+    clients.trigger_ok(origin.addr, TEST_APP, &["news"], "for-one", json!(""));
+    clients.trigger_ok(origin.addr, other, &["news"], "for-two", json!(""));
     let seen: Vec<String> = clients
         .events_through("two", "for-two")
         .into_iter()
@@ -281,18 +227,6 @@ fn garbage_socket_io_traffic_never_hurts_the_server() {
     let mut clients = Clients::start(&scratch, "clients");
     clients.connect("after", &origin.url(), json!({}));
     clients.subscribe("after", "still-here");
-    assert_eq!(
-        clients
-            .trigger(
-                origin.addr,
-                TEST_APP,
-                &["still-here"],
-                "ok",
-                json!(""),
-                json!({})
-            )
-            .0,
-        200
-    );
+    clients.trigger_ok(origin.addr, TEST_APP, &["still-here"], "ok", json!(""));
     clients.event("after", "ok");
 }

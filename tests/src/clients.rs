@@ -270,6 +270,23 @@ impl Clients {
         self.trigger_result(&req)
     }
 
+    /// [`Clients::trigger`] with no extra parameters, asserting `200 {}`.
+    pub fn trigger_ok(
+        &mut self,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        channels: &[&str],
+        event: &str,
+        data: Value,
+    ) {
+        let (status, body) = self.trigger(addr, app, channels, event, data, json!({}));
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "{}"),
+            "trigger {event} on {channels:?}"
+        );
+    }
+
     /// Triggers a batch with the Pusher SDK (`pusher.triggerBatch(events)`).
     pub fn trigger_batch(
         &mut self,
