@@ -10,7 +10,6 @@
 pub mod client;
 pub mod proc_stats;
 mod report;
-mod trigger;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,7 +21,7 @@ use pushwire_shared::App;
 use tokio::sync::Semaphore;
 
 pub use self::report::{BenchReport, Latency};
-use self::trigger::TriggerClient;
+use crate::trigger_client::TriggerClient;
 
 /// At most this many handshakes in flight at once.
 const CONNECT_CONCURRENCY: usize = 512;
@@ -249,7 +248,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     }
 
     // Trigger.
-    let triggers = TriggerClient::new(&config.trigger_url, config.app.clone());
+    let triggers = TriggerClient::new(&config.trigger_url, config.app.clone())
+        .map_err(|e| BenchError::Invalid(e.to_string()))?;
     let accepted_per_channel: Arc<Vec<AtomicU64>> =
         Arc::new((0..config.channels).map(|_| AtomicU64::new(0)).collect());
     let refused = Arc::new(AtomicU64::new(0));
@@ -286,7 +286,10 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
                 tokio::spawn(async move {
                     let sent = Instant::now();
                     let channel = format!("bench-{run_id:x}-{channel_index}");
-                    let status = triggers.trigger(&channel, "bench", data).await;
+                    let status = triggers
+                        .trigger(&[channel], "bench", data, None)
+                        .await
+                        .map_or(0, |r| r.status);
                     let _ = trigger_latency
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

@@ -1,0 +1,124 @@
+//! `TriggerClient`: signed `POST /apps/{id}/events` requests over a pooled
+//! keep-alive HTTP/1.1 connection (plain `http://`), for `pushwire trigger` and
+//! `pushwire bench`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use pushwire_shared::{App, signing};
+
+/// How long one request may take in all.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A response's status and body text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Body, lossily decoded as UTF-8.
+    pub body: String,
+}
+
+impl TriggerResponse {
+    /// The `error` message of a refusal, or the raw body.
+    pub fn error_message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| self.body.clone())
+    }
+}
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerClientError {
+    /// The base URL is not `http://…`.
+    #[error("invalid URL {0:?} (only http:// is supported)")]
+    InvalidUrl(String),
+    /// Connecting or exchanging failed.
+    #[error("request failed: {0}")]
+    Request(String),
+    /// No response in time.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// One app's trigger endpoint.
+#[derive(Debug, Clone)]
+pub struct TriggerClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    app: App,
+}
+
+impl TriggerClient {
+    /// A client for `base` (`http://host:port`) signing as `app`.
+    pub fn new(base: &str, app: App) -> Result<Self, TriggerClientError> {
+        if !base.starts_with("http://") {
+            return Err(TriggerClientError::InvalidUrl(base.to_owned()));
+        }
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build_http();
+        Ok(TriggerClient {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            app,
+        })
+    }
+
+    /// Triggers `event` on `channels` with `data` (sent as the `data` string),
+    /// leaving out `socket_id` if given.
+    pub async fn trigger(
+        &self,
+        channels: &[String],
+        event: &str,
+        data: String,
+        socket_id: Option<&str>,
+    ) -> Result<TriggerResponse, TriggerClientError> {
+        let mut body = serde_json::json!({ "name": event, "channels": channels, "data": data });
+        if let Some(socket_id) = socket_id {
+            body["socket_id"] = socket_id.into();
+        }
+        let body = body.to_string();
+        let path = format!("/apps/{}/events", self.app.id);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let query = signing::sign("POST", &path, &[], body.as_bytes(), &self.app, now);
+        let url = format!("{}{path}?{query}", self.base);
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|_| TriggerClientError::InvalidUrl(url.clone()))?;
+        let request = hyper::Request::post(uri)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| TriggerClientError::Request(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| TriggerClientError::Request(format!("{e:#}")))?;
+            let status = response.status().as_u16();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| TriggerClientError::Request(e.to_string()))?
+                .to_bytes();
+            Ok(TriggerResponse {
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| TriggerClientError::Timeout(REQUEST_TIMEOUT))?
+    }
+}
