@@ -13,6 +13,10 @@ use pushwire_shared::{AppList, AppsParseError};
 pub const DEV_APPS: &str = "1000001:app-key:app-secret";
 /// The default listening port.
 pub const DEFAULT_PORT: u16 = 3000;
+/// Socket.IO's default heartbeat interval.
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
+/// Socket.IO's default heartbeat timeout.
+pub const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 /// The default request body cap of the trigger API.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
 
@@ -41,6 +45,12 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Whether `/` serves the live demo page.
     pub demo: bool,
+    /// Engine.IO heartbeat: how often the server pings each client, in ms.
+    pub ping_interval_ms: u64,
+    /// How long a client may take to answer a ping before it is disconnected, in ms.
+    /// A client whose bounded send buffer is still full when a ping is due is
+    /// disconnected at once: this is the slow-consumer policy.
+    pub ping_timeout_ms: u64,
     /// Whether the development app was filled in because none was configured.
     pub uses_dev_app: bool,
 }
@@ -62,6 +72,10 @@ pub struct ServeOverrides {
     pub workers: Option<usize>,
     /// `--demo` / `PUSHWIRE_DEMO`.
     pub demo: Option<bool>,
+    /// `--ping-interval-ms` / `PUSHWIRE_PING_INTERVAL_MS`.
+    pub ping_interval_ms: Option<u64>,
+    /// `--ping-timeout-ms` / `PUSHWIRE_PING_TIMEOUT_MS`.
+    pub ping_timeout_ms: Option<u64>,
     /// `--config` / `PUSHWIRE_CONFIG`: the JSON config file.
     pub config_file: Option<PathBuf>,
 }
@@ -89,6 +103,8 @@ pub struct ConfigFile {
     max_request_bytes: Option<usize>,
     workers: Option<usize>,
     demo: Option<bool>,
+    ping_interval_ms: Option<u64>,
+    ping_timeout_ms: Option<u64>,
     apps: Option<AppList>,
 }
 
@@ -182,6 +198,16 @@ impl ServeConfig {
             max_request_bytes,
             workers,
             demo: overrides.demo.or(file.demo).unwrap_or(true),
+            ping_interval_ms: overrides
+                .ping_interval_ms
+                .or(file.ping_interval_ms)
+                .unwrap_or(DEFAULT_PING_INTERVAL_MS)
+                .max(100),
+            ping_timeout_ms: overrides
+                .ping_timeout_ms
+                .or(file.ping_timeout_ms)
+                .unwrap_or(DEFAULT_PING_TIMEOUT_MS)
+                .max(100),
             uses_dev_app,
         })
     }

@@ -10,5 +10,6 @@ mod delivery;
 mod demo;
 mod edge;
 mod resilience;
+mod slow_consumer;
 mod subscribe;
 mod trigger_api;

@@ -68,6 +68,13 @@ pub struct ServeArgs {
     /// Serve the live demo page at `/` [default: true].
     #[arg(long, env = "PUSHWIRE_DEMO")]
     pub demo: Option<bool>,
+    /// Heartbeat interval in ms [default: 25000].
+    #[arg(long, env = "PUSHWIRE_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    /// Heartbeat timeout in ms; a client whose send buffer is full at a ping, or that
+    /// does not answer in time, is disconnected [default: 20000].
+    #[arg(long, env = "PUSHWIRE_PING_TIMEOUT_MS")]
+    pub ping_timeout_ms: Option<u64>,
     /// Trigger API request body cap in bytes [default: 262144].
     #[arg(long, env = "PUSHWIRE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,

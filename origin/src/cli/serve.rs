@@ -16,6 +16,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_request_bytes: args.max_request_bytes,
         workers: args.workers,
         demo: args.demo,
+        ping_interval_ms: args.ping_interval_ms,
+        ping_timeout_ms: args.ping_timeout_ms,
         config_file: args.config_file,
     })
     .context("configuration")?;

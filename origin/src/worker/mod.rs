@@ -17,6 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::response::IntoResponse;
@@ -100,6 +101,8 @@ where
     // unknown to the others.)
     let (socketio, io) = SocketIo::builder()
         .ws_read_buffer_size(WS_READ_BUFFER)
+        .ping_interval(Duration::from_millis(config.ping_interval_ms))
+        .ping_timeout(Duration::from_millis(config.ping_timeout_ms))
         .build_with_inner_svc(routes);
     handlers::register(&io, ctx);
     tokio::spawn(delivery::run(inbound, io.clone()));

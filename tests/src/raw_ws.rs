@@ -1,0 +1,109 @@
+//! A deliberately minimal WebSocket Socket.IO client over `std::net`, for
+//! behaviour stock clients cannot show: one that subscribes and then stops
+//! reading (a stalled consumer).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A subscribed connection that reads nothing more unless told to.
+#[derive(Debug)]
+pub struct StalledClient {
+    stream: TcpStream,
+}
+
+impl StalledClient {
+    /// Connects over WebSocket, joins `/` and subscribes to `channel` (waits for the ack).
+    pub fn subscribe(addr: SocketAddr, channel: &str) -> Self {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            stream,
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .expect("send upgrade");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("read upgrade response");
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let mut client = StalledClient { stream };
+        assert!(client.read_text().starts_with('0'), "open packet");
+        client.send_text("40");
+        assert!(client.read_text().starts_with("40"), "namespace connect");
+        client.send_text(&format!(r#"421["subscribe",{{"channel":"{channel}"}}]"#));
+        loop {
+            let frame = client.read_text();
+            if let Some(ack) = frame.strip_prefix("431") {
+                assert!(ack.contains(r#""ok":true"#), "{ack}");
+                return client;
+            }
+        }
+    }
+
+    fn send_text(&mut self, text: &str) {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut frame = vec![0x81];
+        let len = text.len();
+        if len < 126 {
+            frame.push(0x80 | len as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&frame).expect("send frame");
+    }
+
+    fn read_text(&mut self) -> String {
+        let mut header = [0u8; 2];
+        self.stream.read_exact(&mut header).expect("frame header");
+        let len = match header[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                self.stream.read_exact(&mut b).expect("length");
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.stream.read_exact(&mut b).expect("length");
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).expect("payload");
+        String::from_utf8_lossy(&payload).into_owned()
+    }
+
+    /// Reads whatever the server had queued; true if the server closed the
+    /// connection within `timeout`.
+    pub fn closed_by_server_within(mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 64 * 1024];
+        while Instant::now() < deadline {
+            let _ = self.stream.set_read_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ));
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
