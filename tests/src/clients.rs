@@ -119,17 +119,17 @@ impl Clients {
         }
     }
 
+    /// Waits for socket `id`'s connection outcome: `connected` or `connect_error`.
+    fn connect_outcome(&mut self, id: &str) -> Value {
+        self.wait_for(&format!("{id} to connect or be refused"), |r| {
+            r["id"] == id && (r["type"] == "connected" || r["type"] == "connect_error")
+        })
+    }
+
     /// Connects socket `id` to `url` with `io(url, opts)`; returns its socket_id
     /// once `pushwire:connection_established` arrived.
     pub fn connect(&mut self, id: &str, url: &str, opts: Value) -> String {
-        self.send(json!({"op": "connect", "id": id, "url": url, "opts": opts}));
-        let report = self.wait_for(&format!("{id} connected"), |r| {
-            r["id"] == id && (r["type"] == "connected" || r["type"] == "connect_error")
-        });
-        assert_eq!(
-            report["type"], "connected",
-            "{id} could not connect: {report}"
-        );
+        let report = self.connect_all(&[id.to_owned()], url, opts).remove(0);
         report["socket_id"]
             .as_str()
             .expect("socket_id string")
@@ -144,10 +144,7 @@ impl Clients {
         }
         ids.iter()
             .map(|id| {
-                let report = self.wait_for(&format!("{id} connected"), |r| {
-                    r["id"] == id.as_str()
-                        && (r["type"] == "connected" || r["type"] == "connect_error")
-                });
+                let report = self.connect_outcome(id);
                 assert_eq!(
                     report["type"], "connected",
                     "{id} could not connect: {report}"
@@ -169,9 +166,7 @@ impl Clients {
     pub fn connect_refused(&mut self, id: &str, url: &str, mut opts: Value) -> String {
         opts["reconnection"] = json!(false);
         self.send(json!({"op": "connect", "id": id, "url": url, "opts": opts}));
-        let report = self.wait_for(&format!("{id} refused"), |r| {
-            r["id"] == id && (r["type"] == "connected" || r["type"] == "connect_error")
-        });
+        let report = self.connect_outcome(id);
         assert_eq!(
             report["type"], "connect_error",
             "{id} was not refused: {report}"
