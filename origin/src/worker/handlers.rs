@@ -188,7 +188,10 @@ async fn on_unsubscribe(
 }
 
 async fn leave(s: &SocketRef, ctx: &WorkerContext, session: &SocketSession, channel: &ChannelName) {
-    if session.channels.lock().await.remove(channel) {
+    // Held until the registry is updated, like `subscribe`: a subscribe of the same
+    // channel racing this unsubscribe must not find the room half left.
+    let mut channels = session.channels.lock().await;
+    if channels.remove(channel) {
         let room = redis_channel(&session.app.id, channel);
         s.leave(room.clone());
         ctx.registry.leave(&room).await;
