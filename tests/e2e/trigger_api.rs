@@ -140,6 +140,11 @@ pub(crate) fn bad_request_cases(addr: SocketAddr) -> Vec<(&'static str, Response
             http::signed(addr, "POST", "/nope", ok, &app),
             404,
         ),
+        (
+            "GET on a trigger route",
+            http::request(addr, "GET", EVENTS, b""),
+            404,
+        ),
     ];
     // Content (400, 413 for data).
     let long_name = "n".repeat(201);

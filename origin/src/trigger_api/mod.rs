@@ -17,7 +17,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::any;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pushwire_shared::AppList;
 use pushwire_shared::http::EMPTY_OBJECT;
@@ -50,9 +50,10 @@ impl TriggerApi {
     }
 }
 
-/// The trigger API routes; any other path gets a JSON 404.
+/// The trigger API routes; any other path or method gets a JSON 404, as at the edge.
 pub fn routes(api: Arc<TriggerApi>) -> Router {
-    let trigger = post(move |method: Method, uri: Uri, body: Body| {
+    // `any`, not `post`: `handle` answers other methods itself, with a JSON body.
+    let trigger = any(move |method: Method, uri: Uri, body: Body| {
         let api = api.clone();
         async move { handle(&api, method, uri, body).await }
     });
