@@ -10,6 +10,7 @@
 //! - [`config`]: [`config::ServeConfig`], resolved from flags, env and file;
 //! - [`cli`]: the `pushwire` subcommands.
 
+pub mod backoff;
 pub mod bench;
 pub mod bridge;
 pub mod broker;

@@ -19,19 +19,11 @@ use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Broker, BrokerError, BrokerFuture, BrokerHealth, InboundSender, Outbound};
+use crate::backoff::Backoff;
 use crate::redis_connection::{self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection};
 
-/// First and longest pause between two reconnection attempts of the subscriber.
-const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-/// The pause before reconnection attempt `attempt` (0-based): doubling from
-/// [`RECONNECT_BACKOFF_MIN`], capped at [`RECONNECT_BACKOFF_MAX`].
-fn reconnect_backoff(attempt: u32) -> Duration {
-    RECONNECT_BACKOFF_MIN
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(RECONNECT_BACKOFF_MAX)
-}
+/// Pauses between the subscriber's reconnection attempts.
+const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
@@ -184,7 +176,7 @@ async fn run_subscriber(
             }
         }
         // Wait before the next attempt, still answering commands meanwhile.
-        let pause = tokio::time::sleep(reconnect_backoff(attempt));
+        let pause = tokio::time::sleep(RECONNECT_BACKOFF.pause(attempt));
         attempt = attempt.saturating_add(1);
         tokio::pin!(pause);
         loop {
@@ -250,10 +242,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_then_caps() {
-        assert_eq!(reconnect_backoff(0), Duration::from_millis(100));
-        assert_eq!(reconnect_backoff(1), Duration::from_millis(200));
-        assert_eq!(reconnect_backoff(3), Duration::from_millis(800));
-        assert_eq!(reconnect_backoff(5), RECONNECT_BACKOFF_MAX);
-        assert_eq!(reconnect_backoff(u32::MAX), RECONNECT_BACKOFF_MAX);
+        assert_eq!(RECONNECT_BACKOFF.pause(0), Duration::from_millis(100));
+        assert_eq!(RECONNECT_BACKOFF.pause(1), Duration::from_millis(200));
+        assert_eq!(RECONNECT_BACKOFF.pause(3), Duration::from_millis(800));
+        assert_eq!(RECONNECT_BACKOFF.pause(5), Duration::from_secs(2));
+        assert_eq!(RECONNECT_BACKOFF.pause(u32::MAX), Duration::from_secs(2));
     }
 }

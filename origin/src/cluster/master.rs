@@ -18,6 +18,7 @@ use super::handoff::send_connection;
 use super::hub::RelayHub;
 use super::ipc::{self, IpcError, ToMaster, ToWorker};
 use super::sticky::{RouteHint, StickyRouter, WorkerId, route_hint};
+use crate::backoff::Backoff;
 use crate::config::ServeConfig;
 
 /// How long a client may take to send its request line before it is dropped.
@@ -28,9 +29,8 @@ const MAX_REQUEST_LINE: usize = 8 * 1024;
 const WORKER_WAIT: Duration = Duration::from_secs(10);
 /// How long workers may drain after SIGTERM before they are killed.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(8);
-/// First and longest pause before restarting a worker that died.
-const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Pauses before restarting a worker that keeps dying.
+const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// A worker that ran this long before dying restarts without accumulated back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How often expired sticky sessions are swept.
@@ -59,13 +59,6 @@ pub enum ClusterError {
     /// The worker's broker could not start.
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
-}
-
-/// The pause before restart attempt `attempt` (0-based): doubling from 100 ms, capped at 5 s.
-fn restart_backoff(attempt: u32) -> Duration {
-    RESTART_BACKOFF_MIN
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(RESTART_BACKOFF_MAX)
 }
 
 /// The master's end of one worker's sockets.
@@ -214,7 +207,7 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
         if master.stopping.load(Ordering::SeqCst) {
             return;
         }
-        tokio::time::sleep(restart_backoff(attempt)).await;
+        tokio::time::sleep(RESTART_BACKOFF.pause(attempt)).await;
         attempt = attempt.saturating_add(1);
     }
 }
@@ -370,9 +363,9 @@ mod tests {
 
     #[test]
     fn restart_backoff_doubles_then_caps() {
-        assert_eq!(restart_backoff(0), Duration::from_millis(100));
-        assert_eq!(restart_backoff(2), Duration::from_millis(400));
-        assert_eq!(restart_backoff(6), RESTART_BACKOFF_MAX);
-        assert_eq!(restart_backoff(u32::MAX), RESTART_BACKOFF_MAX);
+        assert_eq!(RESTART_BACKOFF.pause(0), Duration::from_millis(100));
+        assert_eq!(RESTART_BACKOFF.pause(2), Duration::from_millis(400));
+        assert_eq!(RESTART_BACKOFF.pause(6), Duration::from_secs(5));
+        assert_eq!(RESTART_BACKOFF.pause(u32::MAX), Duration::from_secs(5));
     }
 }
