@@ -69,6 +69,20 @@ pub fn ok_ack() -> Value {
     json!({"ok": true})
 }
 
+/// The ack for an outcome: [`ok_ack`] or [`AckError::to_ack`].
+///
+/// ```
+/// use pushwire_shared::client_protocol::{AckCode, AckError, ack};
+/// assert_eq!(ack(&Ok(())).to_string(), r#"{"ok":true}"#);
+/// assert_eq!(ack(&Err(AckError::new(AckCode::Malformed, "x")))["error"]["code"], 4000);
+/// ```
+pub fn ack(result: &Result<(), AckError>) -> Value {
+    match result {
+        Ok(()) => ok_ack(),
+        Err(e) => e.to_ack(),
+    }
+}
+
 /// A `subscribe` payload: `{"channel", "auth"?, "channel_data"?}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeRequest {

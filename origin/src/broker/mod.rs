@@ -38,6 +38,12 @@ pub enum BrokerError {
     Closed,
 }
 
+impl From<crate::redis_connection::RedisUnavailable> for BrokerError {
+    fn from(e: crate::redis_connection::RedisUnavailable) -> Self {
+        BrokerError::Unavailable(e.0)
+    }
+}
+
 /// A pub/sub backend.
 pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
     /// Publishes every message, all or none where the backend allows it; resolves once

@@ -36,7 +36,7 @@ async fn within<T>(
 ) -> Result<T, BrokerError> {
     redis_connection::within(limit, what, fut)
         .await
-        .map_err(|e| BrokerError::Unavailable(e.0))
+        .map_err(BrokerError::from)
 }
 
 enum Command {
@@ -89,11 +89,7 @@ impl RedisBroker {
 impl Broker for RedisBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
-            let mut conn = self
-                .publisher
-                .get()
-                .await
-                .map_err(|e| BrokerError::Unavailable(e.0))?;
+            let mut conn = self.publisher.get().await?;
             let mut pipe = redis::pipe();
             pipe.atomic();
             for (channel, payload) in messages {

@@ -85,11 +85,8 @@ async fn on_connect(s: SocketRef, ctx: Arc<WorkerContext>) {
     if let Some(HandshakeChannels(requests)) = s.extensions.remove::<HandshakeChannels>() {
         let mut results = Vec::with_capacity(requests.len());
         for request in &requests {
-            let result = subscribe(&s, Some(request), &ctx, &session).await;
-            let mut entry = match result {
-                Ok(()) => client_protocol::ok_ack(),
-                Err(e) => e.to_ack(),
-            };
+            let mut entry =
+                client_protocol::ack(&subscribe(&s, Some(request), &ctx, &session).await);
             entry["channel"] = request.get("channel").cloned().unwrap_or(Value::Null);
             results.push(entry);
         }
@@ -99,12 +96,8 @@ async fn on_connect(s: SocketRef, ctx: Arc<WorkerContext>) {
 }
 
 fn send_ack(ack: AckSender, result: Result<(), AckError>) {
-    let payload = match result {
-        Ok(()) => client_protocol::ok_ack(),
-        Err(e) => e.to_ack(),
-    };
     // Without an ack callback there is nobody to answer; that is not an error.
-    let _ = ack.send(&payload);
+    let _ = ack.send(&client_protocol::ack(&result));
 }
 
 async fn on_subscribe(
