@@ -65,7 +65,19 @@ impl StalledClient {
         self.stream.write_all(&frame).expect("send frame");
     }
 
+    /// The next Engine.IO packet, answering heartbeat pings on the way (during the
+    /// handshake the client is still a live one).
     fn read_text(&mut self) -> String {
+        loop {
+            let frame = self.read_frame();
+            if frame != "2" {
+                return frame;
+            }
+            self.send_text("3");
+        }
+    }
+
+    fn read_frame(&mut self) -> String {
         let mut header = [0u8; 2];
         self.stream.read_exact(&mut header).expect("frame header");
         let len = match header[1] & 0x7f {
