@@ -7,7 +7,10 @@
 //! | `PUSHWIRE_BRIDGE_TOKEN` | secret | its bearer token |
 //! | `PUSHWIRE_MAX_REQUEST_BYTES` | var, optional | request body cap (default 262144) |
 //! | `PUSHWIRE_BRIDGE_TIMEOUT_MS` | var, optional | how long to wait for the bridge (default 3000) |
+//! | `PUSHWIRE_HISTORY_MAX_EVENTS` | var, optional | history kept per channel (default 100; as on the origin) |
+//! | `PUSHWIRE_HISTORY_MAX_AGE_SECS` | var, optional | history age limit (default 300; as on the origin) |
 
+use pushwire_shared::history::HistoryPolicy;
 use pushwire_shared::{AppList, AppsParseError};
 
 /// The default request body cap, as on the origin.
@@ -28,6 +31,8 @@ pub struct EdgeConfig {
     pub max_request_bytes: usize,
     /// Bridge round-trip bound, in milliseconds.
     pub bridge_timeout_ms: u32,
+    /// Channel history retention, applied when publishing.
+    pub history: HistoryPolicy,
 }
 
 /// Why the worker's settings are unusable.
@@ -77,6 +82,18 @@ impl EdgeConfig {
                 u64::from(DEFAULT_BRIDGE_TIMEOUT_MS),
             )?
             .min(60_000) as u32,
+            history: HistoryPolicy {
+                max_events: number(
+                    "PUSHWIRE_HISTORY_MAX_EVENTS",
+                    u64::from(HistoryPolicy::default().max_events),
+                )?
+                .clamp(1, 100_000) as u32,
+                max_age_secs: number(
+                    "PUSHWIRE_HISTORY_MAX_AGE_SECS",
+                    u64::from(HistoryPolicy::default().max_age_secs),
+                )?
+                .min(u64::from(u32::MAX)) as u32,
+            },
         })
     }
 }
@@ -101,8 +118,13 @@ mod tests {
             ("PUSHWIRE_BRIDGE_URL", "http://127.0.0.1:8079/"),
             ("PUSHWIRE_BRIDGE_TOKEN", "t"),
             ("PUSHWIRE_BRIDGE_TIMEOUT_MS", "500"),
+            ("PUSHWIRE_HISTORY_MAX_EVENTS", "20"),
         ]))
         .unwrap();
+        assert_eq!(
+            (config.history.max_events, config.history.max_age_secs),
+            (20, 300)
+        );
         assert_eq!(config.bridge_url, "http://127.0.0.1:8079");
         assert_eq!(
             (config.max_request_bytes, config.bridge_timeout_ms),

@@ -2,10 +2,11 @@
 //! answers at once or asks for one publish to the bridge; [`after_publish`]
 //! turns the bridge's answer (or failure) into the reply.
 
+use pushwire_shared::history;
 use pushwire_shared::http::{EMPTY_OBJECT, HttpError, error_body};
 use pushwire_shared::signing::RequestParts;
 use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute};
-use pushwire_shared::upstash::{self, MULTI_EXEC_PATH};
+use pushwire_shared::upstash::{self, COMMAND_PATH};
 
 use crate::config::EdgeConfig;
 
@@ -30,13 +31,13 @@ impl Reply {
 /// One request to the bridge: `POST {url}` with the bearer token and `body`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeRequest {
-    /// Full URL (`…/multi-exec`).
+    /// Full URL (the bridge's root).
     pub url: String,
     /// Bearer token.
     pub token: String,
-    /// JSON body: the PUBLISH transaction.
+    /// JSON body: the publish script call (history append + PUBLISH, atomic).
     pub body: String,
-    /// How many PUBLISHes it carries (the reply must confirm each).
+    /// How many messages it publishes (the reply must confirm each).
     pub commands: usize,
 }
 
@@ -67,7 +68,7 @@ pub fn handle(
     config: &EdgeConfig,
     request: Incoming<'_>,
     now_ms: u64,
-    next_id: impl FnMut() -> String,
+    mut next_id: impl FnMut() -> String,
 ) -> Outcome {
     if request.path == "/health" && request.method == "GET" {
         return Outcome::Reply(Reply {
@@ -95,11 +96,14 @@ pub fn handle(
         Ok(accepted) => accepted,
         Err(e) => return Outcome::Reply(Reply::error(&e)),
     };
-    let messages = accepted.messages(now_ms, next_id);
+    let messages = accepted.messages(now_ms, &mut next_id);
+    // A fresh unique token: becomes the history epoch if Redis has none yet.
+    let epoch_candidate = next_id();
+    let command = history::publish_command(&config.history, now_ms, &epoch_candidate, &messages);
     Outcome::Publish(BridgeRequest {
-        url: format!("{}{MULTI_EXEC_PATH}", config.bridge_url),
+        url: format!("{}{COMMAND_PATH}", config.bridge_url),
         token: config.bridge_token.clone(),
-        body: upstash::publish_transaction(&messages),
+        body: upstash::command_body(&command),
         commands: messages.len(),
     })
 }
@@ -127,7 +131,6 @@ pub fn after_publish(request: &BridgeRequest, answer: Result<(u16, Vec<u8>), Str
 mod tests {
     use super::*;
     use pushwire_shared::{Envelope, signing};
-    use serde_json::Value;
 
     fn config() -> EdgeConfig {
         EdgeConfig::from_vars(|k| match k {
@@ -145,7 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn an_accepted_trigger_becomes_one_transaction() {
+    fn an_accepted_trigger_becomes_one_publish_script_call() {
         let body = br#"{"name":"e","channels":["a","b"],"data":"{}"}"#;
         let query = signed("/apps/1000001/events", body, 1_700_000_000);
         let request = Incoming {
@@ -154,8 +157,12 @@ mod tests {
             query: &query,
             body,
         };
-        let Outcome::Publish(publish) =
-            handle(&config(), request, 1_700_000_000_123, || "id-1".into())
+        let mut n = 0;
+        let next_id = || {
+            n += 1;
+            format!("id-{n}")
+        };
+        let Outcome::Publish(publish) = handle(&config(), request, 1_700_000_000_123, next_id)
         else {
             panic!("expected a publish");
         };
@@ -165,11 +172,16 @@ mod tests {
                 publish.token.as_str(),
                 publish.commands
             ),
-            ("http://bridge/multi-exec", "tok", 2)
+            ("http://bridge/", "tok", 2)
         );
-        let commands: Value = serde_json::from_str(&publish.body).unwrap();
-        assert_eq!(commands[1][1], "pushwire:v1:1000001:ch:b");
-        let envelope = Envelope::decode(commands[0][2].as_str().unwrap().as_bytes()).unwrap();
+        let command: Vec<String> = serde_json::from_str(&publish.body).unwrap();
+        assert!(history::is_publish_command(&command));
+        // keys: epoch, two history streams; then 4 settings, the epoch candidate
+        // being the id after the event's.
+        assert_eq!(command[5], "pushwire:v1:1000001:hist:b");
+        assert_eq!(command[9], "id-2");
+        assert_eq!(command[12], "pushwire:v1:1000001:ch:b");
+        let envelope = Envelope::decode(command[11].as_bytes()).unwrap();
         assert_eq!(
             (envelope.id.as_str(), envelope.ts),
             ("id-1", 1_700_000_000_123)
@@ -213,15 +225,11 @@ mod tests {
             commands: 2,
         };
         assert_eq!(
-            after_publish(
-                &request,
-                Ok((200, br#"[{"result":1},{"result":0}]"#.to_vec()))
-            )
-            .status,
+            after_publish(&request, Ok((200, br#"{"result":2}"#.to_vec()))).status,
             200
         );
         for answer in [
-            Ok((200, br#"[{"result":1}]"#.to_vec())),
+            Ok((200, br#"{"result":1}"#.to_vec())),
             Ok((401, br#"{"error":"Unauthorized"}"#.to_vec())),
             Ok((200, b"<html>".to_vec())),
             Err("timed out after 3000 ms".to_owned()),

@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use pushwire_shared::history::HistoryPolicy;
 use pushwire_shared::{AppList, AppsParseError};
 
 /// The app used when none is configured: for development only.
@@ -19,6 +20,9 @@ pub const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
 pub const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 /// The default request body cap of the trigger API.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// The most history events a channel may keep (one recovery read returns at most this many).
+pub const MAX_HISTORY_EVENTS: u32 = crate::broker::MAX_HISTORY_READ as u32 - 1;
 
 /// The most worker processes `pushwire serve` starts.
 pub const MAX_WORKERS: usize = 256;
@@ -51,6 +55,9 @@ pub struct ServeConfig {
     /// A client whose bounded send buffer is still full when a ping is due is
     /// disconnected at once: this is the slow-consumer policy.
     pub ping_timeout_ms: u64,
+    /// Channel history retention (what `subscribe` with `since` can recover).
+    /// Publishers apply it, so the edge must be given the same values.
+    pub history: HistoryPolicy,
     /// Whether the development app was filled in because none was configured.
     pub uses_dev_app: bool,
 }
@@ -76,6 +83,10 @@ pub struct ServeOverrides {
     pub ping_interval_ms: Option<u64>,
     /// `--ping-timeout-ms` / `PUSHWIRE_PING_TIMEOUT_MS`.
     pub ping_timeout_ms: Option<u64>,
+    /// `--history-max-events` / `PUSHWIRE_HISTORY_MAX_EVENTS`.
+    pub history_max_events: Option<u32>,
+    /// `--history-max-age-secs` / `PUSHWIRE_HISTORY_MAX_AGE_SECS`.
+    pub history_max_age_secs: Option<u32>,
     /// `--config` / `PUSHWIRE_CONFIG`: the JSON config file.
     pub config_file: Option<PathBuf>,
 }
@@ -90,6 +101,7 @@ pub struct ServeOverrides {
 ///   "max_request_bytes": 262144,
 ///   "workers": 4,
 ///   "demo": false,
+///   "history": {"max_events": 100, "max_age_secs": 300},
 ///   "apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
 ///             "limits": {"max_data_bytes": 10240}}]
 /// }
@@ -105,6 +117,7 @@ pub struct ConfigFile {
     demo: Option<bool>,
     ping_interval_ms: Option<u64>,
     ping_timeout_ms: Option<u64>,
+    history: Option<HistoryPolicy>,
     apps: Option<AppList>,
 }
 
@@ -208,6 +221,16 @@ impl ServeConfig {
                 .or(file.ping_timeout_ms)
                 .unwrap_or(DEFAULT_PING_TIMEOUT_MS)
                 .max(100),
+            history: {
+                let file = file.history.unwrap_or_default();
+                HistoryPolicy {
+                    max_events: overrides
+                        .history_max_events
+                        .unwrap_or(file.max_events)
+                        .clamp(1, MAX_HISTORY_EVENTS),
+                    max_age_secs: overrides.history_max_age_secs.unwrap_or(file.max_age_secs),
+                }
+            },
             uses_dev_app,
         })
     }
@@ -228,6 +251,21 @@ mod tests {
         assert_eq!(c.apps.single().unwrap().id, "1000001");
         assert_eq!(c.port, DEFAULT_PORT);
         assert!(c.redis_url.is_none());
+        assert_eq!(c.history, HistoryPolicy::default());
+    }
+
+    #[test]
+    fn history_settings_merge_per_field() {
+        let f = file(r#"{"history": {"max_age_secs": 60}}"#);
+        let o = ServeOverrides {
+            history_max_events: Some(1_000_000),
+            ..Default::default()
+        };
+        let c = ServeConfig::merge(o, f).unwrap();
+        assert_eq!(
+            (c.history.max_events, c.history.max_age_secs),
+            (MAX_HISTORY_EVENTS, 60)
+        );
     }
 
     #[test]

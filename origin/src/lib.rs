@@ -15,6 +15,7 @@ pub mod bench;
 pub mod bridge;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod redis_connection;

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::channel::{ChannelName, ChannelNameError};
+use crate::history::Position;
 
 /// Emitted by the server right after a connection is accepted: `{"socket_id": "123.456"}`.
 pub const CONNECTION_ESTABLISHED: &str = "pushwire:connection_established";
@@ -83,7 +84,23 @@ pub fn ack(result: &Result<(), AckError>) -> Value {
     }
 }
 
-/// A `subscribe` payload: `{"channel", "auth"?, "channel_data"?}`.
+/// The success ack of a `subscribe`: `{"ok": true}`, plus `"recovered"` when
+/// the request gave `since` (whether every event after it was replayed).
+///
+/// ```
+/// use pushwire_shared::client_protocol::subscribed_ack;
+/// assert_eq!(subscribed_ack(None).to_string(), r#"{"ok":true}"#);
+/// assert_eq!(subscribed_ack(Some(false)).to_string(), r#"{"ok":true,"recovered":false}"#);
+/// ```
+pub fn subscribed_ack(recovered: Option<bool>) -> Value {
+    let mut ack = ok_ack();
+    if let Some(recovered) = recovered {
+        ack["recovered"] = Value::Bool(recovered);
+    }
+    ack
+}
+
+/// A `subscribe` payload: `{"channel", "auth"?, "channel_data"?, "since"?}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeRequest {
     /// The channel to join.
@@ -92,6 +109,8 @@ pub struct SubscribeRequest {
     pub auth: Option<String>,
     /// Presence member data, as the JSON text that was signed.
     pub channel_data: Option<String>,
+    /// The last position the client saw on this channel: replay what followed.
+    pub since: Option<Position>,
 }
 
 fn object(
@@ -159,6 +178,10 @@ impl SubscribeRequest {
             channel: channel_of(&obj)?,
             auth: optional_string(&obj, "auth")?,
             channel_data: optional_string(&obj, "channel_data")?,
+            since: optional_string(&obj, "since")?
+                .map(|text| text.parse::<Position>())
+                .transpose()
+                .map_err(|e| AckError::new(AckCode::Malformed, e.to_string()))?,
         })
     }
 }
@@ -193,6 +216,12 @@ mod tests {
             AckCode::InvalidChannel
         );
         assert_eq!(code(Some(json!({"channel": ""}))), AckCode::InvalidChannel);
+        assert_eq!(
+            code(Some(json!({"channel": "x", "since": "12-0"}))),
+            AckCode::Malformed
+        );
+        let since = SubscribeRequest::parse(Some(&json!({"channel": "x", "since": "e:12-0"})));
+        assert_eq!(since.unwrap().since.unwrap().id.ms, 12);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct DeliveryMeta<'a> {
     /// When the trigger was accepted, in milliseconds since the Unix epoch
     /// (clients compute delivery latency from it).
     pub ts: u64,
+    /// The event's position in the channel's history: pass the last one seen as
+    /// `since` when subscribing again to receive what was missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<String>,
 }
 
 #[cfg(test)]

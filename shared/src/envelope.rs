@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::channel::ChannelName;
 use crate::event::EventName;
+use crate::history::Position;
 use crate::socket_id::SocketId;
 
 /// The envelope format this crate writes and reads.
@@ -48,6 +49,10 @@ pub struct Envelope {
     pub exclude: Option<SocketId>,
     /// When the event was accepted, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// Where the event sits in its channel's history. Added by the publisher as
+    /// the last field ([`crate::history::with_position`]); absent before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<Position>,
 }
 
 /// Why bytes read from Redis are not an envelope this version understands.
@@ -103,6 +108,7 @@ mod tests {
             data: json!({"x": [1, 2]}),
             exclude: Some("1.2".parse().unwrap()),
             ts: 1_732_000_000_000,
+            pos: None,
         }
     }
 
@@ -114,6 +120,16 @@ mod tests {
             r#"{"v":1,"id":"01JD-7","app":"1000001","channel":"news","event":"flash","data":{"x":[1,2]},"exclude":"1.2","ts":1732000000000}"#
         );
         assert_eq!(Envelope::decode(text.as_bytes()).unwrap(), sample());
+    }
+
+    #[test]
+    fn the_publishers_position_splice_decodes() {
+        let pos: Position = "e1:1732000000000-0".parse().unwrap();
+        let published = crate::history::with_position(&sample().encode(), &pos);
+        let decoded = Envelope::decode(published.as_bytes()).unwrap();
+        assert_eq!(decoded.pos, Some(pos.clone()));
+        // Serialising it again gives the same bytes: `pos` is the last field.
+        assert_eq!(decoded.encode(), published);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`channel_auth`]: private/presence subscription signatures;
 //! - [`socket_id`]: Pusher-style socket ids;
 //! - [`envelope`]: the versioned event envelope carried through Redis and its channel naming;
+//! - [`history`]: channel history positions and the atomic publish script;
 //! - [`delivery`]: how a trigger's `data` becomes the Socket.IO argument clients receive;
 //! - [`client_protocol`]: the Socket.IO `subscribe`/`unsubscribe` payloads and ack shapes;
 //! - [`http`]: the JSON error body every HTTP endpoint uses.
@@ -26,6 +27,7 @@ pub mod client_protocol;
 pub mod delivery;
 pub mod envelope;
 pub mod event;
+pub mod history;
 pub mod http;
 pub mod signing;
 pub mod socket_id;

@@ -4,6 +4,7 @@
 
 use crate::app::{App, AppList};
 use crate::envelope::{ENVELOPE_VERSION, Envelope, redis_channel};
+use crate::history::{PublishMessage, history_key};
 use crate::http::HttpError;
 use crate::signing::{self, RequestParts, SigningError};
 use crate::trigger::{self, TriggerError, TriggerEvent};
@@ -124,13 +125,9 @@ pub fn accept<'a>(
 }
 
 impl AcceptedTrigger<'_> {
-    /// The `(redis channel, envelope JSON)` messages to publish: one per event and
-    /// channel, one id per event (from `next_id`), all stamped `ts_ms`.
-    pub fn messages(
-        &self,
-        ts_ms: u64,
-        mut next_id: impl FnMut() -> String,
-    ) -> Vec<(String, String)> {
+    /// The messages to publish: one per event and channel, one id per event
+    /// (from `next_id`), all stamped `ts_ms`.
+    pub fn messages(&self, ts_ms: u64, mut next_id: impl FnMut() -> String) -> Vec<PublishMessage> {
         let mut messages = Vec::new();
         for event in &self.events {
             let id = next_id();
@@ -144,8 +141,13 @@ impl AcceptedTrigger<'_> {
                     data: event.data.clone(),
                     exclude: event.exclude.clone(),
                     ts: ts_ms,
+                    pos: None,
                 };
-                messages.push((redis_channel(&self.app.id, channel), envelope.encode()));
+                messages.push(PublishMessage {
+                    channel: redis_channel(&self.app.id, channel),
+                    history_key: history_key(&self.app.id, channel),
+                    envelope: envelope.encode(),
+                });
             }
         }
         messages
@@ -251,9 +253,10 @@ mod tests {
             format!("id{n}")
         });
         assert_eq!(messages.len(), 2);
-        assert_eq!(messages[0].0, "pushwire:v1:1:ch:x");
-        let first = Envelope::decode(messages[0].1.as_bytes()).unwrap();
-        let second = Envelope::decode(messages[1].1.as_bytes()).unwrap();
+        assert_eq!(messages[0].channel, "pushwire:v1:1:ch:x");
+        assert_eq!(messages[0].history_key, "pushwire:v1:1:hist:x");
+        let first = Envelope::decode(messages[0].envelope.as_bytes()).unwrap();
+        let second = Envelope::decode(messages[1].envelope.as_bytes()).unwrap();
         assert_eq!(
             (first.id.as_str(), second.id.as_str(), first.ts),
             ("id1", "id2", 42)

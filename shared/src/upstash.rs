@@ -1,29 +1,26 @@
-//! The Upstash Redis REST dialect, as the edge uses it: one `POST /multi-exec`
-//! carrying every PUBLISH of a trigger, and the check of its reply.
+//! The Upstash Redis REST dialect, as the edge uses it: one `POST /` carrying
+//! the trigger's [`publish_command`](crate::history::publish_command) (a Lua
+//! script, so history append and publish are one atomic step), and the check of
+//! its reply.
 //!
 //! The bridge (`pushwire bridge`) and a hosted Upstash database both answer it.
 
 use serde_json::Value;
 
-/// The path of an atomic transaction.
-pub const MULTI_EXEC_PATH: &str = "/multi-exec";
+/// The path of a single command.
+pub const COMMAND_PATH: &str = "/";
 
-/// The JSON body of a transaction publishing each `(channel, payload)`:
-/// `[["PUBLISH", channel, payload], …]`.
+/// The JSON body of a single command: the array of its words.
 ///
 /// ```
-/// let body = pushwire_shared::upstash::publish_transaction(&[("c".into(), "{}".into())]);
-/// assert_eq!(body, r#"[["PUBLISH","c","{}"]]"#);
+/// let body = pushwire_shared::upstash::command_body(&["PUBLISH".into(), "c".into(), "{}".into()]);
+/// assert_eq!(body, r#"["PUBLISH","c","{}"]"#);
 /// ```
-pub fn publish_transaction(messages: &[(String, String)]) -> String {
-    let commands: Vec<[&str; 3]> = messages
-        .iter()
-        .map(|(channel, payload)| ["PUBLISH", channel.as_str(), payload.as_str()])
-        .collect();
-    serde_json::to_string(&commands).expect("strings always serialise")
+pub fn command_body(command: &[String]) -> String {
+    serde_json::to_string(command).expect("strings always serialise")
 }
 
-/// Why a transaction's reply does not confirm every publish.
+/// Why a publish's reply does not confirm every message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstashReplyError {
     /// A non-200 status (with the reply's `error`, if it had one).
@@ -47,13 +44,13 @@ fn snippet(body: &[u8]) -> String {
     text.chars().take(120).collect()
 }
 
-/// Checks that a `/multi-exec` reply confirms all `expected` commands: status 200,
-/// an array of `expected` `{"result": <integer>}` items.
+/// Checks that the reply to a publish command confirms all `expected`
+/// messages: status 200 and `{"result": <expected>}`.
 ///
 /// ```
 /// use pushwire_shared::upstash::check_publish_reply;
-/// assert!(check_publish_reply(200, br#"[{"result":1},{"result":0}]"#, 2).is_ok());
-/// assert!(check_publish_reply(200, br#"[{"error":"ERR"}]"#, 1).is_err());
+/// assert!(check_publish_reply(200, br#"{"result":2}"#, 2).is_ok());
+/// assert!(check_publish_reply(200, br#"{"error":"ERR"}"#, 1).is_err());
 /// assert!(check_publish_reply(502, b"<html>", 1).is_err());
 /// ```
 pub fn check_publish_reply(
@@ -62,43 +59,25 @@ pub fn check_publish_reply(
     expected: usize,
 ) -> Result<(), UpstashReplyError> {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     if status != 200 {
-        let message = parsed
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| snippet(body));
+        let message = error.unwrap_or_else(|| snippet(body));
         return Err(UpstashReplyError::Status { status, message });
     }
-    let items = match parsed {
-        Some(Value::Array(items)) => items,
-        Some(Value::Object(obj)) => {
-            let message = obj
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no result");
-            return Err(UpstashReplyError::CommandFailed(message.to_owned()));
-        }
-        _ => return Err(UpstashReplyError::Malformed(snippet(body))),
-    };
-    if items.len() != expected {
-        return Err(UpstashReplyError::Malformed(format!(
-            "{} results for {expected} commands",
-            items.len()
-        )));
+    if let Some(message) = error {
+        return Err(UpstashReplyError::CommandFailed(message));
     }
-    for item in items {
-        if let Some(error) = item.get("error").and_then(Value::as_str) {
-            return Err(UpstashReplyError::CommandFailed(error.to_owned()));
-        }
-        if !item.get("result").is_some_and(Value::is_i64) {
-            return Err(UpstashReplyError::Malformed(format!(
-                "unexpected item {item}"
-            )));
-        }
+    match parsed.as_ref().and_then(|v| v.get("result")) {
+        Some(Value::Number(n)) if n.as_u64() == Some(expected as u64) => Ok(()),
+        Some(other) => Err(UpstashReplyError::Malformed(format!(
+            "result {other} for {expected} messages"
+        ))),
+        None => Err(UpstashReplyError::Malformed(snippet(body))),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -107,13 +86,9 @@ mod tests {
 
     #[test]
     fn payloads_are_json_escaped() {
-        let body = publish_transaction(&[
-            ("a".into(), "{\"x\":\"\\n\"}".into()),
-            ("b".into(), String::new()),
-        ]);
+        let body = command_body(&["PUBLISH".into(), "a".into(), "{\"x\":\"\\n\"}".into()]);
         let parsed: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(parsed[0][2], "{\"x\":\"\\n\"}");
-        assert_eq!(parsed[1], serde_json::json!(["PUBLISH", "b", ""]));
+        assert_eq!(parsed[2], "{\"x\":\"\\n\"}");
     }
 
     #[test]
@@ -121,10 +96,10 @@ mod tests {
         let cases: [(u16, &[u8], usize); 7] = [
             (401, br#"{"error":"Unauthorized"}"#, 1),
             (200, b"not json", 1),
-            (200, br#"{"error":"EXECABORT"}"#, 1),
-            (200, br#"[{"result":1}]"#, 2),
-            (200, br#"[{"result":"OK"}]"#, 1),
-            (200, br#"[{"result":1},{"error":"ERR wrong"}]"#, 2),
+            (200, br#"{"error":"NOSCRIPT"}"#, 1),
+            (200, br#"{"result":1}"#, 2),
+            (200, br#"{"result":"OK"}"#, 1),
+            (200, br#"[{"result":1}]"#, 1),
             (503, b"", 1),
         ];
         for (status, body, expected) in cases {

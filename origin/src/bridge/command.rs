@@ -1,12 +1,15 @@
 //! `RedisCommand`: one command of an Upstash REST request, parsed from its JSON
 //! array and checked against the allow-list.
 
+use pushwire_shared::history;
 use serde_json::Value;
 
 use super::BridgeError;
 
 /// The commands allowed when none are configured: what the edge worker needs.
-pub const DEFAULT_ALLOWED: [&str; 2] = ["PING", "PUBLISH"];
+/// `EVAL` is only ever allowed for pushwire's own publish script
+/// ([`pushwire_shared::history::PUBLISH_SCRIPT`]), whatever the list says.
+pub const DEFAULT_ALLOWED: [&str; 3] = ["PING", "PUBLISH", "EVAL"];
 
 /// A validated command: an allowed name (upper-case) and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +45,18 @@ impl RedisCommand {
         if !allowed.iter().any(|a| a == &name) {
             return Err(BridgeError::NotAllowed(name));
         }
-        Ok(RedisCommand {
-            name,
-            args: parts.collect::<Result<_, _>>()?,
-        })
+        let args: Vec<String> = parts.collect::<Result<_, _>>()?;
+        if name == "EVAL" {
+            let whole: Vec<String> = std::iter::once(name.clone())
+                .chain(args.iter().cloned())
+                .collect();
+            if !history::is_publish_command(&whole) {
+                return Err(BridgeError::NotAllowed(
+                    "EVAL of a script other than pushwire's publish script".into(),
+                ));
+            }
+        }
+        Ok(RedisCommand { name, args })
     }
 
     /// Parses a pipeline or transaction body: an array of commands. All must be
@@ -109,6 +120,15 @@ mod tests {
         }
         assert!(RedisCommand::parse_many(&json!([["PING"], ["FLUSHALL"]]), &allowed()).is_err());
         assert!(RedisCommand::parse_many(&json!([]), &allowed()).is_err());
+        assert!(matches!(
+            RedisCommand::parse(
+                &json!(["EVAL", "return redis.call('FLUSHALL')", 0]),
+                &allowed()
+            ),
+            Err(BridgeError::NotAllowed(_))
+        ));
+        let publish = history::publish_command(&Default::default(), 0, "e", &[]);
+        assert!(RedisCommand::parse(&json!(publish), &allowed()).is_ok());
         assert_eq!(
             RedisCommand::parse_many(&json!([["PING"], ["ping"]]), &allowed())
                 .unwrap()

@@ -14,6 +14,8 @@ mod relay;
 use std::future::Future;
 use std::pin::Pin;
 
+use pushwire_shared::history::StreamId;
+
 pub use self::redis::RedisBroker;
 pub use self::relay::RelayBroker;
 
@@ -23,8 +25,23 @@ pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError
 /// Where a broker delivers the raw payloads of subscribed channels, in arrival order.
 pub type InboundSender = tokio::sync::mpsc::Sender<Vec<u8>>;
 
-/// One message to publish: `(broker channel, payload)`.
-pub type Outbound = (String, String);
+/// One message to publish: its pub/sub channel, history stream and envelope.
+pub type Outbound = pushwire_shared::history::PublishMessage;
+
+/// The most history entries one read returns (a policy larger than this is
+/// read only this far: recovery then reports `recovered: false`).
+pub const MAX_HISTORY_READ: usize = 10_000;
+
+/// A channel's retained history, read at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistorySnapshot {
+    /// The history epoch; `None` when nothing was ever published since the
+    /// backend started empty.
+    pub epoch: Option<String>,
+    /// Entries from the requested id on, oldest first: the id and the envelope
+    /// JSON as published (without `pos`).
+    pub entries: Vec<(StreamId, String)>,
+}
 
 /// Why the broker could not do what was asked. Always the backend's fault, never the
 /// caller's: HTTP answers 503 and sockets get ack code 4200, so the caller may retry.
@@ -46,9 +63,17 @@ impl From<crate::redis_connection::RedisUnavailable> for BrokerError {
 
 /// A pub/sub backend.
 pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
-    /// Publishes every message, all or none where the backend allows it; resolves once
-    /// the backend accepted them.
+    /// Appends every message to its channel's history and publishes it with its
+    /// position, all or none; resolves once the backend accepted them.
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()>;
+    /// Reads a channel's history from `from` (inclusive): `channel` is its
+    /// pub/sub channel, `history_key` its history stream.
+    fn history<'a>(
+        &'a self,
+        channel: &'a str,
+        history_key: &'a str,
+        from: StreamId,
+    ) -> BrokerFuture<'a, HistorySnapshot>;
     /// Starts receiving `channel`; resolves once the backend confirmed. Idempotent.
     fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()>;
     /// Stops receiving `channel`.

@@ -1,8 +1,11 @@
 //! Redis pub/sub broker.
 //!
 //! Publishing goes through one auto-reconnecting multiplexed connection; all
-//! messages of one call are sent as one `MULTI … EXEC`, so a multi-channel or
-//! batch trigger is accepted whole or not at all.
+//! messages of one call are one run of the publish script
+//! ([`pushwire_shared::history::PUBLISH_SCRIPT`]), which appends each to its
+//! channel's history stream and publishes it with its position: a multi-channel
+//! or batch trigger is accepted whole or not at all, and is in the history
+//! exactly when it was published.
 //!
 //! Subscribing is owned by one task holding the pub/sub connection. It remembers
 //! every subscribed channel, and when the connection drops it reconnects with
@@ -18,7 +21,12 @@ use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Broker, BrokerError, BrokerFuture, BrokerHealth, InboundSender, Outbound};
+use pushwire_shared::history::{self, EPOCH_KEY, HistoryPolicy, StreamId};
+
+use super::{
+    Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, InboundSender,
+    MAX_HISTORY_READ, Outbound,
+};
 use crate::backoff::Backoff;
 use crate::redis_connection::{self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection};
 
@@ -48,6 +56,7 @@ enum Command {
 #[derive(Debug)]
 pub struct RedisBroker {
     publisher: CommandConnection,
+    policy: HistoryPolicy,
     commands: mpsc::Sender<Command>,
     connected: Arc<AtomicBool>,
 }
@@ -55,7 +64,11 @@ pub struct RedisBroker {
 impl RedisBroker {
     /// Builds the broker and starts its subscriber task; does not wait for Redis,
     /// which may come up later.
-    pub fn start(url: &str, inbound: InboundSender) -> Result<Self, BrokerError> {
+    pub fn start(
+        url: &str,
+        policy: HistoryPolicy,
+        inbound: InboundSender,
+    ) -> Result<Self, BrokerError> {
         let client = redis::Client::open(url)
             .map_err(|e| unavailable(format_args!("invalid Redis URL: {e}")))?;
         let (commands, rx) = mpsc::channel(1024);
@@ -68,6 +81,7 @@ impl RedisBroker {
         ));
         Ok(RedisBroker {
             publisher: CommandConnection::new(client),
+            policy,
             commands,
             connected,
         })
@@ -90,17 +104,64 @@ impl Broker for RedisBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
             let mut conn = self.publisher.get().await?;
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (channel, payload) in messages {
-                pipe.publish(channel, payload).ignore();
+            let epoch_candidate = format!("{:x}", rand::random::<u64>());
+            let words = history::publish_command(
+                &self.policy,
+                crate::clock::now_ms(),
+                &epoch_candidate,
+                messages,
+            );
+            let mut cmd = redis::cmd(&words[0]);
+            for word in &words[1..] {
+                cmd.arg(word);
             }
-            within(
+            let published: usize = within(
                 COMMAND_TIMEOUT,
-                "PUBLISH",
-                pipe.query_async::<()>(&mut conn),
+                "publish script",
+                cmd.query_async(&mut conn),
             )
-            .await
+            .await?;
+            if published != messages.len() {
+                return Err(unavailable(format_args!(
+                    "the publish script confirmed {published} of {} messages",
+                    messages.len()
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn history<'a>(
+        &'a self,
+        _channel: &'a str,
+        history_key: &'a str,
+        from: StreamId,
+    ) -> BrokerFuture<'a, HistorySnapshot> {
+        Box::pin(async move {
+            let mut conn = self.publisher.get().await?;
+            // One transaction: the epoch and the entries belong to the same instant.
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("GET")
+                .arg(EPOCH_KEY)
+                .cmd("XRANGE")
+                .arg(history_key)
+                .arg(from.to_string())
+                .arg("+")
+                .arg("COUNT")
+                .arg(MAX_HISTORY_READ);
+            let (epoch, raw): (Option<String>, Vec<(String, Vec<String>)>) =
+                within(COMMAND_TIMEOUT, "XRANGE", pipe.query_async(&mut conn)).await?;
+            let entries = raw
+                .into_iter()
+                .filter_map(|(id, fields)| {
+                    let id = id.parse().ok()?;
+                    // Fields are `e <envelope>`.
+                    let envelope = fields.into_iter().nth(1)?;
+                    Some((id, envelope))
+                })
+                .collect();
+            Ok(HistorySnapshot { epoch, entries })
         })
     }
 

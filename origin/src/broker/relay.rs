@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use super::{Broker, BrokerError, BrokerFuture, BrokerHealth, Outbound};
+use pushwire_shared::history::StreamId;
+
+use super::{Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Outbound};
 use crate::cluster::ControlClient;
-use crate::cluster::ipc::{IpcError, ToMaster};
+use crate::cluster::ipc::{IpcError, ToMaster, ToWorker};
 
 /// A [`Broker`] whose hub is the cluster master.
 #[derive(Debug)]
@@ -29,9 +31,44 @@ impl Broker for RelayBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
             self.control
-                .request(|id| ToMaster::Publish(id, messages.to_vec()))
+                .request(|id| {
+                    // The master keeps the history: it needs the channel and envelope only.
+                    let pairs = messages
+                        .iter()
+                        .map(|m| (m.channel.clone(), m.envelope.clone()))
+                        .collect();
+                    ToMaster::Publish(id, pairs)
+                })
                 .await
-                .map_err(closed)
+                .map_err(closed)?;
+            Ok(())
+        })
+    }
+
+    fn history<'a>(
+        &'a self,
+        channel: &'a str,
+        _history_key: &'a str,
+        from: StreamId,
+    ) -> BrokerFuture<'a, HistorySnapshot> {
+        Box::pin(async move {
+            let answer = self
+                .control
+                .request(|id| ToMaster::History(id, channel.to_owned(), from.to_string()))
+                .await
+                .map_err(closed)?;
+            let ToWorker::History(_, epoch, entries) = answer else {
+                return Err(BrokerError::Unavailable(
+                    "the master answered a history request with something else".into(),
+                ));
+            };
+            Ok(HistorySnapshot {
+                epoch: Some(epoch).filter(|e| !e.is_empty()),
+                entries: entries
+                    .into_iter()
+                    .filter_map(|(id, envelope)| Some((id.parse().ok()?, envelope)))
+                    .collect(),
+            })
         })
     }
 
@@ -40,7 +77,8 @@ impl Broker for RelayBroker {
             self.control
                 .request(|id| ToMaster::Subscribe(id, channel.to_owned()))
                 .await
-                .map_err(closed)
+                .map_err(closed)?;
+            Ok(())
         })
     }
 
@@ -49,7 +87,8 @@ impl Broker for RelayBroker {
             self.control
                 .request(|id| ToMaster::Unsubscribe(id, channel.to_owned()))
                 .await
-                .map_err(closed)
+                .map_err(closed)?;
+            Ok(())
         })
     }
 

@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// Trigger API request body cap in bytes [default: 262144].
     #[arg(long, env = "PUSHWIRE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// History kept per channel for recovery (`subscribe` with `since`) [default: 100].
+    #[arg(long, env = "PUSHWIRE_HISTORY_MAX_EVENTS")]
+    pub history_max_events: Option<u32>,
+    /// Age in seconds after which history is trimmed [default: 300].
+    #[arg(long, env = "PUSHWIRE_HISTORY_MAX_AGE_SECS")]
+    pub history_max_age_secs: Option<u32>,
     /// JSON config file, read under flags and environment.
     #[arg(long = "config", env = "PUSHWIRE_CONFIG")]
     pub config_file: Option<PathBuf>,
@@ -102,7 +108,8 @@ pub struct BridgeArgs {
     /// Bearer token clients must present (required).
     #[arg(long, env = "PUSHWIRE_BRIDGE_TOKEN", hide_env_values = true)]
     pub token: String,
-    /// Allowed commands, comma-separated [default: PING,PUBLISH].
+    /// Allowed commands, comma-separated [default: PING,PUBLISH,EVAL]; EVAL runs
+    /// only pushwire's publish script.
     #[arg(long, env = "PUSHWIRE_BRIDGE_ALLOW", value_delimiter = ',')]
     pub allow: Vec<String>,
     /// Request body cap in bytes.

@@ -18,6 +18,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         demo: args.demo,
         ping_interval_ms: args.ping_interval_ms,
         ping_timeout_ms: args.ping_timeout_ms,
+        history_max_events: args.history_max_events,
+        history_max_age_secs: args.history_max_age_secs,
         config_file: args.config_file,
     })
     .context("configuration")?;

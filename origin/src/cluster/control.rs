@@ -1,5 +1,5 @@
 //! `ControlClient`: the worker's side of the control socket: fire-and-forget
-//! messages and requests that wait for the master's ack.
+//! messages and requests that wait for the master's answer.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot};
 
-use super::ipc::{self, IpcError, RequestId, ToMaster};
+use super::ipc::{self, IpcError, RequestId, ToMaster, ToWorker};
 use crate::worker::SessionClaims;
 
 /// Sends frames to the master and matches acks to requests.
 #[derive(Debug)]
 pub struct ControlClient {
     frames: mpsc::UnboundedSender<Vec<u8>>,
-    pending: Mutex<HashMap<RequestId, oneshot::Sender<()>>>,
+    pending: Mutex<HashMap<RequestId, oneshot::Sender<ToWorker>>>,
     next_id: AtomicU64,
 }
 
@@ -39,7 +39,7 @@ impl ControlClient {
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, oneshot::Sender<()>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, oneshot::Sender<ToWorker>>> {
         // Inserts and removes only: a poisoned map is still consistent.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -51,8 +51,12 @@ impl ControlClient {
             .map_err(|_| IpcError::Closed)
     }
 
-    /// Sends the message built from a fresh request id and waits for its ack.
-    pub async fn request(&self, make: impl FnOnce(RequestId) -> ToMaster) -> Result<(), IpcError> {
+    /// Sends the message built from a fresh request id and waits for the answer
+    /// carrying that id (an `Ack`, or the reply the request asks for).
+    pub async fn request(
+        &self,
+        make: impl FnOnce(RequestId) -> ToMaster,
+    ) -> Result<ToWorker, IpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, tx);
@@ -63,10 +67,10 @@ impl ControlClient {
         rx.await.map_err(|_| IpcError::Closed)
     }
 
-    /// Completes the request `id` (called by the reader on `Ack`).
-    pub fn acknowledge(&self, id: RequestId) {
+    /// Completes the request `id` with `answer` (called by the control reader).
+    pub fn complete(&self, id: RequestId, answer: ToWorker) {
         if let Some(tx) = self.pending().remove(&id) {
-            let _ = tx.send(());
+            let _ = tx.send(answer);
         }
     }
 

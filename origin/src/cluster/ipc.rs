@@ -27,6 +27,9 @@ pub enum ToMaster {
     /// Embedded broker: relay each `(channel, payload)` to its subscribers. Acked
     /// once all were queued to them.
     Publish(RequestId, Vec<(String, String)>),
+    /// Embedded broker: `channel`'s history from the stream id `from` (inclusive).
+    /// Answered with [`ToWorker::History`].
+    History(RequestId, String, String),
 }
 
 /// Master → worker.
@@ -40,6 +43,9 @@ pub enum ToWorker {
     Deliver(String),
     /// Stop gracefully.
     Shutdown,
+    /// The answer to [`ToMaster::History`]: the epoch and `(stream id, envelope)`
+    /// entries, oldest first.
+    History(RequestId, String, Vec<(String, String)>),
 }
 
 /// Why a frame could not be read.
@@ -71,6 +77,14 @@ impl Writer {
     fn str(mut self, s: &str) -> Self {
         self.0.extend_from_slice(&(s.len() as u32).to_be_bytes());
         self.0.extend_from_slice(s.as_bytes());
+        self
+    }
+    fn pairs(mut self, pairs: &[(String, String)]) -> Self {
+        self.0
+            .extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+        for (a, b) in pairs {
+            self = self.str(a).str(b);
+        }
         self
     }
     fn finish(self) -> Vec<u8> {
@@ -109,6 +123,15 @@ impl Reader<'_> {
         String::from_utf8(self.take(n)?.to_vec())
             .map_err(|_| IpcError::Malformed("string is not UTF-8"))
     }
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, IpcError> {
+        let n = self.u32()? as usize;
+        // Bounded by the frame size, whatever a corrupt count says.
+        let mut pairs = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            pairs.push((self.str()?, self.str()?));
+        }
+        Ok(pairs)
+    }
     fn end<T>(self, value: T) -> Result<T, IpcError> {
         if self.0.is_empty() {
             Ok(value)
@@ -126,13 +149,9 @@ impl ToMaster {
             ToMaster::Claim(id, sid) => Writer::default().tag(2).u64(*id).str(sid),
             ToMaster::Subscribe(id, ch) => Writer::default().tag(3).u64(*id).str(ch),
             ToMaster::Unsubscribe(id, ch) => Writer::default().tag(4).u64(*id).str(ch),
-            ToMaster::Publish(id, messages) => {
-                let mut w = Writer::default().tag(5).u64(*id);
-                w.0.extend_from_slice(&(messages.len() as u32).to_be_bytes());
-                for (channel, payload) in messages {
-                    w = w.str(channel).str(payload);
-                }
-                w
+            ToMaster::Publish(id, messages) => Writer::default().tag(5).u64(*id).pairs(messages),
+            ToMaster::History(id, channel, from) => {
+                Writer::default().tag(6).u64(*id).str(channel).str(from)
             }
         }
         .finish()
@@ -145,15 +164,8 @@ impl ToMaster {
             2 => ToMaster::Claim(r.u64()?, r.str()?),
             3 => ToMaster::Subscribe(r.u64()?, r.str()?),
             4 => ToMaster::Unsubscribe(r.u64()?, r.str()?),
-            5 => {
-                let id = r.u64()?;
-                let n = r.u32()? as usize;
-                let mut messages = Vec::with_capacity(n.min(1024));
-                for _ in 0..n {
-                    messages.push((r.str()?, r.str()?));
-                }
-                ToMaster::Publish(id, messages)
-            }
+            5 => ToMaster::Publish(r.u64()?, r.pairs()?),
+            6 => ToMaster::History(r.u64()?, r.str()?, r.str()?),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -168,6 +180,9 @@ impl ToWorker {
             ToWorker::Ack(id) => Writer::default().tag(2).u64(*id),
             ToWorker::Deliver(payload) => Writer::default().tag(3).str(payload),
             ToWorker::Shutdown => Writer::default().tag(4),
+            ToWorker::History(id, epoch, entries) => {
+                Writer::default().tag(5).u64(*id).str(epoch).pairs(entries)
+            }
         }
         .finish()
     }
@@ -179,6 +194,7 @@ impl ToWorker {
             2 => ToWorker::Ack(r.u64()?),
             3 => ToWorker::Deliver(r.str()?),
             4 => ToWorker::Shutdown,
+            5 => ToWorker::History(r.u64()?, r.str()?, r.pairs()?),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -239,12 +255,14 @@ mod tests {
                 ],
             ),
             ToMaster::Publish(5, vec![]),
+            ToMaster::History(6, "c".into(), "0-0".into()),
         ];
         let to_worker = [
             ToWorker::Init("{}".into()),
             ToWorker::Ack(u64::MAX),
             ToWorker::Deliver("x".repeat(70_000)),
             ToWorker::Shutdown,
+            ToWorker::History(7, "e1".into(), vec![("1-0".into(), "{}".into())]),
         ];
         let mut bytes = Vec::new();
         for m in &to_master {

@@ -15,11 +15,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use super::handoff::send_connection;
+use super::history_store::HistoryStore;
 use super::hub::RelayHub;
 use super::ipc::{self, IpcError, ToMaster, ToWorker};
 use super::sticky::{RouteHint, StickyRouter, WorkerId, route_hint};
 use crate::backoff::Backoff;
 use crate::config::ServeConfig;
+use pushwire_shared::history::with_position;
 
 /// How long a client may take to send its request line before it is dropped.
 const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +75,7 @@ struct Master {
     settings: String,
     router: Mutex<StickyRouter>,
     hub: Mutex<RelayHub>,
+    history: Mutex<HistoryStore>,
     links: Mutex<HashMap<WorkerId, Link>>,
     ready: Notify,
     stopping: AtomicBool,
@@ -127,6 +130,10 @@ pub async fn run_master(
         settings: serde_json::to_string(&public).expect("the config always serialises"),
         router: Mutex::new(StickyRouter::new()),
         hub: Mutex::new(RelayHub::default()),
+        history: Mutex::new(HistoryStore::new(
+            config.history,
+            format!("{:x}", rand::random::<u64>()),
+        )),
         links: Mutex::new(HashMap::new()),
         ready: Notify::new(),
         stopping: AtomicBool::new(false),
@@ -281,7 +288,12 @@ fn handle(master: &Master, id: WorkerId, message: ToMaster) {
             master.send(id, &ToWorker::Ack(req));
         }
         ToMaster::Publish(req, messages) => {
-            for (channel, payload) in messages {
+            let now = crate::clock::now_ms();
+            // Held while relaying: positions reach every worker in increasing order.
+            let mut history = lock(&master.history);
+            for (channel, envelope) in messages {
+                let payload =
+                    with_position(&envelope, &history.append(&channel, envelope.clone(), now));
                 let subscribers = lock(&master.hub).subscribers(&channel);
                 if subscribers.is_empty() {
                     continue;
@@ -294,7 +306,20 @@ fn handle(master: &Master, id: WorkerId, message: ToMaster) {
                     }
                 }
             }
+            drop(history);
             master.send(id, &ToWorker::Ack(req));
+        }
+        ToMaster::History(req, channel, from) => {
+            let history = lock(&master.history);
+            // A malformed `from` (never sent by our workers) reads everything.
+            let entries = history
+                .read(&channel, from.parse().unwrap_or_default())
+                .into_iter()
+                .map(|(id, envelope)| (id.to_string(), envelope))
+                .collect();
+            let answer = ToWorker::History(req, history.epoch().to_owned(), entries);
+            drop(history);
+            master.send(id, &answer);
         }
     }
 }

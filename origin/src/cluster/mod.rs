@@ -16,6 +16,7 @@
 
 mod control;
 mod handoff;
+mod history_store;
 mod hub;
 pub mod ipc;
 mod master;

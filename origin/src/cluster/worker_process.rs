@@ -67,7 +67,7 @@ async fn run(id: usize) -> Result<(), ClusterError> {
     let control = Arc::new(ControlClient::spawn(writer));
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let broker: Arc<dyn Broker> = match &config.redis_url {
-        Some(url) => Arc::new(RedisBroker::start(url, inbound_tx.clone())?),
+        Some(url) => Arc::new(RedisBroker::start(url, config.history, inbound_tx.clone())?),
         None => Arc::new(RelayBroker::new(control.clone())),
     };
 
@@ -105,7 +105,9 @@ async fn read_control(
 ) {
     loop {
         match ipc::read_to_worker(&mut reader).await {
-            Ok(ToWorker::Ack(id)) => control.acknowledge(id),
+            Ok(answer @ (ToWorker::Ack(id) | ToWorker::History(id, ..))) => {
+                control.complete(id, answer)
+            }
             Ok(ToWorker::Deliver(payload)) => {
                 if inbound.send(payload.into_bytes()).await.is_err() {
                     break;

@@ -3,15 +3,66 @@
 use pushwire_shared::Envelope;
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
 use pushwire_shared::envelope::redis_channel;
+use serde_json::Value;
 use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
 use tokio::sync::mpsc;
 
-/// Delivers every inbound payload, in arrival order, until the broker side closes.
+use super::catch_up::{CatchUpCommand, CatchUpState};
+
+/// The two arguments every subscriber receives: the data and `{channel, id, ts, pos}`.
+fn event_args(envelope: &Envelope) -> (Value, DeliveryMeta<'_>) {
+    let meta = DeliveryMeta {
+        channel: envelope.channel.as_str(),
+        id: &envelope.id,
+        ts: envelope.ts,
+        pos: envelope.pos.as_ref().map(ToString::to_string),
+    };
+    (client_data(&envelope.data), meta)
+}
+
+/// Emits one envelope to one socket (history replay and catch-up flush),
+/// honouring the envelope's `exclude`.
+pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) {
+    let excluded = envelope.exclude.as_ref().is_some_and(|excluded| {
+        socket
+            .extensions
+            .get::<std::sync::Arc<super::SocketSession>>()
+            .is_some_and(|session| &session.socket_id == excluded)
+    });
+    if excluded {
+        return;
+    }
+    if let Err(e) = socket.emit(envelope.event.as_str(), &event_args(envelope)) {
+        tracing::debug!(event_id = %envelope.id, error = %e, "a socket missed a replayed event");
+    }
+}
+
+/// Delivers every inbound payload, in arrival order, until the broker side closes,
+/// and runs the catch-up commands between deliveries.
 ///
 /// Each subscriber of the envelope's channel receives the event `event` with the
-/// arguments `(data, {channel, id, ts})`; the envelope's `exclude` socket is left out.
-pub(crate) async fn run(mut inbound: mpsc::Receiver<Vec<u8>>, io: SocketIo) {
-    while let Some(payload) = inbound.recv().await {
+/// arguments `(data, {channel, id, ts, pos})`; the envelope's `exclude` socket is left out.
+pub(crate) async fn run(
+    mut inbound: mpsc::Receiver<Vec<u8>>,
+    mut catch_ups: mpsc::UnboundedReceiver<CatchUpCommand>,
+    io: SocketIo,
+) {
+    let mut state = CatchUpState::default();
+    loop {
+        let payload = tokio::select! {
+            // Commands first: a `begin` must take effect before the events that
+            // are already queued, which the history read may not contain.
+            biased;
+            Some(command) = catch_ups.recv() => {
+                state.apply(command);
+                continue;
+            }
+            payload = inbound.recv() => match payload {
+                Some(payload) => payload,
+                None => return,
+            },
+        };
         let envelope = match Envelope::decode(&payload) {
             Ok(envelope) => envelope,
             Err(e) => {
@@ -21,18 +72,16 @@ pub(crate) async fn run(mut inbound: mpsc::Receiver<Vec<u8>>, io: SocketIo) {
         };
         tracing::trace!(event_id = %envelope.id, channel = %envelope.channel, "delivering");
         let room = redis_channel(&envelope.app, &envelope.channel);
-        let data = client_data(&envelope.data);
-        let meta = DeliveryMeta {
-            channel: envelope.channel.as_str(),
-            id: &envelope.id,
-            ts: envelope.ts,
-        };
+        state.keep(&room, &envelope);
         let mut target = io.to(room);
         if let Some(excluded) = &envelope.exclude {
             // Every socket is in a room named by its socket id (see handlers).
             target = target.except(excluded.to_string());
         }
-        if let Err(e) = target.emit(envelope.event.as_str(), &(data, meta)).await {
+        if let Err(e) = target
+            .emit(envelope.event.as_str(), &event_args(&envelope))
+            .await
+        {
             tracing::debug!(event_id = %envelope.id, error = %e, "some sockets missed a delivery");
         }
     }

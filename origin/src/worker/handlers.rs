@@ -5,15 +5,18 @@ use std::sync::Arc;
 use pushwire_shared::channel_auth;
 use pushwire_shared::client_protocol::{
     self, AckCode, AckError, CONNECTION_ESTABLISHED, SUBSCRIBE, SubscribeRequest, UNSUBSCRIBE,
+    subscribed_ack,
 };
 use pushwire_shared::envelope::redis_channel;
-use pushwire_shared::{ChannelKind, ChannelName};
+use pushwire_shared::history::{self, Position, Recovery, history_key};
+use pushwire_shared::{ChannelKind, ChannelName, Envelope};
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use super::WorkerContext;
+use super::delivery::emit_to_socket;
 use super::session::{HandshakeError, SocketSession, handshake_channels, resolve_app};
 
 /// Installs the handlers of the `/` namespace.
@@ -85,8 +88,7 @@ async fn on_connect(s: SocketRef, ctx: Arc<WorkerContext>) {
     if let Some(HandshakeChannels(requests)) = s.extensions.remove::<HandshakeChannels>() {
         let mut results = Vec::with_capacity(requests.len());
         for request in &requests {
-            let mut entry =
-                client_protocol::ack(&subscribe(&s, Some(request), &ctx, &session).await);
+            let mut entry = subscribe_ack(&subscribe(&s, Some(request), &ctx, &session).await);
             entry["channel"] = request.get("channel").cloned().unwrap_or(Value::Null);
             results.push(entry);
         }
@@ -95,9 +97,23 @@ async fn on_connect(s: SocketRef, ctx: Arc<WorkerContext>) {
     let _ = s.emit(CONNECTION_ESTABLISHED, &established);
 }
 
-fn send_ack(ack: AckSender, result: Result<(), AckError>) {
+fn send_ack(ack: AckSender, reply: Value) {
     // Without an ack callback there is nobody to answer; that is not an error.
-    let _ = ack.send(&client_protocol::ack(&result));
+    let _ = ack.send(&reply);
+}
+
+/// What a successful `subscribe` reports: whether `since` was recovered, when given.
+type Subscribed = Option<bool>;
+
+fn subscribe_ack(result: &Result<Subscribed, AckError>) -> Value {
+    match result {
+        Ok(recovered) => subscribed_ack(*recovered),
+        Err(e) => e.to_ack(),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AckError {
+    AckError::new(AckCode::Unavailable, e.to_string())
 }
 
 async fn on_subscribe(
@@ -111,7 +127,7 @@ async fn on_subscribe(
     if let Err(e) = &result {
         tracing::debug!(socket_id = %session.socket_id, error = %e, "subscribe refused");
     }
-    send_ack(ack, result);
+    send_ack(ack, subscribe_ack(&result));
 }
 
 async fn subscribe(
@@ -119,21 +135,82 @@ async fn subscribe(
     payload: Option<&Value>,
     ctx: &WorkerContext,
     session: &SocketSession,
-) -> Result<(), AckError> {
+) -> Result<Subscribed, AckError> {
     let req = SubscribeRequest::parse(payload)?;
     authorize(&req, session)?;
     let mut channels = session.channels.lock().await;
     if channels.contains(&req.channel) {
-        return Ok(()); // already subscribed: idempotent
+        // Already subscribed: idempotent, and it has missed nothing since then.
+        return Ok(None);
     }
     let room = redis_channel(&session.app.id, &req.channel);
-    ctx.registry
-        .join(&room)
-        .await
-        .map_err(|e| AckError::new(AckCode::Unavailable, e.to_string()))?;
-    s.join(room);
+    ctx.registry.join(&room).await.map_err(unavailable)?;
+    let recovered = match &req.since {
+        None => {
+            s.join(room);
+            None
+        }
+        Some(since) => match replay(s, ctx, session, &req.channel, &room, since).await {
+            Ok(recovered) => Some(recovered),
+            Err(e) => {
+                ctx.registry.leave(&room).await;
+                return Err(e);
+            }
+        },
+    };
     channels.insert(req.channel);
-    Ok(())
+    Ok(recovered)
+}
+
+/// Sends `s` every retained event of `channel` after `since`, then puts it in
+/// the channel's room with no gap and no duplicate (see `catch_up`). Returns
+/// whether everything after `since` was still retained.
+async fn replay(
+    s: &SocketRef,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    channel: &ChannelName,
+    room: &str,
+    since: &Position,
+) -> Result<bool, AckError> {
+    ctx.catch_ups.begin(room, s.id).await;
+    let snapshot = match ctx
+        .broker
+        .history(room, &history_key(&session.app.id, channel), since.id)
+        .await
+    {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            ctx.catch_ups.abort(room, s.id);
+            return Err(unavailable(e));
+        }
+    };
+    let epoch = snapshot.epoch.clone();
+    let (recovered, last) = match history::recover(since, epoch.as_deref(), snapshot.entries) {
+        Recovery::Lost => (false, None),
+        Recovery::Recovered(entries) => {
+            let mut last = since.id;
+            for (id, json) in entries {
+                last = id;
+                let Ok(mut envelope) = Envelope::decode(json.as_bytes()) else {
+                    tracing::warn!(%room, %id, "skipping an undecodable history entry");
+                    continue;
+                };
+                envelope.pos = Some(Position {
+                    epoch: since.epoch.clone(),
+                    id,
+                });
+                emit_to_socket(s, &envelope);
+            }
+            (true, Some(last))
+        }
+    };
+    ctx.catch_ups
+        .finish(room, s.clone(), last)
+        .await
+        .map_err(unavailable)?;
+    tracing::debug!(socket_id = %session.socket_id, %room, recovered, "caught up");
+    Ok(recovered)
 }
 
 fn authorize(req: &SubscribeRequest, session: &SocketSession) -> Result<(), AckError> {
@@ -177,7 +254,7 @@ async fn on_unsubscribe(
         }
         Err(e) => Err(e),
     };
-    send_ack(ack, result);
+    send_ack(ack, client_protocol::ack(&result));
 }
 
 async fn leave(s: &SocketRef, ctx: &WorkerContext, session: &SocketSession, channel: &ChannelName) {

@@ -5,6 +5,7 @@
 //! Socket.IO session and returns. The cluster master runs one worker process per
 //! core, each calling [`serve`] on the connections the master hands it.
 
+mod catch_up;
 mod cluster_http;
 mod delivery;
 mod demo;
@@ -56,6 +57,9 @@ pub(crate) struct WorkerContext {
     pub(crate) apps: Arc<AppList>,
     pub(crate) registry: ChannelRegistry,
     pub(crate) socket_ids: SocketIdGenerator,
+    /// For history reads (`subscribe` with `since`).
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) catch_ups: catch_up::CatchUps,
 }
 
 /// Serves Socket.IO, the trigger API and `/health` on the connections `listener`
@@ -77,10 +81,13 @@ where
     let apps = Arc::new(config.apps.clone());
     let socket_ids = SocketIdGenerator::random();
     let node = socket_ids.node();
+    let (catch_ups, catch_up_commands) = catch_up::CatchUps::channel();
     let ctx = Arc::new(WorkerContext {
         apps: apps.clone(),
         registry: ChannelRegistry::new(broker.clone()),
         socket_ids,
+        broker: broker.clone(),
+        catch_ups,
     });
 
     let demo_routes = if config.demo {
@@ -105,7 +112,7 @@ where
         .ping_timeout(Duration::from_millis(config.ping_timeout_ms))
         .build_with_inner_svc(routes);
     handlers::register(&io, ctx);
-    tokio::spawn(delivery::run(inbound, io.clone()));
+    tokio::spawn(delivery::run(inbound, catch_up_commands, io.clone()));
     let app = Router::new()
         .fallback_service(socketio)
         .layer(axum::middleware::from_fn_with_state(

@@ -76,6 +76,14 @@ mod tests {
         fn publish<'a>(&'a self, _: &'a [Outbound]) -> BrokerFuture<'a, ()> {
             Box::pin(async { Ok(()) })
         }
+        fn history<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: pushwire_shared::history::StreamId,
+        ) -> BrokerFuture<'a, crate::broker::HistorySnapshot> {
+            Box::pin(async { Ok(Default::default()) })
+        }
         fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
             self.0.lock().unwrap().push(format!("+{channel}"));
             Box::pin(async move {

@@ -1,0 +1,411 @@
+//! Channel history: positions, retention, and the one atomic publish.
+//!
+//! Every published event is appended to its channel's history and gets a
+//! [`Position`]: the history's epoch and a [`StreamId`] that only grows within a
+//! channel. A client that remembers the last position it saw can ask for
+//! everything after it on reconnect (`subscribe` with `since`).
+//!
+//! On Redis the history of a channel is a stream ([`history_key`]), appended and
+//! published in one Lua script ([`PUBLISH_SCRIPT`]), so an event is either in the
+//! history *and* published, or neither. The epoch ([`EPOCH_KEY`]) is set by the
+//! first publish into an empty Redis: when Redis restarts empty, the epoch
+//! changes and every older position is known to be unrecoverable.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::channel::ChannelName;
+use crate::envelope::{ENVELOPE_VERSION, REDIS_PREFIX};
+
+/// The Redis key holding the current history epoch.
+pub const EPOCH_KEY: &str = "pushwire:v1:epoch";
+
+/// How long an idle channel's history key lives after its last publish.
+///
+/// Long compared to [`HistoryPolicy::max_age_secs`] on purpose: the last event
+/// of a quiet channel stays, so a client whose position is that event is told
+/// `recovered: true` (nothing missed) rather than "unknown".
+pub const IDLE_KEY_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// The Redis stream holding `app`'s history of `channel`:
+/// `pushwire:v1:{app_id}:hist:{channel}`.
+///
+/// ```
+/// use pushwire_shared::{history::history_key, ChannelName};
+/// let ch = ChannelName::new("ticker-BTC").unwrap();
+/// assert_eq!(history_key("1000001", &ch), "pushwire:v1:1000001:hist:ticker-BTC");
+/// ```
+pub fn history_key(app_id: &str, channel: &ChannelName) -> String {
+    format!("{REDIS_PREFIX}:v{ENVELOPE_VERSION}:{app_id}:hist:{channel}")
+}
+
+/// How much history each channel keeps. Trimming happens when a channel is
+/// published to: the newest `max_events` events younger than `max_age_secs`
+/// are kept, and the newest event is always kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryPolicy {
+    /// Events kept per channel (default 100).
+    pub max_events: u32,
+    /// Age after which events are trimmed, in seconds (default 300).
+    pub max_age_secs: u32,
+}
+
+impl Default for HistoryPolicy {
+    fn default() -> Self {
+        HistoryPolicy {
+            max_events: 100,
+            max_age_secs: 300,
+        }
+    }
+}
+
+/// A position within one channel's history: `{ms}-{seq}`, the Redis stream id
+/// format. Ordered; strictly increasing along a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    /// Milliseconds since the Unix epoch when the event was appended.
+    pub ms: u64,
+    /// Sequence within that millisecond.
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// The id appended after `self` at time `now_ms`: Redis's `XADD *` rule
+    /// (a clock going backwards never makes ids go backwards).
+    ///
+    /// ```
+    /// use pushwire_shared::history::StreamId;
+    /// let last = StreamId { ms: 10, seq: 0 };
+    /// assert_eq!(last.next(12), StreamId { ms: 12, seq: 0 });
+    /// assert_eq!(last.next(10), StreamId { ms: 10, seq: 1 });
+    /// assert_eq!(last.next(5), StreamId { ms: 10, seq: 1 });
+    /// ```
+    pub fn next(self, now_ms: u64) -> StreamId {
+        if now_ms > self.ms {
+            StreamId { ms: now_ms, seq: 0 }
+        } else {
+            StreamId {
+                ms: self.ms,
+                seq: self.seq + 1,
+            }
+        }
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// Why a string is not a stream id or a position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid position {0:?}: expected \"<epoch>:<ms>-<seq>\" as delivered in the event metadata"
+)]
+pub struct PositionError(pub String);
+
+impl FromStr for StreamId {
+    type Err = PositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || PositionError(s.to_owned());
+        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
+        let number = |n: &str| {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            n.parse::<u64>().map_err(|_| bad())
+        };
+        Ok(StreamId {
+            ms: number(ms)?,
+            seq: number(seq)?,
+        })
+    }
+}
+
+/// Where an event sits in its channel's history: `"{epoch}:{ms}-{seq}"`, as
+/// delivered in the event metadata's `pos` and accepted back as `since`.
+///
+/// ```
+/// use pushwire_shared::history::Position;
+/// let pos: Position = "5f3a:1732540000000-2".parse().unwrap();
+/// assert_eq!(pos.epoch, "5f3a");
+/// assert_eq!(pos.id.seq, 2);
+/// assert_eq!(pos.to_string(), "5f3a:1732540000000-2");
+/// assert!("1732540000000-2".parse::<Position>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The history epoch the id belongs to.
+    pub epoch: String,
+    /// The id within the channel's history.
+    pub id: StreamId,
+}
+
+/// The longest epoch accepted in a position.
+const MAX_EPOCH_LEN: usize = 64;
+
+impl FromStr for Position {
+    type Err = PositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (epoch, id) = s
+            .split_once(':')
+            .ok_or_else(|| PositionError(s.to_owned()))?;
+        let epoch_ok = !epoch.is_empty()
+            && epoch.len() <= MAX_EPOCH_LEN
+            && epoch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !epoch_ok {
+            return Err(PositionError(s.to_owned()));
+        }
+        Ok(Position {
+            epoch: epoch.to_owned(),
+            id: id.parse().map_err(|_| PositionError(s.to_owned()))?,
+        })
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.epoch, self.id)
+    }
+}
+
+impl serde::Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Position {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One envelope to publish: the pub/sub channel, the history stream, and the
+/// envelope JSON (without `pos`: the publisher adds it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishMessage {
+    /// The Redis pub/sub channel ([`crate::envelope::redis_channel`]).
+    pub channel: String,
+    /// The history stream ([`history_key`]).
+    pub history_key: String,
+    /// The envelope JSON, ending with `}` and without a `pos` field.
+    pub envelope: String,
+}
+
+/// Adds `pos` to an envelope's JSON: the byte-level rule the publish script
+/// applies (drop the final `}`, append `,"pos":"…"}`), so an embedded broker
+/// produces exactly what Redis produces.
+///
+/// ```
+/// use pushwire_shared::history::{with_position, Position};
+/// let pos: Position = "e1:7-0".parse().unwrap();
+/// assert_eq!(with_position(r#"{"v":1,"ts":7}"#, &pos), r#"{"v":1,"ts":7,"pos":"e1:7-0"}"#);
+/// ```
+pub fn with_position(envelope: &str, pos: &Position) -> String {
+    let body = envelope.strip_suffix('}').unwrap_or(envelope);
+    format!("{body},\"pos\":\"{pos}\"}}")
+}
+
+/// The Lua script appending each message to its history stream and publishing
+/// it with its position, atomically. Arguments: see [`publish_command`].
+pub const PUBLISH_SCRIPT: &str = r#"-- pushwire publish v1
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[1], epoch)
+end
+for i = 1, #KEYS - 1 do
+  local stream = KEYS[i + 1]
+  local envelope = ARGV[4 + 2 * i]
+  local id = redis.call('XADD', stream, 'MAXLEN', ARGV[1], '*', 'e', envelope)
+  redis.call('XTRIM', stream, 'MINID', ARGV[2])
+  redis.call('PEXPIRE', stream, ARGV[3])
+  redis.call('PUBLISH', ARGV[3 + 2 * i], string.sub(envelope, 1, -2) .. ',"pos":"' .. epoch .. ':' .. id .. '"}')
+end
+return #KEYS - 1
+"#;
+
+/// The Redis command publishing `messages` atomically:
+/// `EVAL <script> <1 + n> <epoch key> <history keys…> <max events> <min id>
+/// <idle ttl ms> <epoch if none> (<channel> <envelope>)…`.
+///
+/// `now_ms` sets the age trim; `epoch_candidate` becomes the epoch when Redis has
+/// none (any fresh unique token of `[A-Za-z0-9_-]`). The reply is the number of
+/// messages published.
+///
+/// ```
+/// use pushwire_shared::history::{publish_command, HistoryPolicy, PublishMessage};
+/// let msg = PublishMessage { channel: "c".into(), history_key: "h".into(), envelope: "{}".into() };
+/// let cmd = publish_command(&HistoryPolicy::default(), 400_000, "e1", &[msg]);
+/// assert_eq!(cmd[0], "EVAL");
+/// assert_eq!(cmd[2..], ["2", "pushwire:v1:epoch", "h", "100", "100000", "86400000", "e1", "c", "{}"]);
+/// ```
+pub fn publish_command(
+    policy: &HistoryPolicy,
+    now_ms: u64,
+    epoch_candidate: &str,
+    messages: &[PublishMessage],
+) -> Vec<String> {
+    let min_id = now_ms.saturating_sub(u64::from(policy.max_age_secs) * 1000);
+    let mut cmd = Vec::with_capacity(8 + 3 * messages.len());
+    cmd.push("EVAL".to_owned());
+    cmd.push(PUBLISH_SCRIPT.to_owned());
+    cmd.push((1 + messages.len()).to_string());
+    cmd.push(EPOCH_KEY.to_owned());
+    cmd.extend(messages.iter().map(|m| m.history_key.clone()));
+    cmd.push(policy.max_events.max(1).to_string());
+    cmd.push(min_id.to_string());
+    cmd.push((IDLE_KEY_TTL_SECS * 1000).to_string());
+    cmd.push(epoch_candidate.to_owned());
+    for m in messages {
+        cmd.push(m.channel.clone());
+        cmd.push(m.envelope.clone());
+    }
+    cmd
+}
+
+/// Whether a command is exactly a [`publish_command`]: `EVAL` of
+/// [`PUBLISH_SCRIPT`] with consistent argument counts. The bridge allows
+/// `EVAL` only for this script.
+///
+/// ```
+/// use pushwire_shared::history::{is_publish_command, publish_command, HistoryPolicy};
+/// let cmd = publish_command(&HistoryPolicy::default(), 1, "e", &[]);
+/// assert!(is_publish_command(&cmd));
+/// assert!(!is_publish_command(&["EVAL".into(), "return 1".into(), "0".into()]));
+/// ```
+pub fn is_publish_command(cmd: &[String]) -> bool {
+    let [name, script, numkeys, rest @ ..] = cmd else {
+        return false;
+    };
+    let Ok(numkeys) = numkeys.parse::<usize>() else {
+        return false;
+    };
+    name.eq_ignore_ascii_case("EVAL")
+        && script == PUBLISH_SCRIPT
+        && numkeys >= 1
+        && rest.first().is_some_and(|k| k == EPOCH_KEY)
+        && rest.len() == numkeys + 4 + 2 * (numkeys - 1)
+}
+
+/// Where a subscriber stands against a channel's retained history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery<T> {
+    /// `since` is still in the history: these entries follow it, in order, and
+    /// nothing between `since` and them was lost.
+    Recovered(Vec<T>),
+    /// The history no longer reaches back to `since` (trimmed, expired, or
+    /// another epoch): events may have been missed.
+    Lost,
+}
+
+/// Decides recovery from `since` given the history read at one instant: its
+/// epoch and its entries with ids `>= since.id`, in order.
+///
+/// ```
+/// use pushwire_shared::history::{recover, Position, Recovery, StreamId};
+/// let since: Position = "e:5-0".parse().unwrap();
+/// let id = |ms| StreamId { ms, seq: 0 };
+/// assert_eq!(recover(&since, Some("e"), vec![(id(5), 'a'), (id(6), 'b')]), Recovery::Recovered(vec![(id(6), 'b')]));
+/// assert_eq!(recover(&since, Some("e"), vec![(id(6), 'b')]), Recovery::Lost);
+/// assert_eq!(recover(&since, Some("other"), vec![(id(5), 'a')]), Recovery::Lost);
+/// ```
+pub fn recover<T>(
+    since: &Position,
+    epoch: Option<&str>,
+    entries: Vec<(StreamId, T)>,
+) -> Recovery<(StreamId, T)> {
+    // Trimming removes the oldest entries first, so `since` itself still being
+    // there proves nothing after it was removed.
+    if epoch != Some(since.epoch.as_str()) || entries.first().map(|(id, _)| *id) != Some(since.id) {
+        return Recovery::Lost;
+    }
+    Recovery::Recovered(entries.into_iter().skip(1).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_parse_strictly() {
+        assert_eq!(
+            "1732540000000-3".parse::<StreamId>(),
+            Ok(StreamId {
+                ms: 1_732_540_000_000,
+                seq: 3
+            })
+        );
+        for bad in [
+            "",
+            "1",
+            "1-",
+            "-1",
+            "1-2-3",
+            "a-1",
+            "+1-1",
+            "1-99999999999999999999",
+        ] {
+            assert!(bad.parse::<StreamId>().is_err(), "{bad:?}");
+        }
+        assert!(StreamId { ms: 1, seq: 9 } < StreamId { ms: 2, seq: 0 });
+    }
+
+    #[test]
+    fn positions_parse_strictly() {
+        for bad in [
+            "",
+            ":1-0",
+            "e:",
+            "e:1",
+            "e f:1-0",
+            "e:1-0:2",
+            &format!("{}:1-0", "e".repeat(65)),
+        ] {
+            assert!(bad.parse::<Position>().is_err(), "{bad:?}");
+        }
+        let pos: Position = serde_json::from_str(r#""ab_1-x:1-0""#).unwrap();
+        assert_eq!(serde_json::to_string(&pos).unwrap(), r#""ab_1-x:1-0""#);
+    }
+
+    #[test]
+    fn the_publish_command_is_recognised_only_whole() {
+        let msg = |c: &str| PublishMessage {
+            channel: c.into(),
+            history_key: format!("h{c}"),
+            envelope: "{}".into(),
+        };
+        let cmd = publish_command(&HistoryPolicy::default(), 0, "e", &[msg("a"), msg("b")]);
+        assert_eq!(cmd.len(), 3 + 3 + 4 + 4);
+        assert!(is_publish_command(&cmd));
+        let mut short = cmd.clone();
+        short.pop();
+        assert!(!is_publish_command(&short));
+        let mut other_key = cmd.clone();
+        other_key[3] = "somewhere:else".into();
+        assert!(!is_publish_command(&other_key));
+        let mut lower = cmd;
+        lower[0] = "eval".into();
+        assert!(is_publish_command(&lower));
+    }
+
+    #[test]
+    fn recovery_needs_since_itself() {
+        let since: Position = "e:5-1".parse().unwrap();
+        let id = |ms, seq| StreamId { ms, seq };
+        assert_eq!(recover::<()>(&since, Some("e"), vec![]), Recovery::Lost);
+        assert_eq!(recover::<()>(&since, None, vec![]), Recovery::Lost);
+        assert_eq!(
+            recover(&since, Some("e"), vec![(id(5, 1), 1)]),
+            Recovery::Recovered(vec![])
+        );
+    }
+}
