@@ -6,6 +6,7 @@
 //! - [`channel`] and [`event`]: validated channel and event names;
 //! - [`trigger`]: the Pusher-compatible trigger bodies, their validation and limits;
 //! - [`trigger_request`]: one trigger API request end to end (route, checks, envelopes);
+//! - [`channel_query`]: signed reads of the trigger API (channel history);
 //! - [`upstash`]: the Upstash REST dialect the edge speaks to the bridge;
 //! - [`signing`]: Pusher HTTP request signing (verify and sign);
 //! - [`channel_auth`]: private/presence subscription signatures;
@@ -23,6 +24,7 @@
 pub mod app;
 pub mod channel;
 pub mod channel_auth;
+pub mod channel_query;
 pub mod client_protocol;
 pub mod delivery;
 pub mod envelope;

@@ -74,6 +74,9 @@ pub enum TriggerRequestError {
     /// The content is invalid.
     #[error(transparent)]
     Trigger(#[from] TriggerError),
+    /// A query parameter or path segment is invalid.
+    #[error("{0}")]
+    BadQuery(String),
     /// The broker (Redis, the bridge) could not take the event.
     #[error("the event broker is unavailable: {0}")]
     Unavailable(String),
@@ -83,7 +86,7 @@ impl HttpError for TriggerRequestError {
     fn status(&self) -> u16 {
         match self {
             TriggerRequestError::BodyTooLarge(_) => 413,
-            TriggerRequestError::BodyUnreadable => 400,
+            TriggerRequestError::BodyUnreadable | TriggerRequestError::BadQuery(_) => 400,
             TriggerRequestError::UnknownApp(_) | TriggerRequestError::NotFound => 404,
             TriggerRequestError::Signing(e) => e.status(),
             TriggerRequestError::Trigger(e) => e.status(),

@@ -9,6 +9,8 @@ mod cluster;
 mod delivery;
 mod demo;
 mod edge;
+mod nothing_lost;
+mod recovery;
 mod resilience;
 mod slow_consumer;
 mod subscribe;

@@ -8,6 +8,8 @@ const { io } = require("socket.io-client");
 const Pusher = require("pusher");
 
 const http = require("node:http");
+// The recovery helper every origin serves at /pushwire-recovery.js.
+const recovery = require("../../origin/assets/pushwire-recovery.js");
 
 const sockets = new Map();
 // `opts.agent: "pooled"` makes clients share one small keep-alive connection pool,
@@ -33,6 +35,34 @@ function connect({ id, url, opts }) {
       report({ type: "event", id, event, args });
     }
   });
+}
+
+// Sockets using the recovery helper on one channel; they record the `n` of
+// every `event` they receive and every subscribe ack, and report on request.
+const tracked = new Map();
+
+function connectTracked({ id, url, opts, channel, event }) {
+  const options = { forceNew: true, reconnection: true, reconnectionDelay: 100,
+                    reconnectionDelayMax: 1000, ...(opts || {}) };
+  const socket = io(url, options);
+  sockets.set(id, socket);
+  const state = { received: [], acks: [], connections: 0 };
+  tracked.set(id, state);
+  const channels = recovery.track(socket);
+  socket.on("pushwire:connection_established", () => { state.connections += 1; });
+  socket.on(event, (data) => state.received.push(data.n));
+  channels.subscribe(channel, {
+    onSubscribed: (ack) => {
+      state.acks.push(ack);
+      if (state.acks.length === 1) report({ type: "tracked_subscribed", id, ack });
+    },
+  });
+}
+
+function trackedSummary({ req }) {
+  const clients = {};
+  for (const [id, state] of tracked) clients[id] = state;
+  report({ type: "tracked_summary", req, clients });
 }
 
 function emitWithAck({ id, req, event, args }) {
@@ -70,6 +100,10 @@ const commands = {
   connect,
   emit: emitWithAck,
   emit_no_ack: ({ id, event, args }) => sockets.get(id).emit(event, ...(args || [])),
+  connect_tracked: connectTracked,
+  tracked_summary: trackedSummary,
+  // Kills the transport under the socket: the client reconnects by itself.
+  drop_transport: ({ id }) => { const s = sockets.get(id); if (s && s.io.engine) s.io.engine.close(); },
   close: ({ id }) => { const s = sockets.get(id); if (s) s.close(); sockets.delete(id); },
   trigger,
   batch,

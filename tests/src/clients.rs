@@ -240,6 +240,39 @@ impl Clients {
         self.backlog.push(report);
     }
 
+    /// Connects socket `id` through the recovery helper (`pushwire-recovery.js`)
+    /// subscribed to `channel`, recording the `n` of every `event`; waits for the
+    /// first subscribe ack and returns it.
+    pub fn connect_tracked(
+        &mut self,
+        id: &str,
+        url: &str,
+        opts: Value,
+        channel: &str,
+        event: &str,
+    ) -> Value {
+        self.send(
+            json!({"op": "connect_tracked", "id": id, "url": url, "opts": opts,
+                         "channel": channel, "event": event}),
+        );
+        self.wait_for(&format!("{id} to subscribe"), |r| {
+            r["type"] == "tracked_subscribed" && r["id"] == id
+        })["ack"]
+            .clone()
+    }
+
+    /// What every tracked socket recorded: `{id: {received: [n…], acks: […], connections}}`.
+    pub fn tracked_summary(&mut self) -> Value {
+        let req = self.req_id();
+        self.send(json!({"op": "tracked_summary", "req": req}));
+        self.wait_for("tracked summary", |r| r["req"] == req.as_str())["clients"].clone()
+    }
+
+    /// Kills socket `id`'s transport; the client reconnects by itself.
+    pub fn drop_transport(&mut self, id: &str) {
+        self.send(json!({"op": "drop_transport", "id": id}));
+    }
+
     /// Closes socket `id`.
     pub fn close(&mut self, id: &str) {
         self.send(json!({"op": "close", "id": id}));

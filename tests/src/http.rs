@@ -143,7 +143,19 @@ pub fn unix_now() -> u64 {
 
 /// A correctly signed request for `app` (signed with `pushwire_shared`).
 pub fn signed(addr: SocketAddr, method: &str, path: &str, body: &[u8], app: &App) -> Response {
-    let query = signing::sign(method, path, &[], body, app, unix_now());
+    signed_with(addr, method, path, &[], body, app)
+}
+
+/// [`signed`] with the request's own query parameters (`extra`), signed too.
+pub fn signed_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    app: &App,
+) -> Response {
+    let query = signing::sign(method, path, extra, body, app, unix_now());
     request(addr, method, &format!("{path}?{query}"), body)
 }
 

@@ -54,6 +54,8 @@ pub struct OriginOptions {
     pub workers: usize,
     /// Extra command-line arguments.
     pub args: Vec<String>,
+    /// `--port`; 0 (the default) picks a free one.
+    pub port: u16,
 }
 
 /// The worker count tests run with: `$PUSHWIRE_TEST_WORKERS`, default 2 (a real cluster).
@@ -72,6 +74,7 @@ impl OriginOptions {
             apps: TEST_APPS.into(),
             workers: test_workers(),
             args: Vec::new(),
+            port: 0,
         }
     }
 
@@ -82,12 +85,13 @@ impl OriginOptions {
             apps: TEST_APPS.into(),
             workers: test_workers(),
             args: Vec::new(),
+            port: 0,
         }
     }
 }
 
 impl Origin {
-    /// Starts `pushwire serve --port 0` and waits until `/health` answers.
+    /// Starts `pushwire serve` and waits until `/health` answers.
     pub fn start(scratch: &Scratch, name: &str, options: OriginOptions) -> Self {
         let log = scratch.file(&format!("{name}.log"));
         let mut cmd = Command::new(pushwire_bin());
@@ -96,7 +100,7 @@ impl Origin {
             "--host",
             "127.0.0.1",
             "--port",
-            "0",
+            &options.port.to_string(),
             "--workers",
             &options.workers.to_string(),
         ])

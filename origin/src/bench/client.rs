@@ -1,16 +1,19 @@
 //! A lean Socket.IO v5 client over Engine.IO v4 WebSocket, written for load: no
-//! reconnection, no per-message allocation beyond parsing the event name and
-//! the bench payload.
+//! automatic reconnection (the bench's churn reconnects explicitly), and no
+//! per-message allocation beyond the frame itself (event fields are borrowed
+//! from it).
 
+use std::borrow::Cow;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-/// How long the whole handshake (TCP, WebSocket, Engine.IO, Socket.IO, subscribe) may take.
+/// How long each handshake step (connecting; subscribing) may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why a bench connection failed.
@@ -22,7 +25,7 @@ pub enum ClientError {
     /// The server said something unexpected.
     #[error("protocol: {0}")]
     Protocol(String),
-    /// The subscribe was refused.
+    /// The connection or a subscribe was refused.
     #[error("subscribe refused: {0}")]
     Refused(String),
     /// Too slow.
@@ -30,38 +33,39 @@ pub enum ClientError {
     Timeout,
 }
 
-/// A connected, subscribed socket.
+/// A connected Socket.IO socket.
 pub type Socket = WebSocketStream<TcpStream>;
 
-async fn next_text(ws: &mut Socket) -> Result<String, ClientError> {
+fn io(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Connect(e.to_string())
+}
+
+/// The next text frame, answering Engine.IO pings (`2` → `3`) and WebSocket pings on the way.
+async fn next_text(ws: &mut Socket) -> Result<Utf8Bytes, ClientError> {
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(text))) => {
-                if text.as_str() == "2" {
-                    ws.send(Message::text("3"))
-                        .await
-                        .map_err(|e| ClientError::Connect(e.to_string()))?;
-                    continue;
-                }
-                return Ok(text.as_str().to_owned());
+            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                ws.send(Message::text("3")).await.map_err(io)?;
             }
+            Some(Ok(Message::Text(text))) => return Ok(text),
             Some(Ok(Message::Ping(p))) => {
                 let _ = ws.send(Message::Pong(p)).await;
             }
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(ClientError::Connect("closed by the server".into()));
+            }
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
-            None => return Err(ClientError::Connect("closed during handshake".into())),
+            Some(Err(e)) => return Err(io(e)),
         }
     }
 }
 
-/// Opens a WebSocket-only Socket.IO connection from `source` to `target`,
-/// authenticates with `app_key` and subscribes to `channel` (waiting for the ack).
+/// Opens a WebSocket-only Socket.IO connection from `source` to `target` and
+/// connects to namespace `/` with `{"app_key": app_key}`.
 pub async fn connect(
     source: IpAddr,
     target: SocketAddr,
     app_key: &str,
-    channel: &str,
 ) -> Result<Socket, ClientError> {
     tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let socket = if source.is_ipv4() {
@@ -69,21 +73,18 @@ pub async fn connect(
         } else {
             TcpSocket::new_v6()
         }
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
+        .map_err(io)?;
         socket
             .bind(SocketAddr::new(source, 0))
             .map_err(|e| ClientError::Connect(format!("bind {source}: {e}")))?;
-        let stream = socket
-            .connect(target)
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let stream = socket.connect(target).await.map_err(io)?;
         stream.set_nodelay(true).ok();
         let url = format!("ws://{target}/socket.io/?EIO=4&transport=websocket");
         let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
             .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(io)?;
         let open = next_text(&mut ws).await?;
-        if !open.starts_with('0') {
+        if !open.as_str().starts_with('0') {
             return Err(ClientError::Protocol(format!(
                 "expected an open packet, got {open:?}"
             )));
@@ -91,28 +92,109 @@ pub async fn connect(
         let auth = serde_json::json!({ "app_key": app_key });
         ws.send(Message::text(format!("40{auth}")))
             .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(io)?;
         let connected = next_text(&mut ws).await?;
-        if !connected.starts_with("40") {
-            return Err(ClientError::Refused(connected));
+        if !connected.as_str().starts_with("40") {
+            return Err(ClientError::Refused(connected.as_str().to_owned()));
         }
-        let subscribe = serde_json::json!(["subscribe", { "channel": channel }]);
-        ws.send(Message::text(format!("421{subscribe}")))
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
-        loop {
-            let frame = next_text(&mut ws).await?;
-            if let Some(ack) = frame.strip_prefix("431") {
-                if ack.contains("\"ok\":true") {
-                    return Ok(ws);
-                }
-                return Err(ClientError::Refused(ack.to_owned()));
-            }
-            // Anything else before the ack (connection_established) is fine.
-        }
+        Ok(ws)
     })
     .await
     .map_err(|_| ClientError::Timeout)?
+}
+
+/// The `subscribe` frame with ack id `ack`: `42{ack}["subscribe",{"channel","since"?}]`.
+///
+/// ```
+/// use pushwire_origin::bench::client::subscribe_frame;
+/// assert_eq!(subscribe_frame(1, "c", None), r#"421["subscribe",{"channel":"c"}]"#);
+/// assert_eq!(subscribe_frame(2, "c", Some("e:1-0")), r#"422["subscribe",{"channel":"c","since":"e:1-0"}]"#);
+/// ```
+pub fn subscribe_frame(ack: u64, channel: &str, since: Option<&str>) -> String {
+    let payload = match since {
+        Some(since) => serde_json::json!({ "channel": channel, "since": since }),
+        None => serde_json::json!({ "channel": channel }),
+    };
+    format!("42{ack}{}", serde_json::json!(["subscribe", payload]))
+}
+
+/// A successful subscribe ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribed {
+    /// `recovered`, present when the subscribe gave `since`.
+    pub recovered: Option<bool>,
+    /// When the ack arrived.
+    pub at: Instant,
+}
+
+/// Sends `frames` (made by [`subscribe_frame`] with ack ids 1..=n, in order)
+/// and waits for every ack, passing the events that arrive meanwhile (a
+/// replay comes before its ack) to `on_event`. Returns the acks by ack id − 1.
+pub async fn subscribe(
+    ws: &mut Socket,
+    frames: &[String],
+    mut on_event: impl FnMut(Event<'_>),
+) -> Result<Vec<Subscribed>, ClientError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        for frame in frames {
+            ws.send(Message::text(frame.as_str())).await.map_err(io)?;
+        }
+        let mut acks: Vec<Option<Subscribed>> = vec![None; frames.len()];
+        let mut pending = frames.len();
+        while pending > 0 {
+            let text = next_text(ws).await?;
+            if let Some(event) = parse_event(text.as_str()) {
+                on_event(event);
+                continue;
+            }
+            // Anything else that is not an ack (connection_established) is fine.
+            let Some((id, body)) = parse_ack(text.as_str()) else {
+                continue;
+            };
+            let slot = usize::try_from(id)
+                .ok()
+                .and_then(|id| id.checked_sub(1))
+                .and_then(|i| acks.get_mut(i))
+                .ok_or_else(|| ClientError::Protocol(format!("unexpected ack {id}")))?;
+            let ([ack],): ([AckBody; 1],) = serde_json::from_str(body)
+                .map(|a| (a,))
+                .map_err(|_| ClientError::Protocol(format!("bad ack {body:?}")))?;
+            if !ack.ok {
+                return Err(ClientError::Refused(body.to_owned()));
+            }
+            if slot.is_none() {
+                pending -= 1;
+            }
+            *slot = Some(Subscribed {
+                recovered: ack.recovered,
+                at: Instant::now(),
+            });
+        }
+        Ok(acks.into_iter().flatten().collect())
+    })
+    .await
+    .map_err(|_| ClientError::Timeout)?
+}
+
+#[derive(serde::Deserialize)]
+struct AckBody {
+    ok: bool,
+    #[serde(default)]
+    recovered: Option<bool>,
+}
+
+/// Splits an ack frame `43{id}[…]` into its id and argument array.
+///
+/// ```
+/// use pushwire_origin::bench::client::parse_ack;
+/// assert_eq!(parse_ack(r#"4312[{"ok":true}]"#), Some((12, r#"[{"ok":true}]"#)));
+/// assert_eq!(parse_ack(r#"43[{"ok":true}]"#), None);
+/// ```
+pub fn parse_ack(frame: &str) -> Option<(u64, &str)> {
+    let rest = frame.strip_prefix("43")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = rest.get(..digits)?.parse().ok()?;
+    Some((id, rest.get(digits..)?))
 }
 
 /// A delivered bench event: the trigger's sequence number and send time (µs since bench start).
@@ -124,49 +206,92 @@ pub struct Delivery {
     pub sent_us: u64,
 }
 
-/// Reads a `42["bench", {"s":…,"t":…}, …]` frame; `None` for anything else.
+/// A bench event as received: what was sent, and where it sits (borrowed from the frame).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// The trigger it came from.
+    pub delivery: Delivery,
+    /// The metadata's `channel`, when present.
+    pub channel: Option<Cow<'a, str>>,
+    /// The metadata's `pos`, when present (servers with channel history).
+    pub pos: Option<Cow<'a, str>>,
+}
+
+/// Reads a `42["bench", {"s":…,"t":…}, {"channel","pos"?,…}]` frame; `None` for anything else.
 ///
 /// ```
-/// use pushwire_origin::bench::client::{Delivery, parse_delivery};
-/// let frame = r#"42["bench",{"s":7,"t":1234,"p":"xx"},{"channel":"c","id":"i"}]"#;
-/// assert_eq!(parse_delivery(frame), Some(Delivery { seq: 7, sent_us: 1234 }));
-/// assert_eq!(parse_delivery("3"), None);
+/// use pushwire_origin::bench::client::{Delivery, parse_event};
+/// let frame = r#"42["bench",{"s":7,"t":1234,"p":"xx"},{"channel":"c","id":"i","pos":"e:1-0"}]"#;
+/// let event = parse_event(frame).unwrap();
+/// assert_eq!(event.delivery, Delivery { seq: 7, sent_us: 1234 });
+/// assert_eq!((event.channel.as_deref(), event.pos.as_deref()), (Some("c"), Some("e:1-0")));
+/// assert_eq!(parse_event("3"), None);
 /// ```
-pub fn parse_delivery(frame: &str) -> Option<Delivery> {
+pub fn parse_event(frame: &str) -> Option<Event<'_>> {
     #[derive(serde::Deserialize)]
     struct Payload {
         s: u64,
         t: u64,
     }
+    #[derive(serde::Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow, default)]
+        channel: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pos: Option<Cow<'a, str>>,
+    }
     let body = frame.strip_prefix("42")?;
-    let (name, payload, _meta): (&str, Payload, serde::de::IgnoredAny) =
+    let (name, payload, meta): (Cow<'_, str>, Payload, Meta<'_>) =
         serde_json::from_str(body).ok()?;
-    (name == "bench").then_some(Delivery {
-        seq: payload.s,
-        sent_us: payload.t,
+    (name == "bench").then_some(Event {
+        delivery: Delivery {
+            seq: payload.s,
+            sent_us: payload.t,
+        },
+        channel: meta.channel,
+        pos: meta.pos,
     })
 }
 
-/// Reads the socket until it closes, answering pings and passing each bench
-/// delivery to `on_delivery`.
-pub async fn read_deliveries(mut ws: Socket, mut on_delivery: impl FnMut(Delivery)) {
-    while let Some(message) = ws.next().await {
+/// Why [`read_events`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The connection closed or failed.
+    Closed,
+    /// `stop` resolved; the socket is still open.
+    Stopped,
+}
+
+/// Reads the socket until it closes or `stop` resolves, answering pings and
+/// passing each bench event to `on_event`.
+pub async fn read_events(
+    ws: &mut Socket,
+    stop: impl Future<Output = ()>,
+    mut on_event: impl FnMut(Event<'_>),
+) -> ReadEnd {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = &mut stop => return ReadEnd::Stopped,
+            message = ws.next() => message,
+        };
         match message {
-            Ok(Message::Text(text)) => {
+            Some(Ok(Message::Text(text))) => {
                 let text = text.as_str();
                 if text == "2" {
                     if ws.send(Message::text("3")).await.is_err() {
-                        return;
+                        return ReadEnd::Closed;
                     }
-                } else if let Some(delivery) = parse_delivery(text) {
-                    on_delivery(delivery);
+                } else if let Some(event) = parse_event(text) {
+                    on_event(event);
                 }
             }
-            Ok(Message::Ping(p)) => {
+            Some(Ok(Message::Ping(p))) => {
                 let _ = ws.send(Message::Pong(p)).await;
             }
-            Ok(Message::Close(_)) | Err(_) => return,
-            Ok(_) => {}
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return ReadEnd::Closed,
+            Some(Ok(_)) => {}
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The Pusher-compatible trigger API: `POST /apps/{id}/events` and
-//! `POST /apps/{id}/batch_events`.
+//! `POST /apps/{id}/batch_events`, and the signed channel history read
+//! `GET /apps/{id}/channels/{name}/history` ([`history`]).
 //!
 //! The checks and envelopes come from `pushwire_shared::trigger_request`, the
 //! same code the edge worker runs: read the body under the request cap (413),
@@ -9,6 +10,7 @@
 
 mod error;
 mod event_id;
+mod history;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pushwire_shared::AppList;
+use pushwire_shared::channel_query::ChannelQueryRoute;
 use pushwire_shared::http::EMPTY_OBJECT;
 use pushwire_shared::signing::RequestParts;
 use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute};
@@ -52,6 +55,7 @@ impl TriggerApi {
 
 /// The trigger API routes; any other path or method gets a JSON 404, as at the edge.
 pub fn routes(api: Arc<TriggerApi>) -> Router {
+    let queries = api.clone();
     // `any`, not `post`: `handle` answers other methods itself, with a JSON body.
     let trigger = any(move |method: Method, uri: Uri, body: Body| {
         let api = api.clone();
@@ -60,6 +64,21 @@ pub fn routes(api: Arc<TriggerApi>) -> Router {
     Router::new()
         .route("/apps/{app_id}/events", trigger.clone())
         .route("/apps/{app_id}/batch_events", trigger)
+        .route(
+            "/apps/{app_id}/channels/{channel}/history",
+            any(move |method: Method, uri: Uri| {
+                let api = queries.clone();
+                async move {
+                    match ChannelQueryRoute::parse(uri.path()) {
+                        Some(route) if method == Method::GET => {
+                            let body = history::answer(&api, route, &uri).await?;
+                            Ok(json_response(body.to_string()))
+                        }
+                        _ => Err(ApiError(TriggerRequestError::NotFound)),
+                    }
+                }
+            }),
+        )
         .fallback(|| async { ApiError(TriggerRequestError::NotFound) })
 }
 
@@ -103,5 +122,9 @@ async fn handle(
     let messages = accepted.messages(ts, || api.ids.next(ts));
     api.broker.publish(&messages).await?;
     tracing::debug!(app = %accepted.app.id, events = accepted.events.len(), messages = messages.len(), "published");
-    Ok(([(header::CONTENT_TYPE, "application/json")], EMPTY_OBJECT).into_response())
+    Ok(json_response(EMPTY_OBJECT.to_owned()))
+}
+
+fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

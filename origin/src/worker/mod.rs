@@ -6,6 +6,7 @@
 //! core, each calling [`serve`] on the connections the master hands it.
 
 mod catch_up;
+mod client_script;
 mod cluster_http;
 mod delivery;
 mod demo;
@@ -27,6 +28,7 @@ use pushwire_shared::AppList;
 use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
+pub use self::client_script::RECOVERY_HELPER;
 pub use self::registry::ChannelRegistry;
 pub use self::session::{
     HandshakeError, MAX_HANDSHAKE_CHANNELS, SocketSession, handshake_channels, resolve_app,
@@ -102,6 +104,7 @@ where
             get(move || health(broker.clone(), worker_id, node)),
         )
         .merge(demo_routes)
+        .merge(client_script::routes())
         .merge(trigger_api::routes(api));
     // One Socket.IO service in front of all routes. (`Router::layer` would build
     // one Engine.IO instance per route, and a session opened through one would be
