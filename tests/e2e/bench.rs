@@ -1,10 +1,11 @@
 //! `pushwire bench` measures correctly: against a real cluster, every expected
-//! delivery is counted once, and the server processes are found.
+//! delivery is counted once, and the server processes are found; with churn,
+//! the counts stay exact across reconnects that recover through `since`.
 
 use std::process::Command;
 
 use pushwire_tests::origin::{OriginOptions, TEST_APPS, pushwire_bin};
-use pushwire_tests::{Origin, Scratch};
+use pushwire_tests::{Origin, RedisServer, Scratch};
 use serde_json::Value;
 
 #[test]
@@ -13,11 +14,10 @@ fn bench_counts_every_delivery_and_measures_the_server() {
     let mut options = OriginOptions::embedded();
     options.workers = 2;
     let origin = Origin::start(&scratch, "origin", options);
-    let out = Command::new(pushwire_bin())
-        .args([
-            "bench",
-            "--url",
-            &origin.url(),
+    let pid = origin.pid().to_string();
+    let report = bench(
+        &origin,
+        &[
             "-c",
             "40",
             "-k",
@@ -26,23 +26,10 @@ fn bench_counts_every_delivery_and_measures_the_server() {
             "50",
             "-d",
             "1",
-            "--json",
-        ])
-        .args([
-            "--source-ips",
-            "127.0.0.1-127.0.0.2",
             "--server-pid",
-            &origin.pid().to_string(),
-        ])
-        .env("PUSHWIRE_APPS", TEST_APPS)
-        .output()
-        .expect("run pushwire bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            &pid,
+        ],
     );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["connected"], 40, "{report}");
     assert_eq!(report["triggers_accepted"], 50, "{report}");
     // 4 channels × 10 subscribers each: every trigger reaches 10 sockets.
@@ -58,4 +45,79 @@ fn bench_counts_every_delivery_and_measures_the_server() {
         "master and two workers: {report}"
     );
     assert!(report["server_rss_connected_bytes"].as_u64() > Some(0));
+}
+
+/// Runs `pushwire bench --json` against `origin` with `args` and returns the report.
+fn bench(origin: &Origin, args: &[&str]) -> Value {
+    let out = Command::new(pushwire_bin())
+        .args(["bench", "--url", &origin.url(), "--json"])
+        .args(["--source-ips", "127.0.0.1-127.0.0.2"])
+        .args(args)
+        .env("PUSHWIRE_APPS", TEST_APPS)
+        .output()
+        .expect("run pushwire bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+/// 40 connections over 4 channels, 50 triggers/s for 2 s, 20 reconnects/s.
+/// Each bench connection is on one channel and is only picked once it has a
+/// `pos` there, so every reconnect makes exactly one subscribe with `since`,
+/// which must recover: nothing lost, nothing twice, one recovered ack (and one
+/// recovery latency sample) per reconnect.
+fn assert_churn_is_exact(origin: &Origin) {
+    let report = bench(
+        origin,
+        &[
+            "-c", "40", "-k", "4", "-r", "50", "-d", "2", "--churn", "20",
+        ],
+    );
+    assert_eq!(report["connected"], 40, "{report}");
+    assert_eq!(report["triggers_accepted"], 100, "{report}");
+    assert_eq!(report["expected_deliveries"], 1000, "{report}");
+    assert_eq!(report["delivered"], 1000, "{report}");
+    assert_eq!(
+        (report["lost"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    let reconnects = report["churn_reconnects"]
+        .as_u64()
+        .expect("churn_reconnects");
+    assert!(reconnects > 0, "{report}");
+    assert_eq!(report["churn_failures"], 0, "{report}");
+    assert_eq!(
+        report["churn_recovered"].as_u64(),
+        Some(reconnects),
+        "{report}"
+    );
+    assert_eq!(report["churn_not_recovered"], 0, "{report}");
+    assert_eq!(
+        report["churn_recovery_latency"]["count"].as_u64(),
+        Some(reconnects),
+        "{report}"
+    );
+}
+
+#[test]
+fn bench_churn_recovers_every_reconnect_embedded() {
+    let scratch = Scratch::new("bench-churn-embedded");
+    let mut options = OriginOptions::embedded();
+    options.workers = 2;
+    let origin = Origin::start(&scratch, "origin", options);
+    assert_churn_is_exact(&origin);
+}
+
+#[test]
+fn bench_churn_recovers_every_reconnect_redis() {
+    let scratch = Scratch::new("bench-churn-redis");
+    let redis = RedisServer::start(&scratch);
+    let mut options = OriginOptions::redis(&redis.url());
+    options.workers = 2;
+    let origin = Origin::start(&scratch, "origin", options);
+    assert_churn_is_exact(&origin);
 }

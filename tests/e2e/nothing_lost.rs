@@ -13,7 +13,7 @@ use pushwire_shared::{App, AppList};
 use pushwire_tests::http::KeepAlive;
 use pushwire_tests::origin::{OriginOptions, TEST_APPS};
 use pushwire_tests::process::{children_of, signal_pid};
-use pushwire_tests::{Clients, Origin, RedisServer, Scratch, wait};
+use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
 use serde_json::{Value, json};
 
 const EVENTS: u64 = 5_000;
@@ -148,27 +148,54 @@ fn every_client_gets_every_event_through_kills_drops_and_restarts() {
         "faults: {kills} kills, {drops} drops"
     );
 
-    let summary = wait::until(
-        "every client to hold every event",
-        Duration::from_secs(60),
-        || {
-            let summary = clients.tracked_summary();
-            let done = ids.iter().all(|id| {
-                summary[id]["received"].as_array().map_or(0, Vec::len) >= EVENTS as usize
-            });
-            done.then_some(summary)
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let summary = loop {
+        let summary = clients.tracked_summary();
+        let behind: Vec<String> = ids
+            .iter()
+            .filter_map(|id| {
+                let state = &summary[id];
+                let got = state["received"].as_array().map_or(0, Vec::len);
+                (got < EVENTS as usize).then(|| {
+                    let acks = state["acks"].as_array().map_or(0, Vec::len);
+                    let last_ack = state["acks"].as_array().and_then(|a| a.last()).cloned();
+                    format!(
+                        "{id}: {got} events, {} connections, {acks} acks, last {last_ack:?}, last n {:?}",
+                        state["connections"],
+                        state["received"].as_array().and_then(|r| r.last())
+                    )
+                })
+            })
+            .collect();
+        if behind.is_empty() {
+            break summary;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} clients never caught up:\n{}",
+            behind.len(),
+            behind.join("\n")
+        );
+        thread::sleep(Duration::from_millis(250)); // polling with a deadline
+    };
     let expected: Vec<Value> = (1..=EVENTS).map(|n| json!(n)).collect();
     let mut reconnections = 0;
     for id in &ids {
         let state = &summary[id];
         let received = state["received"].as_array().expect("received");
         if received != &expected {
-            let first_bad = received.iter().zip(&expected).position(|(a, b)| a != b);
+            let first_bad = received
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(expected.len().min(received.len()));
+            let around =
+                &received[first_bad.saturating_sub(3)..(first_bad + 3).min(received.len())];
             panic!(
-                "{id}: {} events, first difference at index {first_bad:?} (in order, no duplicates expected)",
-                received.len()
+                "{id}: {} events, first difference at index {first_bad}: …{around:?}… (in order, no duplicates expected); acks {}; repeats {}",
+                received.len(),
+                state["acks"],
+                state["repeats"]
             );
         }
         let acks = state["acks"].as_array().expect("acks");

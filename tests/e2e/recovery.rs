@@ -185,7 +185,7 @@ fn a_redis_restart_is_reported_as_not_recovered() {
     origin.wait_every_worker("reconnected", pushwire_tests::origin::test_workers(), |h| {
         h["broker"]["connected"] == true
     });
-    let published = pushwire_tests::wait::until(
+    pushwire_tests::wait::until(
         "a publish after the restart",
         std::time::Duration::from_secs(10),
         || {
@@ -200,7 +200,6 @@ fn a_redis_restart_is_reported_as_not_recovered() {
             (status == 200).then_some(())
         },
     );
-    let () = published;
     clients.connect("b", &origin.url(), json!({}));
     let ack = clients.emit("b", "subscribe", json!([{"channel": "live", "since": pos}]));
     assert_eq!(

@@ -46,11 +46,21 @@ function connectTracked({ id, url, opts, channel, event }) {
                     reconnectionDelayMax: 1000, ...(opts || {}) };
   const socket = io(url, options);
   sockets.set(id, socket);
-  const state = { received: [], acks: [], connections: 0 };
+  const state = { received: [], acks: [], connections: 0, seen: new Map(), repeats: [] };
   tracked.set(id, state);
   const channels = recovery.track(socket);
   socket.on("pushwire:connection_established", () => { state.connections += 1; });
-  socket.on(event, (data) => state.received.push(data.n));
+  socket.on(event, (data, meta) => {
+    state.received.push(data.n);
+    // Details of any repeat, for the test's failure message.
+    const first = state.seen.get(data.n);
+    if (first) {
+      state.repeats.push({ n: data.n, pos: meta.pos, first, connection: state.connections,
+                           acks: state.acks.length, transport: socket.io.engine.transport.name });
+    } else {
+      state.seen.set(data.n, { pos: meta.pos, connection: state.connections, acks: state.acks.length });
+    }
+  });
   channels.subscribe(channel, {
     onSubscribed: (ack) => {
       state.acks.push(ack);
@@ -61,7 +71,10 @@ function connectTracked({ id, url, opts, channel, event }) {
 
 function trackedSummary({ req }) {
   const clients = {};
-  for (const [id, state] of tracked) clients[id] = state;
+  for (const [id, state] of tracked) {
+    clients[id] = { received: state.received, acks: state.acks, connections: state.connections,
+                    repeats: state.repeats };
+  }
   report({ type: "tracked_summary", req, clients });
 }
 

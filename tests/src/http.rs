@@ -177,6 +177,9 @@ impl KeepAlive {
     /// Opens the connection.
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        // Head and body go out in separate writes: without this, Nagle's
+        // algorithm holds the body until the server's delayed ACK (~40 ms).
+        stream.set_nodelay(true).expect("set TCP_NODELAY");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("set timeout");

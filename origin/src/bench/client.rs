@@ -156,8 +156,7 @@ pub async fn subscribe(
                 .and_then(|id| id.checked_sub(1))
                 .and_then(|i| acks.get_mut(i))
                 .ok_or_else(|| ClientError::Protocol(format!("unexpected ack {id}")))?;
-            let ([ack],): ([AckBody; 1],) = serde_json::from_str(body)
-                .map(|a| (a,))
+            let (ack,): (AckBody,) = serde_json::from_str(body)
                 .map_err(|_| ClientError::Protocol(format!("bad ack {body:?}")))?;
             if !ack.ok {
                 return Err(ClientError::Refused(body.to_owned()));
@@ -241,8 +240,7 @@ pub fn parse_event(frame: &str) -> Option<Event<'_>> {
         pos: Option<Cow<'a, str>>,
     }
     let body = frame.strip_prefix("42")?;
-    let (name, payload, meta): (Cow<'_, str>, Payload, Meta<'_>) =
-        serde_json::from_str(body).ok()?;
+    let (name, payload, meta): (&str, Payload, Meta<'_>) = serde_json::from_str(body).ok()?;
     (name == "bench").then_some(Event {
         delivery: Delivery {
             seq: payload.s,

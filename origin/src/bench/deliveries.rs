@@ -83,12 +83,14 @@ impl DeliveryLog {
 }
 
 impl ConnectionLog<'_> {
-    /// Records `delivery`, received at `now_us`.
-    pub(super) fn record(&mut self, delivery: Delivery, now_us: u64) {
+    /// Records `delivery`, received at `now_us`; whether it was the first
+    /// delivery of that trigger to this connection.
+    pub(super) fn record(&mut self, delivery: Delivery, now_us: u64) -> bool {
         let (word, bit) = ((delivery.seq / 64) as usize, 1u64 << (delivery.seq % 64));
         match self.seen.get_mut(word) {
             Some(w) if *w & bit != 0 => {
                 self.log.duplicates.fetch_add(1, Ordering::Relaxed);
+                false
             }
             Some(w) => {
                 *w |= bit;
@@ -97,9 +99,11 @@ impl ConnectionLog<'_> {
                     .latency_us
                     .record(now_us.saturating_sub(delivery.sent_us).max(1));
                 shard.delivered += 1;
+                true
             }
             None => {
                 self.log.unknown.fetch_add(1, Ordering::Relaxed);
+                false
             }
         }
     }

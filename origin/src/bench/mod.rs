@@ -6,8 +6,15 @@
 //! T seconds, each carrying its send time, and measures what arrives: delivered
 //! messages/s, loss and duplicates against what was expected, trigger→delivery
 //! latency (HDR histogram), and the server's RSS and CPU from `/proc`.
+//!
+//! With churn on, connections close and come back during the trigger phase,
+//! subscribing again with `since`; the counts stay exact across the reconnects
+//! because each connection keeps its own record of what it received and picks
+//! up where it left off (see the `churn` module).
 
+mod churn;
 pub mod client;
+mod connection;
 mod deliveries;
 pub mod proc_stats;
 mod report;
@@ -20,11 +27,17 @@ use std::time::{Duration, Instant};
 
 use pushwire_shared::App;
 
+use self::churn::Churn;
+pub use self::churn::ChurnReport;
 use self::deliveries::DeliveryLog;
 pub use self::report::{BenchReport, Latency};
 
 /// After the last trigger, how long to wait for stragglers.
 const SETTLE: Duration = Duration::from_secs(5);
+/// After the last trigger, how long reconnects still in progress may take.
+const CHURN_SETTLE: Duration = Duration::from_secs(30);
+/// The most reconnects per second `--churn` may ask for.
+pub const MAX_CHURN_RATE: f64 = 10_000.0;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -51,6 +64,8 @@ pub struct BenchConfig {
     pub server_pids: Vec<u32>,
     /// Print progress to stderr every second.
     pub progress: bool,
+    /// Reconnects per second across all connections during the trigger phase (0: off).
+    pub churn: f64,
 }
 
 /// Why the bench could not run.
@@ -120,18 +135,34 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             "the bench targets loopback servers only".into(),
         ));
     }
+    if !(0.0..=MAX_CHURN_RATE).contains(&config.churn) {
+        return Err(BenchError::Invalid(format!(
+            "churn must be in [0, {MAX_CHURN_RATE}] reconnects per second"
+        )));
+    }
     let run = Run {
         start: Instant::now(),
         id: rand::random(),
     };
     let total_triggers = (config.rate * config.duration.as_secs_f64()).ceil() as u64;
     let log = Arc::new(DeliveryLog::new());
+    let churn = Arc::new(Churn::new(config.connections, config.churn));
 
     let baseline = proc_stats::sample(&config.server_pids);
-    let subscribers = subscribers::connect_all(&config, run, log.clone(), total_triggers).await;
+    let subscribers =
+        subscribers::connect_all(&config, run, log.clone(), churn.clone(), total_triggers).await;
     let idle = proc_stats::sample(&config.server_pids);
 
-    let tally = triggers::fire(&config, run, total_triggers, &log, &subscribers).await?;
+    let churning = (config.churn > 0.0).then(|| {
+        let (churn, rate) = (churn.clone(), config.churn);
+        tokio::spawn(async move { churn::drive(&churn, rate).await })
+    });
+    let tally = triggers::fire(&config, run, total_triggers, &log, &subscribers).await;
+    if let Some(churning) = churning {
+        churning.abort();
+    }
+    let tally = tally?;
+    churn.settle(CHURN_SETTLE).await;
     let expected: u64 = tally
         .accepted_per_channel
         .iter()
@@ -179,6 +210,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         },
         server_cpu_seconds_connecting: idle.cpu_seconds - baseline.cpu_seconds,
         server_cpu_seconds_triggering: busy.cpu_seconds - tally.cpu_before,
+        churn: churn.report(config.churn),
     })
 }
 

@@ -2,6 +2,8 @@
 
 use hdrhistogram::Histogram;
 
+use super::churn::ChurnReport;
+
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Latency {
@@ -89,6 +91,9 @@ pub struct BenchReport {
     pub server_cpu_seconds_connecting: f64,
     /// Server CPU seconds spent during the trigger phase.
     pub server_cpu_seconds_triggering: f64,
+    /// Reconnects and their recovery (`churn_*` fields).
+    #[serde(flatten)]
+    pub churn: ChurnReport,
 }
 
 impl BenchReport {
@@ -96,7 +101,7 @@ impl BenchReport {
     pub fn summary(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let l = &self.latency;
-        format!(
+        let mut summary = format!(
             "connections    {} of {} in {:.1} s ({:.0}/s), {} failed{}\n\
              triggers       {} sent, {} accepted, {} refused, {} not sent; round trip p50 {:.2} ms p99 {:.2} ms\n\
              deliveries     {} of {} expected ({} lost, {} duplicates), {:.0}/s\n\
@@ -135,6 +140,30 @@ impl BenchReport {
             mib(self.server_rss_end_bytes),
             self.server_cpu_seconds_connecting,
             self.server_cpu_seconds_triggering,
-        )
+        );
+        let c = &self.churn;
+        if c.churn_rate > 0.0 {
+            let r = &c.churn_recovery_latency;
+            summary.push_str(&format!(
+                "\nchurn          {} reconnects ({:.0}/s asked, {} picks skipped), {} failed{}; \
+                 {} recovered, {} not recovered, {} deliveries replayed\n\
+                 recovery       p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                c.churn_reconnects,
+                c.churn_rate,
+                c.churn_skipped,
+                c.churn_failures,
+                c.churn_first_error
+                    .as_deref()
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default(),
+                c.churn_recovered,
+                c.churn_not_recovered,
+                c.churn_replayed,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+            ));
+        }
+        summary
     }
 }

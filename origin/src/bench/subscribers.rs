@@ -1,5 +1,5 @@
 //! Opening the subscriber connections, each in its own task that keeps reading
-//! deliveries into the [`DeliveryLog`] until the run ends.
+//! deliveries into the [`DeliveryLog`] (and churning when picked) until the run ends.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::churn::Churn;
+use super::connection::{Connection, Endpoint};
 use super::deliveries::DeliveryLog;
-use super::{BenchConfig, Run, client};
+use super::{BenchConfig, Run};
 
 /// At most this many handshakes in flight at once.
 const CONNECT_CONCURRENCY: usize = 512;
@@ -44,6 +46,7 @@ pub(super) async fn connect_all(
     config: &BenchConfig,
     run: Run,
     log: Arc<DeliveryLog>,
+    churn: Arc<Churn>,
     triggers: u64,
 ) -> Subscribers {
     let started = Instant::now();
@@ -60,24 +63,30 @@ pub(super) async fn connect_all(
             .await
             .expect("the semaphore is never closed");
         let source = config.source_ips[i % config.source_ips.len()];
-        let channel = i % config.channels;
+        let channel_index = i % config.channels;
+        let channel = run.channel(channel_index);
         let (target, key) = (config.socket_addr, config.app.key.clone());
-        let (log, per_channel, done, errors) = (
+        let (log, churn, per_channel, done, errors) = (
             log.clone(),
+            churn.clone(),
             per_channel.clone(),
             finished.clone(),
             errors.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let result = client::connect(source, target, &key, &run.channel(channel)).await;
+            let endpoint = Endpoint {
+                source,
+                target,
+                app_key: &key,
+            };
+            let mine = log.for_connection(i, triggers);
+            let result = Connection::open(endpoint, vec![channel], mine, run).await;
             drop(permit);
             match result {
-                Ok(ws) => {
-                    per_channel[channel].fetch_add(1, Ordering::Relaxed);
+                Ok(connection) => {
+                    per_channel[channel_index].fetch_add(1, Ordering::Relaxed);
                     done.fetch_add(1, Ordering::Relaxed);
-                    let mut mine = log.for_connection(i, triggers);
-                    client::read_deliveries(ws, |delivery| mine.record(delivery, run.micros()))
-                        .await;
+                    connection.run(churn.slot(i), &churn).await;
                 }
                 Err(e) => {
                     errors

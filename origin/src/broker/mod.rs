@@ -22,8 +22,18 @@ pub use self::relay::RelayBroker;
 /// A boxed future returned by [`Broker`] methods (keeps the trait object-safe).
 pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
 
-/// Where a broker delivers the raw payloads of subscribed channels, in arrival order.
-pub type InboundSender = tokio::sync::mpsc::Sender<Vec<u8>>;
+/// What a broker hands to the worker's delivery task, in arrival order.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A payload published on a subscribed channel.
+    Payload(Vec<u8>),
+    /// A [`Broker::barrier`] marker: answered by the delivery task when it
+    /// reaches it, so everything queued before it has been delivered.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Where a broker delivers what arrives on subscribed channels, in arrival order.
+pub type InboundSender = tokio::sync::mpsc::Sender<Inbound>;
 
 /// One message to publish: its pub/sub channel, history stream and envelope.
 pub type Outbound = pushwire_shared::history::PublishMessage;
@@ -78,6 +88,11 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
     fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()>;
     /// Stops receiving `channel`.
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()>;
+    /// Resolves once every message published before the call on a subscribed
+    /// channel has been handled by the delivery task: it queues an
+    /// [`Inbound::Barrier`] behind them and waits for it. A history read
+    /// followed by a barrier leaves no event "in the history but still in flight".
+    fn barrier(&self) -> BrokerFuture<'_, ()>;
     /// A short description for `/health`: the backend and whether it is connected.
     fn health(&self) -> BrokerHealth;
 }

@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot};
 
 use pushwire_shared::history::{self, EPOCH_KEY, HistoryPolicy, StreamId};
 
 use super::{
-    Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, InboundSender,
+    Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Inbound, InboundSender,
     MAX_HISTORY_READ, Outbound,
 };
 use crate::backoff::Backoff;
@@ -50,6 +50,11 @@ async fn within<T>(
 enum Command {
     Subscribe(String, oneshot::Sender<Result<(), BrokerError>>),
     Unsubscribe(String, oneshot::Sender<Result<(), BrokerError>>),
+    /// Queue an [`Inbound::Barrier`] behind everything Redis sent so far.
+    Barrier(
+        oneshot::Sender<()>,
+        oneshot::Sender<Result<(), BrokerError>>,
+    ),
 }
 
 /// A [`Broker`] over Redis pub/sub.
@@ -173,6 +178,14 @@ impl Broker for RedisBroker {
         Box::pin(self.command(|tx| Command::Unsubscribe(channel.to_owned(), tx)))
     }
 
+    fn barrier(&self) -> BrokerFuture<'_, ()> {
+        Box::pin(async move {
+            let (reached, delivered) = oneshot::channel();
+            self.command(|tx| Command::Barrier(reached, tx)).await?;
+            delivered.await.map_err(|_| BrokerError::Closed)
+        })
+    }
+
     fn health(&self) -> BrokerHealth {
         BrokerHealth {
             kind: "redis",
@@ -206,7 +219,7 @@ async fn run_subscriber(
                     tokio::select! {
                         msg = stream.next() => match msg {
                             Some(msg) => {
-                                if inbound.send(msg.get_payload_bytes().to_vec()).await.is_err() {
+                                if inbound.send(Inbound::Payload(msg.get_payload_bytes().to_vec())).await.is_err() {
                                     return;
                                 }
                             }
@@ -215,7 +228,7 @@ async fn run_subscriber(
                         cmd = commands.recv() => match cmd {
                             None => return,
                             Some(cmd) => {
-                                if !apply(cmd, &mut sink, &mut channels).await {
+                                if !apply(cmd, &mut sink, &mut stream, &inbound, &mut channels).await {
                                     break;
                                 }
                             }
@@ -248,6 +261,9 @@ async fn run_subscriber(
                         channels.remove(&channel);
                         let _ = reply.send(Ok(()));
                     }
+                    Some(Command::Barrier(_, reply)) => {
+                        let _ = reply.send(Err(BrokerError::Unavailable("not connected to Redis".into())));
+                    }
                 },
             }
         }
@@ -266,9 +282,43 @@ async fn connect(
     Ok((sink, stream))
 }
 
+/// Queues `reached` as an [`Inbound::Barrier`] behind every message Redis sent
+/// before now. Redis answers a PING on the pub/sub connection in order with
+/// the messages, so once the PONG is in, what preceded it is in `stream`.
+async fn barrier(
+    sink: &mut PubSubSink,
+    stream: &mut redis::aio::PubSubStream,
+    inbound: &InboundSender,
+    reached: oneshot::Sender<()>,
+) -> Result<(), BrokerError> {
+    within(COMMAND_TIMEOUT, "PING", sink.ping::<redis::Value>()).await?;
+    while let Some(Some(msg)) = stream.next().now_or_never() {
+        inbound
+            .send(Inbound::Payload(msg.get_payload_bytes().to_vec()))
+            .await
+            .map_err(|_| BrokerError::Closed)?;
+    }
+    inbound
+        .send(Inbound::Barrier(reached))
+        .await
+        .map_err(|_| BrokerError::Closed)
+}
+
 /// Applies one command; returns false when the connection proved broken.
-async fn apply(cmd: Command, sink: &mut PubSubSink, channels: &mut HashSet<String>) -> bool {
+async fn apply(
+    cmd: Command,
+    sink: &mut PubSubSink,
+    stream: &mut redis::aio::PubSubStream,
+    inbound: &InboundSender,
+    channels: &mut HashSet<String>,
+) -> bool {
     match cmd {
+        Command::Barrier(reached, reply) => {
+            let result = barrier(sink, stream, inbound, reached).await;
+            let healthy = result.is_ok();
+            let _ = reply.send(result);
+            healthy
+        }
         Command::Subscribe(channel, reply) => {
             if channels.contains(&channel) {
                 let _ = reply.send(Ok(()));

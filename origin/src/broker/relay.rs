@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use pushwire_shared::history::StreamId;
 
-use super::{Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Outbound};
+use super::{
+    Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Inbound, InboundSender,
+    Outbound,
+};
 use crate::cluster::ControlClient;
 use crate::cluster::ipc::{IpcError, ToMaster, ToWorker};
 
@@ -14,12 +17,14 @@ use crate::cluster::ipc::{IpcError, ToMaster, ToWorker};
 #[derive(Debug)]
 pub struct RelayBroker {
     control: Arc<ControlClient>,
+    inbound: InboundSender,
 }
 
 impl RelayBroker {
-    /// A broker talking to the master through `control`.
-    pub fn new(control: Arc<ControlClient>) -> Self {
-        RelayBroker { control }
+    /// A broker talking to the master through `control`; `inbound` is where
+    /// the worker's control reader queues the master's deliveries.
+    pub fn new(control: Arc<ControlClient>, inbound: InboundSender) -> Self {
+        RelayBroker { control, inbound }
     }
 }
 
@@ -89,6 +94,23 @@ impl Broker for RelayBroker {
                 .await
                 .map_err(closed)?;
             Ok(())
+        })
+    }
+
+    fn barrier(&self) -> BrokerFuture<'_, ()> {
+        Box::pin(async move {
+            // The master answers in order with the deliveries it relayed to us,
+            // and the control reader queues each before reading the next frame.
+            self.control
+                .request(ToMaster::Barrier)
+                .await
+                .map_err(closed)?;
+            let (reached, delivered) = tokio::sync::oneshot::channel();
+            self.inbound
+                .send(Inbound::Barrier(reached))
+                .await
+                .map_err(|_| BrokerError::Closed)?;
+            delivered.await.map_err(|_| BrokerError::Closed)
         })
     }
 

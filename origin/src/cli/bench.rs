@@ -39,6 +39,11 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         (0.0..=1_000_000.0).contains(&args.rate),
         "--rate must be in [0, 1000000]"
     );
+    anyhow::ensure!(
+        (0.0..=bench::MAX_CHURN_RATE).contains(&args.churn),
+        "--churn must be in [0, {}] reconnects per second",
+        bench::MAX_CHURN_RATE
+    );
     let config = BenchConfig {
         socket_addr,
         trigger_url: args.trigger_url.unwrap_or_else(|| args.url.clone()),
@@ -51,6 +56,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         source_ips: bench::parse_source_ips(&args.source_ips)?,
         server_pids: args.server_pids,
         progress: true,
+        churn: args.churn,
     };
     let report = bench::run(config).await?;
     if args.json {

@@ -153,6 +153,10 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Reconnects per second across all connections while triggering (0: off): a
+    /// random connection closes, reconnects and subscribes again with `since`.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
 }
 
 /// `pushwire trigger` flags.

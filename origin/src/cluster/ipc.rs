@@ -30,6 +30,8 @@ pub enum ToMaster {
     /// Embedded broker: `channel`'s history from the stream id `from` (inclusive).
     /// Answered with [`ToWorker::History`].
     History(RequestId, String, String),
+    /// Acked after every delivery the master relayed to this worker before it.
+    Barrier(RequestId),
 }
 
 /// Master → worker.
@@ -153,6 +155,7 @@ impl ToMaster {
             ToMaster::History(id, channel, from) => {
                 Writer::default().tag(6).u64(*id).str(channel).str(from)
             }
+            ToMaster::Barrier(id) => Writer::default().tag(7).u64(*id),
         }
         .finish()
     }
@@ -166,6 +169,7 @@ impl ToMaster {
             4 => ToMaster::Unsubscribe(r.u64()?, r.str()?),
             5 => ToMaster::Publish(r.u64()?, r.pairs()?),
             6 => ToMaster::History(r.u64()?, r.str()?, r.str()?),
+            7 => ToMaster::Barrier(r.u64()?),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -256,6 +260,7 @@ mod tests {
             ),
             ToMaster::Publish(5, vec![]),
             ToMaster::History(6, "c".into(), "0-0".into()),
+            ToMaster::Barrier(7),
         ];
         let to_worker = [
             ToWorker::Init("{}".into()),

@@ -309,6 +309,7 @@ fn handle(master: &Master, id: WorkerId, message: ToMaster) {
             drop(history);
             master.send(id, &ToWorker::Ack(req));
         }
+        ToMaster::Barrier(req) => master.send(id, &ToWorker::Ack(req)),
         ToMaster::History(req, channel, from) => {
             let history = lock(&master.history);
             // A malformed `from` (never sent by our workers) reads everything.

@@ -12,7 +12,7 @@ use super::ControlClient;
 use super::handoff::HandoffListener;
 use super::ipc::{self, IpcError, ToMaster, ToWorker};
 use super::master::{ClusterError, DRAIN_GRACE};
-use crate::broker::{Broker, RedisBroker, RelayBroker};
+use crate::broker::{Broker, Inbound, InboundSender, RedisBroker, RelayBroker};
 use crate::config::ServeConfig;
 use crate::worker::{self, INBOUND_QUEUE};
 
@@ -68,7 +68,7 @@ async fn run(id: usize) -> Result<(), ClusterError> {
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let broker: Arc<dyn Broker> = match &config.redis_url {
         Some(url) => Arc::new(RedisBroker::start(url, config.history, inbound_tx.clone())?),
-        None => Arc::new(RelayBroker::new(control.clone())),
+        None => Arc::new(RelayBroker::new(control.clone(), inbound_tx.clone())),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -100,7 +100,7 @@ async fn run(id: usize) -> Result<(), ClusterError> {
 async fn read_control(
     mut reader: tokio::net::unix::OwnedReadHalf,
     control: Arc<ControlClient>,
-    inbound: mpsc::Sender<Vec<u8>>,
+    inbound: InboundSender,
     stop: watch::Sender<bool>,
 ) {
     loop {
@@ -109,7 +109,11 @@ async fn read_control(
                 control.complete(id, answer)
             }
             Ok(ToWorker::Deliver(payload)) => {
-                if inbound.send(payload.into_bytes()).await.is_err() {
+                if inbound
+                    .send(Inbound::Payload(payload.into_bytes()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

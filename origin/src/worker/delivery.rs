@@ -4,11 +4,12 @@ use pushwire_shared::Envelope;
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
 use pushwire_shared::envelope::redis_channel;
 use serde_json::Value;
-use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
+use socketioxide::{SendError, SocketIo};
 use tokio::sync::mpsc;
 
 use super::catch_up::{CatchUpCommand, CatchUpState};
+use crate::broker::Inbound;
 
 /// The two arguments every subscriber receives: the data and `{channel, id, ts, pos}`.
 fn event_args(envelope: &Envelope) -> (Value, DeliveryMeta<'_>) {
@@ -22,8 +23,8 @@ fn event_args(envelope: &Envelope) -> (Value, DeliveryMeta<'_>) {
 }
 
 /// Emits one envelope to one socket (history replay and catch-up flush),
-/// honouring the envelope's `exclude`.
-pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) {
+/// honouring the envelope's `exclude` (an excluded socket counts as done).
+pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) -> Result<(), SendError> {
     let excluded = envelope.exclude.as_ref().is_some_and(|excluded| {
         socket
             .extensions
@@ -31,11 +32,9 @@ pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) {
             .is_some_and(|session| &session.socket_id == excluded)
     });
     if excluded {
-        return;
+        return Ok(());
     }
-    if let Err(e) = socket.emit(envelope.event.as_str(), &event_args(envelope)) {
-        tracing::debug!(event_id = %envelope.id, error = %e, "a socket missed a replayed event");
-    }
+    socket.emit(envelope.event.as_str(), &event_args(envelope))
 }
 
 /// Delivers every inbound payload, in arrival order, until the broker side closes,
@@ -44,7 +43,7 @@ pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) {
 /// Each subscriber of the envelope's channel receives the event `event` with the
 /// arguments `(data, {channel, id, ts, pos})`; the envelope's `exclude` socket is left out.
 pub(crate) async fn run(
-    mut inbound: mpsc::Receiver<Vec<u8>>,
+    mut inbound: mpsc::Receiver<Inbound>,
     mut catch_ups: mpsc::UnboundedReceiver<CatchUpCommand>,
     io: SocketIo,
 ) {
@@ -58,8 +57,12 @@ pub(crate) async fn run(
                 state.apply(command);
                 continue;
             }
-            payload = inbound.recv() => match payload {
-                Some(payload) => payload,
+            inbound = inbound.recv() => match inbound {
+                Some(Inbound::Payload(payload)) => payload,
+                Some(Inbound::Barrier(reached)) => {
+                    let _ = reached.send(());
+                    continue;
+                }
                 None => return,
             },
         };

@@ -16,7 +16,7 @@ use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use super::WorkerContext;
-use super::delivery::emit_to_socket;
+use super::catch_up::send_paced;
 use super::session::{HandshakeError, SocketSession, handshake_channels, resolve_app};
 
 /// Installs the handlers of the `/` namespace.
@@ -174,39 +174,49 @@ async fn replay(
     since: &Position,
 ) -> Result<bool, AckError> {
     ctx.catch_ups.begin(room, s.id).await;
-    let snapshot = match ctx
-        .broker
-        .history(room, &history_key(&session.app.id, channel), since.id)
-        .await
-    {
-        Ok(snapshot) => snapshot,
+    let result = async {
+        let snapshot = ctx
+            .broker
+            .history(room, &history_key(&session.app.id, channel), since.id)
+            .await
+            .map_err(unavailable)?;
+        // Every event in `snapshot` is now either delivered (before `begin`) or
+        // kept; none can still reach the room after the socket joins it.
+        ctx.broker.barrier().await.map_err(unavailable)?;
+        let epoch = snapshot.epoch.clone();
+        let (recovered, last) = match history::recover(since, epoch.as_deref(), snapshot.entries) {
+            Recovery::Lost => (false, None),
+            Recovery::Recovered(entries) => {
+                let mut last = since.id;
+                for (id, json) in entries {
+                    last = id;
+                    let Ok(mut envelope) = Envelope::decode(json.as_bytes()) else {
+                        tracing::warn!(%room, %id, "skipping an undecodable history entry");
+                        continue;
+                    };
+                    envelope.pos = Some(Position {
+                        epoch: since.epoch.clone(),
+                        id,
+                    });
+                    send_paced(s, &envelope, ctx.replay_patience)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                (true, Some(last))
+            }
+        };
+        Ok((recovered, last))
+    }
+    .await;
+    let (recovered, last) = match result {
+        Ok(outcome) => outcome,
         Err(e) => {
             ctx.catch_ups.abort(room, s.id);
-            return Err(unavailable(e));
-        }
-    };
-    let epoch = snapshot.epoch.clone();
-    let (recovered, last) = match history::recover(since, epoch.as_deref(), snapshot.entries) {
-        Recovery::Lost => (false, None),
-        Recovery::Recovered(entries) => {
-            let mut last = since.id;
-            for (id, json) in entries {
-                last = id;
-                let Ok(mut envelope) = Envelope::decode(json.as_bytes()) else {
-                    tracing::warn!(%room, %id, "skipping an undecodable history entry");
-                    continue;
-                };
-                envelope.pos = Some(Position {
-                    epoch: since.epoch.clone(),
-                    id,
-                });
-                emit_to_socket(s, &envelope);
-            }
-            (true, Some(last))
+            return Err(e);
         }
     };
     ctx.catch_ups
-        .finish(room, s.clone(), last)
+        .complete(room, s, last, ctx.replay_patience)
         .await
         .map_err(unavailable)?;
     tracing::debug!(socket_id = %session.socket_id, %room, recovered, "caught up");

@@ -35,7 +35,7 @@ pub use self::session::{
 };
 pub use self::socket_ids::SocketIdGenerator;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Inbound};
 use crate::config::ServeConfig;
 use crate::trigger_api::{self, TriggerApi};
 
@@ -62,6 +62,9 @@ pub(crate) struct WorkerContext {
     /// For history reads (`subscribe` with `since`).
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) catch_ups: catch_up::CatchUps,
+    /// How long a replay waits on a socket whose send buffer stays full: the
+    /// heartbeat's own patience (interval + timeout).
+    pub(crate) replay_patience: Duration,
 }
 
 /// Serves Socket.IO, the trigger API and `/health` on the connections `listener`
@@ -73,7 +76,7 @@ pub async fn serve<L>(
     config: &ServeConfig,
     worker_id: usize,
     broker: Arc<dyn Broker>,
-    inbound: mpsc::Receiver<Vec<u8>>,
+    inbound: mpsc::Receiver<Inbound>,
     claims: Arc<dyn SessionClaims>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
@@ -90,6 +93,7 @@ where
         socket_ids,
         broker: broker.clone(),
         catch_ups,
+        replay_patience: Duration::from_millis(config.ping_interval_ms + config.ping_timeout_ms),
     });
 
     let demo_routes = if config.demo {

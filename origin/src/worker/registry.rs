@@ -84,6 +84,9 @@ mod tests {
         ) -> BrokerFuture<'a, crate::broker::HistorySnapshot> {
             Box::pin(async { Ok(Default::default()) })
         }
+        fn barrier(&self) -> BrokerFuture<'_, ()> {
+            Box::pin(async { Ok(()) })
+        }
         fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
             self.0.lock().unwrap().push(format!("+{channel}"));
             Box::pin(async move {
