@@ -54,7 +54,12 @@
       socketId = info && info.socket_id;
       wanted.forEach(function (_, channel) { send(channel); });
     });
-    socket.on("disconnect", function () { socketId = null; });
+    socket.on("disconnect", function (reason) {
+      socketId = null;
+      // The server disconnects a socket it cannot vouch for (its channel's
+      // history was lost, or it stopped reading): reconnect and recover.
+      if (reason === "io server disconnect") socket.connect();
+    });
 
     return {
       /** Subscribes now (if connected) and again, with `since`, after every reconnection. */

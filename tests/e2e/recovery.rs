@@ -208,3 +208,86 @@ fn a_redis_restart_is_reported_as_not_recovered() {
         "event 2 is gone and the client must know"
     );
 }
+
+/// Polls the tracked clients' summary until `done` holds for it (deadline 15 s).
+fn until_tracked(clients: &mut Clients, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let summary = clients.tracked_summary();
+        if done(&summary) {
+            return summary;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {summary}");
+        std::thread::sleep(std::time::Duration::from_millis(50)); // polling with a deadline
+    }
+}
+
+#[test]
+fn events_published_while_the_pubsub_connection_was_down_are_delivered() {
+    let scratch = Scratch::new("pubsub-blip");
+    let redis = RedisServer::start(&scratch);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "blip");
+    trigger(&mut clients, &origin, "blip", 0);
+    assert_eq!(tick(&mut clients, "c").0, 0);
+    // Redis stays up with its data; only the workers' subscriptions are cut.
+    let killed = redis
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .unwrap();
+    assert_ne!(killed, ":0", "the workers' pub/sub connections were found");
+    for n in 1..=30 {
+        trigger(&mut clients, &origin, "blip", n);
+    }
+    let got: Vec<u64> = (1..=30).map(|_| tick(&mut clients, "c").0).collect();
+    assert_eq!(got, (1..=30).collect::<Vec<_>>(), "all, in order, once");
+    trigger(&mut clients, &origin, "blip", 31);
+    let seen = clients.events_through("c", "tick");
+    assert_eq!(seen.len(), 1, "no duplicate: {seen:?}");
+    assert_eq!(seen[0].1[0]["n"], 31);
+}
+
+#[test]
+fn a_redis_restart_under_a_connected_client_is_reported_as_not_recovered() {
+    let scratch = Scratch::new("redis-restart-live");
+    let mut redis = RedisServer::start(&scratch);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let mut clients = Clients::start(&scratch, "clients");
+    let ack = clients.connect_tracked("c", &origin.url(), json!({}), "live", "tick");
+    assert_eq!(ack, json!({"ok": true}));
+    trigger(&mut clients, &origin, "live", 1);
+    until_tracked(&mut clients, "event 1", |s| {
+        s["c"]["received"] == json!([1])
+    });
+
+    redis.restart();
+    // The worker cannot vouch for what happened meanwhile: the client is made to
+    // subscribe again and told so, instead of silently missing events.
+    let summary = until_tracked(&mut clients, "a recovered:false ack", |s| {
+        s["c"]["acks"].as_array().is_some_and(|a| a.len() >= 2)
+    });
+    assert_eq!(
+        summary["c"]["acks"][1],
+        json!({"ok": true, "recovered": false}),
+        "{summary}"
+    );
+    pushwire_tests::wait::until(
+        "a publish after the restart",
+        std::time::Duration::from_secs(10),
+        || {
+            let (status, _) = clients.trigger(
+                origin.addr,
+                TEST_APP,
+                &["live"],
+                "tick",
+                json!({"n": 2}),
+                json!({}),
+            );
+            (status == 200).then_some(())
+        },
+    );
+    until_tracked(&mut clients, "event 2", |s| {
+        s["c"]["received"] == json!([1, 2])
+    });
+}

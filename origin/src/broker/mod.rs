@@ -30,6 +30,9 @@ pub enum Inbound {
     /// A [`Broker::barrier`] marker: answered by the delivery task when it
     /// reaches it, so everything queued before it has been delivered.
     Barrier(tokio::sync::oneshot::Sender<()>),
+    /// The subscription was lost and is back: messages published in between
+    /// never arrived (delivery fills the gap from the history).
+    Resubscribed,
 }
 
 /// Where a broker delivers what arrives on subscribed channels, in arrival order.

@@ -212,6 +212,9 @@ async fn run_subscriber(
                         channels = channels.len(),
                         "reconnected to Redis and re-subscribed"
                     );
+                    if inbound.send(Inbound::Resubscribed).await.is_err() {
+                        return;
+                    }
                 }
                 attempt = 0;
                 connected.store(true, Ordering::Relaxed);

@@ -1,15 +1,34 @@
 //! Delivery: envelopes arriving from the broker become Socket.IO events on local sockets.
+//!
+//! One task per worker delivers everything, in arrival order. Per channel it
+//! remembers the position of the last event it delivered, which gives it two
+//! duties besides broadcasting:
+//!
+//! - an event at or before that position is a duplicate and is dropped;
+//! - when the broker's subscriber reconnected ([`Inbound::Resubscribed`]), it
+//!   reads each channel's history from that position and delivers what was
+//!   published while the subscription was down. When the history cannot reach
+//!   back (Redis restarted empty), it disconnects the channel's sockets, whose
+//!   clients then subscribe again with `since` and are told `recovered: false`.
 
-use pushwire_shared::Envelope;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
 use pushwire_shared::envelope::redis_channel;
+use pushwire_shared::history::{self, Position, Recovery, history_key};
+use pushwire_shared::{ChannelName, Envelope};
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketIo};
 use tokio::sync::mpsc;
 
 use super::catch_up::{CatchUpCommand, CatchUpState};
-use crate::broker::Inbound;
+use crate::broker::{Broker, Inbound};
+
+/// How often positions of channels without local sockets are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The two arguments every subscriber receives: the data and `{channel, id, ts, pos}`.
 fn event_args(envelope: &Envelope) -> (Value, DeliveryMeta<'_>) {
@@ -28,13 +47,29 @@ pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) -> Result<
     let excluded = envelope.exclude.as_ref().is_some_and(|excluded| {
         socket
             .extensions
-            .get::<std::sync::Arc<super::SocketSession>>()
+            .get::<Arc<super::SocketSession>>()
             .is_some_and(|session| &session.socket_id == excluded)
     });
     if excluded {
         return Ok(());
     }
     socket.emit(envelope.event.as_str(), &event_args(envelope))
+}
+
+/// The last event delivered on one channel.
+#[derive(Debug)]
+struct Delivered {
+    app: String,
+    channel: ChannelName,
+    last: Position,
+}
+
+/// The delivery task's state.
+struct Deliverer {
+    io: SocketIo,
+    broker: Arc<dyn Broker>,
+    catch_ups: CatchUpState,
+    delivered: HashMap<String, Delivered>,
 }
 
 /// Delivers every inbound payload, in arrival order, until the broker side closes,
@@ -46,37 +81,62 @@ pub(crate) async fn run(
     mut inbound: mpsc::Receiver<Inbound>,
     mut catch_ups: mpsc::UnboundedReceiver<CatchUpCommand>,
     io: SocketIo,
+    broker: Arc<dyn Broker>,
 ) {
-    let mut state = CatchUpState::default();
+    let mut deliverer = Deliverer {
+        io,
+        broker,
+        catch_ups: CatchUpState::default(),
+        delivered: HashMap::new(),
+    };
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
-        let payload = tokio::select! {
+        tokio::select! {
             // Commands first: a `begin` must take effect before the events that
             // are already queued, which the history read may not contain.
             biased;
-            Some(command) = catch_ups.recv() => {
-                state.apply(command);
-                continue;
-            }
+            Some(command) = catch_ups.recv() => deliverer.catch_ups.apply(command),
+            _ = prune.tick() => deliverer.prune(),
             inbound = inbound.recv() => match inbound {
-                Some(Inbound::Payload(payload)) => payload,
+                Some(Inbound::Payload(payload)) => match Envelope::decode(&payload) {
+                    Ok(envelope) => deliverer.deliver(envelope).await,
+                    Err(e) => tracing::warn!(error = %e, "dropping an undecodable envelope"),
+                },
                 Some(Inbound::Barrier(reached)) => {
                     let _ = reached.send(());
-                    continue;
                 }
+                Some(Inbound::Resubscribed) => deliverer.fill_gaps().await,
                 None => return,
             },
-        };
-        let envelope = match Envelope::decode(&payload) {
-            Ok(envelope) => envelope,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping an undecodable envelope");
-                continue;
-            }
-        };
-        tracing::trace!(event_id = %envelope.id, channel = %envelope.channel, "delivering");
+        }
+    }
+}
+
+impl Deliverer {
+    async fn deliver(&mut self, envelope: Envelope) {
         let room = redis_channel(&envelope.app, &envelope.channel);
-        state.keep(&room, &envelope);
-        let mut target = io.to(room);
+        if let Some(pos) = &envelope.pos {
+            match self.delivered.get_mut(&room) {
+                Some(d) if d.last.epoch == pos.epoch && pos.id <= d.last.id => {
+                    tracing::trace!(event_id = %envelope.id, "dropping a duplicate");
+                    return;
+                }
+                Some(d) => d.last = pos.clone(),
+                None => {
+                    self.delivered.insert(
+                        room.clone(),
+                        Delivered {
+                            app: envelope.app.clone(),
+                            channel: envelope.channel.clone(),
+                            last: pos.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        tracing::trace!(event_id = %envelope.id, channel = %envelope.channel, "delivering");
+        self.catch_ups.keep(&room, &envelope);
+        let mut target = self.io.to(room);
         if let Some(excluded) = &envelope.exclude {
             // Every socket is in a room named by its socket id (see handlers).
             target = target.except(excluded.to_string());
@@ -87,5 +147,63 @@ pub(crate) async fn run(
         {
             tracing::debug!(event_id = %envelope.id, error = %e, "some sockets missed a delivery");
         }
+    }
+
+    /// After a broker reconnection: delivers, per channel, what was published
+    /// after its last delivered event, or disconnects its sockets when that
+    /// cannot be known.
+    async fn fill_gaps(&mut self) {
+        let rooms: Vec<(String, String, ChannelName, Position)> = self
+            .delivered
+            .iter()
+            .map(|(room, d)| {
+                (
+                    room.clone(),
+                    d.app.clone(),
+                    d.channel.clone(),
+                    d.last.clone(),
+                )
+            })
+            .collect();
+        for (room, app, channel, last) in rooms {
+            let key = history_key(&app, &channel);
+            let snapshot = match self.broker.history(&room, &key, last.id).await {
+                Ok(snapshot) => snapshot,
+                Err(e) => {
+                    // The subscriber will reconnect again and say so.
+                    tracing::warn!(%room, error = %e, "cannot read history after reconnecting");
+                    return;
+                }
+            };
+            match history::recover(&last, snapshot.epoch.as_deref(), snapshot.entries) {
+                Recovery::Recovered(missed) => {
+                    if !missed.is_empty() {
+                        tracing::info!(%room, missed = missed.len(), "delivering events published while disconnected");
+                    }
+                    for (id, json) in missed {
+                        let Ok(mut envelope) = Envelope::decode(json.as_bytes()) else {
+                            continue;
+                        };
+                        envelope.pos = Some(Position {
+                            epoch: last.epoch.clone(),
+                            id,
+                        });
+                        self.deliver(envelope).await;
+                    }
+                }
+                Recovery::Lost => {
+                    tracing::warn!(%room, "history lost while disconnected: disconnecting the channel's sockets so they recover");
+                    self.delivered.remove(&room);
+                    let _ = self.io.to(room).disconnect().await;
+                }
+            }
+        }
+    }
+
+    /// Forgets channels no local socket is on any more.
+    fn prune(&mut self) {
+        let io = &self.io;
+        self.delivered
+            .retain(|room, _| !io.to(room.clone()).sockets().is_empty());
     }
 }

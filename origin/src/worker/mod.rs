@@ -118,8 +118,13 @@ where
         .ping_interval(Duration::from_millis(config.ping_interval_ms))
         .ping_timeout(Duration::from_millis(config.ping_timeout_ms))
         .build_with_inner_svc(routes);
+    tokio::spawn(delivery::run(
+        inbound,
+        catch_up_commands,
+        io.clone(),
+        ctx.broker.clone(),
+    ));
     handlers::register(&io, ctx);
-    tokio::spawn(delivery::run(inbound, catch_up_commands, io.clone()));
     let app = Router::new()
         .fallback_service(socketio)
         .layer(axum::middleware::from_fn_with_state(
