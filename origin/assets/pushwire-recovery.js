@@ -8,6 +8,7 @@
  *   const socket = io("https://push.example.com", { auth: { app_key: "app-key" } });
  *   const channels = pushwireRecovery.track(socket);
  *   channels.subscribe("ticker-BTC", {
+ *     // After every (re)subscription, and when the server reports lost history.
  *     onSubscribed: (ack) => { if (ack.recovered === false) refetchState(); },
  *   });
  *   socket.on("price", (data, meta) => render(data));
@@ -53,6 +54,12 @@
     socket.on("pushwire:connection_established", function (info) {
       socketId = info && info.socket_id;
       wanted.forEach(function (_, channel) { send(channel); });
+    });
+    // The server lost a channel's history while its own link to Redis was down:
+    // events may have been missed; the subscription itself is intact.
+    socket.on("pushwire:history_lost", function (notice) {
+      var options = notice && wanted.get(notice.channel);
+      if (options && options.onSubscribed) options.onSubscribed({ ok: true, recovered: false });
     });
     socket.on("disconnect", function (reason) {
       socketId = null;

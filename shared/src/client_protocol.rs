@@ -8,6 +8,10 @@ use crate::history::Position;
 
 /// Emitted by the server right after a connection is accepted: `{"socket_id": "123.456"}`.
 pub const CONNECTION_ESTABLISHED: &str = "pushwire:connection_established";
+/// Server → client: `{"channel"}`: the server lost the channel's history while
+/// its own subscription was interrupted (Redis restarted empty), so the socket
+/// may have missed events. It stays subscribed; live events continue.
+pub const HISTORY_LOST: &str = "pushwire:history_lost";
 /// Client → server: subscribe to a channel.
 pub const SUBSCRIBE: &str = "subscribe";
 /// Client → server: leave a channel.

@@ -50,6 +50,7 @@ fn triggers_at_the_edge_reach_subscribers_and_fail_closed() {
         json!({}),
     );
     assert_eq!((status, body.as_str()), (200, "{}"));
+    let mut positions = Vec::new();
     for id in ["polling", "ws"] {
         let args = clients.event(id, "flash");
         assert_eq!(
@@ -57,7 +58,10 @@ fn triggers_at_the_edge_reach_subscribers_and_fail_closed() {
             (json!({"n": 1}), json!("edge-news")),
             "{id}"
         );
+        // Appended to the channel's history by the edge's one publish script call.
+        positions.push(args[1]["pos"].as_str().expect("a position").to_owned());
     }
+    assert_eq!(positions[0], positions[1]);
     // Several channels in one trigger: one id, one bridge request.
     let (status, _) = clients.trigger(
         edge.addr,

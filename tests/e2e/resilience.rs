@@ -46,9 +46,17 @@ fn redis_restart_gives_503_then_delivery_resumes_by_itself() {
     );
     assert_eq!((status, body.as_str()), (200, "{}"));
     // Delivery resumed, and nothing refused while Redis was down was delivered.
+    // Redis came back empty, so the socket was told its history was lost.
     let seen = clients.events_through("c", "after");
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].1[0], json!(2));
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        seen[0],
+        (
+            "pushwire:history_lost".to_owned(),
+            vec![json!({"channel": "live"})]
+        )
+    );
+    assert_eq!(seen[1].1[0], json!(2));
 }
 
 #[test]

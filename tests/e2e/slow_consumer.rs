@@ -1,5 +1,6 @@
-//! A client that stops reading is disconnected; the others keep receiving
-//! everything, in order.
+//! A client that stops reading is cut off when its send buffer is full and
+//! disconnected; the others keep receiving everything, in order; and the slow
+//! one never receives an event after one it missed (so it can recover).
 
 use std::time::Duration;
 
@@ -14,9 +15,8 @@ fn a_stalled_consumer_is_dropped_and_others_get_everything() {
     let scratch = Scratch::new("slow-consumer");
     let mut options = OriginOptions::embedded();
     options.workers = 1;
-    options.args = ["--ping-interval-ms", "500", "--ping-timeout-ms", "500"]
-        .map(String::from)
-        .to_vec();
+    // The default heartbeat (25 s + 20 s): what ends the stalled client below is
+    // its full buffer, not a missed ping.
     let origin = Origin::start(&scratch, "origin", options);
     let mut clients = Clients::start(&scratch, "clients");
     clients.connect(
@@ -31,9 +31,10 @@ fn a_stalled_consumer_is_dropped_and_others_get_everything() {
     );
     let stalled = StalledClient::subscribe(origin.addr, "flood");
 
-    // 300 events of 4 KiB: far more than the stalled socket's buffers hold.
-    let payload = "x".repeat(4096);
-    for batch in 0..30 {
+    // 2,500 events of 8 KB: far more than the stalled socket's buffers (its
+    // send buffer and the kernel's, on both ends) hold.
+    let payload = "x".repeat(8000);
+    for batch in 0..250 {
         let events: Vec<_> = (0..10)
             .map(|i| json!({"channel": "flood", "name": format!("e{}", batch * 10 + i), "data": payload}))
             .collect();
@@ -46,17 +47,27 @@ fn a_stalled_consumer_is_dropped_and_others_get_everything() {
     }
     for id in ["reader", "poller"] {
         let seen: Vec<String> = clients
-            .events_through(id, "e299")
+            .events_through(id, "e2499")
             .into_iter()
             .map(|(name, _)| name)
             .collect();
-        let expected: Vec<String> = (0..300).map(|i| format!("e{i}")).collect();
+        let expected: Vec<String> = (0..2500).map(|i| format!("e{i}")).collect();
         assert_eq!(seen, expected, "{id} got every event, in order");
     }
+    // It reads again: it gets what was queued for it, a gap-free prefix, then
+    // the disconnect (its client would now recover from its last position).
+    let (got, disconnected) = stalled.resume(Duration::from_secs(10));
     assert!(
-        stalled.closed_by_server_within(Duration::from_secs(10)),
-        "the stalled consumer was not disconnected"
+        disconnected,
+        "the stalled consumer was not disconnected; got {} events",
+        got.len()
     );
+    assert!(
+        got.len() < 2500,
+        "its buffer was full: it cannot have everything"
+    );
+    let prefix: Vec<String> = (0..got.len()).map(|i| format!("e{i}")).collect();
+    assert_eq!(got, prefix, "events in order, none after a gap");
     // The server is unharmed: a new subscriber still gets events.
     clients.connect(
         "late",

@@ -98,6 +98,66 @@ impl StalledClient {
         String::from_utf8_lossy(&payload).into_owned()
     }
 
+    /// Starts reading again: collects the names of the events that were queued
+    /// for it, answering pings, until the server disconnects it (a Socket.IO
+    /// disconnect packet or the connection closing) or `timeout` passes.
+    /// Returns the event names and whether it was disconnected.
+    pub fn resume(mut self, timeout: Duration) -> (Vec<String>, bool) {
+        let deadline = Instant::now() + timeout;
+        let mut events = Vec::new();
+        while Instant::now() < deadline {
+            let _ = self.stream.set_read_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ));
+            let frame = match self.try_read_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return (events, true),
+                Err(_) => break, // nothing more within the timeout
+            };
+            if frame == "2" {
+                self.send_text("3");
+            } else if frame.starts_with("41") {
+                return (events, true);
+            } else if let Some(rest) = frame.strip_prefix("42[\"") {
+                events.push(rest.split('"').next().unwrap_or_default().to_owned());
+            }
+        }
+        (events, false)
+    }
+
+    /// One frame, `Ok(None)` when the server closed the connection, `Err` when
+    /// nothing arrived within the read timeout.
+    fn try_read_frame(&mut self) -> std::io::Result<Option<String>> {
+        let mut header = [0u8; 2];
+        match self.stream.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if header[0] & 0x0f == 0x8 {
+            return Ok(None); // a WebSocket close frame
+        }
+        let len = match header[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                self.stream.read_exact(&mut b)?;
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.stream.read_exact(&mut b)?;
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload)?;
+        Ok(Some(String::from_utf8_lossy(&payload).into_owned()))
+    }
+
     /// Reads whatever the server had queued; true if the server closed the
     /// connection within `timeout`.
     pub fn closed_by_server_within(mut self, timeout: Duration) -> bool {

@@ -28,7 +28,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
-use super::delivery::emit_to_socket;
+use super::delivery::{emit_to_socket, evict};
 
 /// The most live events kept for one socket between two drains; past this the
 /// catch-up fails (the client may subscribe again).
@@ -234,9 +234,7 @@ impl CatchUpState {
                 match &result {
                     Ok(()) => socket.join(room),
                     // Its client will recover from its last position on reconnect.
-                    Err(_) => {
-                        let _ = socket.clone().disconnect();
-                    }
+                    Err(_) => evict(socket.clone()),
                 }
                 let _ = done.send(result);
             }

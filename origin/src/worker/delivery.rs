@@ -5,27 +5,37 @@
 //! duties besides broadcasting:
 //!
 //! - an event at or before that position is a duplicate and is dropped;
+//! - a socket whose bounded send buffer is full is a slow consumer: it is
+//!   taken out of every room at once (so it can never receive a later event
+//!   after a missed one) and disconnected as soon as its buffer has room for
+//!   the disconnect packet, or by its heartbeat; its client then recovers from
+//!   the last event it received;
 //! - when the broker's subscriber reconnected ([`Inbound::Resubscribed`]), it
 //!   reads each channel's history from that position and delivers what was
 //!   published while the subscription was down. When the history cannot reach
-//!   back (Redis restarted empty), it disconnects the channel's sockets, whose
-//!   clients then subscribe again with `since` and are told `recovered: false`.
+//!   back (Redis restarted empty), it tells the channel's sockets so
+//!   (`pushwire:history_lost`) instead of letting them miss events silently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pushwire_shared::client_protocol::HISTORY_LOST;
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
 use pushwire_shared::envelope::redis_channel;
 use pushwire_shared::history::{self, Position, Recovery, history_key};
 use pushwire_shared::{ChannelName, Envelope};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
-use socketioxide::{SendError, SocketIo};
+use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 
 use super::catch_up::{CatchUpCommand, CatchUpState};
 use crate::broker::{Broker, Inbound};
+
+/// How often an evicted socket retries its disconnect packet.
+const EVICT_RETRY: Duration = Duration::from_millis(50);
 
 /// How often positions of channels without local sockets are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -54,6 +64,30 @@ pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) -> Result<
         return Ok(());
     }
     socket.emit(envelope.event.as_str(), &event_args(envelope))
+}
+
+fn to_raw(value: &impl serde::Serialize) -> serde_json::Result<Box<RawValue>> {
+    RawValue::from_string(serde_json::to_string(value)?)
+}
+
+/// The slow-consumer policy: `socket` missed an event because its send buffer
+/// is full. It leaves every room now, so it receives nothing after the gap, and
+/// is disconnected once the disconnect packet fits (its heartbeat closes it
+/// anyway if it never reads again).
+pub(crate) fn evict(socket: SocketRef) {
+    if socket.rooms().is_empty() {
+        return; // already evicted
+    }
+    tracing::info!(sid = %socket.id, "slow consumer: send buffer full; disconnecting");
+    socket.leave_all();
+    tokio::spawn(async move {
+        while socket.connected() {
+            match socket.clone().disconnect() {
+                Err(SocketError::InternalChannelFull) => tokio::time::sleep(EVICT_RETRY).await,
+                _ => break,
+            }
+        }
+    });
 }
 
 /// The last event delivered on one channel.
@@ -136,16 +170,28 @@ impl Deliverer {
         }
         tracing::trace!(event_id = %envelope.id, channel = %envelope.channel, "delivering");
         self.catch_ups.keep(&room, &envelope);
+        // Serialised once; each socket's packet only copies these bytes.
+        let (data, meta) = event_args(&envelope);
+        let (Ok(data), Ok(meta)) = (to_raw(&data), to_raw(&meta)) else {
+            tracing::error!(event_id = %envelope.id, "cannot serialise an event");
+            return;
+        };
+        let args = (&*data, &*meta);
         let mut target = self.io.to(room);
         if let Some(excluded) = &envelope.exclude {
             // Every socket is in a room named by its socket id (see handlers).
             target = target.except(excluded.to_string());
         }
-        if let Err(e) = target
-            .emit(envelope.event.as_str(), &event_args(&envelope))
-            .await
-        {
-            tracing::debug!(event_id = %envelope.id, error = %e, "some sockets missed a delivery");
+        // One socket at a time, unlike socketioxide's broadcast, to know which
+        // socket could not take the event.
+        for socket in target.sockets() {
+            match socket.emit(envelope.event.as_str(), &args) {
+                Ok(()) => {}
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => evict(socket),
+                Err(e) => {
+                    tracing::debug!(event_id = %envelope.id, error = %e, "a socket missed a delivery")
+                }
+            }
         }
     }
 
@@ -192,9 +238,10 @@ impl Deliverer {
                     }
                 }
                 Recovery::Lost => {
-                    tracing::warn!(%room, "history lost while disconnected: disconnecting the channel's sockets so they recover");
+                    tracing::warn!(%room, "history lost while disconnected: telling the channel's sockets");
                     self.delivered.remove(&room);
-                    let _ = self.io.to(room).disconnect().await;
+                    let notice = serde_json::json!({ "channel": channel.as_str() });
+                    let _ = self.io.to(room).emit(HISTORY_LOST, &notice).await;
                 }
             }
         }
