@@ -14,6 +14,12 @@ pub struct Limits {
     pub max_channels_per_event: usize,
     /// Most events in one `batch_events` request.
     pub max_batch_events: usize,
+    /// Most distinct members of one presence channel.
+    pub max_presence_members: usize,
+    /// Largest `user_info` of a presence member, in bytes of its JSON text.
+    pub max_presence_user_info_bytes: usize,
+    /// Client events (`client-*`) one socket may send per second.
+    pub max_client_events_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -22,6 +28,9 @@ impl Default for Limits {
             max_data_bytes: 10 * 1024,
             max_channels_per_event: 100,
             max_batch_events: 10,
+            max_presence_members: 100,
+            max_presence_user_info_bytes: 1024,
+            max_client_events_per_sec: 10,
         }
     }
 }

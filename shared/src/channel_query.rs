@@ -1,22 +1,50 @@
-//! Signed reads of the trigger API: `GET /apps/{app_id}/channels/{name}/history`.
+//! Signed reads of the trigger API, Pusher's channel queries plus history:
+//!
+//! - `GET /apps/{app_id}/channels` (`filter_by_prefix`, `info=user_count`)
+//! - `GET /apps/{app_id}/channels/{channel}` (`info=subscription_count,user_count`)
+//! - `GET /apps/{app_id}/channels/{channel}/users` (presence channels)
+//! - `GET /apps/{app_id}/channels/{channel}/history` (`since`)
 //!
 //! They are checked like triggers, in the same order: the app (404), the Pusher
-//! signature over the `GET` request (401/400), then the channel name (400).
+//! signature over the `GET` request (401/400), then the parameters (400).
+
+use serde_json::{Map, Value, json};
 
 use crate::app::{App, AppList};
-use crate::channel::ChannelName;
+use crate::channel::{ChannelKind, ChannelName};
+use crate::history::Position;
 use crate::signing::{self, QueryParams, RequestParts};
+use crate::trigger::ChannelAttribute;
 use crate::trigger_request::TriggerRequestError;
 use crate::urlencoding;
 
-/// What a channel query path asks for.
+/// What a channel query path asks for (the channel as written in the path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelQueryRoute<'a> {
-    /// `GET /apps/{app_id}/channels/{channel}/history`
+    /// `/apps/{app_id}/channels`
+    Channels {
+        /// The app id from the path.
+        app_id: &'a str,
+    },
+    /// `/apps/{app_id}/channels/{channel}`
+    Channel {
+        /// The app id from the path.
+        app_id: &'a str,
+        /// The channel, maybe percent-encoded.
+        channel: &'a str,
+    },
+    /// `/apps/{app_id}/channels/{channel}/users`
+    Users {
+        /// The app id from the path.
+        app_id: &'a str,
+        /// The channel, maybe percent-encoded.
+        channel: &'a str,
+    },
+    /// `/apps/{app_id}/channels/{channel}/history`
     History {
         /// The app id from the path.
         app_id: &'a str,
-        /// The channel, as written in the path (maybe percent-encoded).
+        /// The channel, maybe percent-encoded.
         channel: &'a str,
     },
 }
@@ -30,24 +58,71 @@ impl<'a> ChannelQueryRoute<'a> {
     ///     ChannelQueryRoute::parse("/apps/7/channels/news/history"),
     ///     Some(ChannelQueryRoute::History { app_id: "7", channel: "news" })
     /// );
+    /// assert_eq!(ChannelQueryRoute::parse("/apps/7/channels"), Some(ChannelQueryRoute::Channels { app_id: "7" }));
     /// assert_eq!(ChannelQueryRoute::parse("/apps/7/events"), None);
     /// ```
     pub fn parse(path: &'a str) -> Option<Self> {
         let rest = path.strip_prefix("/apps/")?;
         let (app_id, rest) = rest.split_once('/')?;
-        let channel = rest.strip_prefix("channels/")?.strip_suffix("/history")?;
-        if app_id.is_empty() || channel.is_empty() || channel.contains('/') {
+        if app_id.is_empty() {
             return None;
         }
-        Some(ChannelQueryRoute::History { app_id, channel })
+        if rest == "channels" {
+            return Some(ChannelQueryRoute::Channels { app_id });
+        }
+        let rest = rest.strip_prefix("channels/")?;
+        let (channel, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if channel.is_empty() {
+            return None;
+        }
+        match tail {
+            "" => Some(ChannelQueryRoute::Channel { app_id, channel }),
+            "users" => Some(ChannelQueryRoute::Users { app_id, channel }),
+            "history" => Some(ChannelQueryRoute::History { app_id, channel }),
+            _ => None,
+        }
     }
 
     /// The app id named in the path.
     pub fn app_id(&self) -> &'a str {
         match self {
-            ChannelQueryRoute::History { app_id, .. } => app_id,
+            ChannelQueryRoute::Channels { app_id }
+            | ChannelQueryRoute::Channel { app_id, .. }
+            | ChannelQueryRoute::Users { app_id, .. }
+            | ChannelQueryRoute::History { app_id, .. } => app_id,
         }
     }
+}
+
+/// A validated channel query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelQuery {
+    /// The occupied channels whose name starts with `prefix`.
+    Channels {
+        /// `filter_by_prefix` (empty: all).
+        prefix: String,
+        /// `info=user_count` (only with a `presence-` prefix).
+        user_count: bool,
+    },
+    /// One channel's state.
+    Channel {
+        /// The channel.
+        channel: ChannelName,
+        /// The attributes asked for with `info`.
+        info: Vec<ChannelAttribute>,
+    },
+    /// A presence channel's user ids.
+    Users {
+        /// The channel.
+        channel: ChannelName,
+    },
+    /// A channel's retained history, optionally after `since`.
+    History {
+        /// The channel.
+        channel: ChannelName,
+        /// `since`.
+        since: Option<Position>,
+    },
 }
 
 /// A channel query that passed every check.
@@ -55,14 +130,42 @@ impl<'a> ChannelQueryRoute<'a> {
 pub struct AcceptedQuery<'a> {
     /// The app it is for.
     pub app: &'a App,
-    /// The channel, decoded and validated.
-    pub channel: ChannelName,
-    /// The decoded query parameters (the signing ones included).
-    pub params: QueryParams,
+    /// What it asks.
+    pub query: ChannelQuery,
+}
+
+fn bad(message: impl Into<String>) -> TriggerRequestError {
+    TriggerRequestError::BadQuery(message.into())
+}
+
+fn channel_from_path(raw: &str) -> Result<ChannelName, TriggerRequestError> {
+    let decoded = urlencoding::decode(raw)
+        .ok_or_else(|| bad(format!("channel {raw:?} is not valid percent-encoding")))?;
+    ChannelName::new(&decoded).map_err(|e| bad(e.to_string()))
+}
+
+fn info(params: &QueryParams) -> Result<Vec<ChannelAttribute>, TriggerRequestError> {
+    let mut attributes = Vec::new();
+    for name in params.get("info").unwrap_or("").split(',').map(str::trim) {
+        let attribute = match name {
+            "" => continue,
+            "subscription_count" => ChannelAttribute::SubscriptionCount,
+            "user_count" => ChannelAttribute::UserCount,
+            other => {
+                return Err(bad(format!(
+                    "unknown info attribute {other:?}; use subscription_count or user_count"
+                )));
+            }
+        };
+        if !attributes.contains(&attribute) {
+            attributes.push(attribute);
+        }
+    }
+    Ok(attributes)
 }
 
 /// Runs every check on a channel query, in the trigger's order: the app (404),
-/// the signature (401/400), then the channel name (400).
+/// the signature (401/400), then the parameters (400).
 pub fn accept<'a>(
     route: ChannelQueryRoute<'_>,
     parts: &RequestParts<'_>,
@@ -73,17 +176,117 @@ pub fn accept<'a>(
         .by_id(route.app_id())
         .ok_or_else(|| TriggerRequestError::UnknownApp(route.app_id().to_owned()))?;
     let params = signing::verify(parts, app, now)?;
-    let ChannelQueryRoute::History { channel, .. } = route;
-    let decoded = urlencoding::decode(channel).ok_or_else(|| {
-        TriggerRequestError::BadQuery(format!("channel {channel:?} is not valid percent-encoding"))
-    })?;
-    let channel =
-        ChannelName::new(&decoded).map_err(|e| TriggerRequestError::BadQuery(e.to_string()))?;
-    Ok(AcceptedQuery {
-        app,
-        channel,
-        params,
-    })
+    let query = match route {
+        ChannelQueryRoute::Channels { .. } => {
+            let prefix = params.get("filter_by_prefix").unwrap_or("").to_owned();
+            let info = info(&params)?;
+            if info.contains(&ChannelAttribute::SubscriptionCount) {
+                return Err(bad("info=subscription_count is only available for one channel"));
+            }
+            let user_count = info.contains(&ChannelAttribute::UserCount);
+            if user_count && !prefix.starts_with("presence-") {
+                return Err(bad("info=user_count needs filter_by_prefix=presence-"));
+            }
+            ChannelQuery::Channels { prefix, user_count }
+        }
+        ChannelQueryRoute::Channel { channel, .. } => {
+            let channel = channel_from_path(channel)?;
+            let info = info(&params)?;
+            if info.contains(&ChannelAttribute::UserCount)
+                && channel.kind() != ChannelKind::Presence
+            {
+                return Err(bad(format!(
+                    "info=user_count is only available for presence channels, not {:?}",
+                    channel.as_str()
+                )));
+            }
+            ChannelQuery::Channel { channel, info }
+        }
+        ChannelQueryRoute::Users { channel, .. } => {
+            let channel = channel_from_path(channel)?;
+            if channel.kind() != ChannelKind::Presence {
+                return Err(bad(format!(
+                    "users are only available for presence channels, not {:?}",
+                    channel.as_str()
+                )));
+            }
+            ChannelQuery::Users { channel }
+        }
+        ChannelQueryRoute::History { channel, .. } => ChannelQuery::History {
+            channel: channel_from_path(channel)?,
+            since: params
+                .get("since")
+                .map(|text| text.parse::<Position>().map_err(|e| bad(e.to_string())))
+                .transpose()?,
+        },
+    };
+    Ok(AcceptedQuery { app, query })
+}
+
+/// A channel's cluster-wide state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Sockets subscribed, on every worker and origin.
+    pub subscription_count: u64,
+    /// Distinct presence members.
+    pub user_count: u64,
+}
+
+impl ChannelStats {
+    /// The attributes asked for, as a JSON object (`{}` when none).
+    ///
+    /// ```
+    /// use pushwire_shared::channel_query::ChannelStats;
+    /// use pushwire_shared::trigger::ChannelAttribute;
+    /// let stats = ChannelStats { subscription_count: 3, user_count: 2 };
+    /// assert_eq!(stats.attributes(&[ChannelAttribute::UserCount]).to_string(), r#"{"user_count":2}"#);
+    /// ```
+    pub fn attributes(&self, info: &[ChannelAttribute]) -> Value {
+        let mut obj = Map::new();
+        for attribute in info {
+            let value = match attribute {
+                ChannelAttribute::SubscriptionCount => self.subscription_count,
+                ChannelAttribute::UserCount => self.user_count,
+            };
+            obj.insert(attribute.as_str().to_owned(), value.into());
+        }
+        Value::Object(obj)
+    }
+}
+
+/// `GET /channels`: `{"channels": {"<name>": {} | {"user_count": n}}}`.
+pub fn channels_body(channels: &[(ChannelName, ChannelStats)], user_count: bool) -> Value {
+    let info: &[ChannelAttribute] = if user_count {
+        &[ChannelAttribute::UserCount]
+    } else {
+        &[]
+    };
+    let map: Map<String, Value> = channels
+        .iter()
+        .map(|(name, stats)| (name.to_string(), stats.attributes(info)))
+        .collect();
+    json!({ "channels": map })
+}
+
+/// `GET /channels/{name}`: `{"occupied", …the attributes asked for}`.
+///
+/// ```
+/// use pushwire_shared::channel_query::{channel_body, ChannelStats};
+/// use pushwire_shared::trigger::ChannelAttribute;
+/// let stats = ChannelStats { subscription_count: 0, user_count: 0 };
+/// assert_eq!(channel_body(&stats, &[ChannelAttribute::SubscriptionCount]).to_string(),
+///            r#"{"occupied":false,"subscription_count":0}"#);
+/// ```
+pub fn channel_body(stats: &ChannelStats, info: &[ChannelAttribute]) -> Value {
+    let mut body = stats.attributes(info);
+    body["occupied"] = Value::Bool(stats.subscription_count > 0);
+    body
+}
+
+/// `GET /channels/{name}/users`: `{"users": [{"id"}, …]}`.
+pub fn users_body(ids: &[String]) -> Value {
+    let users: Vec<Value> = ids.iter().map(|id| json!({ "id": id })).collect();
+    json!({ "users": users })
 }
 
 #[cfg(test)]
@@ -97,37 +300,88 @@ mod tests {
             "/apps/1/channels//history",
             "/apps//channels/a/history",
             "/apps/1/channels/a/b/history",
-            "/apps/1/channels/a",
+            "/apps/1/channels/",
             "/apps/1/channels/a/history/x",
         ] {
             assert_eq!(ChannelQueryRoute::parse(path), None, "{path}");
         }
+        assert_eq!(
+            ChannelQueryRoute::parse("/apps/1/channels/presence-a/users"),
+            Some(ChannelQueryRoute::Users {
+                app_id: "1",
+                channel: "presence-a"
+            })
+        );
     }
 
     #[test]
     fn checks_run_in_order() {
         let apps = AppList::parse("1:key:secret").unwrap();
         let app = apps.single().unwrap();
-        let status = |path: &str, query: &str| {
+        let answer = |path: &str, extra: &[(&str, &str)], signed: bool| {
+            let query = if signed {
+                signing::sign("GET", path, extra, b"", app, 100)
+            } else {
+                String::new()
+            };
             let parts = RequestParts {
                 method: "GET",
                 path,
-                query,
+                query: &query,
                 body: b"",
             };
             match accept(ChannelQueryRoute::parse(path).unwrap(), &parts, &apps, 100) {
-                Ok(q) => (200, q.channel.to_string()),
-                Err(e) => (e.status(), e.to_string()),
+                Ok(q) => Ok(q.query),
+                Err(e) => Err(e.status()),
             }
         };
-        let signed = |path: &str| signing::sign("GET", path, &[], b"", app, 100);
-        let ok = "/apps/1/channels/a%40b/history";
-        assert_eq!(status(ok, &signed(ok)), (200, "a@b".into()));
-        assert_eq!(status("/apps/2/channels/a/history", "").0, 404);
-        assert_eq!(status(ok, "").0, 401);
-        let bad = "/apps/1/channels/a%20b/history";
-        assert_eq!(status(bad, &signed(bad)).0, 400);
-        // Signed for another path: refused.
-        assert_eq!(status(ok, &signed("/apps/1/channels/x/history")).0, 401);
+        assert_eq!(
+            answer("/apps/1/channels/a%40b/history", &[], true),
+            Ok(ChannelQuery::History {
+                channel: ChannelName::new("a@b").unwrap(),
+                since: None
+            })
+        );
+        assert_eq!(answer("/apps/2/channels/a/history", &[], true), Err(404));
+        assert_eq!(answer("/apps/1/channels/a/history", &[], false), Err(401));
+        assert_eq!(answer("/apps/1/channels/a%20b/history", &[], true), Err(400));
+        assert_eq!(answer("/apps/1/channels/a/history", &[("since", "x")], true), Err(400));
+        assert_eq!(answer("/apps/1/channels/a/users", &[], true), Err(400));
+        assert_eq!(answer("/apps/1/channels/a", &[("info", "user_count")], true), Err(400));
+        assert_eq!(answer("/apps/1/channels/a", &[("info", "colour")], true), Err(400));
+        assert_eq!(answer("/apps/1/channels", &[("info", "user_count")], true), Err(400));
+        assert_eq!(
+            answer(
+                "/apps/1/channels",
+                &[("info", "user_count"), ("filter_by_prefix", "presence-")],
+                true
+            ),
+            Ok(ChannelQuery::Channels {
+                prefix: "presence-".into(),
+                user_count: true
+            })
+        );
+        assert_eq!(
+            answer("/apps/1/channels/presence-r", &[("info", "user_count,subscription_count")], true),
+            Ok(ChannelQuery::Channel {
+                channel: ChannelName::new("presence-r").unwrap(),
+                info: vec![ChannelAttribute::UserCount, ChannelAttribute::SubscriptionCount]
+            })
+        );
+    }
+
+    #[test]
+    fn bodies_have_pushers_shapes() {
+        let stats = ChannelStats {
+            subscription_count: 2,
+            user_count: 1,
+        };
+        let list = [(ChannelName::new("presence-a").unwrap(), stats)];
+        assert_eq!(
+            channels_body(&list, true),
+            json!({"channels": {"presence-a": {"user_count": 1}}})
+        );
+        assert_eq!(channels_body(&list, false), json!({"channels": {"presence-a": {}}}));
+        assert_eq!(users_body(&["u".into()]), json!({"users": [{"id": "u"}]}));
     }
 }

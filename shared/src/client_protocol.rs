@@ -190,6 +190,46 @@ impl SubscribeRequest {
     }
 }
 
+/// The prefix of client events: `client-*` events a subscriber sends to the
+/// other subscribers of a private or presence channel.
+pub const CLIENT_EVENT_PREFIX: &str = "client-";
+
+/// A client event's payload: `{"channel", "data"}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientEvent {
+    /// The channel to send it on.
+    pub channel: ChannelName,
+    /// What the others receive as the event's first argument.
+    pub data: Value,
+}
+
+impl ClientEvent {
+    /// Reads a client event's first argument; `data` is optional (`null`).
+    ///
+    /// ```
+    /// use pushwire_shared::client_protocol::ClientEvent;
+    /// use serde_json::json;
+    /// let e = ClientEvent::parse(Some(&json!({"channel": "private-a", "data": {"x": 1}}))).unwrap();
+    /// assert_eq!(e.data, json!({"x": 1}));
+    /// assert!(ClientEvent::parse(Some(&json!({"data": 1}))).is_err());
+    /// ```
+    pub fn parse(payload: Option<&Value>) -> Result<Self, AckError> {
+        let obj = match payload {
+            Some(Value::Object(obj)) => obj,
+            _ => {
+                return Err(AckError::new(
+                    AckCode::Malformed,
+                    "a client event expects an object {\"channel\": \"<name>\", \"data\": …}",
+                ));
+            }
+        };
+        Ok(ClientEvent {
+            channel: channel_of(obj)?,
+            data: obj.get("data").cloned().unwrap_or(Value::Null),
+        })
+    }
+}
+
 /// Reads the first argument of an `unsubscribe` event: `{"channel"}`.
 pub fn parse_unsubscribe(payload: Option<&Value>) -> Result<ChannelName, AckError> {
     channel_of(&object(payload, UNSUBSCRIBE)?)

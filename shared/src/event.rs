@@ -18,6 +18,10 @@ pub const SOCKET_IO_RESERVED: [&str; 6] = [
     "removeListener",
 ];
 
+/// pushwire's own events that travel in envelopes like triggered ones (a
+/// trigger may not use them; [`EventName::server`] makes them).
+pub const SERVER_EVENTS: [&str; 2] = ["pushwire:member_added", "pushwire:member_removed"];
+
 /// A triggerable event name, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EventName(String);
@@ -60,6 +64,19 @@ impl EventName {
         Ok(EventName(name.to_owned()))
     }
 
+    /// One of pushwire's own [`SERVER_EVENTS`]; `None` for any other name.
+    ///
+    /// ```
+    /// use pushwire_shared::EventName;
+    /// assert!(EventName::server("pushwire:member_added").is_some());
+    /// assert!(EventName::server("pushwire:other").is_none());
+    /// ```
+    pub fn server(name: &str) -> Option<Self> {
+        SERVER_EVENTS
+            .contains(&name)
+            .then(|| EventName(name.to_owned()))
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -81,7 +98,11 @@ impl serde::Serialize for EventName {
 impl<'de> serde::Deserialize<'de> for EventName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        EventName::new(&s).map_err(serde::de::Error::custom)
+        // Envelopes carry pushwire's own events too.
+        match EventName::server(&s) {
+            Some(name) => Ok(name),
+            None => EventName::new(&s).map_err(serde::de::Error::custom),
+        }
     }
 }
 

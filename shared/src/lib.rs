@@ -9,6 +9,7 @@
 //! - [`channel_query`]: signed reads of the trigger API (channel history);
 //! - [`upstash`]: the Upstash REST dialect the edge speaks to the bridge;
 //! - [`signing`]: Pusher HTTP request signing (verify and sign);
+//! - [`presence`]: presence members, their events and the ack summary;
 //! - [`channel_auth`]: private/presence subscription signatures;
 //! - [`socket_id`]: Pusher-style socket ids;
 //! - [`envelope`]: the versioned event envelope carried through Redis and its channel naming;
@@ -31,6 +32,7 @@ pub mod envelope;
 pub mod event;
 pub mod history;
 pub mod http;
+pub mod presence;
 pub mod signing;
 pub mod socket_id;
 pub mod trigger;
