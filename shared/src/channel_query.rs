@@ -181,7 +181,9 @@ pub fn accept<'a>(
             let prefix = params.get("filter_by_prefix").unwrap_or("").to_owned();
             let info = info(&params)?;
             if info.contains(&ChannelAttribute::SubscriptionCount) {
-                return Err(bad("info=subscription_count is only available for one channel"));
+                return Err(bad(
+                    "info=subscription_count is only available for one channel",
+                ));
             }
             let user_count = info.contains(&ChannelAttribute::UserCount);
             if user_count && !prefix.starts_with("presence-") {
@@ -344,12 +346,27 @@ mod tests {
         );
         assert_eq!(answer("/apps/2/channels/a/history", &[], true), Err(404));
         assert_eq!(answer("/apps/1/channels/a/history", &[], false), Err(401));
-        assert_eq!(answer("/apps/1/channels/a%20b/history", &[], true), Err(400));
-        assert_eq!(answer("/apps/1/channels/a/history", &[("since", "x")], true), Err(400));
+        assert_eq!(
+            answer("/apps/1/channels/a%20b/history", &[], true),
+            Err(400)
+        );
+        assert_eq!(
+            answer("/apps/1/channels/a/history", &[("since", "x")], true),
+            Err(400)
+        );
         assert_eq!(answer("/apps/1/channels/a/users", &[], true), Err(400));
-        assert_eq!(answer("/apps/1/channels/a", &[("info", "user_count")], true), Err(400));
-        assert_eq!(answer("/apps/1/channels/a", &[("info", "colour")], true), Err(400));
-        assert_eq!(answer("/apps/1/channels", &[("info", "user_count")], true), Err(400));
+        assert_eq!(
+            answer("/apps/1/channels/a", &[("info", "user_count")], true),
+            Err(400)
+        );
+        assert_eq!(
+            answer("/apps/1/channels/a", &[("info", "colour")], true),
+            Err(400)
+        );
+        assert_eq!(
+            answer("/apps/1/channels", &[("info", "user_count")], true),
+            Err(400)
+        );
         assert_eq!(
             answer(
                 "/apps/1/channels",
@@ -362,10 +379,17 @@ mod tests {
             })
         );
         assert_eq!(
-            answer("/apps/1/channels/presence-r", &[("info", "user_count,subscription_count")], true),
+            answer(
+                "/apps/1/channels/presence-r",
+                &[("info", "user_count,subscription_count")],
+                true
+            ),
             Ok(ChannelQuery::Channel {
                 channel: ChannelName::new("presence-r").unwrap(),
-                info: vec![ChannelAttribute::UserCount, ChannelAttribute::SubscriptionCount]
+                info: vec![
+                    ChannelAttribute::UserCount,
+                    ChannelAttribute::SubscriptionCount
+                ]
             })
         );
     }
@@ -381,7 +405,10 @@ mod tests {
             channels_body(&list, true),
             json!({"channels": {"presence-a": {"user_count": 1}}})
         );
-        assert_eq!(channels_body(&list, false), json!({"channels": {"presence-a": {}}}));
+        assert_eq!(
+            channels_body(&list, false),
+            json!({"channels": {"presence-a": {}}})
+        );
         assert_eq!(users_body(&["u".into()]), json!({"users": [{"id": "u"}]}));
     }
 }

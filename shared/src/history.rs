@@ -214,24 +214,62 @@ pub fn with_position(envelope: &str, pos: &Position) -> String {
     format!("{body},\"pos\":\"{pos}\"}}")
 }
 
+macro_rules! publish_functions {
+    () => {
+        r#"-- pushwire publish v1
+local function epoch_of(key, candidate)
+  local epoch = redis.call('GET', key)
+  if not epoch then
+    epoch = candidate
+    redis.call('SET', key, epoch)
+  end
+  return epoch
+end
+local function publish(stream, channel, envelope, maxlen, minid, ttl, epoch)
+  local id = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', 'e', envelope)
+  redis.call('XTRIM', stream, 'MINID', minid)
+  redis.call('PEXPIRE', stream, ttl)
+  redis.call('PUBLISH', channel, string.sub(envelope, 1, -2) .. ',"pos":"' .. epoch .. ':' .. id .. '"}')
+end
+"#
+    };
+}
+
+/// The Lua functions every publishing script starts with: `epoch_of(key,
+/// candidate)` and `publish(stream, channel, envelope, maxlen, minid, ttl,
+/// epoch)` (append to the history, trim, refresh its expiry, publish with `pos`).
+/// Other scripts (presence) prepend them to publish exactly as triggers do.
+pub const PUBLISH_FUNCTIONS: &str = publish_functions!();
+
 /// The Lua script appending each message to its history stream and publishing
 /// it with its position, atomically. Arguments: see [`publish_command`].
-pub const PUBLISH_SCRIPT: &str = r#"-- pushwire publish v1
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('SET', KEYS[1], epoch)
-end
+pub const PUBLISH_SCRIPT: &str = concat!(
+    publish_functions!(),
+    r#"local epoch = epoch_of(KEYS[1], ARGV[4])
 for i = 1, #KEYS - 1 do
-  local stream = KEYS[i + 1]
-  local envelope = ARGV[4 + 2 * i]
-  local id = redis.call('XADD', stream, 'MAXLEN', ARGV[1], '*', 'e', envelope)
-  redis.call('XTRIM', stream, 'MINID', ARGV[2])
-  redis.call('PEXPIRE', stream, ARGV[3])
-  redis.call('PUBLISH', ARGV[3 + 2 * i], string.sub(envelope, 1, -2) .. ',"pos":"' .. epoch .. ':' .. id .. '"}')
+  publish(KEYS[i + 1], ARGV[3 + 2 * i], ARGV[4 + 2 * i], ARGV[1], ARGV[2], ARGV[3], epoch)
 end
 return #KEYS - 1
-"#;
+"#
+);
+
+/// The four retention arguments every publishing script takes, in order: max
+/// events, min id (`now_ms` minus the max age), idle key ttl in ms, and the
+/// epoch to set if Redis has none.
+///
+/// ```
+/// use pushwire_shared::history::{retention_args, HistoryPolicy};
+/// assert_eq!(retention_args(&HistoryPolicy::default(), 400_000, "e"), ["100", "100000", "86400000", "e"]);
+/// ```
+pub fn retention_args(policy: &HistoryPolicy, now_ms: u64, epoch_candidate: &str) -> [String; 4] {
+    let min_id = now_ms.saturating_sub(u64::from(policy.max_age_secs) * 1000);
+    [
+        policy.max_events.max(1).to_string(),
+        min_id.to_string(),
+        (IDLE_KEY_TTL_SECS * 1000).to_string(),
+        epoch_candidate.to_owned(),
+    ]
+}
 
 /// The Redis command publishing `messages` atomically:
 /// `EVAL <script> <1 + n> <epoch key> <history keys…> <max events> <min id>
@@ -254,17 +292,13 @@ pub fn publish_command(
     epoch_candidate: &str,
     messages: &[PublishMessage],
 ) -> Vec<String> {
-    let min_id = now_ms.saturating_sub(u64::from(policy.max_age_secs) * 1000);
     let mut cmd = Vec::with_capacity(8 + 3 * messages.len());
     cmd.push("EVAL".to_owned());
     cmd.push(PUBLISH_SCRIPT.to_owned());
     cmd.push((1 + messages.len()).to_string());
     cmd.push(EPOCH_KEY.to_owned());
     cmd.extend(messages.iter().map(|m| m.history_key.clone()));
-    cmd.push(policy.max_events.max(1).to_string());
-    cmd.push(min_id.to_string());
-    cmd.push((IDLE_KEY_TTL_SECS * 1000).to_string());
-    cmd.push(epoch_candidate.to_owned());
+    cmd.extend(retention_args(policy, now_ms, epoch_candidate));
     for m in messages {
         cmd.push(m.channel.clone());
         cmd.push(m.envelope.clone());

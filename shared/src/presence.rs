@@ -41,7 +41,9 @@ impl Member {
         let malformed = |why: &str| {
             AckError::new(
                 AckCode::Malformed,
-                format!("channel_data must be JSON like {{\"user_id\": \"…\", \"user_info\": {{…}}}}: {why}"),
+                format!(
+                    "channel_data must be JSON like {{\"user_id\": \"…\", \"user_info\": {{…}}}}: {why}"
+                ),
             )
         };
         let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(channel_data) else {
@@ -58,7 +60,11 @@ impl Member {
                 format!("user_id is over {MAX_USER_ID_LEN} bytes"),
             ));
         }
-        let user_info = obj.get("user_info").cloned().unwrap_or(Value::Null).to_string();
+        let user_info = obj
+            .get("user_info")
+            .cloned()
+            .unwrap_or(Value::Null)
+            .to_string();
         if user_info.len() > limits.max_presence_user_info_bytes {
             return Err(AckError::new(
                 AckCode::OverLimit,
@@ -97,7 +103,12 @@ pub fn summary(mut members: Vec<(String, String)>) -> Value {
     let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
     let hash: Map<String, Value> = members
         .iter()
-        .map(|(id, info)| (id.clone(), serde_json::from_str(info).unwrap_or(Value::Null)))
+        .map(|(id, info)| {
+            (
+                id.clone(),
+                serde_json::from_str(info).unwrap_or(Value::Null),
+            )
+        })
         .collect();
     json!({ "count": members.len(), "ids": ids, "hash": hash })
 }
@@ -113,12 +124,18 @@ mod tests {
         assert_eq!(code("nope"), AckCode::Malformed);
         assert_eq!(code(r#"{"user_id": ""}"#), AckCode::Malformed);
         assert_eq!(code(r#"{"user_id": true}"#), AckCode::Malformed);
-        assert_eq!(code(&format!(r#"{{"user_id": "{}"}}"#, "u".repeat(129))), AckCode::OverLimit);
+        assert_eq!(
+            code(&format!(r#"{{"user_id": "{}"}}"#, "u".repeat(129))),
+            AckCode::OverLimit
+        );
         let big = format!(r#"{{"user_id": "u", "user_info": "{}"}}"#, "x".repeat(1100));
         assert_eq!(code(&big), AckCode::OverLimit);
         let plain = Member::parse(r#"{"user_id": "u"}"#, &limits).unwrap();
         assert_eq!(plain.user_info, "null");
-        assert_eq!(plain.added_data(), json!({"user_id": "u", "user_info": null}));
+        assert_eq!(
+            plain.added_data(),
+            json!({"user_id": "u", "user_info": null})
+        );
         assert_eq!(plain.removed_data(), json!({"user_id": "u"}));
     }
 }

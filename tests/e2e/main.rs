@@ -10,6 +10,7 @@ mod delivery;
 mod demo;
 mod edge;
 mod nothing_lost;
+mod presence;
 mod recovery;
 mod resilience;
 mod slow_consumer;

@@ -99,6 +99,24 @@ async function trigger(cmd) {
   }
 }
 
+// Private/presence channel authorization, as an app backend does it.
+function authorize(cmd) {
+  const { req, socketId, channel, presence } = cmd;
+  const auth = pusherFor(cmd).authorizeChannel(socketId, channel, presence);
+  report({ type: "authorized", req, auth });
+}
+
+// A signed GET (channel queries) with the SDK's `get`.
+async function get(cmd) {
+  const { req, path, params } = cmd;
+  try {
+    const res = await pusherFor(cmd).get({ path, params: params || {} });
+    report({ type: "get_result", req, status: res.status, body: await res.text() });
+  } catch (e) {
+    report({ type: "get_result", req, status: e.status || 0, body: e.body || String(e) });
+  }
+}
+
 async function batch(cmd) {
   const { req, events } = cmd;
   try {
@@ -120,6 +138,8 @@ const commands = {
   close: ({ id }) => { const s = sockets.get(id); if (s) s.close(); sockets.delete(id); },
   trigger,
   batch,
+  authorize,
+  get,
 };
 
 readline.createInterface({ input: process.stdin }).on("line", (line) => {

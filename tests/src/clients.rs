@@ -330,6 +330,45 @@ impl Clients {
         self.trigger_result(&req)
     }
 
+    /// The npm pusher SDK's `authorizeChannel(socket_id, channel, presence)`:
+    /// `{auth}`, plus `channel_data` for presence channels.
+    pub fn authorize(
+        &mut self,
+        app: Credentials<'_>,
+        socket_id: &str,
+        channel: &str,
+        presence: Option<Value>,
+    ) -> Value {
+        let req = self.req_id();
+        self.send(json!({
+            "op": "authorize", "req": req, "host": "127.0.0.1", "port": 1,
+            "appId": app.id, "key": app.key, "secret": app.secret,
+            "socketId": socket_id, "channel": channel, "presence": presence,
+        }));
+        self.wait_for("authorization", |r| r["req"] == req.as_str())["auth"].clone()
+    }
+
+    /// The npm pusher SDK's `get({path, params})` against `addr`: status and JSON body.
+    pub fn get(
+        &mut self,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        path: &str,
+        params: Value,
+    ) -> (u16, Value) {
+        let req = self.req_id();
+        self.send(json!({
+            "op": "get", "req": req, "host": addr.ip().to_string(), "port": addr.port(),
+            "appId": app.id, "key": app.key, "secret": app.secret, "path": path, "params": params,
+        }));
+        let report = self.wait_for("get result", |r| r["req"] == req.as_str());
+        let body = report["body"].as_str().unwrap_or_default();
+        (
+            report["status"].as_u64().unwrap_or(0) as u16,
+            serde_json::from_str(body).unwrap_or_else(|_| json!(body)),
+        )
+    }
+
     fn trigger_result(&mut self, req: &str) -> (u16, String) {
         let report = self.wait_for("trigger result", |r| r["req"] == req);
         let status = report["status"].as_u64().unwrap_or(0) as u16;

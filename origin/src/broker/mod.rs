@@ -8,13 +8,19 @@
 //! - [`RelayBroker`]: the embedded broker, relayed by the cluster master between its
 //!   workers, for a single machine with no Redis configured.
 
+pub mod directory;
 mod redis;
+mod redis_directory;
 mod relay;
 
 use std::future::Future;
 use std::pin::Pin;
 
+use pushwire_shared::ChannelName;
+use pushwire_shared::channel_query::ChannelStats;
 use pushwire_shared::history::StreamId;
+
+use self::directory::{JoinOutcome, PresenceChange};
 
 pub use self::redis::RedisBroker;
 pub use self::relay::RelayBroker;
@@ -96,6 +102,33 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
     /// [`Inbound::Barrier`] behind them and waits for it. A history read
     /// followed by a barrier leaves no event "in the history but still in flight".
     fn barrier(&self) -> BrokerFuture<'_, ()>;
+    /// Reports this node's number of local sockets on `(app, channel)` (0: none left).
+    /// Fire and forget: the broker also re-reports every count periodically.
+    fn report_count(&self, app: &str, channel: &ChannelName, count: usize);
+    /// Adds a socket of `change.member` to a presence channel, atomically with
+    /// publishing its `member_added` event if the user was not a member yet.
+    fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome>;
+    /// Removes one socket of `change.member`, publishing its `member_removed`
+    /// event if it was the user's last.
+    fn presence_leave<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, ()>;
+    /// Cluster-wide state of each of `channels` of `app`, in order.
+    fn channel_stats<'a>(
+        &'a self,
+        app: &'a str,
+        channels: &'a [ChannelName],
+    ) -> BrokerFuture<'a, Vec<ChannelStats>>;
+    /// The occupied channels of `app` whose name starts with `prefix`, sorted.
+    fn occupied_channels<'a>(
+        &'a self,
+        app: &'a str,
+        prefix: &'a str,
+    ) -> BrokerFuture<'a, Vec<(ChannelName, ChannelStats)>>;
+    /// A presence channel's members: `(user_id, user_info JSON)`.
+    fn presence_members<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a ChannelName,
+    ) -> BrokerFuture<'a, Vec<(String, String)>>;
     /// A short description for `/health`: the backend and whether it is connected.
     fn health(&self) -> BrokerHealth;
 }

@@ -21,7 +21,12 @@ use futures_util::{FutureExt, StreamExt};
 use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot};
 
+use pushwire_shared::ChannelName;
+use pushwire_shared::channel_query::ChannelStats;
 use pushwire_shared::history::{self, EPOCH_KEY, HistoryPolicy, StreamId};
+
+use super::directory::{JoinOutcome, PresenceChange};
+use super::redis_directory::RedisDirectory;
 
 use super::{
     Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Inbound, InboundSender,
@@ -60,17 +65,19 @@ enum Command {
 /// A [`Broker`] over Redis pub/sub.
 #[derive(Debug)]
 pub struct RedisBroker {
-    publisher: CommandConnection,
+    publisher: Arc<CommandConnection>,
+    directory: RedisDirectory,
     policy: HistoryPolicy,
     commands: mpsc::Sender<Command>,
     connected: Arc<AtomicBool>,
 }
 
 impl RedisBroker {
-    /// Builds the broker and starts its subscriber task; does not wait for Redis,
-    /// which may come up later.
+    /// Builds the broker and starts its subscriber and directory tasks, reporting
+    /// as `node`; does not wait for Redis, which may come up later.
     pub fn start(
         url: &str,
+        node: String,
         policy: HistoryPolicy,
         inbound: InboundSender,
     ) -> Result<Self, BrokerError> {
@@ -84,8 +91,10 @@ impl RedisBroker {
             inbound,
             connected.clone(),
         ));
+        let publisher = Arc::new(CommandConnection::new(client));
         Ok(RedisBroker {
-            publisher: CommandConnection::new(client),
+            directory: RedisDirectory::start(publisher.clone(), node, policy),
+            publisher,
             policy,
             commands,
             connected,
@@ -184,6 +193,42 @@ impl Broker for RedisBroker {
             self.command(|tx| Command::Barrier(reached, tx)).await?;
             delivered.await.map_err(|_| BrokerError::Closed)
         })
+    }
+
+    fn report_count(&self, app: &str, channel: &ChannelName, count: usize) {
+        self.directory.report_count(app, channel, count);
+    }
+
+    fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome> {
+        Box::pin(self.directory.join(change))
+    }
+
+    fn presence_leave<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, ()> {
+        Box::pin(self.directory.leave(change))
+    }
+
+    fn channel_stats<'a>(
+        &'a self,
+        app: &'a str,
+        channels: &'a [ChannelName],
+    ) -> BrokerFuture<'a, Vec<ChannelStats>> {
+        Box::pin(self.directory.stats(app, channels))
+    }
+
+    fn occupied_channels<'a>(
+        &'a self,
+        app: &'a str,
+        prefix: &'a str,
+    ) -> BrokerFuture<'a, Vec<(ChannelName, ChannelStats)>> {
+        Box::pin(self.directory.occupied(app, prefix))
+    }
+
+    fn presence_members<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a ChannelName,
+    ) -> BrokerFuture<'a, Vec<(String, String)>> {
+        Box::pin(self.directory.members(app, channel))
     }
 
     fn health(&self) -> BrokerHealth {

@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
+use pushwire_shared::ChannelName;
+use pushwire_shared::channel_query::ChannelStats;
 use pushwire_shared::history::StreamId;
+
+use super::directory::{DirectoryReply, DirectoryRequest, JoinOutcome, PresenceChange};
 
 use super::{
     Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Inbound, InboundSender,
@@ -30,6 +34,30 @@ impl RelayBroker {
 
 fn closed(_: IpcError) -> BrokerError {
     BrokerError::Closed
+}
+
+fn to_json(request: &DirectoryRequest) -> String {
+    serde_json::to_string(request).expect("a request always serialises")
+}
+
+fn unexpected(reply: &DirectoryReply) -> BrokerError {
+    BrokerError::Unavailable(format!("the master answered {reply:?}"))
+}
+
+impl RelayBroker {
+    async fn directory(&self, request: DirectoryRequest) -> Result<DirectoryReply, BrokerError> {
+        let answer = self
+            .control
+            .request(|id| ToMaster::Directory(id, to_json(&request)))
+            .await
+            .map_err(closed)?;
+        let ToWorker::Directory(_, json) = answer else {
+            return Err(BrokerError::Unavailable(
+                "the master answered a directory request with something else".into(),
+            ));
+        };
+        serde_json::from_str(&json).map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
 }
 
 impl Broker for RelayBroker {
@@ -111,6 +139,116 @@ impl Broker for RelayBroker {
                 .await
                 .map_err(|_| BrokerError::Closed)?;
             delivered.await.map_err(|_| BrokerError::Closed)
+        })
+    }
+
+    fn report_count(&self, app: &str, channel: &ChannelName, count: usize) {
+        let request = DirectoryRequest::Count {
+            app: app.to_owned(),
+            channel: channel.to_string(),
+            count,
+        };
+        // No answer awaited (id 0 matches no request): counts are advisory.
+        let _ = self
+            .control
+            .send(&ToMaster::Directory(0, to_json(&request)));
+    }
+
+    fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome> {
+        Box::pin(async move {
+            let request = DirectoryRequest::Join {
+                app: change.app.clone(),
+                channel: change.channel.to_string(),
+                user_id: change.member.user_id.clone(),
+                user_info: change.member.user_info.clone(),
+                max_members: change.max_members,
+                event_channel: change.event.channel.clone(),
+                envelope: change.event.envelope.clone(),
+            };
+            match self.directory(request).await? {
+                DirectoryReply::Joined(Some(members)) => Ok(JoinOutcome::Joined(members)),
+                DirectoryReply::Joined(None) => Ok(JoinOutcome::Full),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn presence_leave<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, ()> {
+        Box::pin(async move {
+            let request = DirectoryRequest::Leave {
+                app: change.app.clone(),
+                channel: change.channel.to_string(),
+                user_id: change.member.user_id.clone(),
+                event_channel: change.event.channel.clone(),
+                envelope: change.event.envelope.clone(),
+            };
+            self.directory(request).await.map(|_| ())
+        })
+    }
+
+    fn channel_stats<'a>(
+        &'a self,
+        app: &'a str,
+        channels: &'a [ChannelName],
+    ) -> BrokerFuture<'a, Vec<ChannelStats>> {
+        Box::pin(async move {
+            let request = DirectoryRequest::Stats {
+                app: app.to_owned(),
+                channels: channels.iter().map(ToString::to_string).collect(),
+            };
+            match self.directory(request).await? {
+                DirectoryReply::Stats(stats) => Ok(stats
+                    .into_iter()
+                    .map(|(subscription_count, user_count)| ChannelStats {
+                        subscription_count,
+                        user_count,
+                    })
+                    .collect()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn occupied_channels<'a>(
+        &'a self,
+        app: &'a str,
+        prefix: &'a str,
+    ) -> BrokerFuture<'a, Vec<(ChannelName, ChannelStats)>> {
+        Box::pin(async move {
+            let request = DirectoryRequest::Occupied {
+                app: app.to_owned(),
+                prefix: prefix.to_owned(),
+            };
+            match self.directory(request).await? {
+                DirectoryReply::Occupied(list) => Ok(list
+                    .into_iter()
+                    .filter_map(|(channel, subscription_count, user_count)| {
+                        let stats = ChannelStats {
+                            subscription_count,
+                            user_count,
+                        };
+                        Some((ChannelName::new(&channel).ok()?, stats))
+                    })
+                    .collect()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn presence_members<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a ChannelName,
+    ) -> BrokerFuture<'a, Vec<(String, String)>> {
+        Box::pin(async move {
+            let request = DirectoryRequest::Members {
+                app: app.to_owned(),
+                channel: channel.to_string(),
+            };
+            match self.directory(request).await? {
+                DirectoryReply::Members(members) => Ok(members),
+                other => Err(unexpected(&other)),
+            }
         })
     }
 

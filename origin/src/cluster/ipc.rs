@@ -32,6 +32,9 @@ pub enum ToMaster {
     History(RequestId, String, String),
     /// Acked after every delivery the master relayed to this worker before it.
     Barrier(RequestId),
+    /// Embedded broker: a directory request (JSON `DirectoryRequest`), answered
+    /// with [`ToWorker::Directory`].
+    Directory(RequestId, String),
 }
 
 /// Master → worker.
@@ -48,6 +51,8 @@ pub enum ToWorker {
     /// The answer to [`ToMaster::History`]: the epoch and `(stream id, envelope)`
     /// entries, oldest first.
     History(RequestId, String, Vec<(String, String)>),
+    /// The answer to [`ToMaster::Directory`] (JSON `DirectoryReply`).
+    Directory(RequestId, String),
 }
 
 /// Why a frame could not be read.
@@ -156,6 +161,7 @@ impl ToMaster {
                 Writer::default().tag(6).u64(*id).str(channel).str(from)
             }
             ToMaster::Barrier(id) => Writer::default().tag(7).u64(*id),
+            ToMaster::Directory(id, json) => Writer::default().tag(8).u64(*id).str(json),
         }
         .finish()
     }
@@ -170,6 +176,7 @@ impl ToMaster {
             5 => ToMaster::Publish(r.u64()?, r.pairs()?),
             6 => ToMaster::History(r.u64()?, r.str()?, r.str()?),
             7 => ToMaster::Barrier(r.u64()?),
+            8 => ToMaster::Directory(r.u64()?, r.str()?),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -187,6 +194,7 @@ impl ToWorker {
             ToWorker::History(id, epoch, entries) => {
                 Writer::default().tag(5).u64(*id).str(epoch).pairs(entries)
             }
+            ToWorker::Directory(id, json) => Writer::default().tag(6).u64(*id).str(json),
         }
         .finish()
     }
@@ -199,6 +207,7 @@ impl ToWorker {
             3 => ToWorker::Deliver(r.str()?),
             4 => ToWorker::Shutdown,
             5 => ToWorker::History(r.u64()?, r.str()?, r.pairs()?),
+            6 => ToWorker::Directory(r.u64()?, r.str()?),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -261,6 +270,7 @@ mod tests {
             ToMaster::Publish(5, vec![]),
             ToMaster::History(6, "c".into(), "0-0".into()),
             ToMaster::Barrier(7),
+            ToMaster::Directory(8, "{}".into()),
         ];
         let to_worker = [
             ToWorker::Init("{}".into()),
@@ -268,6 +278,7 @@ mod tests {
             ToWorker::Deliver("x".repeat(70_000)),
             ToWorker::Shutdown,
             ToWorker::History(7, "e1".into(), vec![("1-0".into(), "{}".into())]),
+            ToWorker::Directory(8, "{}".into()),
         ];
         let mut bytes = Vec::new();
         for m in &to_master {

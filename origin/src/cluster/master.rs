@@ -14,14 +14,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
+use super::embedded_broker::EmbeddedBroker;
 use super::handoff::send_connection;
-use super::history_store::HistoryStore;
-use super::hub::RelayHub;
 use super::ipc::{self, IpcError, ToMaster, ToWorker};
 use super::sticky::{RouteHint, StickyRouter, WorkerId, route_hint};
 use crate::backoff::Backoff;
+use crate::broker::directory::DirectoryReply;
 use crate::config::ServeConfig;
-use pushwire_shared::history::with_position;
 
 /// How long a client may take to send its request line before it is dropped.
 const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,8 +73,7 @@ struct Link {
 struct Master {
     settings: String,
     router: Mutex<StickyRouter>,
-    hub: Mutex<RelayHub>,
-    history: Mutex<HistoryStore>,
+    broker: EmbeddedBroker,
     links: Mutex<HashMap<WorkerId, Link>>,
     ready: Notify,
     stopping: AtomicBool,
@@ -101,10 +99,17 @@ impl Master {
         }
     }
 
+    fn send_frame(&self, worker: WorkerId, frame: &[u8]) {
+        if let Some(link) = lock(&self.links).get(&worker) {
+            let _ = link.control.send(frame.to_vec());
+        }
+    }
+
     fn forget(&self, worker: WorkerId) {
         lock(&self.router).remove_worker(worker);
-        lock(&self.hub).remove_worker(worker);
         lock(&self.links).remove(&worker);
+        self.broker
+            .remove_worker(worker, &|w, frame| self.send_frame(w, frame));
     }
 }
 
@@ -129,11 +134,7 @@ pub async fn run_master(
     let master = Arc::new(Master {
         settings: serde_json::to_string(&public).expect("the config always serialises"),
         router: Mutex::new(StickyRouter::new()),
-        hub: Mutex::new(RelayHub::default()),
-        history: Mutex::new(HistoryStore::new(
-            config.history,
-            format!("{:x}", rand::random::<u64>()),
-        )),
+        broker: EmbeddedBroker::new(config.history),
         links: Mutex::new(HashMap::new()),
         ready: Notify::new(),
         stopping: AtomicBool::new(false),
@@ -280,47 +281,35 @@ fn handle(master: &Master, id: WorkerId, message: ToMaster) {
             master.send(id, &ToWorker::Ack(req));
         }
         ToMaster::Subscribe(req, channel) => {
-            lock(&master.hub).subscribe(channel, id);
+            master.broker.subscribe(channel, id);
             master.send(id, &ToWorker::Ack(req));
         }
         ToMaster::Unsubscribe(req, channel) => {
-            lock(&master.hub).unsubscribe(&channel, id);
+            master.broker.unsubscribe(&channel, id);
             master.send(id, &ToWorker::Ack(req));
         }
         ToMaster::Publish(req, messages) => {
-            let now = crate::clock::now_ms();
-            // Held while relaying: positions reach every worker in increasing order.
-            let mut history = lock(&master.history);
-            for (channel, envelope) in messages {
-                let payload =
-                    with_position(&envelope, &history.append(&channel, envelope.clone(), now));
-                let subscribers = lock(&master.hub).subscribers(&channel);
-                if subscribers.is_empty() {
-                    continue;
-                }
-                let frame = ToWorker::Deliver(payload).encode();
-                let links = lock(&master.links);
-                for worker in subscribers {
-                    if let Some(link) = links.get(&worker) {
-                        let _ = link.control.send(frame.clone());
-                    }
-                }
-            }
-            drop(history);
+            master
+                .broker
+                .publish(messages, &|w, frame| master.send_frame(w, frame));
             master.send(id, &ToWorker::Ack(req));
         }
         ToMaster::Barrier(req) => master.send(id, &ToWorker::Ack(req)),
         ToMaster::History(req, channel, from) => {
-            let history = lock(&master.history);
-            // A malformed `from` (never sent by our workers) reads everything.
-            let entries = history
-                .read(&channel, from.parse().unwrap_or_default())
-                .into_iter()
-                .map(|(id, envelope)| (id.to_string(), envelope))
-                .collect();
-            let answer = ToWorker::History(req, history.epoch().to_owned(), entries);
-            drop(history);
-            master.send(id, &answer);
+            master.send(id, &master.broker.history(req, &channel, &from));
+        }
+        ToMaster::Directory(req, request) => {
+            let reply = match serde_json::from_str(&request) {
+                Ok(request) => master
+                    .broker
+                    .directory(id, request, &|w, frame| master.send_frame(w, frame)),
+                Err(e) => {
+                    tracing::warn!(worker = id, error = %e, "malformed directory request");
+                    DirectoryReply::Done
+                }
+            };
+            let reply = serde_json::to_string(&reply).expect("a reply always serialises");
+            master.send(id, &ToWorker::Directory(req, reply));
         }
     }
 }

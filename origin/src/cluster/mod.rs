@@ -15,11 +15,13 @@
 //! master never leaves workers behind.
 
 mod control;
+mod embedded_broker;
 mod handoff;
 mod history_store;
 mod hub;
 pub mod ipc;
 mod master;
+mod memory_directory;
 mod sticky;
 mod worker_process;
 

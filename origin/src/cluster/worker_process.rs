@@ -66,8 +66,15 @@ async fn run(id: usize) -> Result<(), ClusterError> {
     };
     let control = Arc::new(ControlClient::spawn(writer));
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let socket_ids = worker::SocketIdGenerator::random();
+    let node = socket_ids.node();
     let broker: Arc<dyn Broker> = match &config.redis_url {
-        Some(url) => Arc::new(RedisBroker::start(url, config.history, inbound_tx.clone())?),
+        Some(url) => Arc::new(RedisBroker::start(
+            url,
+            node.to_string(),
+            config.history,
+            inbound_tx.clone(),
+        )?),
         None => Arc::new(RelayBroker::new(control.clone(), inbound_tx.clone())),
     };
 
@@ -82,7 +89,10 @@ async fn run(id: usize) -> Result<(), ClusterError> {
     let shutdown = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
-    let serving = worker::serve(listener, &config, id, broker, inbound_rx, control, shutdown);
+    let identity = worker::WorkerIdentity { id, socket_ids };
+    let serving = worker::serve(
+        listener, &config, identity, broker, inbound_rx, control, shutdown,
+    );
     let mut stopped = stop_rx;
     let drain_deadline = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
@@ -105,9 +115,11 @@ async fn read_control(
 ) {
     loop {
         match ipc::read_to_worker(&mut reader).await {
-            Ok(answer @ (ToWorker::Ack(id) | ToWorker::History(id, ..))) => {
-                control.complete(id, answer)
-            }
+            Ok(
+                answer @ (ToWorker::Ack(id)
+                | ToWorker::History(id, ..)
+                | ToWorker::Directory(id, _)),
+            ) => control.complete(id, answer),
             Ok(ToWorker::Deliver(payload)) => {
                 if inbound
                     .send(Inbound::Payload(payload.into_bytes()))

@@ -6,41 +6,22 @@
 //! `false` when the history no longer reaches back to it (then every retained
 //! event is listed).
 
-use axum::http::Uri;
-use pushwire_shared::Envelope;
-use pushwire_shared::channel_query::{self, ChannelQueryRoute};
 use pushwire_shared::envelope::redis_channel;
 use pushwire_shared::history::{self, Position, Recovery, StreamId, history_key};
-use pushwire_shared::signing::RequestParts;
-use pushwire_shared::trigger_request::TriggerRequestError;
+use pushwire_shared::{ChannelName, Envelope};
 use serde_json::{Value, json};
 
 use super::{ApiError, TriggerApi};
 
-/// Answers one history query.
+/// Answers one history query for `app`'s `channel`.
 pub(super) async fn answer(
     api: &TriggerApi,
-    route: ChannelQueryRoute<'_>,
-    uri: &Uri,
+    app: &str,
+    channel: &ChannelName,
+    since: Option<Position>,
 ) -> Result<Value, ApiError> {
-    let parts = RequestParts {
-        method: "GET",
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        body: b"",
-    };
-    let now_secs = crate::clock::now_ms() / 1000;
-    let query = channel_query::accept(route, &parts, &api.apps, now_secs)?;
-    let since: Option<Position> = query
-        .params
-        .get("since")
-        .map(|text| {
-            text.parse()
-                .map_err(|e: history::PositionError| TriggerRequestError::BadQuery(e.to_string()))
-        })
-        .transpose()?;
-    let room = redis_channel(&query.app.id, &query.channel);
-    let key = history_key(&query.app.id, &query.channel);
+    let room = redis_channel(app, channel);
+    let key = history_key(app, channel);
     let from = since.as_ref().map(|s| s.id).unwrap_or_default();
     let mut snapshot = api.broker.history(&room, &key, from).await?;
     let mut recovered = None;
@@ -76,7 +57,7 @@ pub(super) async fn answer(
         })
         .collect();
     let mut body = json!({
-        "channel": query.channel.as_str(),
+        "channel": channel.as_str(),
         "epoch": Some(epoch).filter(|e| !e.is_empty()),
         "events": events,
     });

@@ -1,6 +1,6 @@
 //! The Pusher-compatible trigger API: `POST /apps/{id}/events` and
-//! `POST /apps/{id}/batch_events`, and the signed channel history read
-//! `GET /apps/{id}/channels/{name}/history` ([`history`]).
+//! `POST /apps/{id}/batch_events`, and the signed channel queries under
+//! `GET /apps/{id}/channels` (`queries`).
 //!
 //! The checks and envelopes come from `pushwire_shared::trigger_request`, the
 //! same code the edge worker runs: read the body under the request cap (413),
@@ -11,6 +11,8 @@
 mod error;
 mod event_id;
 mod history;
+mod info;
+mod queries;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,6 +58,18 @@ impl TriggerApi {
 /// The trigger API routes; any other path or method gets a JSON 404, as at the edge.
 pub fn routes(api: Arc<TriggerApi>) -> Router {
     let queries = api.clone();
+    let query = any(move |method: Method, uri: Uri| {
+        let api = queries.clone();
+        async move {
+            match ChannelQueryRoute::parse(uri.path()) {
+                Some(route) if method == Method::GET => {
+                    let body = queries::answer(&api, route, &uri).await?;
+                    Ok::<_, ApiError>(json_response(body.to_string()))
+                }
+                _ => Err(ApiError(TriggerRequestError::NotFound)),
+            }
+        }
+    });
     // `any`, not `post`: `handle` answers other methods itself, with a JSON body.
     let trigger = any(move |method: Method, uri: Uri, body: Body| {
         let api = api.clone();
@@ -64,21 +78,10 @@ pub fn routes(api: Arc<TriggerApi>) -> Router {
     Router::new()
         .route("/apps/{app_id}/events", trigger.clone())
         .route("/apps/{app_id}/batch_events", trigger)
-        .route(
-            "/apps/{app_id}/channels/{channel}/history",
-            any(move |method: Method, uri: Uri| {
-                let api = queries.clone();
-                async move {
-                    match ChannelQueryRoute::parse(uri.path()) {
-                        Some(route) if method == Method::GET => {
-                            let body = history::answer(&api, route, &uri).await?;
-                            Ok(json_response(body.to_string()))
-                        }
-                        _ => Err(ApiError(TriggerRequestError::NotFound)),
-                    }
-                }
-            }),
-        )
+        .route("/apps/{app_id}/channels", query.clone())
+        .route("/apps/{app_id}/channels/{channel}", query.clone())
+        .route("/apps/{app_id}/channels/{channel}/users", query.clone())
+        .route("/apps/{app_id}/channels/{channel}/history", query)
         .fallback(|| async { ApiError(TriggerRequestError::NotFound) })
 }
 
@@ -122,7 +125,16 @@ async fn handle(
     let messages = accepted.messages(ts, || api.ids.next(ts));
     api.broker.publish(&messages).await?;
     tracing::debug!(app = %accepted.app.id, events = accepted.events.len(), messages = messages.len(), "published");
-    Ok(json_response(EMPTY_OBJECT.to_owned()))
+    if accepted.events.iter().all(|e| e.info.is_empty()) {
+        return Ok(json_response(EMPTY_OBJECT.to_owned()));
+    }
+    let body = info::answer(
+        api,
+        &accepted,
+        matches!(route, TriggerRoute::BatchEvents { .. }),
+    )
+    .await?;
+    Ok(json_response(body.to_string()))
 }
 
 fn json_response(body: String) -> Response {

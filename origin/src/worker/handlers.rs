@@ -1,4 +1,4 @@
-//! Socket.IO handlers: handshake, `subscribe`, `unsubscribe`, disconnect.
+//! Socket.IO handlers: handshake, `subscribe`, `unsubscribe`, client events, disconnect.
 
 use std::sync::Arc;
 
@@ -8,16 +8,16 @@ use pushwire_shared::client_protocol::{
     subscribed_ack,
 };
 use pushwire_shared::envelope::redis_channel;
-use pushwire_shared::history::{self, Position, Recovery, history_key};
-use pushwire_shared::{ChannelKind, ChannelName, Envelope};
+use pushwire_shared::presence::Member;
+use pushwire_shared::{ChannelKind, ChannelName};
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
-use super::WorkerContext;
-use super::catch_up::send_paced;
+use super::replay::replay;
 use super::session::{HandshakeError, SocketSession, handshake_channels, resolve_app};
+use super::{WorkerContext, client_events, presence};
 
 /// Installs the handlers of the `/` namespace.
 pub(crate) fn register(io: &SocketIo, ctx: Arc<WorkerContext>) {
@@ -67,6 +67,12 @@ async fn authenticate(
             on_unsubscribe(s, payload.ok(), ack, ctx, session)
         }
     });
+    s.on_fallback({
+        let (ctx, session) = (ctx.clone(), session.clone());
+        move |Event(name): Event, TryData(payload): TryData<Value>, ack: AckSender| {
+            client_events::on_event(name, payload.ok(), ack, ctx, session)
+        }
+    });
     s.on_disconnect(move |s: SocketRef| on_disconnect(s, ctx, session));
     Ok(())
 }
@@ -102,12 +108,23 @@ fn send_ack(ack: AckSender, reply: Value) {
     let _ = ack.send(&reply);
 }
 
-/// What a successful `subscribe` reports: whether `since` was recovered, when given.
-type Subscribed = Option<bool>;
+/// What a successful `subscribe` reports: whether `since` was recovered (when
+/// given), and the members of a presence channel.
+#[derive(Debug, Default)]
+struct Subscribed {
+    recovered: Option<bool>,
+    presence: Option<Value>,
+}
 
 fn subscribe_ack(result: &Result<Subscribed, AckError>) -> Value {
     match result {
-        Ok(recovered) => subscribed_ack(*recovered),
+        Ok(subscribed) => {
+            let mut ack = subscribed_ack(subscribed.recovered);
+            if let Some(presence) = &subscribed.presence {
+                ack["presence"] = presence.clone();
+            }
+            ack
+        }
         Err(e) => e.to_ack(),
     }
 }
@@ -137,14 +154,28 @@ async fn subscribe(
     session: &SocketSession,
 ) -> Result<Subscribed, AckError> {
     let req = SubscribeRequest::parse(payload)?;
-    authorize(&req, session)?;
+    let member = authorize(&req, session)?;
     let mut channels = session.channels.lock().await;
     if channels.contains(&req.channel) {
         // Already subscribed: idempotent, and it has missed nothing since then.
-        return Ok(None);
+        return Ok(Subscribed::default());
     }
-    let room = redis_channel(&session.app.id, &req.channel);
-    ctx.registry.join(&room).await.map_err(unavailable)?;
+    let app = session.app.id.as_str();
+    ctx.registry
+        .join(app, &req.channel)
+        .await
+        .map_err(unavailable)?;
+    let presence = match &member {
+        None => None,
+        Some(member) => match presence::join(ctx, session, &req.channel, member).await {
+            Ok(summary) => Some(summary),
+            Err(e) => {
+                ctx.registry.leave(app, &req.channel).await;
+                return Err(e);
+            }
+        },
+    };
+    let room = redis_channel(app, &req.channel);
     let recovered = match &req.since {
         None => {
             s.join(room);
@@ -153,101 +184,57 @@ async fn subscribe(
         Some(since) => match replay(s, ctx, session, &req.channel, &room, since).await {
             Ok(recovered) => Some(recovered),
             Err(e) => {
-                ctx.registry.leave(&room).await;
+                if let Some(member) = &member {
+                    presence::leave(ctx, session, &req.channel, member).await;
+                }
+                ctx.registry.leave(app, &req.channel).await;
                 return Err(e);
             }
         },
     };
-    channels.insert(req.channel);
-    Ok(recovered)
-}
-
-/// Sends `s` every retained event of `channel` after `since`, then puts it in
-/// the channel's room with no gap and no duplicate (see `catch_up`). Returns
-/// whether everything after `since` was still retained.
-async fn replay(
-    s: &SocketRef,
-    ctx: &WorkerContext,
-    session: &SocketSession,
-    channel: &ChannelName,
-    room: &str,
-    since: &Position,
-) -> Result<bool, AckError> {
-    ctx.catch_ups.begin(room, s.id).await;
-    let result = async {
-        let snapshot = ctx
-            .broker
-            .history(room, &history_key(&session.app.id, channel), since.id)
-            .await
-            .map_err(unavailable)?;
-        // Every event in `snapshot` is now either delivered (before `begin`) or
-        // kept; none can still reach the room after the socket joins it.
-        ctx.broker.barrier().await.map_err(unavailable)?;
-        let epoch = snapshot.epoch.clone();
-        let (recovered, last) = match history::recover(since, epoch.as_deref(), snapshot.entries) {
-            Recovery::Lost => (false, None),
-            Recovery::Recovered(entries) => {
-                let mut last = since.id;
-                for (id, json) in entries {
-                    last = id;
-                    let Ok(mut envelope) = Envelope::decode(json.as_bytes()) else {
-                        tracing::warn!(%room, %id, "skipping an undecodable history entry");
-                        continue;
-                    };
-                    envelope.pos = Some(Position {
-                        epoch: since.epoch.clone(),
-                        id,
-                    });
-                    send_paced(s, &envelope, ctx.replay_patience)
-                        .await
-                        .map_err(unavailable)?;
-                }
-                (true, Some(last))
-            }
-        };
-        Ok((recovered, last))
+    if let Some(member) = member {
+        session.members().insert(req.channel.clone(), member);
     }
-    .await;
-    let (recovered, last) = match result {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            ctx.catch_ups.abort(room, s.id);
-            return Err(e);
-        }
-    };
-    ctx.catch_ups
-        .complete(room, s, last, ctx.replay_patience)
-        .await
-        .map_err(unavailable)?;
-    tracing::debug!(socket_id = %session.socket_id, %room, recovered, "caught up");
-    Ok(recovered)
+    channels.insert(req.channel);
+    Ok(Subscribed {
+        recovered,
+        presence,
+    })
 }
 
-fn authorize(req: &SubscribeRequest, session: &SocketSession) -> Result<(), AckError> {
-    let signed_data = match req.channel.kind() {
-        ChannelKind::Public => return Ok(()),
-        ChannelKind::Private => None,
-        ChannelKind::Presence => {
-            return Err(AckError::new(
-                AckCode::Unauthorized,
-                "presence channels are not available on this server yet",
-            ));
-        }
-    };
-    let auth = req.auth.as_deref().ok_or_else(|| {
+/// Checks a private or presence subscription's signature; returns the member
+/// of a presence channel.
+fn authorize(req: &SubscribeRequest, session: &SocketSession) -> Result<Option<Member>, AckError> {
+    let kind = req.channel.kind();
+    if kind == ChannelKind::Public {
+        return Ok(None);
+    }
+    let required = |what: &str| {
         AckError::new(
             AckCode::Unauthorized,
-            format!("{} requires \"auth\"", req.channel),
+            format!("{} requires \"{what}\"", req.channel),
         )
-    })?;
+    };
+    let auth = req.auth.as_deref().ok_or_else(|| required("auth"))?;
+    let channel_data = match kind {
+        ChannelKind::Presence => Some(
+            req.channel_data
+                .as_deref()
+                .ok_or_else(|| required("channel_data"))?,
+        ),
+        _ => None,
+    };
     channel_auth::verify(
         &session.app,
         session.socket_id.as_str(),
         req.channel.as_str(),
-        signed_data,
+        channel_data,
         auth,
     )
-    .map_err(|e| AckError::new(AckCode::Unauthorized, e.to_string()))
+    .map_err(|e| AckError::new(AckCode::Unauthorized, e.to_string()))?;
+    channel_data
+        .map(|data| Member::parse(data, &session.app.limits))
+        .transpose()
 }
 
 async fn on_unsubscribe(
@@ -272,18 +259,24 @@ async fn leave(s: &SocketRef, ctx: &WorkerContext, session: &SocketSession, chan
     // channel racing this unsubscribe must not find the room half left.
     let mut channels = session.channels.lock().await;
     if channels.remove(channel) {
-        let room = redis_channel(&session.app.id, channel);
-        s.leave(room.clone());
-        ctx.registry.leave(&room).await;
+        s.leave(redis_channel(&session.app.id, channel));
+        forget(ctx, session, channel).await;
     }
+}
+
+/// Undoes a subscription's cluster-wide effects: its presence membership and its count.
+async fn forget(ctx: &WorkerContext, session: &SocketSession, channel: &ChannelName) {
+    let member = session.members().remove(channel);
+    if let Some(member) = member {
+        presence::leave(ctx, session, channel, &member).await;
+    }
+    ctx.registry.leave(&session.app.id, channel).await;
 }
 
 async fn on_disconnect(s: SocketRef, ctx: Arc<WorkerContext>, session: Arc<SocketSession>) {
     let channels = std::mem::take(&mut *session.channels.lock().await);
     for channel in channels {
-        ctx.registry
-            .leave(&redis_channel(&session.app.id, &channel))
-            .await;
+        forget(&ctx, &session, &channel).await;
     }
     tracing::debug!(sid = %s.id, socket_id = %session.socket_id, "disconnected");
 }

@@ -6,12 +6,15 @@
 //! core, each calling [`serve`] on the connections the master hands it.
 
 mod catch_up;
+mod client_events;
 mod client_script;
 mod cluster_http;
 mod delivery;
 mod demo;
 mod handlers;
+mod presence;
 mod registry;
+mod replay;
 mod session;
 mod socket_ids;
 
@@ -62,9 +65,21 @@ pub(crate) struct WorkerContext {
     /// For history reads (`subscribe` with `since`).
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) catch_ups: catch_up::CatchUps,
+    /// Ids of the events sockets cause (member events, client events).
+    pub(crate) event_ids: crate::trigger_api::EventIdGenerator,
     /// How long a replay waits on a socket whose send buffer stays full: the
     /// heartbeat's own patience (interval + timeout).
     pub(crate) replay_patience: Duration,
+}
+
+/// Who a worker is: its index in the cluster and its socket ids (whose node
+/// number also names it in the broker's directory).
+#[derive(Debug)]
+pub struct WorkerIdentity {
+    /// The worker's index, 0-based.
+    pub id: usize,
+    /// Its socket id generator.
+    pub socket_ids: SocketIdGenerator,
 }
 
 /// Serves Socket.IO, the trigger API and `/health` on the connections `listener`
@@ -74,7 +89,7 @@ pub(crate) struct WorkerContext {
 pub async fn serve<L>(
     listener: L,
     config: &ServeConfig,
-    worker_id: usize,
+    identity: WorkerIdentity,
     broker: Arc<dyn Broker>,
     inbound: mpsc::Receiver<Inbound>,
     claims: Arc<dyn SessionClaims>,
@@ -84,7 +99,10 @@ where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let apps = Arc::new(config.apps.clone());
-    let socket_ids = SocketIdGenerator::random();
+    let WorkerIdentity {
+        id: worker_id,
+        socket_ids,
+    } = identity;
     let node = socket_ids.node();
     let (catch_ups, catch_up_commands) = catch_up::CatchUps::channel();
     let ctx = Arc::new(WorkerContext {
@@ -93,6 +111,7 @@ where
         socket_ids,
         broker: broker.clone(),
         catch_ups,
+        event_ids: Default::default(),
         replay_patience: Duration::from_millis(config.ping_interval_ms + config.ping_timeout_ms),
     });
 

@@ -3,9 +3,14 @@
 //! A worker is subscribed on the broker to exactly the channels that have at
 //! least one local subscriber: the first local subscriber triggers SUBSCRIBE
 //! (and waits for its confirmation), the last one leaving triggers UNSUBSCRIBE.
+//! Every change is also reported to the broker's directory (cluster-wide
+//! `subscription_count`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use pushwire_shared::ChannelName;
+use pushwire_shared::envelope::redis_channel;
 
 use crate::broker::{Broker, BrokerError};
 
@@ -27,31 +32,41 @@ impl ChannelRegistry {
         }
     }
 
-    /// Adds a local subscriber of `channel`; subscribes on the broker for the first one.
-    /// On error nothing was counted.
-    pub async fn join(&self, channel: &str) -> Result<(), BrokerError> {
+    /// Adds a local subscriber of `app`'s `channel`; subscribes on the broker for
+    /// the first one. On error nothing was counted.
+    pub async fn join(&self, app: &str, channel: &ChannelName) -> Result<(), BrokerError> {
+        let room = redis_channel(app, channel);
         let mut counts = self.counts.lock().await;
-        match counts.get_mut(channel) {
-            Some(n) => *n += 1,
-            None => {
-                self.broker.subscribe(channel).await?;
-                counts.insert(channel.to_owned(), 1);
+        let n = match counts.get_mut(&room) {
+            Some(n) => {
+                *n += 1;
+                *n
             }
-        }
+            None => {
+                self.broker.subscribe(&room).await?;
+                counts.insert(room, 1);
+                1
+            }
+        };
+        self.broker.report_count(app, channel, n);
         Ok(())
     }
 
-    /// Removes a local subscriber of `channel`; unsubscribes on the broker after the last one.
-    pub async fn leave(&self, channel: &str) {
+    /// Removes a local subscriber of `app`'s `channel`; unsubscribes on the broker
+    /// after the last one.
+    pub async fn leave(&self, app: &str, channel: &ChannelName) {
+        let room = redis_channel(app, channel);
         let mut counts = self.counts.lock().await;
-        let Some(n) = counts.get_mut(channel) else {
+        let Some(n) = counts.get_mut(&room) else {
             return;
         };
         *n -= 1;
-        if *n == 0 {
-            counts.remove(channel);
-            if let Err(e) = self.broker.unsubscribe(channel).await {
-                tracing::warn!(channel, error = %e, "broker unsubscribe failed");
+        let left = *n;
+        self.broker.report_count(app, channel, left);
+        if left == 0 {
+            counts.remove(&room);
+            if let Err(e) = self.broker.unsubscribe(&room).await {
+                tracing::warn!(%room, error = %e, "broker unsubscribe failed");
             }
         }
     }
@@ -65,7 +80,9 @@ impl ChannelRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::directory::{JoinOutcome, PresenceChange};
     use crate::broker::{BrokerFuture, BrokerHealth, Outbound};
+    use pushwire_shared::channel_query::ChannelStats;
     use std::sync::Mutex;
 
     /// Records broker calls; fails subscribes to channels named "down".
@@ -87,10 +104,40 @@ mod tests {
         fn barrier(&self) -> BrokerFuture<'_, ()> {
             Box::pin(async { Ok(()) })
         }
+        fn report_count(&self, _: &str, channel: &ChannelName, count: usize) {
+            self.0.lock().unwrap().push(format!("{channel}={count}"));
+        }
+        fn presence_join<'a>(&'a self, _: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome> {
+            Box::pin(async { Ok(JoinOutcome::Full) })
+        }
+        fn presence_leave<'a>(&'a self, _: &'a PresenceChange) -> BrokerFuture<'a, ()> {
+            Box::pin(async { Ok(()) })
+        }
+        fn channel_stats<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a [ChannelName],
+        ) -> BrokerFuture<'a, Vec<ChannelStats>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn occupied_channels<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BrokerFuture<'a, Vec<(ChannelName, ChannelStats)>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn presence_members<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a ChannelName,
+        ) -> BrokerFuture<'a, Vec<(String, String)>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
         fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
             self.0.lock().unwrap().push(format!("+{channel}"));
             Box::pin(async move {
-                if channel == "down" {
+                if channel.ends_with(":down") {
                     Err(BrokerError::Unavailable("test".into()))
                 } else {
                     Ok(())
@@ -113,17 +160,34 @@ mod tests {
     async fn subscribes_once_per_channel_and_unsubscribes_after_the_last() {
         let broker = Arc::new(RecordingBroker::default());
         let registry = ChannelRegistry::new(broker.clone());
-        registry.join("a").await.unwrap();
-        registry.join("a").await.unwrap();
-        registry.join("b").await.unwrap();
-        registry.leave("a").await;
-        assert_eq!(*broker.0.lock().unwrap(), ["+a", "+b"]);
-        registry.leave("a").await;
-        registry.leave("a").await; // extra leave is harmless
-        assert_eq!(*broker.0.lock().unwrap(), ["+a", "+b", "-a"]);
+        let (a, b) = (
+            ChannelName::new("a").unwrap(),
+            ChannelName::new("b").unwrap(),
+        );
+        registry.join("1", &a).await.unwrap();
+        registry.join("1", &a).await.unwrap();
+        registry.join("1", &b).await.unwrap();
+        registry.leave("1", &a).await;
+        assert_eq!(
+            *broker.0.lock().unwrap(),
+            [
+                "+pushwire:v1:1:ch:a",
+                "a=1",
+                "a=2",
+                "+pushwire:v1:1:ch:b",
+                "b=1",
+                "a=1"
+            ]
+        );
+        registry.leave("1", &a).await;
+        registry.leave("1", &a).await; // extra leave is harmless
+        assert_eq!(
+            broker.0.lock().unwrap()[6..],
+            ["a=0", "-pushwire:v1:1:ch:a"]
+        );
         assert_eq!(
             registry.snapshot().await,
-            HashMap::from([("b".to_owned(), 1)])
+            HashMap::from([("pushwire:v1:1:ch:b".to_owned(), 1)])
         );
     }
 
@@ -131,9 +195,10 @@ mod tests {
     async fn a_failed_subscribe_counts_nothing() {
         let broker = Arc::new(RecordingBroker::default());
         let registry = ChannelRegistry::new(broker.clone());
-        assert!(registry.join("down").await.is_err());
+        let down = ChannelName::new("down").unwrap();
+        assert!(registry.join("1", &down).await.is_err());
         assert!(registry.snapshot().await.is_empty());
-        registry.leave("down").await;
-        assert_eq!(*broker.0.lock().unwrap(), ["+down"]);
+        registry.leave("1", &down).await;
+        assert_eq!(*broker.0.lock().unwrap(), ["+pushwire:v1:1:ch:down"]);
     }
 }

@@ -1,7 +1,10 @@
 //! Per-socket state: the app a socket belongs to, its Pusher socket id and its channels.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use pushwire_shared::presence::Member;
 use pushwire_shared::{App, AppList, ChannelName, SocketId};
 use serde_json::Value;
 
@@ -16,6 +19,11 @@ pub struct SocketSession {
     /// trip, so one socket's subscription changes apply one at a time: a second
     /// `subscribe` to a channel is only acknowledged once the first one took effect.
     pub channels: tokio::sync::Mutex<HashSet<ChannelName>>,
+    /// The member this socket is on each of its presence channels. Changed only
+    /// while `channels` is held.
+    pub members: Mutex<HashMap<ChannelName, Member>>,
+    /// Client events sent in the current one-second window: `(window start, count)`.
+    client_events: Mutex<(Instant, u32)>,
 }
 
 /// Why a handshake was refused (sent to the client as `connect_error`).
@@ -80,7 +88,27 @@ impl SocketSession {
             app,
             socket_id,
             channels: tokio::sync::Mutex::new(HashSet::new()),
+            members: Mutex::new(HashMap::new()),
+            client_events: Mutex::new((Instant::now(), 0)),
         }
+    }
+
+    /// Counts one client event; false when the socket is over its per-second limit.
+    pub fn allow_client_event(&self, now: Instant) -> bool {
+        let mut window = self.client_events.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(window.0) >= Duration::from_secs(1) {
+            *window = (now, 0);
+        }
+        if window.1 >= self.app.limits.max_client_events_per_sec {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
+
+    /// The members map (a poisoned lock is still consistent: inserts and removes only).
+    pub fn members(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelName, Member>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -88,6 +116,18 @@ impl SocketSession {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn client_events_are_limited_per_second() {
+        let apps = AppList::parse("1:k:s").unwrap();
+        let session = SocketSession::new(apps.single().unwrap().clone(), "1.1".parse().unwrap());
+        let start = Instant::now();
+        let allowed = (0..15)
+            .filter(|_| session.allow_client_event(start))
+            .count();
+        assert_eq!(allowed, 10);
+        assert!(session.allow_client_event(start + Duration::from_secs(1)));
+    }
 
     #[test]
     fn app_selection() {

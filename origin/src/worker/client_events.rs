@@ -1,0 +1,105 @@
+//! Client events: a subscriber of a private or presence channel emits
+//! `client-*` with `{"channel", "data"}`; every other subscriber of the channel
+//! (all workers, all origins) receives it, the sender does not.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pushwire_shared::client_protocol::{self, AckCode, AckError, CLIENT_EVENT_PREFIX, ClientEvent};
+use pushwire_shared::envelope::{ENVELOPE_VERSION, redis_channel};
+use pushwire_shared::history::{PublishMessage, history_key};
+use pushwire_shared::{ChannelKind, Envelope, EventName};
+use serde_json::Value;
+use socketioxide::extract::AckSender;
+
+use super::WorkerContext;
+use super::session::SocketSession;
+use crate::clock::now_ms;
+
+/// Handles an event with no handler of its own: a client event, or else an
+/// error ack naming the event.
+pub(crate) async fn on_event(
+    name: String,
+    payload: Option<Value>,
+    ack: AckSender,
+    ctx: Arc<WorkerContext>,
+    session: Arc<SocketSession>,
+) {
+    let result = send(&name, payload.as_ref(), &ctx, &session).await;
+    if let Err(e) = &result {
+        tracing::debug!(socket_id = %session.socket_id, event = %name, error = %e, "client event refused");
+    }
+    // Without an ack callback there is nobody to answer; that is not an error.
+    let _ = ack.send(&client_protocol::ack(&result));
+}
+
+async fn send(
+    name: &str,
+    payload: Option<&Value>,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+) -> Result<(), AckError> {
+    if !name.starts_with(CLIENT_EVENT_PREFIX) {
+        return Err(AckError::new(
+            AckCode::Malformed,
+            format!("unknown event {name:?}: use subscribe, unsubscribe or client-*"),
+        ));
+    }
+    let event =
+        EventName::new(name).map_err(|e| AckError::new(AckCode::Malformed, e.to_string()))?;
+    let ClientEvent { channel, data } = ClientEvent::parse(payload)?;
+    if channel.kind() == ChannelKind::Public {
+        return Err(AckError::new(
+            AckCode::Unauthorized,
+            "client events are only allowed on private and presence channels",
+        ));
+    }
+    if !session.channels.lock().await.contains(&channel) {
+        return Err(AckError::new(
+            AckCode::Unauthorized,
+            format!("subscribe to {channel} before sending client events on it"),
+        ));
+    }
+    let text = data.to_string();
+    if text.len() > session.app.limits.max_data_bytes {
+        return Err(AckError::new(
+            AckCode::OverLimit,
+            format!(
+                "data is {} bytes; the limit is {}",
+                text.len(),
+                session.app.limits.max_data_bytes
+            ),
+        ));
+    }
+    if !session.allow_client_event(Instant::now()) {
+        return Err(AckError::new(
+            AckCode::OverLimit,
+            format!(
+                "more than {} client events per second",
+                session.app.limits.max_client_events_per_sec
+            ),
+        ));
+    }
+    let app = &session.app.id;
+    let ts = now_ms();
+    let envelope = Envelope {
+        v: ENVELOPE_VERSION,
+        id: ctx.event_ids.next(ts),
+        app: app.clone(),
+        channel: channel.clone(),
+        event,
+        data,
+        exclude: Some(session.socket_id.clone()),
+        ts,
+        pos: None,
+    };
+    let message = PublishMessage {
+        channel: redis_channel(app, &channel),
+        history_key: history_key(app, &channel),
+        envelope: envelope.encode(),
+    };
+    ctx.broker
+        .publish(std::slice::from_ref(&message))
+        .await
+        .map_err(|e| AckError::new(AckCode::Unavailable, e.to_string()))
+}

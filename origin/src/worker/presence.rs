@@ -1,0 +1,93 @@
+//! Presence subscriptions: joining and leaving the cluster-wide member list of a
+//! `presence-*` channel, with `pushwire:member_added` / `pushwire:member_removed`
+//! published by the broker exactly when a user's membership changes.
+
+use pushwire_shared::client_protocol::{AckCode, AckError};
+use pushwire_shared::envelope::{ENVELOPE_VERSION, redis_channel};
+use pushwire_shared::history::{PublishMessage, history_key};
+use pushwire_shared::presence::{MEMBER_ADDED, MEMBER_REMOVED, Member, summary};
+use pushwire_shared::{ChannelName, Envelope, EventName};
+use serde_json::Value;
+
+use super::WorkerContext;
+use super::session::SocketSession;
+use crate::broker::directory::{JoinOutcome, PresenceChange};
+use crate::clock::now_ms;
+
+/// The presence change of `session`'s socket as `member` on `channel`, with
+/// its member event (never delivered to the socket itself).
+fn change(
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    channel: &ChannelName,
+    member: &Member,
+    added: bool,
+) -> Option<PresenceChange> {
+    let (name, data) = if added {
+        (MEMBER_ADDED, member.added_data())
+    } else {
+        (MEMBER_REMOVED, member.removed_data())
+    };
+    let app = &session.app.id;
+    let ts = now_ms();
+    let envelope = Envelope {
+        v: ENVELOPE_VERSION,
+        id: ctx.event_ids.next(ts),
+        app: app.clone(),
+        channel: channel.clone(),
+        event: EventName::server(name)?,
+        data,
+        exclude: Some(session.socket_id.clone()),
+        ts,
+        pos: None,
+    };
+    Some(PresenceChange {
+        app: app.clone(),
+        channel: channel.clone(),
+        member: member.clone(),
+        max_members: session.app.limits.max_presence_members,
+        event: PublishMessage {
+            channel: redis_channel(app, channel),
+            history_key: history_key(app, channel),
+            envelope: envelope.encode(),
+        },
+    })
+}
+
+/// Adds the socket as `member`; returns the ack's `presence` summary.
+pub(crate) async fn join(
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    channel: &ChannelName,
+    member: &Member,
+) -> Result<Value, AckError> {
+    let change = change(ctx, session, channel, member, true)
+        .ok_or_else(|| AckError::new(AckCode::Unavailable, "presence is unavailable"))?;
+    match ctx.broker.presence_join(&change).await {
+        Ok(JoinOutcome::Joined(members)) => Ok(summary(members)),
+        Ok(JoinOutcome::Full) => Err(AckError::new(
+            AckCode::OverLimit,
+            format!(
+                "{channel} already has {} members, the limit",
+                session.app.limits.max_presence_members
+            ),
+        )),
+        Err(e) => Err(AckError::new(AckCode::Unavailable, e.to_string())),
+    }
+}
+
+/// Removes the socket as `member` (errors are logged: the node's heartbeat
+/// expiry removes it anyway).
+pub(crate) async fn leave(
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    channel: &ChannelName,
+    member: &Member,
+) {
+    let Some(change) = change(ctx, session, channel, member, false) else {
+        return;
+    };
+    if let Err(e) = ctx.broker.presence_leave(&change).await {
+        tracing::warn!(%channel, user = %member.user_id, error = %e, "presence leave failed");
+    }
+}
