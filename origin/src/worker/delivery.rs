@@ -32,10 +32,16 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 
 use super::catch_up::{CatchUpCommand, CatchUpState};
+use crate::backoff::Backoff;
 use crate::broker::{Broker, Inbound};
 
 /// How often an evicted socket retries its disconnect packet.
 const EVICT_RETRY: Duration = Duration::from_millis(50);
+
+/// Attempts at reading a channel's history after a reconnection.
+const GAP_READ_ATTEMPTS: u32 = 6;
+/// Pauses between those attempts.
+const GAP_READ_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
 
 /// How often positions of channels without local sockets are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -213,13 +219,8 @@ impl Deliverer {
             .collect();
         for (room, app, channel, last) in rooms {
             let key = history_key(&app, &channel);
-            let snapshot = match self.broker.history(&room, &key, last.id).await {
-                Ok(snapshot) => snapshot,
-                Err(e) => {
-                    // The subscriber will reconnect again and say so.
-                    tracing::warn!(%room, error = %e, "cannot read history after reconnecting");
-                    return;
-                }
+            let Some(snapshot) = self.read_history(&room, &key, &last).await else {
+                return;
             };
             match history::recover(&last, snapshot.epoch.as_deref(), snapshot.entries) {
                 Recovery::Recovered(missed) => {
@@ -242,6 +243,32 @@ impl Deliverer {
                     self.delivered.remove(&room);
                     let notice = serde_json::json!({ "channel": channel.as_str() });
                     let _ = self.io.to(room).emit(HISTORY_LOST, &notice).await;
+                }
+            }
+        }
+    }
+
+    /// Reads a channel's history after a reconnection, retrying a few times: the
+    /// command connection may still hold the broken link the subscriber just
+    /// replaced. `None` after the last attempt (logged; the channel's next
+    /// reconnection tries again).
+    async fn read_history(
+        &self,
+        room: &str,
+        key: &str,
+        last: &Position,
+    ) -> Option<crate::broker::HistorySnapshot> {
+        let mut attempt = 0;
+        loop {
+            match self.broker.history(room, key, last.id).await {
+                Ok(snapshot) => return Some(snapshot),
+                Err(e) if attempt + 1 >= GAP_READ_ATTEMPTS => {
+                    tracing::warn!(%room, error = %e, "cannot read history after reconnecting");
+                    return None;
+                }
+                Err(_) => {
+                    tokio::time::sleep(GAP_READ_BACKOFF.pause(attempt)).await;
+                    attempt += 1;
                 }
             }
         }
