@@ -6,15 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pushwire_shared::client_protocol::{self, AckCode, AckError, CLIENT_EVENT_PREFIX, ClientEvent};
-use pushwire_shared::envelope::{ENVELOPE_VERSION, redis_channel};
-use pushwire_shared::history::{PublishMessage, history_key};
-use pushwire_shared::{ChannelKind, Envelope, EventName};
+use pushwire_shared::{ChannelKind, EventName};
 use serde_json::Value;
 use socketioxide::extract::AckSender;
 
-use super::WorkerContext;
 use super::session::SocketSession;
-use crate::clock::now_ms;
+use super::{WorkerContext, socket_events};
 
 /// Handles an event with no handler of its own: a client event, or else an
 /// error ack naming the event.
@@ -80,24 +77,7 @@ async fn send(
             ),
         ));
     }
-    let app = &session.app.id;
-    let ts = now_ms();
-    let envelope = Envelope {
-        v: ENVELOPE_VERSION,
-        id: ctx.event_ids.next(ts),
-        app: app.clone(),
-        channel: channel.clone(),
-        event,
-        data,
-        exclude: Some(session.socket_id.clone()),
-        ts,
-        pos: None,
-    };
-    let message = PublishMessage {
-        channel: redis_channel(app, &channel),
-        history_key: history_key(app, &channel),
-        envelope: envelope.encode(),
-    };
+    let message = socket_events::message(ctx, session, &channel, event, data);
     ctx.broker
         .publish(std::slice::from_ref(&message))
         .await

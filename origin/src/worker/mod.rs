@@ -16,6 +16,7 @@ mod presence;
 mod registry;
 mod replay;
 mod session;
+mod socket_events;
 mod socket_ids;
 
 use std::future::Future;

@@ -3,16 +3,13 @@
 //! published by the broker exactly when a user's membership changes.
 
 use pushwire_shared::client_protocol::{AckCode, AckError};
-use pushwire_shared::envelope::{ENVELOPE_VERSION, redis_channel};
-use pushwire_shared::history::{PublishMessage, history_key};
 use pushwire_shared::presence::{MEMBER_ADDED, MEMBER_REMOVED, Member, summary};
-use pushwire_shared::{ChannelName, Envelope, EventName};
+use pushwire_shared::{ChannelName, EventName};
 use serde_json::Value;
 
-use super::WorkerContext;
 use super::session::SocketSession;
+use super::{WorkerContext, socket_events};
 use crate::broker::directory::{JoinOutcome, PresenceChange};
-use crate::clock::now_ms;
 
 /// The presence change of `session`'s socket as `member` on `channel`, with
 /// its member event (never delivered to the socket itself).
@@ -28,29 +25,12 @@ fn change(
     } else {
         (MEMBER_REMOVED, member.removed_data())
     };
-    let app = &session.app.id;
-    let ts = now_ms();
-    let envelope = Envelope {
-        v: ENVELOPE_VERSION,
-        id: ctx.event_ids.next(ts),
-        app: app.clone(),
-        channel: channel.clone(),
-        event: EventName::server(name)?,
-        data,
-        exclude: Some(session.socket_id.clone()),
-        ts,
-        pos: None,
-    };
     Some(PresenceChange {
-        app: app.clone(),
+        app: session.app.id.clone(),
         channel: channel.clone(),
         member: member.clone(),
         max_members: session.app.limits.max_presence_members,
-        event: PublishMessage {
-            channel: redis_channel(app, channel),
-            history_key: history_key(app, channel),
-            envelope: envelope.encode(),
-        },
+        event: socket_events::message(ctx, session, channel, EventName::server(name)?, data),
     })
 }
 
