@@ -321,3 +321,85 @@ fn a_dead_origins_members_are_removed_by_the_others() {
     );
     assert_eq!(users, json!({"users": [{"id": "obs"}]}));
 }
+
+#[test]
+fn presence_limits_are_per_app() {
+    let scratch = Scratch::new("presence-limits");
+    let config = scratch.file("pushwire.json");
+    std::fs::write(
+        &config,
+        r#"{"apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
+                      "limits": {"max_presence_members": 1, "max_presence_user_info_bytes": 20}}]}"#,
+    )
+    .expect("write the config");
+    let mut options = OriginOptions::embedded();
+    options.apps = String::new();
+    options.args = vec!["--config".into(), config.display().to_string()];
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = Clients::start(&scratch, "clients");
+    let first = clients.connect("first", &origin.url(), json!({}));
+    assert_eq!(join(&mut clients, "first", &first, ROOM, "a")["ok"], true);
+    let again = clients.connect("again", &origin.url(), json!({}));
+    let ack = join(&mut clients, "again", &again, ROOM, "a");
+    assert_eq!(
+        ack["presence"]["count"], 1,
+        "the same user may add a socket: {ack}"
+    );
+    let second = clients.connect("second", &origin.url(), json!({}));
+    let ack = join(&mut clients, "second", &second, ROOM, "b");
+    assert_eq!(
+        ack["error"]["code"], 4100,
+        "a second member is over the limit: {ack}"
+    );
+    let big = json!({"user_id": "c", "user_info": {"bio": "x".repeat(50)}});
+    let auth = clients.authorize(TEST_APP, &second, "presence-other", Some(big));
+    let ack = clients.emit(
+        "second",
+        "subscribe",
+        json!([{"channel": "presence-other", "auth": auth["auth"], "channel_data": auth["channel_data"]}]),
+    );
+    assert_eq!(
+        ack["error"]["code"], 4100,
+        "user_info over its limit: {ack}"
+    );
+}
+
+#[test]
+fn a_dead_workers_members_are_removed_by_the_embedded_broker() {
+    let scratch = Scratch::new("presence-worker-crash");
+    let mut options = OriginOptions::embedded();
+    options.workers = 2;
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = Clients::start(&scratch, "clients");
+    let node_of = |socket_id: &str| socket_id.split('.').next().unwrap_or_default().to_owned();
+    let doomed = clients.connect("doomed", &origin.url(), json!({"reconnection": false}));
+    // An observer on the other worker (connections go to the workers in turn).
+    let mut observer = None;
+    for i in 0..6 {
+        let id = format!("obs{i}");
+        let socket_id = clients.connect(&id, &origin.url(), json!({"transports": ["websocket"]}));
+        if node_of(&socket_id) != node_of(&doomed) {
+            observer = Some((id, socket_id));
+            break;
+        }
+    }
+    let (obs, obs_socket) = observer.expect("a socket on the other worker");
+    join(&mut clients, &obs, &obs_socket, ROOM, "obs");
+    join(&mut clients, "doomed", &doomed, ROOM, "doomed");
+    assert_eq!(
+        clients.event(&obs, "pushwire:member_added")[0]["user_id"],
+        "doomed"
+    );
+    // Find the doomed socket's worker by its node number, and kill it outright.
+    let pid = pushwire_tests::wait::until(
+        "the doomed worker's /health",
+        Duration::from_secs(10),
+        || {
+            let health = origin.health();
+            (health["node"] == node_of(&doomed).as_str()).then(|| health["pid"].as_u64())?
+        },
+    );
+    signal_pid(pid as u32, "KILL");
+    let removed = clients.event(&obs, "pushwire:member_removed");
+    assert_eq!(removed[0], json!({"user_id": "doomed"}));
+}
