@@ -15,6 +15,7 @@ mod handlers;
 mod presence;
 mod registry;
 mod replay;
+mod request_head;
 mod session;
 mod socket_events;
 mod socket_ids;
@@ -150,7 +151,8 @@ where
         .layer(axum::middleware::from_fn_with_state(
             claims,
             cluster_http::route_hints,
-        ));
+        ))
+        .layer(axum::middleware::map_request(request_head::detach));
 
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
