@@ -51,6 +51,11 @@ impl AckError {
         }
     }
 
+    /// A 4200 "temporarily unavailable" error saying why.
+    pub fn unavailable(why: impl std::fmt::Display) -> Self {
+        AckError::new(AckCode::Unavailable, why.to_string())
+    }
+
     /// The ack payload.
     ///
     /// ```

@@ -81,5 +81,5 @@ async fn send(
     ctx.broker
         .publish(std::slice::from_ref(&message))
         .await
-        .map_err(|e| AckError::new(AckCode::Unavailable, e.to_string()))
+        .map_err(AckError::unavailable)
 }

@@ -129,10 +129,6 @@ fn subscribe_ack(result: &Result<Subscribed, AckError>) -> Value {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> AckError {
-    AckError::new(AckCode::Unavailable, e.to_string())
-}
-
 async fn on_subscribe(
     s: SocketRef,
     payload: Option<Value>,
@@ -164,7 +160,7 @@ async fn subscribe(
     ctx.registry
         .join(app, &req.channel)
         .await
-        .map_err(unavailable)?;
+        .map_err(AckError::unavailable)?;
     let presence = match &member {
         None => None,
         Some(member) => match presence::join(ctx, session, &req.channel, member).await {

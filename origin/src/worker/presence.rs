@@ -52,7 +52,7 @@ pub(crate) async fn join(
                 session.app.limits.max_presence_members
             ),
         )),
-        Err(e) => Err(AckError::new(AckCode::Unavailable, e.to_string())),
+        Err(e) => Err(AckError::unavailable(e)),
     }
 }
 

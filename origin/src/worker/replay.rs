@@ -1,7 +1,7 @@
 //! Recovery: a `subscribe` with `since` replays the retained history after
 //! `since` before the socket joins the channel's room (see `catch_up`).
 
-use pushwire_shared::client_protocol::{AckCode, AckError};
+use pushwire_shared::client_protocol::AckError;
 use pushwire_shared::history::{self, Position, Recovery, history_key};
 use pushwire_shared::{ChannelName, Envelope};
 use socketioxide::extract::SocketRef;
@@ -9,10 +9,6 @@ use socketioxide::extract::SocketRef;
 use super::WorkerContext;
 use super::catch_up::send_paced;
 use super::session::SocketSession;
-
-fn unavailable(e: impl std::fmt::Display) -> AckError {
-    AckError::new(AckCode::Unavailable, e.to_string())
-}
 
 /// Sends `s` every retained event of `channel` after `since`, then puts it in
 /// the channel's room with no gap and no duplicate (see `catch_up`). Returns
@@ -31,10 +27,10 @@ pub(crate) async fn replay(
             .broker
             .history(room, &history_key(&session.app.id, channel), since.id)
             .await
-            .map_err(unavailable)?;
+            .map_err(AckError::unavailable)?;
         // Every event in `snapshot` is now either delivered (before `begin`) or
         // kept; none can still reach the room after the socket joins it.
-        ctx.broker.barrier().await.map_err(unavailable)?;
+        ctx.broker.barrier().await.map_err(AckError::unavailable)?;
         let epoch = snapshot.epoch.clone();
         let (recovered, last) = match history::recover(since, epoch.as_deref(), snapshot.entries) {
             Recovery::Lost => (false, None),
@@ -52,7 +48,7 @@ pub(crate) async fn replay(
                     });
                     send_paced(s, &envelope, ctx.replay_patience)
                         .await
-                        .map_err(unavailable)?;
+                        .map_err(AckError::unavailable)?;
                 }
                 (true, Some(last))
             }
@@ -70,7 +66,7 @@ pub(crate) async fn replay(
     ctx.catch_ups
         .complete(room, s, last, ctx.replay_patience)
         .await
-        .map_err(unavailable)?;
+        .map_err(AckError::unavailable)?;
     tracing::debug!(socket_id = %session.socket_id, %room, recovered, "caught up");
     Ok(recovered)
 }
