@@ -2,6 +2,7 @@
 //! answers at once or asks for one publish to the bridge; [`after_publish`]
 //! turns the bridge's answer (or failure) into the reply.
 
+use pushwire_shared::channel_query::ChannelQueryRoute;
 use pushwire_shared::history;
 use pushwire_shared::http::{EMPTY_OBJECT, HttpError, error_body};
 use pushwire_shared::signing::RequestParts;
@@ -9,6 +10,9 @@ use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute};
 use pushwire_shared::upstash::{self, COMMAND_PATH};
 
 use crate::config::EdgeConfig;
+
+/// The 404 message for channel queries, which the edge cannot answer.
+pub const CHANNEL_QUERIES_AT_THE_ORIGIN: &str = "channel queries are answered by the pushwire origins, not by the edge: send this request to an origin";
 
 /// An HTTP reply: status and JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,13 @@ pub fn handle(
         return Outcome::Reply(Reply {
             status: 200,
             body: r#"{"status":"ok"}"#.to_owned(),
+        });
+    }
+    if ChannelQueryRoute::parse(request.path).is_some() {
+        // The bridge only publishes: channel state lives with the origins.
+        return Outcome::Reply(Reply {
+            status: 404,
+            body: error_body(CHANNEL_QUERIES_AT_THE_ORIGIN),
         });
     }
     let route = match TriggerRoute::parse(request.path) {
@@ -209,6 +220,9 @@ mod tests {
         assert_eq!(reply("GET", "/apps/1000001/events", "", b"").status, 404);
         assert_eq!(reply("POST", "/apps/1000001/events", "", b"{}").status, 401);
         assert_eq!(reply("POST", "/apps/9/events", "", b"{}").status, 404);
+        let query = reply("GET", "/apps/1000001/channels/presence-x/users", "", b"");
+        assert_eq!(query.status, 404);
+        assert!(query.body.contains("origins"), "{}", query.body);
         let unauthorized = reply("POST", "/apps/1000001/events", "", b"{}");
         assert_eq!(
             unauthorized.body,
