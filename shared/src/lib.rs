@@ -7,6 +7,7 @@
 //! - [`trigger`]: the Pusher-compatible trigger bodies, their validation and limits;
 //! - [`trigger_request`]: one trigger API request end to end (route, checks, envelopes);
 //! - [`channel_query`]: signed reads of the trigger API (channel history);
+//! - [`directory`]: reading the cluster-wide channel state from Redis (origin and edge);
 //! - [`upstash`]: the Upstash REST dialect the edge speaks to the bridge;
 //! - [`signing`]: Pusher HTTP request signing (verify and sign);
 //! - [`presence`]: presence members, their events and the ack summary;
@@ -28,6 +29,7 @@ pub mod channel_auth;
 pub mod channel_query;
 pub mod client_protocol;
 pub mod delivery;
+pub mod directory;
 pub mod envelope;
 pub mod event;
 pub mod history;

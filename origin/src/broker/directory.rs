@@ -17,7 +17,8 @@ use pushwire_shared::presence::Member;
 pub const NODE_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// How long a node may stay silent before it is considered dead.
-pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const NODE_TIMEOUT: Duration =
+    Duration::from_millis(pushwire_shared::directory::NODE_TIMEOUT_MS);
 
 /// One socket joining or leaving a presence channel.
 #[derive(Debug, Clone)]
@@ -42,17 +43,6 @@ pub enum JoinOutcome {
     Joined(Vec<(String, String)>),
     /// The channel already has the maximum number of members.
     Full,
-}
-
-/// A key for a channel in per-node counts: `{app}:{channel}` (neither contains `:`).
-pub fn channel_field(app: &str, channel: &ChannelName) -> String {
-    format!("{app}:{channel}")
-}
-
-/// Splits [`channel_field`].
-pub fn split_channel_field(field: &str) -> Option<(&str, ChannelName)> {
-    let (app, channel) = field.split_once(':')?;
-    Some((app, ChannelName::new(channel).ok()?))
 }
 
 /// A directory operation the embedded broker's worker side asks the master for

@@ -15,31 +15,22 @@
 //! publish the member events themselves (with the history functions of every
 //! publish), so "member changed" and "event sent" cannot come apart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use pushwire_shared::ChannelName;
 use pushwire_shared::channel_query::ChannelStats;
+use pushwire_shared::directory::{
+    self, Found, NODES_KEY, Read, Reply, channel_field, members_key, node_key,
+};
 use pushwire_shared::history::{EPOCH_KEY, HistoryPolicy, PUBLISH_FUNCTIONS, retention_args};
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::BrokerError;
-use super::directory::{
-    JoinOutcome, NODE_HEARTBEAT, NODE_TIMEOUT, PresenceChange, channel_field, split_channel_field,
-};
+use super::directory::{JoinOutcome, NODE_HEARTBEAT, NODE_TIMEOUT, PresenceChange};
 use crate::clock::now_ms;
 use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, within};
-
-const NODES_KEY: &str = "pushwire:v1:nodes";
-
-fn node_key(node: &str, what: &str) -> String {
-    format!("pushwire:v1:node:{node}:{what}")
-}
-
-fn members_key(app: &str, channel: &ChannelName) -> String {
-    format!("pushwire:v1:{app}:presence:{channel}")
-}
 
 /// KEYS: epoch, members, sockets, node presence, history stream.
 /// ARGV: 4 retention args, user id, user_info, max members, node field,
@@ -216,18 +207,31 @@ impl RedisDirectory {
         Ok(())
     }
 
-    async fn live_nodes(&self, conn: &mut ConnectionManager) -> Result<Vec<String>, BrokerError> {
-        let since = now_ms().saturating_sub(NODE_TIMEOUT.as_millis() as u64);
-        Ok(within(
-            COMMAND_TIMEOUT,
-            "ZRANGEBYSCORE",
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(NODES_KEY)
-                .arg(since)
-                .arg("+inf")
-                .query_async(conn),
-        )
-        .await?)
+    /// Runs a directory read (`pushwire_shared::directory`), one pipeline per step.
+    async fn read(&self, app: &str, read: Read) -> Result<Found, BrokerError> {
+        let conn = self.conn().await?;
+        let found = directory::run(app, read, now_ms(), |commands| {
+            let mut conn = conn.clone();
+            async move {
+                let mut pipe = redis::pipe();
+                for words in &commands {
+                    let mut cmd = redis::cmd(&words[0]);
+                    for word in &words[1..] {
+                        cmd.arg(word);
+                    }
+                    pipe.add_command(cmd);
+                }
+                let values: Vec<redis::Value> = within(
+                    COMMAND_TIMEOUT,
+                    "directory read",
+                    pipe.query_async(&mut conn),
+                )
+                .await?;
+                Ok::<_, BrokerError>(values.into_iter().map(reply).collect())
+            }
+        })
+        .await?;
+        found.map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
     /// See `Broker::channel_stats`.
@@ -236,32 +240,10 @@ impl RedisDirectory {
         app: &str,
         channels: &[ChannelName],
     ) -> Result<Vec<ChannelStats>, BrokerError> {
-        let mut conn = self.conn().await?;
-        let nodes = self.live_nodes(&mut conn).await?;
-        let mut pipe = redis::pipe();
-        for channel in channels {
-            let field = channel_field(app, channel);
-            for node in &nodes {
-                pipe.hget(node_key(node, "subs"), &field);
-            }
-            pipe.hlen(members_key(app, channel));
+        match self.read(app, Read::Stats(channels.to_vec())).await? {
+            Found::Stats(stats) => Ok(stats),
+            other => Err(BrokerError::Unavailable(format!("unexpected {other:?}"))),
         }
-        let replies: Vec<Option<u64>> = within(
-            COMMAND_TIMEOUT,
-            "channel stats",
-            pipe.query_async(&mut conn),
-        )
-        .await?;
-        Ok(replies
-            .chunks(nodes.len() + 1)
-            .map(|chunk| {
-                let (counts, users) = chunk.split_at(nodes.len());
-                ChannelStats {
-                    subscription_count: counts.iter().flatten().sum(),
-                    user_count: users.first().copied().flatten().unwrap_or(0),
-                }
-            })
-            .collect())
     }
 
     /// See `Broker::occupied_channels`.
@@ -270,27 +252,10 @@ impl RedisDirectory {
         app: &str,
         prefix: &str,
     ) -> Result<Vec<(ChannelName, ChannelStats)>, BrokerError> {
-        let mut conn = self.conn().await?;
-        let nodes = self.live_nodes(&mut conn).await?;
-        let mut pipe = redis::pipe();
-        for node in &nodes {
-            pipe.hgetall(node_key(node, "subs"));
+        match self.read(app, Read::Occupied(prefix.to_owned())).await? {
+            Found::Occupied(channels) => Ok(channels),
+            other => Err(BrokerError::Unavailable(format!("unexpected {other:?}"))),
         }
-        let per_node: Vec<HashMap<String, u64>> =
-            within(COMMAND_TIMEOUT, "HGETALL", pipe.query_async(&mut conn)).await?;
-        let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-        for (field, count) in per_node.into_iter().flatten() {
-            *totals.entry(field).or_default() += count;
-        }
-        let channels: Vec<ChannelName> = totals
-            .iter()
-            .filter(|(_, count)| **count > 0)
-            .filter_map(|(field, _)| split_channel_field(field))
-            .filter(|(a, channel)| *a == app && channel.as_str().starts_with(prefix))
-            .map(|(_, channel)| channel)
-            .collect();
-        let stats = self.stats(app, &channels).await?;
-        Ok(channels.into_iter().zip(stats).collect())
     }
 
     /// See `Broker::presence_members`.
@@ -299,16 +264,32 @@ impl RedisDirectory {
         app: &str,
         channel: &ChannelName,
     ) -> Result<Vec<(String, String)>, BrokerError> {
-        let mut conn = self.conn().await?;
-        let members: HashMap<String, String> = within(
-            COMMAND_TIMEOUT,
-            "HGETALL",
-            redis::cmd("HGETALL")
-                .arg(members_key(app, channel))
-                .query_async(&mut conn),
-        )
-        .await?;
-        Ok(members.into_iter().collect())
+        match self.read(app, Read::Members(channel.clone())).await? {
+            Found::Members(members) => Ok(members),
+            other => Err(BrokerError::Unavailable(format!("unexpected {other:?}"))),
+        }
+    }
+}
+
+/// A redis-rs reply in the shared form.
+fn reply(value: redis::Value) -> Reply {
+    match value {
+        redis::Value::Int(n) => Reply::Int(n),
+        redis::Value::BulkString(bytes) => {
+            Reply::Text(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        redis::Value::SimpleString(text) => Reply::Text(text),
+        redis::Value::Okay => Reply::Text("OK".into()),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            Reply::List(items.into_iter().map(reply).collect())
+        }
+        redis::Value::Map(pairs) => Reply::List(
+            pairs
+                .into_iter()
+                .flat_map(|(k, v)| [reply(k), reply(v)])
+                .collect(),
+        ),
+        _ => Reply::Nil,
     }
 }
 
