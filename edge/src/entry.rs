@@ -10,7 +10,9 @@ use worker::{
 };
 
 use crate::config::EdgeConfig;
-use crate::handler::{self, BridgeRequest, Incoming, Outcome, Reply};
+use pushwire_shared::directory;
+
+use crate::handler::{self, BridgeRequest, Incoming, Outcome, Query, Reply};
 
 fn reply(reply: Reply) -> Result<Response> {
     let headers = Headers::new();
@@ -94,7 +96,38 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Outcome::Reply(answer) => reply(answer),
         Outcome::Publish(request) => {
             let answer = call_bridge(&request, config.bridge_timeout_ms).await;
-            reply(handler::after_publish(&request, answer))
+            let published = handler::after_publish(&request, answer);
+            match &request.then {
+                // Published already: a failed read answers without the attributes
+                // (a 503 would make the caller publish twice).
+                Some(query) if published.status == 200 => {
+                    let read = read_directory(&config, query, now_ms).await;
+                    reply(if read.status == 200 { read } else { published })
+                }
+                _ => reply(published),
+            }
         }
+        Outcome::Query(query) => reply(read_directory(&config, &query, now_ms).await),
     }
+}
+
+/// Runs a directory read through the bridge, one `/pipeline` request per step.
+async fn read_directory(config: &EdgeConfig, query: &Query, now_ms: u64) -> Reply {
+    let found = directory::run(
+        &query.app,
+        query.read.clone(),
+        now_ms,
+        |commands| async move {
+            let request = handler::pipeline_request(config, &commands);
+            let answer = call_bridge(&request, config.bridge_timeout_ms).await;
+            handler::pipeline_replies(answer, commands.len())
+        },
+    )
+    .await;
+    let found = match found {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(reason) => Err(reason),
+    };
+    handler::render(found, &query.render)
 }

@@ -2,12 +2,16 @@
 //! routing, size cap, app lookup, signature, validation and envelopes. The edge
 //! worker and the origin both call these, so they answer every request alike.
 
+use serde_json::{Map, Value, json};
+
 use crate::app::{App, AppList};
+use crate::channel::ChannelName;
+use crate::channel_query::ChannelStats;
 use crate::envelope::{ENVELOPE_VERSION, Envelope, redis_channel};
 use crate::history::{PublishMessage, history_key};
 use crate::http::HttpError;
 use crate::signing::{self, RequestParts, SigningError};
-use crate::trigger::{self, TriggerError, TriggerEvent};
+use crate::trigger::{self, ChannelAttribute, TriggerError, TriggerEvent};
 
 /// What a trigger API path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +161,70 @@ impl AcceptedTrigger<'_> {
     }
 }
 
+/// What answering a trigger's `info` needs: each event's channels and the
+/// attributes it asked for (empty when none), in request order.
+pub type InfoRequest = Vec<(Vec<ChannelName>, Vec<ChannelAttribute>)>;
+
+impl AcceptedTrigger<'_> {
+    /// The request's [`InfoRequest`]; `None` when no event asked for `info`.
+    pub fn info_request(&self) -> Option<InfoRequest> {
+        self.events.iter().any(|e| !e.info.is_empty()).then(|| {
+            self.events
+                .iter()
+                .map(|e| (e.channels.clone(), e.info.clone()))
+                .collect()
+        })
+    }
+}
+
+/// The distinct channels an `info` answer needs the stats of, in a fixed order.
+pub fn info_channels(request: &InfoRequest) -> Vec<ChannelName> {
+    let mut channels: Vec<ChannelName> = Vec::new();
+    for (event_channels, info) in request {
+        if info.is_empty() {
+            continue;
+        }
+        for channel in event_channels {
+            if !channels.contains(channel) {
+                channels.push(channel.clone());
+            }
+        }
+    }
+    channels
+}
+
+/// The `200` body of a trigger that asked for `info`, given the stats of
+/// [`info_channels`] in that order: `{"channels": {name: attributes}}` for one
+/// event, `{"batch": [attributes of each event's channel]}` for a batch.
+pub fn info_body(request: &InfoRequest, stats: &[ChannelStats], batch: bool) -> Value {
+    let order = info_channels(request);
+    let of = |c: &ChannelName| {
+        order
+            .iter()
+            .position(|x| x == c)
+            .and_then(|i| stats.get(i).copied())
+            .unwrap_or_default()
+    };
+    if batch {
+        let items: Vec<Value> = request
+            .iter()
+            .map(|(channels, info)| {
+                channels
+                    .first()
+                    .map_or_else(|| json!({}), |c| of(c).attributes(info))
+            })
+            .collect();
+        return json!({ "batch": items });
+    }
+    let mut map = Map::new();
+    for (channels, info) in request {
+        for channel in channels {
+            map.insert(channel.to_string(), of(channel).attributes(info));
+        }
+    }
+    json!({ "channels": map })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +331,30 @@ mod tests {
         assert_eq!(
             (first.id.as_str(), second.id.as_str(), first.ts),
             ("id1", "id2", 42)
+        );
+    }
+
+    #[test]
+    fn info_bodies_follow_pushers_shapes() {
+        let ch = |n: &str| ChannelName::new(n).unwrap();
+        let users = vec![ChannelAttribute::UserCount];
+        let request: InfoRequest = vec![
+            (vec![ch("presence-a")], users.clone()),
+            (vec![ch("b")], vec![]),
+            (vec![ch("presence-a")], users),
+        ];
+        assert_eq!(info_channels(&request), [ch("presence-a")]);
+        let stats = [ChannelStats {
+            subscription_count: 3,
+            user_count: 2,
+        }];
+        assert_eq!(
+            info_body(&request, &stats, true),
+            json!({"batch": [{"user_count": 2}, {}, {"user_count": 2}]})
+        );
+        assert_eq!(
+            info_body(&request[..1].to_vec(), &stats, false),
+            json!({"channels": {"presence-a": {"user_count": 2}}})
         );
     }
 

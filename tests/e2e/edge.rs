@@ -204,3 +204,77 @@ fn misbehaving_bridges_give_503_within_the_timeout() {
         );
     }
 }
+
+#[test]
+fn channel_queries_and_info_at_the_edge_match_the_origin() {
+    let scratch = Scratch::new("edge-queries");
+    let redis = RedisServer::start(&scratch);
+    let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let bridge_url = bridge.url();
+    let edge = EdgeWorker::start(
+        &scratch,
+        &[
+            ("PUSHWIRE_APPS", TEST_APPS),
+            ("PUSHWIRE_BRIDGE_URL", &bridge_url),
+            ("PUSHWIRE_BRIDGE_TOKEN", &bridge.token),
+        ],
+    );
+    let mut clients = Clients::start(&scratch, "clients");
+    for (id, user) in [("a", "u1"), ("b", "u2"), ("c", "u2")] {
+        let socket_id = clients.connect(id, &origin.url(), json!({}));
+        let data = json!({"user_id": user});
+        let auth = clients.authorize(TEST_APP, &socket_id, "presence-lobby", Some(data));
+        let ack = clients.emit(
+            id,
+            "subscribe",
+            json!([{"channel": "presence-lobby", "auth": auth["auth"], "channel_data": auth["channel_data"]}]),
+        );
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    clients.subscribe("a", "news");
+    // The counts reach Redis with each worker's report; ask until the origin agrees.
+    let channel = "/channels/presence-lobby";
+    let params = json!({"info": "subscription_count,user_count"});
+    let expected = json!({"occupied": true, "subscription_count": 3, "user_count": 2});
+    pushwire_tests::wait::until(
+        "the origin's counts",
+        std::time::Duration::from_secs(10),
+        || {
+            (clients
+                .get(origin.addr, TEST_APP, channel, params.clone())
+                .1
+                == expected)
+                .then_some(())
+        },
+    );
+    for (path, params) in [
+        (channel.to_owned(), params.clone()),
+        (
+            "/channels".to_owned(),
+            json!({"filter_by_prefix": "presence-", "info": "user_count"}),
+        ),
+        ("/channels".to_owned(), json!({})),
+        (format!("{channel}/users"), json!({})),
+    ] {
+        let at_origin = clients.get(origin.addr, TEST_APP, &path, params.clone());
+        let at_edge = clients.get(edge.addr, TEST_APP, &path, params);
+        assert_eq!(at_edge, at_origin, "GET {path}");
+        assert_eq!(at_edge.0, 200, "GET {path}: {}", at_edge.1);
+    }
+    let (status, body) = clients.trigger(
+        edge.addr,
+        TEST_APP,
+        &["presence-lobby"],
+        "hello",
+        json!(""),
+        json!({"info": "user_count,subscription_count"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"channels": {"presence-lobby": {"user_count": 2, "subscription_count": 3}}})
+    );
+    let (status, _) = clients.get(edge.addr, TEST_APP, "/channels/news/history", json!({}));
+    assert_eq!(status, 404, "history is answered by the origins");
+}

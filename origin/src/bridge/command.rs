@@ -8,8 +8,21 @@ use super::BridgeError;
 
 /// The commands allowed when none are configured: what the edge worker needs.
 /// `EVAL` is only ever allowed for pushwire's own publish script
-/// ([`pushwire_shared::history::PUBLISH_SCRIPT`]), whatever the list says.
-pub const DEFAULT_ALLOWED: [&str; 3] = ["PING", "PUBLISH", "EVAL"];
+/// ([`pushwire_shared::history::PUBLISH_SCRIPT`]), and the [`READ_COMMANDS`]
+/// only on pushwire's own keys, whatever the list says.
+pub const DEFAULT_ALLOWED: [&str; 7] = [
+    "PING",
+    "PUBLISH",
+    "EVAL",
+    "ZRANGEBYSCORE",
+    "HGET",
+    "HGETALL",
+    "HLEN",
+];
+
+/// Reads the edge makes for channel queries (`pushwire_shared::directory`);
+/// their key must start with `pushwire:`.
+pub const READ_COMMANDS: [&str; 4] = ["ZRANGEBYSCORE", "HGET", "HGETALL", "HLEN"];
 
 /// A validated command: an allowed name (upper-case) and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +68,13 @@ impl RedisCommand {
                     "EVAL of a script other than pushwire's publish script".into(),
                 ));
             }
+        }
+        if READ_COMMANDS.contains(&name.as_str())
+            && !args.first().is_some_and(|key| key.starts_with("pushwire:"))
+        {
+            return Err(BridgeError::NotAllowed(format!(
+                "{name} outside pushwire's keys"
+            )));
         }
         Ok(RedisCommand { name, args })
     }
@@ -127,6 +147,17 @@ mod tests {
             ),
             Err(BridgeError::NotAllowed(_))
         ));
+        assert!(matches!(
+            RedisCommand::parse(&json!(["HGETALL", "users:passwords"]), &allowed()),
+            Err(BridgeError::NotAllowed(_))
+        ));
+        assert!(
+            RedisCommand::parse(
+                &json!(["HLEN", "pushwire:v1:1:presence:presence-a"]),
+                &allowed()
+            )
+            .is_ok()
+        );
         let publish = history::publish_command(&Default::default(), 0, "e", &[]);
         assert!(RedisCommand::parse(&json!(publish), &allowed()).is_ok());
         assert_eq!(

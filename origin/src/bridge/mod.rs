@@ -7,9 +7,10 @@
 //!   an array of `{"result"}` / `{"error"}` items (200);
 //! - `Authorization: Bearer <token>` (or `?_token=`), else 401;
 //! - `Upstash-Encoding: base64`: strings in results are base64;
-//! - only allow-listed commands run (default: PING, PUBLISH, and EVAL of pushwire's
-//!   publish script only); a request naming any
-//!   other is refused whole (400) before anything runs;
+//! - only allow-listed commands run (default: what the edge needs: PING, PUBLISH,
+//!   EVAL of pushwire's publish script only, and ZRANGEBYSCORE/HGET/HGETALL/HLEN on
+//!   `pushwire:` keys only); a request naming any other is refused whole (400)
+//!   before anything runs;
 //! - bodies over the cap get 413; Redis unreachable gets 503.
 
 mod command;

@@ -125,16 +125,19 @@ async fn handle(
     let messages = accepted.messages(ts, || api.ids.next(ts));
     api.broker.publish(&messages).await?;
     tracing::debug!(app = %accepted.app.id, events = accepted.events.len(), messages = messages.len(), "published");
-    if accepted.events.iter().all(|e| e.info.is_empty()) {
+    let Some(info) = accepted.info_request() else {
         return Ok(json_response(EMPTY_OBJECT.to_owned()));
+    };
+    let batch = matches!(route, TriggerRoute::BatchEvents { .. });
+    // Published already: a failed read must not turn into a 503 (the caller
+    // would retry and publish twice), so it answers without the attributes.
+    match info::answer(api, &accepted.app.id, &info, batch).await {
+        Ok(body) => Ok(json_response(body.to_string())),
+        Err(e) => {
+            tracing::warn!(error = %e, "published, but could not read the info attributes");
+            Ok(json_response(EMPTY_OBJECT.to_owned()))
+        }
     }
-    let body = info::answer(
-        api,
-        &accepted,
-        matches!(route, TriggerRoute::BatchEvents { .. }),
-    )
-    .await?;
-    Ok(json_response(body.to_string()))
 }
 
 fn json_response(body: String) -> Response {
