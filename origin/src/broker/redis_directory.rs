@@ -342,7 +342,11 @@ async fn beat_once(
     policy: &HistoryPolicy,
 ) -> Result<(), BrokerError> {
     let mut c = conn.get().await?;
-    let now = now_ms();
+    // Redis's clock, not ours: every node's heartbeat and every reaper's cutoff
+    // are then on one clock, whatever the machines' clocks say.
+    let (secs, micros): (u64, u64) =
+        within(COMMAND_TIMEOUT, "TIME", redis::cmd("TIME").query_async(&mut c)).await?;
+    let now = secs * 1000 + micros / 1000;
     let mut pipe = redis::pipe();
     pipe.atomic().del(subs).ignore();
     if !counts.is_empty() {
