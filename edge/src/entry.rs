@@ -12,7 +12,8 @@ use worker::{
 use crate::config::EdgeConfig;
 use pushwire_shared::directory;
 
-use crate::handler::{self, BridgeRequest, Incoming, Outcome, Query, Reply};
+use crate::handler::{self, BridgeRequest, Incoming, Outcome, Reply};
+use crate::query::{self, Query};
 
 fn reply(reply: Reply) -> Result<Response> {
     let headers = Headers::new();
@@ -118,9 +119,9 @@ async fn read_directory(config: &EdgeConfig, query: &Query, now_ms: u64) -> Repl
         query.read.clone(),
         now_ms,
         |commands| async move {
-            let request = handler::pipeline_request(config, &commands);
+            let request = query::pipeline_request(config, &commands);
             let answer = call_bridge(&request, config.bridge_timeout_ms).await;
-            handler::pipeline_replies(answer, commands.len())
+            query::pipeline_replies(answer, commands.len())
         },
     )
     .await;
@@ -129,5 +130,5 @@ async fn read_directory(config: &EdgeConfig, query: &Query, now_ms: u64) -> Repl
         Ok(Err(e)) => Err(e.to_string()),
         Err(reason) => Err(reason),
     };
-    handler::render(found, &query.render)
+    query::render(found, &query.render)
 }

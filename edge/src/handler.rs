@@ -1,30 +1,18 @@
 //! What the edge does with a request, as plain functions: [`handle`] either
 //! answers at once, asks for one publish to the bridge, or asks for a directory
-//! read (channel queries); [`after_publish`] turns the bridge's answer into the
-//! reply (or into the read a trigger's `info` needs); [`pipeline_request`],
-//! [`pipeline_replies`] and [`render`] serve the reads.
+//! read (channel queries, see [`crate::query`]); [`after_publish`] turns the
+//! bridge's answer into the reply.
 
-use pushwire_shared::channel_query::{
-    self, ChannelQuery, ChannelQueryRoute, channel_body, channels_body, users_body,
-};
-use pushwire_shared::directory::{Found, Read, Reply as DirectoryReply};
+use pushwire_shared::channel_query::ChannelQueryRoute;
+use pushwire_shared::directory::Read;
 use pushwire_shared::history;
 use pushwire_shared::http::{EMPTY_OBJECT, HttpError, error_body};
 use pushwire_shared::signing::RequestParts;
-use pushwire_shared::trigger::ChannelAttribute;
-use pushwire_shared::trigger_request::{
-    self, InfoRequest, TriggerRequestError, TriggerRoute, info_body, info_channels,
-};
+use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute, info_channels};
 use pushwire_shared::upstash::{self, COMMAND_PATH};
-use serde_json::Value;
 
 use crate::config::EdgeConfig;
-
-/// The 404 message for history reads, which the edge cannot answer.
-pub const HISTORY_AT_THE_ORIGIN: &str = "channel history is answered by the pushwire origins, not by the edge: send this request to an origin";
-
-/// The path of a pipeline of commands.
-const PIPELINE_PATH: &str = "/pipeline";
+use crate::query::{self, Query, Render};
 
 /// An HTTP reply: status and JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +24,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn error(e: &TriggerRequestError) -> Self {
+    pub(crate) fn error(e: &TriggerRequestError) -> Self {
         Reply {
             status: e.status(),
             body: error_body(&e.to_string()),
@@ -57,38 +45,6 @@ pub struct BridgeRequest {
     pub commands: usize,
     /// The read to run once the publish is confirmed (a trigger's `info`).
     pub then: Option<Query>,
-}
-
-/// A directory read and what to make of its result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query {
-    /// The app.
-    pub app: String,
-    /// What to read.
-    pub read: Read,
-    /// How to answer.
-    pub render: Render,
-}
-
-/// How a directory read becomes the response body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Render {
-    /// `GET /channels`.
-    Channels {
-        /// `info=user_count`.
-        user_count: bool,
-    },
-    /// `GET /channels/{name}`.
-    Channel(Vec<ChannelAttribute>),
-    /// `GET /channels/{name}/users`.
-    Users,
-    /// A trigger's `info`.
-    Info {
-        /// What the trigger asked for.
-        request: InfoRequest,
-        /// A `batch_events` request.
-        batch: bool,
-    },
 }
 
 /// What to do with a request.
@@ -129,7 +85,7 @@ pub fn handle(
         });
     }
     if let Some(route) = ChannelQueryRoute::parse(request.path) {
-        return query(config, route, request, now_ms);
+        return query::handle(config, route, request, now_ms);
     }
     let route = match TriggerRoute::parse(request.path) {
         Some(route) if request.method == "POST" => route,
@@ -172,114 +128,6 @@ pub fn handle(
     })
 }
 
-/// A channel query: checked like a trigger, then a directory read. History is
-/// answered by the origins only (the bridge does not read streams).
-fn query(
-    config: &EdgeConfig,
-    route: ChannelQueryRoute<'_>,
-    request: Incoming<'_>,
-    now_ms: u64,
-) -> Outcome {
-    if request.method != "GET" {
-        return Outcome::Reply(Reply::error(&TriggerRequestError::NotFound));
-    }
-    let parts = RequestParts {
-        method: request.method,
-        path: request.path,
-        query: request.query,
-        body: request.body,
-    };
-    let accepted = match channel_query::accept(route, &parts, &config.apps, now_ms / 1000) {
-        Ok(accepted) => accepted,
-        Err(e) => return Outcome::Reply(Reply::error(&e)),
-    };
-    let (read, render) = match accepted.query {
-        ChannelQuery::Channels { prefix, user_count } => {
-            (Read::Occupied(prefix), Render::Channels { user_count })
-        }
-        ChannelQuery::Channel { channel, info } => {
-            (Read::Stats(vec![channel]), Render::Channel(info))
-        }
-        ChannelQuery::Users { channel } => (Read::Members(channel), Render::Users),
-        ChannelQuery::History { .. } => {
-            return Outcome::Reply(Reply {
-                status: 404,
-                body: error_body(HISTORY_AT_THE_ORIGIN),
-            });
-        }
-    };
-    Outcome::Query(Query {
-        app: accepted.app.id.clone(),
-        read,
-        render,
-    })
-}
-
-/// One pipeline of directory commands as a bridge request (`POST /pipeline`).
-pub fn pipeline_request(config: &EdgeConfig, commands: &[Vec<String>]) -> BridgeRequest {
-    BridgeRequest {
-        url: format!("{}{PIPELINE_PATH}", config.bridge_url),
-        token: config.bridge_token.clone(),
-        body: serde_json::to_string(commands).expect("strings always serialise"),
-        commands: commands.len(),
-        then: None,
-    }
-}
-
-/// The replies of a pipeline (`200 [{"result": …}, …]`, one per command), or why not.
-pub fn pipeline_replies(
-    answer: Result<(u16, Vec<u8>), String>,
-    expected: usize,
-) -> Result<Vec<DirectoryReply>, String> {
-    let (status, body) = answer.map_err(|reason| format!("the bridge is unreachable: {reason}"))?;
-    if status != 200 {
-        return Err(format!("the bridge answered {status}"));
-    }
-    let items: Vec<Value> = serde_json::from_slice(&body)
-        .map_err(|_| "the bridge sent an unexpected reply".to_owned())?;
-    if items.len() != expected {
-        return Err(format!("{} replies for {expected} commands", items.len()));
-    }
-    items
-        .iter()
-        .map(|item| match item.get("error").and_then(Value::as_str) {
-            Some(error) => Err(format!("the bridge refused a read: {error}")),
-            None => Ok(DirectoryReply::from_json(
-                item.get("result").unwrap_or(&Value::Null),
-            )),
-        })
-        .collect()
-}
-
-/// The reply for a finished read (or a 503 saying why it failed).
-pub fn render(found: Result<Found, String>, render: &Render) -> Reply {
-    let body = match (found, render) {
-        (Ok(Found::Occupied(channels)), Render::Channels { user_count }) => {
-            channels_body(&channels, *user_count)
-        }
-        (Ok(Found::Stats(stats)), Render::Channel(info)) => {
-            channel_body(&stats.first().copied().unwrap_or_default(), info)
-        }
-        (Ok(Found::Members(members)), Render::Users) => {
-            let mut ids: Vec<String> = members.into_iter().map(|(id, _)| id).collect();
-            ids.sort();
-            users_body(&ids)
-        }
-        (Ok(Found::Stats(stats)), Render::Info { request, batch }) => {
-            info_body(request, &stats, *batch)
-        }
-        (Ok(other), _) => {
-            let reason = format!("unexpected directory result {other:?}");
-            return Reply::error(&TriggerRequestError::Unavailable(reason));
-        }
-        (Err(reason), _) => return Reply::error(&TriggerRequestError::Unavailable(reason)),
-    };
-    Reply {
-        status: 200,
-        body: body.to_string(),
-    }
-}
-
 /// The reply once the bridge answered `Ok((status, body))` or could not be
 /// reached (`Err(reason)`, including a timeout): `200 {}` only when every publish
 /// was confirmed, else `503` saying why.
@@ -302,7 +150,7 @@ pub fn after_publish(request: &BridgeRequest, answer: Result<(u16, Vec<u8>), Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushwire_shared::{ChannelName, Envelope, signing};
+    use pushwire_shared::{Envelope, signing};
 
     fn config() -> EdgeConfig {
         EdgeConfig::from_vars(|k| match k {
@@ -414,52 +262,5 @@ mod tests {
             assert_eq!(reply.status, 503, "{reply:?}");
             assert!(reply.body.contains("unavailable"), "{}", reply.body);
         }
-    }
-
-    #[test]
-    fn channel_queries_become_directory_reads() {
-        let config = config();
-        let app = config.apps.single().unwrap().clone();
-        let path = "/apps/1000001/channels/presence-a";
-        let query = signing::sign(
-            "GET",
-            path,
-            &[("info", "user_count")],
-            b"",
-            &app,
-            1_700_000_000,
-        );
-        let request = Incoming {
-            method: "GET",
-            path,
-            query: &query,
-            body: b"",
-        };
-        let Outcome::Query(q) = handle(&config, request, 1_700_000_000_000, || "x".into()) else {
-            panic!("expected a read");
-        };
-        assert_eq!(
-            q.read,
-            Read::Stats(vec![ChannelName::new("presence-a").unwrap()])
-        );
-        let pipeline = pipeline_request(&config, &[vec!["HLEN".into(), "k".into()]]);
-        assert_eq!(
-            (pipeline.url.as_str(), pipeline.body.as_str()),
-            ("http://bridge/pipeline", r#"[["HLEN","k"]]"#)
-        );
-        let replies = pipeline_replies(Ok((200, br#"[{"result":2}]"#.to_vec())), 1).unwrap();
-        assert_eq!(replies, [DirectoryReply::Int(2)]);
-        assert!(pipeline_replies(Ok((200, br#"[{"error":"ERR"}]"#.to_vec())), 1).is_err());
-        assert!(pipeline_replies(Ok((200, b"[]".to_vec())), 1).is_err());
-        let stats = vec![pushwire_shared::channel_query::ChannelStats {
-            subscription_count: 4,
-            user_count: 2,
-        }];
-        let reply = render(Ok(Found::Stats(stats)), &q.render);
-        assert_eq!(
-            (reply.status, reply.body.as_str()),
-            (200, r#"{"occupied":true,"user_count":2}"#)
-        );
-        assert_eq!(render(Err("down".into()), &q.render).status, 503);
     }
 }

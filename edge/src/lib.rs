@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod handler;
+pub mod query;
 
 #[cfg(target_arch = "wasm32")]
 mod entry;

@@ -344,8 +344,12 @@ async fn beat_once(
     let mut c = conn.get().await?;
     // Redis's clock, not ours: every node's heartbeat and every reaper's cutoff
     // are then on one clock, whatever the machines' clocks say.
-    let (secs, micros): (u64, u64) =
-        within(COMMAND_TIMEOUT, "TIME", redis::cmd("TIME").query_async(&mut c)).await?;
+    let (secs, micros): (u64, u64) = within(
+        COMMAND_TIMEOUT,
+        "TIME",
+        redis::cmd("TIME").query_async(&mut c),
+    )
+    .await?;
     let now = secs * 1000 + micros / 1000;
     let mut pipe = redis::pipe();
     pipe.atomic().del(subs).ignore();
