@@ -15,7 +15,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::channel::ChannelName;
-use crate::envelope::{ENVELOPE_VERSION, REDIS_PREFIX};
+use crate::envelope::{ENVELOPE_VERSION, Envelope, REDIS_PREFIX, redis_channel};
 
 /// The Redis key holding the current history epoch.
 pub const EPOCH_KEY: &str = "pushwire:v1:epoch";
@@ -198,6 +198,26 @@ pub struct PublishMessage {
     pub history_key: String,
     /// The envelope JSON, ending with `}` and without a `pos` field.
     pub envelope: String,
+}
+
+impl PublishMessage {
+    /// The message publishing `envelope` on its app's channel and history.
+    ///
+    /// ```
+    /// use pushwire_shared::history::PublishMessage;
+    /// use pushwire_shared::Envelope;
+    /// let raw = r#"{"v":1,"id":"e","app":"7","channel":"c","event":"x","data":"","ts":1}"#;
+    /// let m = PublishMessage::of(&Envelope::decode(raw.as_bytes()).unwrap());
+    /// assert_eq!((m.channel.as_str(), m.history_key.as_str()), ("pushwire:v1:7:ch:c", "pushwire:v1:7:hist:c"));
+    /// assert_eq!(m.envelope, raw);
+    /// ```
+    pub fn of(envelope: &Envelope) -> Self {
+        PublishMessage {
+            channel: redis_channel(&envelope.app, &envelope.channel),
+            history_key: history_key(&envelope.app, &envelope.channel),
+            envelope: envelope.encode(),
+        }
+    }
 }
 
 /// Adds `pos` to an envelope's JSON: the byte-level rule the publish script

@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 use crate::app::{App, AppList};
 use crate::channel::ChannelName;
 use crate::channel_query::ChannelStats;
-use crate::envelope::{ENVELOPE_VERSION, Envelope, redis_channel};
-use crate::history::{PublishMessage, history_key};
+use crate::envelope::{ENVELOPE_VERSION, Envelope};
+use crate::history::PublishMessage;
 use crate::http::HttpError;
 use crate::signing::{self, RequestParts, SigningError};
 use crate::trigger::{self, ChannelAttribute, TriggerError, TriggerEvent};
@@ -150,11 +150,7 @@ impl AcceptedTrigger<'_> {
                     ts: ts_ms,
                     pos: None,
                 };
-                messages.push(PublishMessage {
-                    channel: redis_channel(&self.app.id, channel),
-                    history_key: history_key(&self.app.id, channel),
-                    envelope: envelope.encode(),
-                });
+                messages.push(PublishMessage::of(&envelope));
             }
         }
         messages

@@ -1,8 +1,8 @@
 //! Events a socket causes (presence changes, client events), made into the
 //! message the broker publishes like a trigger's, never delivered back to it.
 
-use pushwire_shared::envelope::{ENVELOPE_VERSION, redis_channel};
-use pushwire_shared::history::{PublishMessage, history_key};
+use pushwire_shared::envelope::ENVELOPE_VERSION;
+use pushwire_shared::history::PublishMessage;
 use pushwire_shared::{ChannelName, Envelope, EventName};
 use serde_json::Value;
 
@@ -18,12 +18,11 @@ pub(crate) fn message(
     event: EventName,
     data: Value,
 ) -> PublishMessage {
-    let app = &session.app.id;
     let ts = now_ms();
     let envelope = Envelope {
         v: ENVELOPE_VERSION,
         id: ctx.event_ids.next(ts),
-        app: app.clone(),
+        app: session.app.id.clone(),
         channel: channel.clone(),
         event,
         data,
@@ -31,9 +30,5 @@ pub(crate) fn message(
         ts,
         pos: None,
     };
-    PublishMessage {
-        channel: redis_channel(app, channel),
-        history_key: history_key(app, channel),
-        envelope: envelope.encode(),
-    }
+    PublishMessage::of(&envelope)
 }
