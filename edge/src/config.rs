@@ -98,6 +98,18 @@ impl EdgeConfig {
     }
 }
 
+/// The settings the unit tests use: the dev app and a bridge at `http://bridge`.
+#[cfg(test)]
+pub(crate) fn test_config() -> EdgeConfig {
+    EdgeConfig::from_vars(|k| match k {
+        "PUSHWIRE_APPS" => Some("1000001:app-key:app-secret".into()),
+        "PUSHWIRE_BRIDGE_URL" => Some("http://bridge".into()),
+        "PUSHWIRE_BRIDGE_TOKEN" => Some("tok".into()),
+        _ => None,
+    })
+    .expect("the test settings are valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,19 @@
 //! The Workers entry point (wasm only): reads the request, runs [`handler`],
-//! makes the one bridge call with a bounded wait, writes the reply.
+//! makes the bridge calls (the publish, or a directory read's steps) with a
+//! bounded wait each, writes the reply.
 
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
+use pushwire_shared::directory;
+use pushwire_shared::signing::RequestParts;
 use worker::{
     AbortController, Context, Delay, Env, Error, Fetch, Headers, Method, Request, RequestInit,
     Response, Result, event, js_sys,
 };
 
 use crate::config::EdgeConfig;
-use pushwire_shared::directory;
-
-use crate::handler::{self, BridgeRequest, Incoming, Outcome, Reply};
+use crate::handler::{self, BridgeRequest, Outcome, Reply};
 use crate::query::{self, Query};
 
 fn reply(reply: Reply) -> Result<Response> {
@@ -87,7 +88,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let url = req.url()?;
     let body = req.bytes().await.unwrap_or_default();
     let now_ms = js_sys::Date::now() as u64;
-    let incoming = Incoming {
+    let incoming = RequestParts {
         method: &method,
         path: url.path(),
         query: url.query().unwrap_or(""),

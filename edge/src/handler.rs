@@ -58,23 +58,10 @@ pub enum Outcome {
     Query(Query),
 }
 
-/// The incoming request's parts.
-#[derive(Debug, Clone, Copy)]
-pub struct Incoming<'a> {
-    /// Method.
-    pub method: &'a str,
-    /// Raw path.
-    pub path: &'a str,
-    /// Raw query string (no `?`).
-    pub query: &'a str,
-    /// Body bytes.
-    pub body: &'a [u8],
-}
-
-/// Decides what to do with `request` at `now_ms`; `next_id` makes event ids.
+/// Decides what to do with the incoming `request` at `now_ms`; `next_id` makes event ids.
 pub fn handle(
     config: &EdgeConfig,
-    request: Incoming<'_>,
+    request: RequestParts<'_>,
     now_ms: u64,
     mut next_id: impl FnMut() -> String,
 ) -> Outcome {
@@ -91,15 +78,9 @@ pub fn handle(
         Some(route) if request.method == "POST" => route,
         _ => return Outcome::Reply(Reply::error(&TriggerRequestError::NotFound)),
     };
-    let parts = RequestParts {
-        method: request.method,
-        path: request.path,
-        query: request.query,
-        body: request.body,
-    };
     let accepted = match trigger_request::accept(
         route,
-        &parts,
+        &request,
         &config.apps,
         config.max_request_bytes,
         now_ms / 1000,
@@ -152,15 +133,7 @@ mod tests {
     use super::*;
     use pushwire_shared::{Envelope, signing};
 
-    fn config() -> EdgeConfig {
-        EdgeConfig::from_vars(|k| match k {
-            "PUSHWIRE_APPS" => Some("1000001:app-key:app-secret".into()),
-            "PUSHWIRE_BRIDGE_URL" => Some("http://bridge".into()),
-            "PUSHWIRE_BRIDGE_TOKEN" => Some("tok".into()),
-            _ => None,
-        })
-        .unwrap()
-    }
+    use crate::config::test_config as config;
 
     fn signed(path: &str, body: &[u8], now: u64) -> String {
         let config = config();
@@ -171,7 +144,7 @@ mod tests {
     fn an_accepted_trigger_becomes_one_publish_script_call() {
         let body = br#"{"name":"e","channels":["a","b"],"data":"{}"}"#;
         let query = signed("/apps/1000001/events", body, 1_700_000_000);
-        let request = Incoming {
+        let request = RequestParts {
             method: "POST",
             path: "/apps/1000001/events",
             query: &query,
@@ -213,7 +186,7 @@ mod tests {
         let config = config();
         let reply = |method, path, query, body: &[u8]| match handle(
             &config,
-            Incoming {
+            RequestParts {
                 method,
                 path,
                 query,

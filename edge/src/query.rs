@@ -15,7 +15,7 @@ use pushwire_shared::trigger_request::{InfoRequest, TriggerRequestError, info_bo
 use serde_json::Value;
 
 use crate::config::EdgeConfig;
-use crate::handler::{BridgeRequest, Incoming, Outcome, Reply};
+use crate::handler::{BridgeRequest, Outcome, Reply};
 
 /// The 404 message for history reads, which the edge cannot answer.
 pub const HISTORY_AT_THE_ORIGIN: &str = "channel history is answered by the pushwire origins, not by the edge: send this request to an origin";
@@ -60,19 +60,13 @@ pub enum Render {
 pub(crate) fn handle(
     config: &EdgeConfig,
     route: ChannelQueryRoute<'_>,
-    request: Incoming<'_>,
+    request: RequestParts<'_>,
     now_ms: u64,
 ) -> Outcome {
     if request.method != "GET" {
         return Outcome::Reply(Reply::error(&TriggerRequestError::NotFound));
     }
-    let parts = RequestParts {
-        method: request.method,
-        path: request.path,
-        query: request.query,
-        body: request.body,
-    };
-    let accepted = match channel_query::accept(route, &parts, &config.apps, now_ms / 1000) {
+    let accepted = match channel_query::accept(route, &request, &config.apps, now_ms / 1000) {
         Ok(accepted) => accepted,
         Err(e) => return Outcome::Reply(Reply::error(&e)),
     };
@@ -168,15 +162,7 @@ mod tests {
     use super::*;
     use pushwire_shared::{ChannelName, signing};
 
-    fn config() -> EdgeConfig {
-        EdgeConfig::from_vars(|k| match k {
-            "PUSHWIRE_APPS" => Some("1000001:app-key:app-secret".into()),
-            "PUSHWIRE_BRIDGE_URL" => Some("http://bridge".into()),
-            "PUSHWIRE_BRIDGE_TOKEN" => Some("tok".into()),
-            _ => None,
-        })
-        .unwrap()
-    }
+    use crate::config::test_config as config;
 
     #[test]
     fn channel_queries_become_directory_reads() {
@@ -191,7 +177,7 @@ mod tests {
             &app,
             1_700_000_000,
         );
-        let request = Incoming {
+        let request = RequestParts {
             method: "GET",
             path,
             query: &query,
