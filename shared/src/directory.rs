@@ -168,30 +168,21 @@ fn command(words: &[&str]) -> Vec<String> {
 }
 
 impl DirectoryRead {
+    /// The next step: `stage` of this read, after running `commands`.
+    fn step(app: String, read: Read, stage: Stage, commands: Vec<Vec<String>>) -> Progress {
+        Progress::More(DirectoryRead { app, read, stage }, commands)
+    }
+
     /// Starts reading `app`'s `read` at `now_ms`; returns the first commands.
     pub fn start(app: &str, read: Read, now_ms: u64) -> Progress {
         let app = app.to_owned();
         if let Read::Members(channel) = &read {
             let commands = vec![command(&["HGETALL", &members_key(&app, channel)])];
-            return Progress::More(
-                DirectoryRead {
-                    app,
-                    read,
-                    stage: Stage::Members,
-                },
-                commands,
-            );
+            return Self::step(app, read, Stage::Members, commands);
         }
         let since = now_ms.saturating_sub(NODE_TIMEOUT_MS).to_string();
         let commands = vec![command(&["ZRANGEBYSCORE", NODES_KEY, &since, "+inf"])];
-        Progress::More(
-            DirectoryRead {
-                app,
-                read,
-                stage: Stage::Nodes,
-            },
-            commands,
-        )
+        Self::step(app, read, Stage::Nodes, commands)
     }
 
     /// Takes the replies to the last commands, in order.
@@ -218,14 +209,8 @@ impl DirectoryRead {
                     }
                     commands.push(command(&["HLEN", &members_key(&app, channel)]));
                 }
-                Ok(Progress::More(
-                    DirectoryRead {
-                        app,
-                        read: read.clone(),
-                        stage: Stage::Counts(nodes),
-                    },
-                    commands,
-                ))
+                let read = read.clone();
+                Ok(Self::step(app, read, Stage::Counts(nodes), commands))
             }
             (Stage::Counts(nodes), Read::Stats(channels)) => {
                 let mut stats = Vec::with_capacity(channels.len());
@@ -248,14 +233,8 @@ impl DirectoryRead {
                     .iter()
                     .map(|node| command(&["HGETALL", &node_key(node, "subs")]))
                     .collect();
-                Ok(Progress::More(
-                    DirectoryRead {
-                        app,
-                        read: read.clone(),
-                        stage: Stage::Counts(nodes),
-                    },
-                    commands,
-                ))
+                let read = read.clone();
+                Ok(Self::step(app, read, Stage::Counts(nodes), commands))
             }
             (Stage::Counts(nodes), Read::Occupied(prefix)) => {
                 let mut totals: BTreeMap<String, u64> = BTreeMap::new();
@@ -273,33 +252,22 @@ impl DirectoryRead {
                             .then_some((channel, count))
                     })
                     .collect();
+                // Only presence channels have members to count.
                 let commands: Vec<Vec<String>> = channels
                     .iter()
                     .filter(|(channel, _)| channel.kind() == ChannelKind::Presence)
                     .map(|(channel, _)| command(&["HLEN", &members_key(&app, channel)]))
                     .collect();
+                let user_counts = DirectoryRead {
+                    app,
+                    read: read.clone(),
+                    stage: Stage::UserCounts(channels),
+                };
                 if commands.is_empty() {
-                    return Ok(Progress::Done(Found::Occupied(
-                        channels
-                            .into_iter()
-                            .map(|(channel, subscription_count)| {
-                                let stats = ChannelStats {
-                                    subscription_count,
-                                    user_count: 0,
-                                };
-                                (channel, stats)
-                            })
-                            .collect(),
-                    )));
+                    // Nothing to ask: finish at once, with no replies.
+                    return user_counts.advance(Vec::new());
                 }
-                Ok(Progress::More(
-                    DirectoryRead {
-                        app,
-                        read: read.clone(),
-                        stage: Stage::UserCounts(channels),
-                    },
-                    commands,
-                ))
+                Ok(Progress::More(user_counts, commands))
             }
             (Stage::UserCounts(channels), Read::Occupied(_)) => {
                 let mut found = Vec::with_capacity(channels.len());
@@ -417,6 +385,18 @@ mod tests {
                 ChannelStats {
                     subscription_count: 3,
                     user_count: 1
+                }
+            )]))
+        );
+        // Only public channels: no member counts to ask for.
+        let public = run_sync("2", Read::Occupied(String::new()), 20_000);
+        assert_eq!(
+            public,
+            Ok(Found::Occupied(vec![(
+                ChannelName::new("other").unwrap(),
+                ChannelStats {
+                    subscription_count: 5,
+                    user_count: 0
                 }
             )]))
         );
