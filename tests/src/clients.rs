@@ -289,12 +289,12 @@ impl Clients {
         data: Value,
         params: Value,
     ) -> (u16, String) {
-        let req = self.req_id();
-        self.send(json!({
-            "op": "trigger", "req": req, "host": addr.ip().to_string(), "port": addr.port(),
-            "appId": app.id, "key": app.key, "secret": app.secret,
-            "channels": channels, "event": event, "data": data, "params": params,
-        }));
+        let req = self.sdk_request(
+            "trigger",
+            addr,
+            app,
+            json!({"channels": channels, "event": event, "data": data, "params": params}),
+        );
         self.trigger_result(&req)
     }
 
@@ -322,11 +322,7 @@ impl Clients {
         app: Credentials<'_>,
         events: Value,
     ) -> (u16, String) {
-        let req = self.req_id();
-        self.send(json!({
-            "op": "batch", "req": req, "host": addr.ip().to_string(), "port": addr.port(),
-            "appId": app.id, "key": app.key, "secret": app.secret, "events": events,
-        }));
+        let req = self.sdk_request("batch", addr, app, json!({"events": events}));
         self.trigger_result(&req)
     }
 
@@ -339,12 +335,14 @@ impl Clients {
         channel: &str,
         presence: Option<Value>,
     ) -> Value {
-        let req = self.req_id();
-        self.send(json!({
-            "op": "authorize", "req": req, "host": "127.0.0.1", "port": 1,
-            "appId": app.id, "key": app.key, "secret": app.secret,
-            "socketId": socket_id, "channel": channel, "presence": presence,
-        }));
+        // Signing only: the SDK makes no request, so the address is never used.
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 1));
+        let req = self.sdk_request(
+            "authorize",
+            nowhere,
+            app,
+            json!({"socketId": socket_id, "channel": channel, "presence": presence}),
+        );
         self.wait_for("authorization", |r| r["req"] == req.as_str())["auth"].clone()
     }
 
@@ -356,17 +354,34 @@ impl Clients {
         path: &str,
         params: Value,
     ) -> (u16, Value) {
-        let req = self.req_id();
-        self.send(json!({
-            "op": "get", "req": req, "host": addr.ip().to_string(), "port": addr.port(),
-            "appId": app.id, "key": app.key, "secret": app.secret, "path": path, "params": params,
-        }));
+        let req = self.sdk_request("get", addr, app, json!({"path": path, "params": params}));
         let report = self.wait_for("get result", |r| r["req"] == req.as_str());
         let body = report["body"].as_str().unwrap_or_default();
         (
             report["status"].as_u64().unwrap_or(0) as u16,
             serde_json::from_str(body).unwrap_or_else(|_| json!(body)),
         )
+    }
+
+    /// Sends a pusher SDK command `op` for `app` against `addr`, with the
+    /// command's own fields `extra`; returns its request id.
+    fn sdk_request(
+        &mut self,
+        op: &str,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        extra: Value,
+    ) -> String {
+        let req = self.req_id();
+        let mut cmd = json!({
+            "op": op, "req": req, "host": addr.ip().to_string(), "port": addr.port(),
+            "appId": app.id, "key": app.key, "secret": app.secret,
+        });
+        if let (Some(cmd), Value::Object(extra)) = (cmd.as_object_mut(), extra) {
+            cmd.extend(extra);
+        }
+        self.send(cmd);
+        req
     }
 
     fn trigger_result(&mut self, req: &str) -> (u16, String) {
