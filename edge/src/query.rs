@@ -137,11 +137,7 @@ pub fn render(found: Result<Found, String>, render: &Render) -> Reply {
         (Ok(Found::Stats(stats)), Render::Channel(info)) => {
             channel_body(&stats.first().copied().unwrap_or_default(), info)
         }
-        (Ok(Found::Members(members)), Render::Users) => {
-            let mut ids: Vec<String> = members.into_iter().map(|(id, _)| id).collect();
-            ids.sort();
-            users_body(&ids)
-        }
+        (Ok(Found::Members(members)), Render::Users) => users_body(&members),
         (Ok(Found::Stats(stats)), Render::Info { request, batch }) => {
             info_body(request, &stats, *batch)
         }

@@ -285,9 +285,12 @@ pub fn channel_body(stats: &ChannelStats, info: &[ChannelAttribute]) -> Value {
     body
 }
 
-/// `GET /channels/{name}/users`: `{"users": [{"id"}, …]}`.
-pub fn users_body(ids: &[String]) -> Value {
-    let users: Vec<Value> = ids.iter().map(|id| json!({ "id": id })).collect();
+/// `GET /channels/{name}/users` from a presence channel's members
+/// (`(user_id, user_info)`): `{"users": [{"id"}, …]}`, sorted by id.
+pub fn users_body(members: &[(String, String)]) -> Value {
+    let mut ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    let users: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
     json!({ "users": users })
 }
 
@@ -409,6 +412,10 @@ mod tests {
             channels_body(&list, false),
             json!({"channels": {"presence-a": {}}})
         );
-        assert_eq!(users_body(&["u".into()]), json!({"users": [{"id": "u"}]}));
+        let members = [("v".into(), "null".into()), ("u".into(), "{}".into())];
+        assert_eq!(
+            users_body(&members),
+            json!({"users": [{"id": "u"}, {"id": "v"}]})
+        );
     }
 }

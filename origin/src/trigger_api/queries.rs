@@ -42,15 +42,8 @@ pub(super) async fn answer(
             ))
         }
         ChannelQuery::Users { channel } => {
-            let mut ids: Vec<String> = api
-                .broker
-                .presence_members(app, &channel)
-                .await?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            ids.sort();
-            Ok(users_body(&ids))
+            let members = api.broker.presence_members(app, &channel).await?;
+            Ok(users_body(&members))
         }
         ChannelQuery::History { channel, since } => {
             history::answer(api, app, &channel, since).await
