@@ -87,9 +87,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Master {
     fn send(&self, worker: WorkerId, message: &ToWorker) {
-        if let Some(link) = lock(&self.links).get(&worker) {
-            let _ = link.control.send(message.encode());
-        }
+        self.send_frame(worker, &message.encode());
     }
 
     fn broadcast(&self, message: &ToWorker) {
