@@ -134,12 +134,30 @@ fn presence_members(a: &Origin, b: &Origin, clients: &mut Clients) {
             json!({"channels": {ROOM: {"user_count": 3, "subscription_count": 4}}})
         )
     );
+    // A batch answers per event, in request order.
+    let events = json!([
+        {"channel": ROOM, "name": "info-batch", "data": "", "info": "user_count"},
+        {"channel": "nobody-here", "name": "info-batch", "data": "", "info": "subscription_count"},
+    ]);
+    let (status, body) = clients.trigger_batch(b.addr, TEST_APP, events);
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (
+            200,
+            json!({"batch": [{"user_count": 3}, {"subscription_count": 0}]})
+        )
+    );
 
     // The first tab leaving changes nothing; the last one removes the member, once.
     clients.unsubscribe("u1-tab1", ROOM);
     assert_eq!(
         events_until_mark(clients, a, "obs", "mark-3"),
-        [ev("mark-2", ""), ev("info", ""), ev("mark-3", "")]
+        [
+            ev("mark-2", ""),
+            ev("info", ""),
+            ev("info-batch", ""),
+            ev("mark-3", "")
+        ]
     );
     clients.close("u1-tab2");
     // The server handles the disconnect on its own time: wait until it has.

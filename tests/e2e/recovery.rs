@@ -141,6 +141,18 @@ fn replay_then_live(d: &Deployment) {
     assert_eq!(unsigned.status, 401);
     let bad = history_status(&origin, "r", &[("since", "nope")]);
     assert_eq!(bad, 400);
+
+    // The recovery helper the tests drive is the one the origin serves.
+    let helper = http::request(origin.addr, "GET", "/pushwire-recovery.js", b"");
+    assert_eq!(helper.status, 200);
+    assert!(
+        helper
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("text/javascript"))
+    );
+    let file = include_str!("../../origin/assets/pushwire-recovery.js");
+    assert_eq!(helper.body, file);
 }
 
 fn history_status(origin: &Origin, channel: &str, extra: &[(&str, &str)]) -> u16 {
