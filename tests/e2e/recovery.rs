@@ -295,3 +295,35 @@ fn a_redis_restart_under_a_connected_client_is_reported_as_not_recovered() {
         s["c"]["received"] == json!([1, 2])
     });
 }
+
+#[test]
+fn history_older_than_its_age_limit_is_trimmed() {
+    let scratch = Scratch::new("history-age");
+    let redis = RedisServer::start(&scratch);
+    let mut options = OriginOptions::redis(&redis.url());
+    options.args = vec!["--history-max-age-secs".into(), "1".into()];
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("a", &origin.url(), json!({}));
+    clients.subscribe("a", "aging");
+    trigger(&mut clients, &origin, "aging", 1);
+    let (_, first) = tick(&mut clients, "a");
+    // Let event 1 grow older than the 1 s limit; the next publish trims it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    trigger(&mut clients, &origin, "aging", 2);
+    let kept = history(&origin, "aging", &[]);
+    let data: Vec<&Value> = kept["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["data"])
+        .collect();
+    assert_eq!(data, [r#"{"n":2}"#], "{kept}");
+    clients.connect("b", &origin.url(), json!({}));
+    let ack = clients.emit(
+        "b",
+        "subscribe",
+        json!([{"channel": "aging", "since": first}]),
+    );
+    assert_eq!(ack, json!({"ok": true, "recovered": false}));
+}
