@@ -10,11 +10,16 @@ use serde_json::{Map, Value, json};
 
 use crate::app::Limits;
 use crate::client_protocol::{AckCode, AckError};
+use crate::event::EventName;
 
 /// Sent to a presence channel's subscribers when a user joins: `{"user_id", "user_info"}`.
 pub const MEMBER_ADDED: &str = "pushwire:member_added";
 /// Sent to a presence channel's subscribers when a user's last socket left: `{"user_id"}`.
 pub const MEMBER_REMOVED: &str = "pushwire:member_removed";
+
+fn server_event(name: &str) -> EventName {
+    EventName::server(name).expect("the member events are server events")
+}
 
 /// The longest user id accepted, in bytes (Pusher's limit).
 pub const MAX_USER_ID_LEN: usize = 128;
@@ -78,15 +83,19 @@ impl Member {
         Ok(Member { user_id, user_info })
     }
 
-    /// The [`MEMBER_ADDED`] data: `{"user_id", "user_info"}`.
-    pub fn added_data(&self) -> Value {
+    /// The [`MEMBER_ADDED`] event and its data, `{"user_id", "user_info"}`.
+    pub fn added_event(&self) -> (EventName, Value) {
         let info = serde_json::from_str(&self.user_info).unwrap_or(Value::Null);
-        json!({ "user_id": self.user_id, "user_info": info })
+        let data = json!({ "user_id": self.user_id, "user_info": info });
+        (server_event(MEMBER_ADDED), data)
     }
 
-    /// The [`MEMBER_REMOVED`] data: `{"user_id"}`.
-    pub fn removed_data(&self) -> Value {
-        json!({ "user_id": self.user_id })
+    /// The [`MEMBER_REMOVED`] event and its data, `{"user_id"}`.
+    pub fn removed_event(&self) -> (EventName, Value) {
+        (
+            server_event(MEMBER_REMOVED),
+            json!({ "user_id": self.user_id }),
+        )
     }
 }
 
@@ -132,10 +141,15 @@ mod tests {
         assert_eq!(code(&big), AckCode::OverLimit);
         let plain = Member::parse(r#"{"user_id": "u"}"#, &limits).unwrap();
         assert_eq!(plain.user_info, "null");
+        let (added, data) = plain.added_event();
         assert_eq!(
-            plain.added_data(),
-            json!({"user_id": "u", "user_info": null})
+            (added.as_str(), data),
+            (MEMBER_ADDED, json!({"user_id": "u", "user_info": null}))
         );
-        assert_eq!(plain.removed_data(), json!({"user_id": "u"}));
+        let (removed, data) = plain.removed_event();
+        assert_eq!(
+            (removed.as_str(), data),
+            (MEMBER_REMOVED, json!({"user_id": "u"}))
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use pushwire_shared::envelope::{ENVELOPE_VERSION, redis_channel};
 use pushwire_shared::history::{HistoryPolicy, with_position};
-use pushwire_shared::presence::{MEMBER_REMOVED, Member};
-use pushwire_shared::{ChannelName, Envelope, EventName};
+use pushwire_shared::presence::Member;
+use pushwire_shared::{ChannelName, Envelope};
 
 use super::history_store::HistoryStore;
 use super::hub::RelayHub;
@@ -174,13 +174,14 @@ impl EmbeddedBroker {
                     user_id,
                     user_info: "null".into(),
                 };
+                let (event, data) = member.removed_event();
                 let envelope = Envelope {
                     v: ENVELOPE_VERSION,
                     id: format!("{now:x}-m{worker:x}-{n:x}"),
                     app: app.clone(),
                     channel: channel.clone(),
-                    event: EventName::server(MEMBER_REMOVED)?,
-                    data: member.removed_data(),
+                    event,
+                    data,
                     exclude: None,
                     ts: now,
                     pos: None,

@@ -2,9 +2,9 @@
 //! `presence-*` channel, with `pushwire:member_added` / `pushwire:member_removed`
 //! published by the broker exactly when a user's membership changes.
 
+use pushwire_shared::ChannelName;
 use pushwire_shared::client_protocol::{AckCode, AckError};
-use pushwire_shared::presence::{MEMBER_ADDED, MEMBER_REMOVED, Member, summary};
-use pushwire_shared::{ChannelName, EventName};
+use pushwire_shared::presence::{Member, summary};
 use serde_json::Value;
 
 use super::session::SocketSession;
@@ -19,19 +19,19 @@ fn change(
     channel: &ChannelName,
     member: &Member,
     added: bool,
-) -> Option<PresenceChange> {
-    let (name, data) = if added {
-        (MEMBER_ADDED, member.added_data())
+) -> PresenceChange {
+    let (event, data) = if added {
+        member.added_event()
     } else {
-        (MEMBER_REMOVED, member.removed_data())
+        member.removed_event()
     };
-    Some(PresenceChange {
+    PresenceChange {
         app: session.app.id.clone(),
         channel: channel.clone(),
         member: member.clone(),
         max_members: session.app.limits.max_presence_members,
-        event: socket_events::message(ctx, session, channel, EventName::server(name)?, data),
-    })
+        event: socket_events::message(ctx, session, channel, event, data),
+    }
 }
 
 /// Adds the socket as `member`; returns the ack's `presence` summary.
@@ -41,8 +41,7 @@ pub(crate) async fn join(
     channel: &ChannelName,
     member: &Member,
 ) -> Result<Value, AckError> {
-    let change = change(ctx, session, channel, member, true)
-        .ok_or_else(|| AckError::new(AckCode::Unavailable, "presence is unavailable"))?;
+    let change = change(ctx, session, channel, member, true);
     match ctx.broker.presence_join(&change).await {
         Ok(JoinOutcome::Joined(members)) => Ok(summary(members)),
         Ok(JoinOutcome::Full) => Err(AckError::new(
@@ -64,9 +63,7 @@ pub(crate) async fn leave(
     channel: &ChannelName,
     member: &Member,
 ) {
-    let Some(change) = change(ctx, session, channel, member, false) else {
-        return;
-    };
+    let change = change(ctx, session, channel, member, false);
     if let Err(e) = ctx.broker.presence_leave(&change).await {
         tracing::warn!(%channel, user = %member.user_id, error = %e, "presence leave failed");
     }
