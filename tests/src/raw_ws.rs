@@ -13,7 +13,8 @@ pub struct StalledClient {
 }
 
 impl StalledClient {
-    /// Connects over WebSocket, joins `/` and subscribes to `channel` (waits for the ack).
+    /// Connects over WebSocket, joins `/` and subscribes to `channel` (waits for
+    /// the ack and the connection announcement).
     pub fn subscribe(addr: SocketAddr, channel: &str) -> Self {
         let mut stream = TcpStream::connect(addr).expect("connect");
         stream
@@ -41,13 +42,20 @@ impl StalledClient {
         client.send_text("40");
         assert!(client.read_text().starts_with("40"), "namespace connect");
         client.send_text(&format!(r#"421["subscribe",{{"channel":"{channel}"}}]"#));
-        loop {
+        // The connect handler runs alongside the first events, so the ack and
+        // `pushwire:connection_established` come in either order: wait for both,
+        // so that everything read later is the channel's events.
+        let (mut acked, mut established) = (false, false);
+        while !(acked && established) {
             let frame = client.read_text();
             if let Some(ack) = frame.strip_prefix("431") {
                 assert!(ack.contains(r#""ok":true"#), "{ack}");
-                return client;
+                acked = true;
+            } else if frame.starts_with(r#"42["pushwire:connection_established""#) {
+                established = true;
             }
         }
+        client
     }
 
     fn send_text(&mut self, text: &str) {
