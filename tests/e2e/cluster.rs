@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::origin::OriginOptions;
 use pushwire_tests::process::{children_of, is_alive, signal_pid};
+use pushwire_tests::raw_ws::StalledClient;
 use pushwire_tests::{Clients, Origin, RedisServer, Scratch, http, wait};
 use serde_json::{Value, json};
 
@@ -224,6 +225,55 @@ fn sigterm_drains_and_exits_zero_and_clients_reconnect_elsewhere() {
         });
         assert_eq!(report["reason"], "transport close", "{id}: {report}");
     }
+}
+
+/// A socket.io client refused with `connect_error` never reconnects by itself,
+/// so a session that asks to join `/` while its worker is closing must not be
+/// refused: it joins, and its transport closes with the worker like the others.
+#[test]
+fn a_session_joining_during_shutdown_is_not_refused() {
+    let scratch = Scratch::new("join-during-shutdown");
+    let mut options = OriginOptions::embedded();
+    options.workers = 1;
+    let mut origin = Origin::start(&scratch, "origin", options);
+    // Opened before the stop, joining after it.
+    let mut late = StalledClient::open_session(origin.addr);
+    // Closed by the worker when it closes its sessions: the sign that it did.
+    let joined = StalledClient::subscribe(origin.addr, "c");
+    // An in-flight trigger keeps the worker serving until it completes.
+    let app = pushwire_shared::AppList::parse(pushwire_tests::origin::TEST_APPS).unwrap();
+    let mut inflight = http::KeepAlive::connect(origin.addr);
+    let body = json!({"name": "late", "channel": "c", "data": "x"}).to_string();
+    assert_eq!(
+        inflight
+            .signed_post(
+                "/apps/1000001/events",
+                body.as_bytes(),
+                app.single().unwrap()
+            )
+            .status,
+        200
+    );
+    let pending = inflight.start_signed_post(
+        "/apps/1000001/events",
+        body.as_bytes(),
+        app.single().unwrap(),
+    );
+
+    origin.signal_master("TERM");
+    assert!(
+        joined.closed_by_server_within(Duration::from_secs(10)),
+        "the worker closed its sessions"
+    );
+    if let Some(answer) = late.join_root() {
+        assert!(answer.starts_with("40"), "refused while closing: {answer}");
+    }
+    // Published after the close: delivering it must not trip over the closed server.
+    assert_eq!(pending.finish().status, 200);
+    let status = origin.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "master exit status {status:?}");
+    let log = std::fs::read_to_string(scratch.file("origin.log")).expect("origin log");
+    assert!(!log.contains("panicked"), "a panic while closing:\n{log}");
 }
 
 #[test]

@@ -160,9 +160,10 @@ fn every_client_gets_every_event_through_kills_drops_and_restarts() {
                     let acks = state["acks"].as_array().map_or(0, Vec::len);
                     let last_ack = state["acks"].as_array().and_then(|a| a.last()).cloned();
                     format!(
-                        "{id}: {got} events, {} connections, {acks} acks, last {last_ack:?}, last n {:?}",
+                        "{id}: {got} events, {} connections, {acks} acks, last {last_ack:?}, last n {:?}, refused {}",
                         state["connections"],
-                        state["received"].as_array().and_then(|r| r.last())
+                        state["received"].as_array().and_then(|r| r.last()),
+                        state["refusals"]
                     )
                 })
             })

@@ -46,8 +46,11 @@ function connectTracked({ id, url, opts, channel, event }) {
                     reconnectionDelayMax: 1000, ...(opts || {}) };
   const socket = io(url, options);
   sockets.set(id, socket);
-  const state = { received: [], acks: [], connections: 0, seen: new Map(), repeats: [] };
+  const state = { received: [], acks: [], connections: 0, seen: new Map(), repeats: [],
+                  refusals: [] };
   tracked.set(id, state);
+  // A refused connection is not retried by socket.io-client: worth a failure message.
+  socket.on("connect_error", (err) => { if (!socket.active) state.refusals.push(err.message); });
   const channels = recovery.track(socket);
   socket.on("pushwire:connection_established", () => { state.connections += 1; });
   socket.on(event, (data, meta) => {
@@ -73,7 +76,7 @@ function trackedSummary({ req }) {
   const clients = {};
   for (const [id, state] of tracked) {
     clients[id] = { received: state.received, acks: state.acks, connections: state.connections,
-                    repeats: state.repeats };
+                    repeats: state.repeats, refusals: state.refusals };
   }
   report({ type: "tracked_summary", req, clients });
 }

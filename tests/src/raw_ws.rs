@@ -13,9 +13,9 @@ pub struct StalledClient {
 }
 
 impl StalledClient {
-    /// Connects over WebSocket, joins `/` and subscribes to `channel` (waits for
-    /// the ack and the connection announcement).
-    pub fn subscribe(addr: SocketAddr, channel: &str) -> Self {
+    /// Opens an Engine.IO session over WebSocket and stops there: the session
+    /// has not asked to join any namespace yet.
+    pub fn open_session(addr: SocketAddr) -> Self {
         let mut stream = TcpStream::connect(addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -39,6 +39,27 @@ impl StalledClient {
         );
         let mut client = StalledClient { stream };
         assert!(client.read_text().starts_with('0'), "open packet");
+        client
+    }
+
+    /// Asks to join `/` and returns the server's answer: `40…` (connected),
+    /// `44…` (refused), or `None` when the server closed the connection instead.
+    pub fn join_root(&mut self) -> Option<String> {
+        self.send_text("40");
+        loop {
+            match self.try_read_frame() {
+                Ok(Some(frame)) if frame == "2" => self.send_text("3"),
+                Ok(Some(frame)) => return Some(frame),
+                Ok(None) => return None,
+                Err(e) => panic!("no answer to a namespace connect: {e}"),
+            }
+        }
+    }
+
+    /// Connects over WebSocket, joins `/` and subscribes to `channel` (waits for
+    /// the ack and the connection announcement).
+    pub fn subscribe(addr: SocketAddr, channel: &str) -> Self {
+        let mut client = Self::open_session(addr);
         client.send_text("40");
         assert!(client.read_text().starts_with("40"), "namespace connect");
         client.send_text(&format!(r#"421["subscribe",{{"channel":"{channel}"}}]"#));

@@ -183,7 +183,9 @@ impl Deliverer {
             return;
         };
         let args = (&*data, &*meta);
-        let mut target = self.io.to(room);
+        let Some(mut target) = self.room(room) else {
+            return;
+        };
         if let Some(excluded) = &envelope.exclude {
             // Every socket is in a room named by its socket id (see handlers).
             target = target.except(excluded.to_string());
@@ -242,7 +244,9 @@ impl Deliverer {
                     tracing::warn!(%room, "history lost while disconnected: telling the channel's sockets");
                     self.delivered.remove(&room);
                     let notice = serde_json::json!({ "channel": channel.as_str() });
-                    let _ = self.io.to(room).emit(HISTORY_LOST, &notice).await;
+                    if let Some(target) = self.room(room) {
+                        let _ = target.emit(HISTORY_LOST, &notice).await;
+                    }
                 }
             }
         }
@@ -276,8 +280,16 @@ impl Deliverer {
 
     /// Forgets channels no local socket is on any more.
     fn prune(&mut self) {
-        let io = &self.io;
+        let Some(root) = self.io.of("/") else {
+            return;
+        };
         self.delivered
-            .retain(|room, _| !io.to(room.clone()).sockets().is_empty());
+            .retain(|room, _| !root.clone().to(room.clone()).sockets().is_empty());
+    }
+
+    /// The sockets in `room`; `None` once the server is closing (its namespace
+    /// is gone, and `SocketIo::to` would panic).
+    fn room(&self, room: String) -> Option<socketioxide::operators::BroadcastOperators> {
+        self.io.of("/").map(|root| root.to(room))
     }
 }

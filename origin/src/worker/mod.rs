@@ -159,6 +159,11 @@ where
             shutdown.await;
             tracing::info!("closing client sessions");
             io.close().await;
+            // Closing removed the namespace, and a session joining it now would
+            // be refused ("Invalid namespace"), after which socket.io clients
+            // never reconnect by themselves. An empty namespace accepts it
+            // instead; its transport closes with this worker, and it reconnects.
+            io.ns("/", async |_: socketioxide::extract::SocketRef| {});
         })
         .await
 }
