@@ -291,13 +291,51 @@ pub fn retention_args(policy: &HistoryPolicy, now_ms: u64, epoch_candidate: &str
     ]
 }
 
-/// The Redis command publishing `messages` atomically:
-/// `EVAL <script> <1 + n> <epoch key> <history keys…> <max events> <min id>
-/// <idle ttl ms> <epoch if none> (<channel> <envelope>)…`.
+/// The keys and arguments of one run of [`PUBLISH_SCRIPT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishCall {
+    /// `KEYS`: the epoch key, then each message's history key.
+    pub keys: Vec<String>,
+    /// `ARGV`: the four [`retention_args`], then each message's channel and envelope.
+    pub args: Vec<String>,
+}
+
+/// The keys and arguments publishing `messages` atomically with [`PUBLISH_SCRIPT`],
+/// for a client that sends the script by its digest (`EVALSHA`).
 ///
 /// `now_ms` sets the age trim; `epoch_candidate` becomes the epoch when Redis has
-/// none (any fresh unique token of `[A-Za-z0-9_-]`). The reply is the number of
-/// messages published.
+/// none (any fresh unique token of `[A-Za-z0-9_-]`). The script's reply is the
+/// number of messages published.
+///
+/// ```
+/// use pushwire_shared::history::{publish_call, HistoryPolicy, PublishMessage};
+/// let msg = PublishMessage { channel: "c".into(), history_key: "h".into(), envelope: "{}".into() };
+/// let call = publish_call(&HistoryPolicy::default(), 400_000, "e1", &[msg]);
+/// assert_eq!(call.keys, ["pushwire:v1:epoch", "h"]);
+/// assert_eq!(call.args, ["100", "100000", "86400000", "e1", "c", "{}"]);
+/// ```
+pub fn publish_call(
+    policy: &HistoryPolicy,
+    now_ms: u64,
+    epoch_candidate: &str,
+    messages: &[PublishMessage],
+) -> PublishCall {
+    let mut keys = Vec::with_capacity(1 + messages.len());
+    keys.push(EPOCH_KEY.to_owned());
+    keys.extend(messages.iter().map(|m| m.history_key.clone()));
+    let mut args = Vec::with_capacity(4 + 2 * messages.len());
+    args.extend(retention_args(policy, now_ms, epoch_candidate));
+    for m in messages {
+        args.push(m.channel.clone());
+        args.push(m.envelope.clone());
+    }
+    PublishCall { keys, args }
+}
+
+/// The same [`publish_call`] as one Redis command carrying the script itself:
+/// `EVAL <script> <1 + n> <epoch key> <history keys…> <max events> <min id>
+/// <idle ttl ms> <epoch if none> (<channel> <envelope>)…` (what the edge sends
+/// through the REST bridge).
 ///
 /// ```
 /// use pushwire_shared::history::{publish_command, HistoryPolicy, PublishMessage};
@@ -312,17 +350,13 @@ pub fn publish_command(
     epoch_candidate: &str,
     messages: &[PublishMessage],
 ) -> Vec<String> {
-    let mut cmd = Vec::with_capacity(8 + 3 * messages.len());
+    let PublishCall { keys, args } = publish_call(policy, now_ms, epoch_candidate, messages);
+    let mut cmd = Vec::with_capacity(3 + keys.len() + args.len());
     cmd.push("EVAL".to_owned());
     cmd.push(PUBLISH_SCRIPT.to_owned());
-    cmd.push((1 + messages.len()).to_string());
-    cmd.push(EPOCH_KEY.to_owned());
-    cmd.extend(messages.iter().map(|m| m.history_key.clone()));
-    cmd.extend(retention_args(policy, now_ms, epoch_candidate));
-    for m in messages {
-        cmd.push(m.channel.clone());
-        cmd.push(m.envelope.clone());
-    }
+    cmd.push(keys.len().to_string());
+    cmd.extend(keys);
+    cmd.extend(args);
     cmd
 }
 

@@ -68,6 +68,8 @@ pub struct RedisBroker {
     publisher: Arc<CommandConnection>,
     directory: RedisDirectory,
     policy: HistoryPolicy,
+    /// [`history::PUBLISH_SCRIPT`], invoked by its digest.
+    publish_script: redis::Script,
     commands: mpsc::Sender<Command>,
     connected: Arc<AtomicBool>,
 }
@@ -96,6 +98,7 @@ impl RedisBroker {
             directory: RedisDirectory::start(publisher.clone(), node, policy),
             publisher,
             policy,
+            publish_script: redis::Script::new(history::PUBLISH_SCRIPT),
             commands,
             connected,
         })
@@ -119,20 +122,20 @@ impl Broker for RedisBroker {
         Box::pin(async move {
             let mut conn = self.publisher.get().await?;
             let epoch_candidate = format!("{:x}", rand::random::<u64>());
-            let words = history::publish_command(
+            let call = history::publish_call(
                 &self.policy,
                 crate::clock::now_ms(),
                 &epoch_candidate,
                 messages,
             );
-            let mut cmd = redis::cmd(&words[0]);
-            for word in &words[1..] {
-                cmd.arg(word);
-            }
+            // By digest (EVALSHA): the script is not sent and hashed again for
+            // every trigger. After a Redis restart, `invoke_async` loads it again.
+            let mut invocation = self.publish_script.prepare_invoke();
+            invocation.key(&call.keys).arg(&call.args);
             let published: usize = within(
                 COMMAND_TIMEOUT,
                 "publish script",
-                cmd.query_async(&mut conn),
+                invocation.invoke_async(&mut conn),
             )
             .await?;
             if published != messages.len() {
