@@ -48,6 +48,21 @@ fn bench_counts_every_delivery_and_measures_the_server() {
 }
 
 /// Runs `pushwire bench --json` against `origin` with `args` and returns the report.
+/// Started from a shell whose soft open-file limit is low (a login shell's is
+/// often 1,024), the origin raises it to the hard limit, so one worker holds
+/// more connections than the limit it was started with.
+#[test]
+fn the_origin_raises_a_low_soft_open_file_limit() {
+    let scratch = Scratch::new("open-file-limit");
+    let mut options = OriginOptions::embedded();
+    options.workers = 1;
+    options.soft_open_files = Some(128);
+    let origin = Origin::start(&scratch, "origin", options);
+    let report = bench(&origin, &["-c", "400", "-k", "1", "-r", "0", "-d", "1"]);
+    assert_eq!(report["connect_failures"], 0, "{report}");
+    assert_eq!(report["connected"], 400, "{report}");
+}
+
 fn bench(origin: &Origin, args: &[&str]) -> Value {
     let out = Command::new(pushwire_bin())
         .args(["bench", "--url", &origin.url(), "--json"])

@@ -56,6 +56,9 @@ pub struct OriginOptions {
     pub args: Vec<String>,
     /// `--port`; 0 (the default) picks a free one.
     pub port: u16,
+    /// A soft open-file limit to start with (`ulimit -Sn`), as a login shell's
+    /// 1,024 would be; `None` inherits the test's.
+    pub soft_open_files: Option<u64>,
 }
 
 /// The worker count tests run with: `$PUSHWIRE_TEST_WORKERS`, default 2 (a real cluster).
@@ -75,6 +78,7 @@ impl OriginOptions {
             workers: test_workers(),
             args: Vec::new(),
             port: 0,
+            soft_open_files: None,
         }
     }
 
@@ -86,6 +90,7 @@ impl OriginOptions {
             workers: test_workers(),
             args: Vec::new(),
             port: 0,
+            soft_open_files: None,
         }
     }
 }
@@ -94,7 +99,16 @@ impl Origin {
     /// Starts `pushwire serve` and waits until `/health` answers.
     pub fn start(scratch: &Scratch, name: &str, options: OriginOptions) -> Self {
         let log = scratch.file(&format!("{name}.log"));
-        let mut cmd = Command::new(pushwire_bin());
+        let mut cmd = match options.soft_open_files {
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -Sn {limit} && exec \"$0\" \"$@\""))
+                    .arg(pushwire_bin());
+                sh
+            }
+            None => Command::new(pushwire_bin()),
+        };
         cmd.args([
             "serve",
             "--host",

@@ -31,6 +31,14 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.connections <= MAX_CONNECTIONS,
         "--connections is capped at {MAX_CONNECTIONS}"
     );
+    // One descriptor per connection; a few to spare for triggers and /proc.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    if (args.connections as u64) + 64 > limit {
+        tracing::warn!(
+            limit,
+            "the open-file limit is below --connections: run several bench processes"
+        );
+    }
     anyhow::ensure!(
         args.duration > 0.0 && args.duration <= MAX_DURATION_SECS,
         "--duration must be in (0, {MAX_DURATION_SECS}] seconds"

@@ -29,6 +29,16 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             crate::config::DEV_APPS
         );
     }
+    // Each worker holds one descriptor per connection, so the soft limit (often
+    // 1,024 in a login shell) would cap it long before memory does. Workers
+    // inherit the raised limit.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(
+            limit,
+            "open-file limit per process (each worker holds up to about this many connections)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     crate::cluster::run_master(&config, shutdown_signal())
         .await
         .context("serving")?;
