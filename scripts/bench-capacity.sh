@@ -16,20 +16,9 @@ cd "$(dirname "$0")/.."
 server=$1 connections=$2 peer_dir=${3:-}
 per_process=${PER_PROCESS:-17000}
 hold=${HOLD:-150}
-apps=1000001:app-key:app-secret
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-cargo build --release -q -p pushwire-origin
-bin=target/release/pushwire
-ulimit -n "$(ulimit -Hn)"
+source scripts/bench-lib.sh
 processes=$(( (connections + per_process - 1) / per_process ))
 workers=$(( processes < 2 ? 2 : processes ))
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "not ready: $1" >&2; return 1; }
 
 redis_port=$(free_port)
 setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --maxclients 1000 >/dev/null 2>&1 &

@@ -6,17 +6,8 @@
 #   bash scripts/build-edge.sh && bash scripts/bench-edge.sh > edge.jsonl
 set -euo pipefail
 cd "$(dirname "$0")/.."
-apps=1000001:app-key:app-secret
 token=bench-only-token-$RANDOM$RANDOM
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-cargo build --release -q -p pushwire-origin
-bin=$PWD/target/release/pushwire
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "not ready: $1" >&2; return 1; }
+source scripts/bench-lib.sh
 
 redis_port=$(free_port); bridge_port=$(free_port); origin_port=$(free_port); edge_port=$(free_port)
 setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 & pids+=($!)

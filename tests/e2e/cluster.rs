@@ -170,6 +170,18 @@ fn a_killed_worker_is_replaced_and_its_clients_come_back() {
     }
 }
 
+/// A trigger in flight: its connection is inside a worker (a first request on
+/// it was answered), the second request's head and half its body are sent.
+fn trigger_in_flight(origin: &Origin) -> http::PendingRequest {
+    let app = pushwire_shared::AppList::parse(pushwire_tests::origin::TEST_APPS).unwrap();
+    let app = app.single().unwrap();
+    let mut inflight = http::KeepAlive::connect(origin.addr);
+    let body = json!({"name": "late", "channel": "c", "data": "x"}).to_string();
+    let first = inflight.signed_post("/apps/1000001/events", body.as_bytes(), app);
+    assert_eq!(first.status, 200);
+    inflight.start_signed_post("/apps/1000001/events", body.as_bytes(), app)
+}
+
 #[test]
 fn sigterm_drains_and_exits_zero_and_clients_reconnect_elsewhere() {
     let scratch = Scratch::new("graceful");
@@ -182,26 +194,7 @@ fn sigterm_drains_and_exits_zero_and_clients_reconnect_elsewhere() {
     clients.connect("polling", &origin.url(), json!({}));
     clients.connect("ws", &origin.url(), json!({"transports": ["websocket"]}));
 
-    // A trigger in flight: its connection is inside a worker (a first request on
-    // it was answered), the second request's head and half its body are sent.
-    let app = pushwire_shared::AppList::parse(pushwire_tests::origin::TEST_APPS).unwrap();
-    let mut inflight = http::KeepAlive::connect(origin.addr);
-    let body = json!({"name": "late", "channel": "c", "data": "x"}).to_string();
-    assert_eq!(
-        inflight
-            .signed_post(
-                "/apps/1000001/events",
-                body.as_bytes(),
-                app.single().unwrap()
-            )
-            .status,
-        200
-    );
-    let pending = inflight.start_signed_post(
-        "/apps/1000001/events",
-        body.as_bytes(),
-        app.single().unwrap(),
-    );
+    let pending = trigger_in_flight(&origin);
 
     let stop_sent = Instant::now();
     origin.signal_master("TERM");
@@ -241,24 +234,7 @@ fn a_session_joining_during_shutdown_is_not_refused() {
     // Closed by the worker when it closes its sessions: the sign that it did.
     let joined = StalledClient::subscribe(origin.addr, "c");
     // An in-flight trigger keeps the worker serving until it completes.
-    let app = pushwire_shared::AppList::parse(pushwire_tests::origin::TEST_APPS).unwrap();
-    let mut inflight = http::KeepAlive::connect(origin.addr);
-    let body = json!({"name": "late", "channel": "c", "data": "x"}).to_string();
-    assert_eq!(
-        inflight
-            .signed_post(
-                "/apps/1000001/events",
-                body.as_bytes(),
-                app.single().unwrap()
-            )
-            .status,
-        200
-    );
-    let pending = inflight.start_signed_post(
-        "/apps/1000001/events",
-        body.as_bytes(),
-        app.single().unwrap(),
-    );
+    let pending = trigger_in_flight(&origin);
 
     origin.signal_master("TERM");
     assert!(

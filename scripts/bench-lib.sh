@@ -1,0 +1,16 @@
+# Sourced by the bench-*.sh scripts (from the repository root): a scratch
+# directory, process-group cleanup on exit, the release binary, and helpers.
+# Every process a script starts goes into `pids` (started with `setsid`, so its
+# whole group is stopped); nothing else is ever signalled.
+apps=1000001:app-key:app-secret
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release -q -p pushwire-origin
+bin=$PWD/target/release/pushwire
+ulimit -n "$(ulimit -Hn)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "not ready: $1" >&2; return 1; }
