@@ -146,6 +146,14 @@ where
         ctx.broker.clone(),
     ));
     handlers::register(&io, ctx);
+    // Closing removes the namespace, and a session joining it after that would be
+    // refused ("Invalid namespace"), after which socket.io clients never
+    // reconnect by themselves. This fallback, consulted only once `/` is gone,
+    // accepts such a session instead: its transport closes with this worker, and
+    // it reconnects.
+    if let Err(e) = io.dyn_ns("/", async |_: socketioxide::extract::SocketRef| {}) {
+        tracing::error!(error = %e, "cannot install the closing-time namespace");
+    }
     let app = Router::new()
         .fallback_service(socketio)
         .layer(axum::middleware::from_fn_with_state(
@@ -159,11 +167,6 @@ where
             shutdown.await;
             tracing::info!("closing client sessions");
             io.close().await;
-            // Closing removed the namespace, and a session joining it now would
-            // be refused ("Invalid namespace"), after which socket.io clients
-            // never reconnect by themselves. An empty namespace accepts it
-            // instead; its transport closes with this worker, and it reconnects.
-            io.ns("/", async |_: socketioxide::extract::SocketRef| {});
         })
         .await
 }
