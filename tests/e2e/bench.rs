@@ -48,6 +48,41 @@ fn bench_counts_every_delivery_and_measures_the_server() {
 }
 
 /// Runs `pushwire bench --json` against `origin` with `args` and returns the report.
+/// `--polling-first` opens each session over long-polling and upgrades it to
+/// WebSocket, as stock clients do: on a two-worker cluster every upgrade must
+/// reach the worker holding its session, and every delivery must arrive.
+#[test]
+fn polling_first_sessions_upgrade_and_receive_everything() {
+    let scratch = Scratch::new("bench-polling-first");
+    let mut options = OriginOptions::embedded();
+    options.workers = 2;
+    let origin = Origin::start(&scratch, "origin", options);
+    let report = bench(
+        &origin,
+        &[
+            "-c",
+            "40",
+            "-k",
+            "4",
+            "-r",
+            "20",
+            "-d",
+            "1",
+            "--polling-first",
+        ],
+    );
+    assert_eq!(report["connect_failures"], 0, "{report}");
+    assert_eq!(report["connected"], 40, "{report}");
+    // 4 channels × 10 subscribers each: every trigger reaches 10 sockets.
+    assert_eq!(report["expected_deliveries"], 200, "{report}");
+    assert_eq!(report["delivered"], 200, "{report}");
+    assert_eq!(
+        (report["lost"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+}
+
 /// Started from a shell whose soft open-file limit is low (a login shell's is
 /// often 1,024), the origin raises it to the hard limit, so one worker holds
 /// more connections than the limit it was started with.

@@ -36,12 +36,12 @@ pub enum ClientError {
 /// A connected Socket.IO socket.
 pub type Socket = WebSocketStream<TcpStream>;
 
-fn io(e: impl std::fmt::Display) -> ClientError {
+pub(super) fn io(e: impl std::fmt::Display) -> ClientError {
     ClientError::Connect(e.to_string())
 }
 
 /// The next text frame, answering Engine.IO pings (`2` → `3`) and WebSocket pings on the way.
-async fn next_text(ws: &mut Socket) -> Result<Utf8Bytes, ClientError> {
+pub(super) async fn next_text(ws: &mut Socket) -> Result<Utf8Bytes, ClientError> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
@@ -60,47 +60,71 @@ async fn next_text(ws: &mut Socket) -> Result<Utf8Bytes, ClientError> {
     }
 }
 
-/// Opens a WebSocket-only Socket.IO connection from `source` to `target` and
-/// connects to namespace `/` with `{"app_key": app_key}`.
+/// Opens a Socket.IO connection from `source` to `target` and connects to
+/// namespace `/` with `{"app_key": app_key}`: over WebSocket from the start, or,
+/// with `polling_first`, the way stock clients do (see [`super::polling`]).
 pub async fn connect(
     source: IpAddr,
     target: SocketAddr,
     app_key: &str,
+    polling_first: bool,
 ) -> Result<Socket, ClientError> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let socket = if source.is_ipv4() {
-            TcpSocket::new_v4()
+    let handshake = async {
+        if polling_first {
+            super::polling::connect(source, target, app_key).await
         } else {
-            TcpSocket::new_v6()
+            connect_websocket(source, target, app_key).await
         }
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| ClientError::Timeout)?
+}
+
+/// A TCP connection from `source` to `target`, without Nagle's delay.
+pub(super) async fn tcp_connect(
+    source: IpAddr,
+    target: SocketAddr,
+) -> Result<TcpStream, ClientError> {
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(io)?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| ClientError::Connect(format!("bind {source}: {e}")))?;
+    let stream = socket.connect(target).await.map_err(io)?;
+    stream.set_nodelay(true).ok();
+    Ok(stream)
+}
+
+async fn connect_websocket(
+    source: IpAddr,
+    target: SocketAddr,
+    app_key: &str,
+) -> Result<Socket, ClientError> {
+    let stream = tcp_connect(source, target).await?;
+    let url = format!("ws://{target}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
         .map_err(io)?;
-        socket
-            .bind(SocketAddr::new(source, 0))
-            .map_err(|e| ClientError::Connect(format!("bind {source}: {e}")))?;
-        let stream = socket.connect(target).await.map_err(io)?;
-        stream.set_nodelay(true).ok();
-        let url = format!("ws://{target}/socket.io/?EIO=4&transport=websocket");
-        let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
-            .await
-            .map_err(io)?;
-        let open = next_text(&mut ws).await?;
-        if !open.as_str().starts_with('0') {
-            return Err(ClientError::Protocol(format!(
-                "expected an open packet, got {open:?}"
-            )));
-        }
-        let auth = serde_json::json!({ "app_key": app_key });
-        ws.send(Message::text(format!("40{auth}")))
-            .await
-            .map_err(io)?;
-        let connected = next_text(&mut ws).await?;
-        if !connected.as_str().starts_with("40") {
-            return Err(ClientError::Refused(connected.as_str().to_owned()));
-        }
-        Ok(ws)
-    })
-    .await
-    .map_err(|_| ClientError::Timeout)?
+    let open = next_text(&mut ws).await?;
+    if !open.as_str().starts_with('0') {
+        return Err(ClientError::Protocol(format!(
+            "expected an open packet, got {open:?}"
+        )));
+    }
+    let auth = serde_json::json!({ "app_key": app_key });
+    ws.send(Message::text(format!("40{auth}")))
+        .await
+        .map_err(io)?;
+    let connected = next_text(&mut ws).await?;
+    if !connected.as_str().starts_with("40") {
+        return Err(ClientError::Refused(connected.as_str().to_owned()));
+    }
+    Ok(ws)
 }
 
 /// The `subscribe` frame with ack id `ack`: `42{ack}["subscribe",{"channel","since"?}]`.

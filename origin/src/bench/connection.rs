@@ -26,6 +26,8 @@ pub(super) struct Endpoint<'a> {
     pub(super) target: SocketAddr,
     /// The app key for the handshake.
     pub(super) app_key: &'a str,
+    /// Open the session over long-polling, then upgrade (`--polling-first`).
+    pub(super) polling_first: bool,
 }
 
 /// A channel the connection is on and the last position it received there.
@@ -112,7 +114,13 @@ impl<'a> Connection<'a> {
             positioned: false,
             run,
         };
-        let ws = client::connect(endpoint.source, endpoint.target, endpoint.app_key).await?;
+        let ws = client::connect(
+            endpoint.source,
+            endpoint.target,
+            endpoint.app_key,
+            endpoint.polling_first,
+        )
+        .await?;
         let mut connection = Connection {
             endpoint,
             ws,
@@ -197,7 +205,13 @@ impl<'a> Connection<'a> {
 
     async fn reconnect(&mut self, churn: &Churn, started: Instant) -> Result<(), ClientError> {
         let endpoint = self.endpoint;
-        self.ws = client::connect(endpoint.source, endpoint.target, endpoint.app_key).await?;
+        self.ws = client::connect(
+            endpoint.source,
+            endpoint.target,
+            endpoint.app_key,
+            endpoint.polling_first,
+        )
+        .await?;
         let frames = self.tracker.subscribe_frames();
         let tracker = &mut self.tracker;
         let mut replayed = 0;

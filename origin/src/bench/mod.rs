@@ -16,6 +16,7 @@ mod churn;
 pub mod client;
 mod connection;
 mod deliveries;
+pub mod polling;
 pub mod proc_stats;
 mod report;
 mod subscribers;
@@ -66,6 +67,8 @@ pub struct BenchConfig {
     pub progress: bool,
     /// Reconnects per second across all connections during the trigger phase (0: off).
     pub churn: f64,
+    /// Open each connection over long-polling and upgrade it, as stock clients do.
+    pub polling_first: bool,
 }
 
 /// Why the bench could not run.

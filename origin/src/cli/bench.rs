@@ -65,6 +65,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         server_pids: args.server_pids,
         progress: true,
         churn: args.churn,
+        polling_first: args.polling_first,
     };
     let report = bench::run(config).await?;
     if args.json {

@@ -158,6 +158,10 @@ pub struct BenchArgs {
     /// random connection closes, reconnects and subscribes again with `since`.
     #[arg(long, default_value_t = 0.0)]
     pub churn: f64,
+    /// Open each connection the way stock clients do: Engine.IO long-polling
+    /// first, then the upgrade to WebSocket (slower; checks sticky routing and upgrades).
+    #[arg(long)]
+    pub polling_first: bool,
 }
 
 /// `pushwire trigger` flags.
