@@ -47,7 +47,6 @@ fn bench_counts_every_delivery_and_measures_the_server() {
     assert!(report["server_rss_connected_bytes"].as_u64() > Some(0));
 }
 
-/// Runs `pushwire bench --json` against `origin` with `args` and returns the report.
 /// `--polling-first` opens each session over long-polling and upgrades it to
 /// WebSocket, as stock clients do: on a two-worker cluster every upgrade must
 /// reach the worker holding its session, and every delivery must arrive.
@@ -98,6 +97,7 @@ fn the_origin_raises_a_low_soft_open_file_limit() {
     assert_eq!(report["connected"], 400, "{report}");
 }
 
+/// Runs `pushwire bench --json` against `origin` with `args` and returns the report.
 fn bench(origin: &Origin, args: &[&str]) -> Value {
     let out = Command::new(pushwire_bin())
         .args(["bench", "--url", &origin.url(), "--json"])
