@@ -32,6 +32,8 @@ scenarios() { # pid url
   local pid=$1 url=$2
   for r in 10 25 50 100 200; do bench "fanout-10k-r$r" "$pid" "$url" -c 10000 -k 1 -r "$r" -d 8; done
   bench "channels-5k" "$pid" "$url" -c 10000 -k 5000 -r 500 -d 8
+  # 10,000 channels, 1–2 subscribers each: as many connections as one process may open here.
+  bench "channels-10k" "$pid" "$url" -c 19900 -k 10000 -r 500 -d 8
   for r in 2000 5000 10000; do bench "ingest-r$r" "$pid" "$url" -c 10 -k 10 -r "$r" -d 5; done
 }
 
