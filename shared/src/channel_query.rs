@@ -8,6 +8,7 @@
 //! They are checked like triggers, in the same order: the app (404), the Pusher
 //! signature over the `GET` request (401/400), then the parameters (400).
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::app::{App, AppList};
@@ -226,7 +227,7 @@ pub fn accept<'a>(
 }
 
 /// A channel's cluster-wide state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelStats {
     /// Sockets subscribed, on every worker and origin.
     pub subscription_count: u64,

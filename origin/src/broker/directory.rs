@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use pushwire_shared::ChannelName;
+use pushwire_shared::channel_query::ChannelStats;
 use pushwire_shared::history::PublishMessage;
 use pushwire_shared::presence::Member;
 
@@ -118,10 +119,10 @@ pub enum DirectoryReply {
     Done,
     /// A join: the members after it, or `None` when the channel is full.
     Joined(Option<Vec<(String, String)>>),
-    /// `(subscription_count, user_count)` per channel, in order.
-    Stats(Vec<(u64, u64)>),
-    /// `(channel, subscription_count, user_count)`, sorted.
-    Occupied(Vec<(String, u64, u64)>),
+    /// Per channel, in order.
+    Stats(Vec<ChannelStats>),
+    /// `(channel, stats)`, sorted by channel.
+    Occupied(Vec<(String, ChannelStats)>),
     /// `(user_id, user_info JSON)`.
     Members(Vec<(String, String)>),
 }

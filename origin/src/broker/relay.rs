@@ -197,13 +197,7 @@ impl Broker for RelayBroker {
                 channels: channels.iter().map(ToString::to_string).collect(),
             };
             match self.directory(request).await? {
-                DirectoryReply::Stats(stats) => Ok(stats
-                    .into_iter()
-                    .map(|(subscription_count, user_count)| ChannelStats {
-                        subscription_count,
-                        user_count,
-                    })
-                    .collect()),
+                DirectoryReply::Stats(stats) => Ok(stats),
                 other => Err(unexpected(&other)),
             }
         })
@@ -222,13 +216,7 @@ impl Broker for RelayBroker {
             match self.directory(request).await? {
                 DirectoryReply::Occupied(list) => Ok(list
                     .into_iter()
-                    .filter_map(|(channel, subscription_count, user_count)| {
-                        let stats = ChannelStats {
-                            subscription_count,
-                            user_count,
-                        };
-                        Some((ChannelName::new(&channel).ok()?, stats))
-                    })
+                    .filter_map(|(channel, stats)| Some((ChannelName::new(&channel).ok()?, stats)))
                     .collect()),
                 other => Err(unexpected(&other)),
             }

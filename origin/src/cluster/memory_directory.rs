@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use pushwire_shared::channel_query::ChannelStats;
+
 use super::sticky::WorkerId;
 
 /// `(app, channel)`.
@@ -124,28 +126,28 @@ impl MemoryDirectory {
         gone
     }
 
-    /// `(subscription_count, user_count)` of a channel.
-    pub fn stats(&self, key: &ChannelKey) -> (u64, u64) {
+    /// A channel's subscription and member counts.
+    pub fn stats(&self, key: &ChannelKey) -> ChannelStats {
         let subscriptions = self
             .counts
             .get(key)
             .map_or(0, |w| w.values().sum::<usize>());
         let users = self.presence.get(key).map_or(0, |p| p.members.len());
-        (subscriptions as u64, users as u64)
+        ChannelStats {
+            subscription_count: subscriptions as u64,
+            user_count: users as u64,
+        }
     }
 
-    /// Occupied channels of `app` starting with `prefix`, sorted, with stats.
-    pub fn occupied(&self, app: &str, prefix: &str) -> Vec<(String, u64, u64)> {
-        let mut list: Vec<(String, u64, u64)> = self
+    /// Occupied channels of `app` starting with `prefix`, sorted by name, with stats.
+    pub fn occupied(&self, app: &str, prefix: &str) -> Vec<(String, ChannelStats)> {
+        let mut list: Vec<(String, ChannelStats)> = self
             .counts
             .keys()
             .filter(|(a, channel)| a == app && channel.starts_with(prefix))
-            .map(|key| {
-                let (subs, users) = self.stats(key);
-                (key.1.clone(), subs, users)
-            })
+            .map(|key| (key.1.clone(), self.stats(key)))
             .collect();
-        list.sort();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
         list
     }
 
@@ -173,7 +175,7 @@ mod tests {
         let mut d = MemoryDirectory::default();
         assert!(d.join(0, key(), "u", "null", 10).unwrap().0);
         assert!(!d.join(1, key(), "u", "null", 10).unwrap().0);
-        assert_eq!(d.stats(&key()).1, 1);
+        assert_eq!(d.stats(&key()).user_count, 1);
         assert!(!d.leave(0, &key(), "u"));
         assert!(
             d.leave(1, &key(), "u"),
@@ -195,12 +197,16 @@ mod tests {
         d.join(0, key(), "c", "null", 5).unwrap();
         d.count(0, key(), 3);
         d.count(1, key(), 2);
-        assert_eq!(d.stats(&key()).0, 5);
+        assert_eq!(d.stats(&key()).subscription_count, 5);
         let mut gone = d.remove_worker(0);
         gone.sort();
         assert_eq!(gone, [("1".into(), "presence-r".into(), "c".into())]);
-        assert_eq!(d.stats(&key()), (2, 1));
-        assert_eq!(d.occupied("1", "presence-"), [("presence-r".into(), 2, 1)]);
+        let stats = ChannelStats {
+            subscription_count: 2,
+            user_count: 1,
+        };
+        assert_eq!(d.stats(&key()), stats);
+        assert_eq!(d.occupied("1", "presence-"), [("presence-r".into(), stats)]);
         assert!(d.occupied("1", "private-").is_empty());
     }
 }
