@@ -30,15 +30,9 @@ fn bench_counts_every_delivery_and_measures_the_server() {
             &pid,
         ],
     );
-    assert_eq!(report["connected"], 40, "{report}");
     assert_eq!(report["triggers_accepted"], 50, "{report}");
     // 4 channels × 10 subscribers each: every trigger reaches 10 sockets.
-    assert_eq!(report["expected_deliveries"], 500, "{report}");
-    assert_eq!(report["delivered"], 500, "{report}");
-    assert_eq!(
-        (report["lost"].as_u64(), report["duplicates"].as_u64()),
-        (Some(0), Some(0))
-    );
+    assert_every_delivery(&report, 40, 500);
     assert_eq!(report["latency"]["count"], 500);
     assert_eq!(
         report["server_processes"], 3,
@@ -71,15 +65,8 @@ fn polling_first_sessions_upgrade_and_receive_everything() {
         ],
     );
     assert_eq!(report["connect_failures"], 0, "{report}");
-    assert_eq!(report["connected"], 40, "{report}");
     // 4 channels × 10 subscribers each: every trigger reaches 10 sockets.
-    assert_eq!(report["expected_deliveries"], 200, "{report}");
-    assert_eq!(report["delivered"], 200, "{report}");
-    assert_eq!(
-        (report["lost"].as_u64(), report["duplicates"].as_u64()),
-        (Some(0), Some(0)),
-        "{report}"
-    );
+    assert_every_delivery(&report, 40, 200);
 }
 
 /// Started from a shell whose soft open-file limit is low (a login shell's is
@@ -95,6 +82,19 @@ fn the_origin_raises_a_low_soft_open_file_limit() {
     let report = bench(&origin, &["-c", "400", "-k", "1", "-r", "0", "-d", "1"]);
     assert_eq!(report["connect_failures"], 0, "{report}");
     assert_eq!(report["connected"], 400, "{report}");
+}
+
+/// All `connections` connected, and the report expected `deliveries` and counted
+/// each exactly once.
+fn assert_every_delivery(report: &Value, connections: u64, deliveries: u64) {
+    assert_eq!(report["connected"], connections, "{report}");
+    assert_eq!(report["expected_deliveries"], deliveries, "{report}");
+    assert_eq!(report["delivered"], deliveries, "{report}");
+    assert_eq!(
+        (report["lost"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
 }
 
 /// Runs `pushwire bench --json` against `origin` with `args` and returns the report.
@@ -126,15 +126,8 @@ fn assert_churn_is_exact(origin: &Origin) {
             "-c", "40", "-k", "4", "-r", "50", "-d", "2", "--churn", "20",
         ],
     );
-    assert_eq!(report["connected"], 40, "{report}");
     assert_eq!(report["triggers_accepted"], 100, "{report}");
-    assert_eq!(report["expected_deliveries"], 1000, "{report}");
-    assert_eq!(report["delivered"], 1000, "{report}");
-    assert_eq!(
-        (report["lost"].as_u64(), report["duplicates"].as_u64()),
-        (Some(0), Some(0)),
-        "{report}"
-    );
+    assert_every_delivery(&report, 40, 1000);
     let reconnects = report["churn_reconnects"]
         .as_u64()
         .expect("churn_reconnects");
