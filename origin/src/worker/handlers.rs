@@ -171,6 +171,9 @@ async fn subscribe(
             }
         },
     };
+    if let Some(member) = member {
+        session.members().insert(req.channel.clone(), member);
+    }
     let room = redis_channel(app, &req.channel);
     let recovered = match &req.since {
         None => {
@@ -180,17 +183,11 @@ async fn subscribe(
         Some(since) => match replay(s, ctx, session, &req.channel, &room, since).await {
             Ok(recovered) => Some(recovered),
             Err(e) => {
-                if let Some(member) = &member {
-                    presence::leave(ctx, session, &req.channel, member).await;
-                }
-                ctx.registry.leave(app, &req.channel).await;
+                forget(ctx, session, &req.channel).await;
                 return Err(e);
             }
         },
     };
-    if let Some(member) = member {
-        session.members().insert(req.channel.clone(), member);
-    }
     channels.insert(req.channel);
     Ok(Subscribed {
         recovered,
