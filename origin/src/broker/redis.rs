@@ -121,11 +121,10 @@ impl Broker for RedisBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
             let mut conn = self.publisher.get().await?;
-            let epoch_candidate = format!("{:x}", rand::random::<u64>());
             let call = history::publish_call(
                 &self.policy,
                 crate::clock::now_ms(),
-                &epoch_candidate,
+                &super::redis_directory::epoch_candidate(),
                 messages,
             );
             // By digest (EVALSHA): the script is not sent and hashed again for

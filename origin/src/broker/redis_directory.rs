@@ -35,9 +35,9 @@ use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, within};
 /// KEYS: epoch, members, sockets, node presence, history stream.
 /// ARGV: 4 retention args, user id, user_info, max members, node field,
 /// pub/sub channel, member_added envelope.
-static JOIN_SCRIPT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{PUBLISH_FUNCTIONS}{}",
+static JOIN_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        PUBLISH_FUNCTIONS,
         r#"local user = ARGV[5]
 if redis.call('HEXISTS', KEYS[2], user) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[7]) then
   return {0}
@@ -48,15 +48,15 @@ if redis.call('HINCRBY', KEYS[3], user, 1) == 1 then
   publish(KEYS[5], ARGV[9], ARGV[10], ARGV[1], ARGV[2], ARGV[3], epoch_of(KEYS[1], ARGV[4]))
 end
 return {1, redis.call('HGETALL', KEYS[2])}
-"#
+"#,
     )
 });
 
 /// KEYS: as [`JOIN_SCRIPT`]. ARGV: 4 retention args, user id, node field,
 /// pub/sub channel, member_removed envelope.
-static LEAVE_SCRIPT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{PUBLISH_FUNCTIONS}{}",
+static LEAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        PUBLISH_FUNCTIONS,
         r#"local left = redis.call('HINCRBY', KEYS[4], ARGV[6], -1)
 if left <= 0 then redis.call('HDEL', KEYS[4], ARGV[6]) end
 if left < 0 then return 0 end
@@ -67,16 +67,16 @@ if redis.call('HINCRBY', KEYS[3], ARGV[5], -1) <= 0 then
   return 1
 end
 return 0
-"#
+"#,
     )
 });
 
 /// KEYS: epoch, nodes. ARGV: 4 retention args, dead node, now (ms).
 /// Removes the node's presence sockets; publishes member_removed for users left
 /// with none. Only the reaper that removes the node from `nodes` does it.
-static REAP_SCRIPT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{PUBLISH_FUNCTIONS}{}",
+static REAP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        PUBLISH_FUNCTIONS,
         r#"if redis.call('ZREM', KEYS[2], ARGV[5]) == 0 then return 0 end
 local node = 'pushwire:v1:node:' .. ARGV[5]
 local entries = redis.call('HGETALL', node .. ':presence')
@@ -100,9 +100,15 @@ for i = 1, #entries, 2 do
 end
 redis.call('DEL', node .. ':presence', node .. ':subs')
 return removed
-"#
+"#,
     )
 });
+
+/// A directory script: the history functions every publishing script shares,
+/// then `body`. Run by digest (`EVALSHA`), loaded again after a Redis restart.
+fn script(functions: &str, body: &str) -> redis::Script {
+    redis::Script::new(&format!("{functions}{body}"))
+}
 
 /// This node's view of the directory in Redis.
 #[derive(Debug)]
@@ -113,7 +119,8 @@ pub struct RedisDirectory {
     counts: mpsc::UnboundedSender<(String, usize)>,
 }
 
-fn epoch_candidate() -> String {
+/// A fresh token a publishing script makes the epoch when Redis has none.
+pub(super) fn epoch_candidate() -> String {
     format!("{:x}", rand::random::<u64>())
 }
 
@@ -161,19 +168,21 @@ impl RedisDirectory {
     /// See `Broker::presence_join`.
     pub async fn join(&self, change: &PresenceChange) -> Result<JoinOutcome, BrokerError> {
         let mut conn = self.conn().await?;
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(JOIN_SCRIPT.as_str())
-            .arg(5)
-            .arg(&self.presence_keys(change)[..]);
-        cmd.arg(&retention_args(&self.policy, now_ms(), &epoch_candidate())[..])
+        let mut join = JOIN_SCRIPT.prepare_invoke();
+        join.key(&self.presence_keys(change)[..])
+            .arg(&retention_args(&self.policy, now_ms(), &epoch_candidate())[..])
             .arg(&change.member.user_id)
             .arg(&change.member.user_info)
             .arg(change.max_members)
             .arg(Self::node_field(change))
             .arg(&change.event.channel)
             .arg(&change.event.envelope);
-        let (joined, members): (u8, Option<Vec<String>>) =
-            within(COMMAND_TIMEOUT, "presence join", cmd.query_async(&mut conn)).await?;
+        let (joined, members): (u8, Option<Vec<String>>) = within(
+            COMMAND_TIMEOUT,
+            "presence join",
+            join.invoke_async(&mut conn),
+        )
+        .await?;
         if joined == 0 {
             return Ok(JoinOutcome::Full);
         }
@@ -189,11 +198,10 @@ impl RedisDirectory {
     /// See `Broker::presence_leave`.
     pub async fn leave(&self, change: &PresenceChange) -> Result<(), BrokerError> {
         let mut conn = self.conn().await?;
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(LEAVE_SCRIPT.as_str())
-            .arg(5)
-            .arg(&self.presence_keys(change)[..]);
-        cmd.arg(&retention_args(&self.policy, now_ms(), &epoch_candidate())[..])
+        let mut leave = LEAVE_SCRIPT.prepare_invoke();
+        leave
+            .key(&self.presence_keys(change)[..])
+            .arg(&retention_args(&self.policy, now_ms(), &epoch_candidate())[..])
             .arg(&change.member.user_id)
             .arg(Self::node_field(change))
             .arg(&change.event.channel)
@@ -201,7 +209,7 @@ impl RedisDirectory {
         within(
             COMMAND_TIMEOUT,
             "presence leave",
-            cmd.query_async::<u8>(&mut conn),
+            leave.invoke_async::<u8>(&mut conn),
         )
         .await?;
         Ok(())
@@ -379,15 +387,13 @@ async fn beat_once(
     )
     .await?;
     for dead_node in dead {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(REAP_SCRIPT.as_str())
-            .arg(2)
-            .arg(EPOCH_KEY)
-            .arg(NODES_KEY)
+        let mut reap = REAP_SCRIPT.prepare_invoke();
+        reap.key(EPOCH_KEY)
+            .key(NODES_KEY)
             .arg(&retention_args(policy, now, &epoch_candidate())[..])
             .arg(&dead_node)
             .arg(now);
-        let removed: u64 = within(COMMAND_TIMEOUT, "reap", cmd.query_async(&mut c)).await?;
+        let removed: u64 = within(COMMAND_TIMEOUT, "reap", reap.invoke_async(&mut c)).await?;
         tracing::info!(node = %dead_node, removed, "removed a silent node's presence members");
     }
     Ok(())
