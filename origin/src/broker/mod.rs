@@ -25,6 +25,12 @@ use self::directory::{JoinOutcome, PresenceChange};
 pub use self::redis::RedisBroker;
 pub use self::relay::RelayBroker;
 
+/// A fresh random token for a new history epoch (see `pushwire_shared::history`):
+/// the embedded broker's, or the one a publishing script sets when Redis has none.
+pub(crate) fn epoch_candidate() -> String {
+    format!("{:x}", rand::random::<u64>())
+}
+
 /// A boxed future returned by [`Broker`] methods (keeps the trait object-safe).
 pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
 

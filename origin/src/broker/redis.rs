@@ -124,7 +124,7 @@ impl Broker for RedisBroker {
             let call = history::publish_call(
                 &self.policy,
                 crate::clock::now_ms(),
-                &super::redis_directory::epoch_candidate(),
+                &super::epoch_candidate(),
                 messages,
             );
             // By digest (EVALSHA): the script is not sent and hashed again for

@@ -27,8 +27,8 @@ use pushwire_shared::history::{EPOCH_KEY, HistoryPolicy, PUBLISH_FUNCTIONS, rete
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
-use super::BrokerError;
 use super::directory::{JoinOutcome, NODE_HEARTBEAT, NODE_TIMEOUT, PresenceChange};
+use super::{BrokerError, epoch_candidate};
 use crate::clock::now_ms;
 use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, within};
 
@@ -117,11 +117,6 @@ pub struct RedisDirectory {
     node: String,
     policy: HistoryPolicy,
     counts: mpsc::UnboundedSender<(String, usize)>,
-}
-
-/// A fresh token a publishing script makes the epoch when Redis has none.
-pub(super) fn epoch_candidate() -> String {
-    format!("{:x}", rand::random::<u64>())
 }
 
 impl RedisDirectory {

@@ -16,6 +16,7 @@ use super::ipc::ToWorker;
 use super::memory_directory::MemoryDirectory;
 use super::sticky::WorkerId;
 use crate::broker::directory::{DirectoryReply, DirectoryRequest};
+use crate::broker::epoch_candidate;
 use crate::clock::now_ms;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -40,10 +41,7 @@ impl EmbeddedBroker {
     pub fn new(policy: HistoryPolicy) -> Self {
         EmbeddedBroker {
             hub: Mutex::new(RelayHub::default()),
-            history: Mutex::new(HistoryStore::new(
-                policy,
-                format!("{:x}", rand::random::<u64>()),
-            )),
+            history: Mutex::new(HistoryStore::new(policy, epoch_candidate())),
             directory: Mutex::new(MemoryDirectory::default()),
             next_event: AtomicU64::new(0),
         }
