@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// How long each handshake step (connecting; subscribing) may take.
@@ -100,6 +101,26 @@ pub(super) async fn tcp_connect(
     Ok(stream)
 }
 
+/// Bytes a bench socket reads at most per `read`: a few events' frames.
+///
+/// tungstenite zero-fills its whole read buffer before every `read`, so its 128 KiB
+/// default made the generator spend 40% of its CPU in `memset` while reading
+/// 10,000 sockets' small frames. Larger frames still arrive whole: the buffer
+/// grows to the frame's announced length.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// The WebSocket handshake for `url` over an open TCP connection.
+pub(super) async fn websocket_handshake(
+    url: String,
+    stream: TcpStream,
+) -> Result<Socket, ClientError> {
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+        .await
+        .map_err(io)?;
+    Ok(ws)
+}
+
 async fn connect_websocket(
     source: IpAddr,
     target: SocketAddr,
@@ -107,9 +128,7 @@ async fn connect_websocket(
 ) -> Result<Socket, ClientError> {
     let stream = tcp_connect(source, target).await?;
     let url = format!("ws://{target}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .map_err(io)?;
+    let mut ws = websocket_handshake(url, stream).await?;
     let open = next_text(&mut ws).await?;
     if !open.as_str().starts_with('0') {
         return Err(ClientError::Protocol(format!(

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::client::{ClientError, Socket, io, next_text, tcp_connect};
+use super::client::{ClientError, Socket, io, next_text, tcp_connect, websocket_handshake};
 
 /// The largest polling response read (a handshake's payloads are a few hundred bytes).
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -53,9 +53,7 @@ pub(super) async fn connect(
 
     let stream = tcp_connect(source, target).await?;
     let url = format!("ws://{target}/socket.io/?EIO=4&transport=websocket&sid={sid}");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .map_err(io)?;
+    let mut ws = websocket_handshake(url, stream).await?;
     ws.send(Message::text("2probe")).await.map_err(io)?;
     let probe = next_text(&mut ws).await?;
     if probe.as_str() != "3probe" {
