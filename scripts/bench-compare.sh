@@ -30,7 +30,8 @@ bench() { # label server_pid url args...
 
 scenarios() { # pid url
   local pid=$1 url=$2
-  for r in 10 25 50 100 200; do bench "fanout-10k-r$r" "$pid" "$url" -c 10000 -k 1 -r "$r" -d 8; done
+  # Fan-out steps up from 1 trigger/s, so each server's knee (p99 > 100 ms or loss) is found.
+  for r in 1 2 5 10 25 50 100 200; do bench "fanout-10k-r$r" "$pid" "$url" -c 10000 -k 1 -r "$r" -d 8; done
   bench "channels-5k" "$pid" "$url" -c 10000 -k 5000 -r 500 -d 8
   # 10,000 channels, 1–2 subscribers each: as many connections as one process may open here.
   bench "channels-10k" "$pid" "$url" -c 19900 -k 10000 -r 500 -d 8

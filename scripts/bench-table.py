@@ -60,10 +60,31 @@ header = ("| {} | pushwire msgs/s | p50 ms | p99 ms | lost | triggers ok | Node 
           "|---|---|---|---|---|---|---|---|---|---|---|---|")
 print("\n### (b) Fan-out: one channel, 10,000 WebSocket subscribers, 8 s per step\n")
 print(header.format("triggers/s"))
-for rate in (10, 25, 50, 100, 200):
+FANOUT_RATES = (1, 2, 5, 10, 25, 50, 100, 200)
+for rate in FANOUT_RATES:
     p, n = get("pushwire", f"fanout-10k-r{rate}"), get("node-peer", f"fanout-10k-r{rate}")
     if p or n:
         delivery_row(str(rate), p, n)
+
+
+def knee(server):
+    """The last step before the first with p99 > 100 ms, a loss or a refused trigger."""
+    last = None
+    for rate in FANOUT_RATES:
+        r = get(server, f"fanout-10k-r{rate}")
+        if not r:
+            break
+        if r["latency"]["p99_ms"] > 100 or r["lost"] or r["triggers_accepted"] < r["triggers_sent"]:
+            break
+        last = (rate, r)
+    return last
+
+
+pk, nk = knee("pushwire"), knee("node-peer")
+def knee_text(k):
+    return f"{k[1]['delivered_per_second']:,.0f} msgs/s at {k[0]} triggers/s" if k else "below the first step"
+print(f"\nKnee (last step with p99 ≤ 100 ms, nothing lost, every trigger accepted): pushwire {knee_text(pk)}; "
+      f"Node peer {knee_text(nk)}; ratio {ratio(pk[1]['delivered_per_second'], nk[1]['delivered_per_second']) if pk and nk else '–'}.")
 
 print("\n### (c) Many channels: 500 triggers/s for 8 s\n")
 print(header.format("scenario"))
@@ -71,16 +92,19 @@ delivery_row("5,000 channels × 2", get("pushwire", "channels-5k"), get("node-pe
 delivery_row("10,000 channels × 1–2", get("pushwire", "channels-10k"), get("node-peer", "channels-10k"))
 
 print("\n### (d) Ingest: signed triggers/s accepted by the trigger API (10 subscribers, 5 s per step)\n")
-print("| offered triggers/s | pushwire accepted/s | trigger p50 ms | trigger p99 ms | Node accepted/s | trigger p50 ms | trigger p99 ms |")
-print("|---|---|---|---|---|---|---|")
+print("| offered triggers/s | pushwire accepted/s | trigger p50 ms | trigger p99 ms | Node accepted/s | trigger p50 ms | trigger p99 ms | accepted/s ratio |")
+print("|---|---|---|---|---|---|---|---|")
 for rate in (2000, 5000, 10000):
     p, n = get("pushwire", f"ingest-r{rate}"), get("node-peer", f"ingest-r{rate}")
+    def accepted(r):
+        return r["triggers_accepted"] / r["trigger_seconds"] if r else None
+
     def cells(r):
         if not r:
             return ["–"] * 3
-        return [f"{r['triggers_accepted'] / r['trigger_seconds']:,.0f}", f"{r['trigger_latency']['p50_ms']:.2f}", f"{r['trigger_latency']['p99_ms']:.2f}"]
+        return [f"{accepted(r):,.0f}", f"{r['trigger_latency']['p50_ms']:.2f}", f"{r['trigger_latency']['p99_ms']:.2f}"]
     if p or n:
-        print(f"| {rate:,} | " + " | ".join(cells(p)) + " | " + " | ".join(cells(n)) + " |")
+        print(f"| {rate:,} | " + " | ".join(cells(p)) + " | " + " | ".join(cells(n)) + f" | {ratio(accepted(p), accepted(n))} |")
 
 o, e = get("pushwire", "edge-path-origin"), get("pushwire", "edge-path-edge")
 if o and e:

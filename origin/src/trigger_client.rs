@@ -1,7 +1,8 @@
-//! `TriggerClient`: signed `POST /apps/{id}/events` requests over a pooled
-//! keep-alive HTTP/1.1 connection (plain `http://`), for `pushwire trigger` and
-//! `pushwire bench`.
+//! `TriggerClient`: signed `POST /apps/{id}/events` requests over a bounded pool
+//! of keep-alive HTTP/1.1 connections (plain `http://`), for `pushwire trigger`
+//! and `pushwire bench`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full};
@@ -10,9 +11,18 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use pushwire_shared::{App, signing};
+use tokio::sync::Semaphore;
 
-/// How long one request may take in all.
+/// How long one request may take in all, waiting for a connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests in flight at once, each on a keep-alive connection of its own.
+///
+/// A bound keeps the connections reused: without it a burst of slow answers
+/// made the pool open thousands of new connections (one per waiting request),
+/// each costing more than the request, and at 10,000 triggers/s the generator
+/// measured its own connection churn instead of the trigger API.
+pub const DEFAULT_CONNECTIONS: usize = 64;
 
 /// A response's status and body text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,21 +61,38 @@ pub enum TriggerClientError {
 #[derive(Debug, Clone)]
 pub struct TriggerClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// One permit per connection; a request holds one from sending to the end of its body.
+    connections: Arc<Semaphore>,
     base: String,
     app: App,
 }
 
 impl TriggerClient {
-    /// A client for `base` (`http://host:port`) signing as `app`.
+    /// A client for `base` (`http://host:port`) signing as `app`, with at most
+    /// [`DEFAULT_CONNECTIONS`] requests in flight.
     pub fn new(base: &str, app: App) -> Result<Self, TriggerClientError> {
+        Self::with_connections(base, app, DEFAULT_CONNECTIONS)
+    }
+
+    /// As [`TriggerClient::new`], with at most `connections` (at least 1)
+    /// requests in flight; more wait for a free connection.
+    pub fn with_connections(
+        base: &str,
+        app: App,
+        connections: usize,
+    ) -> Result<Self, TriggerClientError> {
         if !base.starts_with("http://") {
             return Err(TriggerClientError::InvalidUrl(base.to_owned()));
         }
+        let connections = connections.max(1);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(256)
-            .build_http();
+            .pool_max_idle_per_host(connections)
+            .build(connector);
         Ok(TriggerClient {
             client,
+            connections: Arc::new(Semaphore::new(connections)),
             base: base.trim_end_matches('/').to_owned(),
             app,
         })
@@ -100,6 +127,11 @@ impl TriggerClient {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| TriggerClientError::Request(e.to_string()))?;
         let exchange = async {
+            let _connection = self
+                .connections
+                .acquire()
+                .await
+                .map_err(|e| TriggerClientError::Request(e.to_string()))?;
             let response = self
                 .client
                 .request(request)
