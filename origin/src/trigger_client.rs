@@ -154,3 +154,107 @@ impl TriggerClient {
             .map_err(|_| TriggerClientError::Timeout(REQUEST_TIMEOUT))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Connections accepted, and the most requests being answered at once.
+    #[derive(Default)]
+    struct Seen {
+        connections: AtomicUsize,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    /// Answers `200 {}` to each request on `stream`, holding it for a moment so
+    /// that concurrent requests overlap.
+    async fn answer(mut stream: TcpStream, seen: Arc<Seen>) {
+        let mut buf = Vec::new();
+        loop {
+            let (head_end, body_len) = loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (end + 4, len);
+                }
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            while buf.len() < head_end + body_len {
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..head_end + body_len);
+            let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let response =
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+            if stream.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_bound_wait_for_a_kept_alive_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Seen::default());
+        let server_seen = seen.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                server_seen.connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(answer(stream, server_seen.clone()));
+            }
+        });
+        let app = App {
+            id: "1".into(),
+            key: "key".into(),
+            secret: "secret".into(),
+            limits: Default::default(),
+        };
+        let client = TriggerClient::with_connections(&base, app, 3).unwrap();
+        let triggers: Vec<_> = (0..12)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    client
+                        .trigger(&["c".to_owned()], "e", i.to_string(), None)
+                        .await
+                })
+            })
+            .collect();
+        for trigger in triggers {
+            assert_eq!(trigger.await.unwrap().unwrap().status, 200);
+        }
+        assert!(seen.most_in_flight.load(Ordering::SeqCst) <= 3);
+        assert!(
+            seen.most_in_flight.load(Ordering::SeqCst) >= 2,
+            "requests should overlap"
+        );
+        assert!(
+            seen.connections.load(Ordering::SeqCst) <= 3,
+            "opened {} connections",
+            seen.connections.load(Ordering::SeqCst)
+        );
+        server.abort();
+    }
+}
