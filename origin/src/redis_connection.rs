@@ -11,6 +11,13 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one command or pipeline may take before it counts as failed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a trigger waits for the publish script's reply before answering `503`.
+///
+/// Longer than [`COMMAND_TIMEOUT`] because the outcome of a timed-out publish is
+/// unknown: Redis may have run the script, and a caller retrying on the `503`
+/// then publishes the event twice. A worker saturated by fan-out was seen reading
+/// the reply after more than 2 s; an unreachable Redis still fails at once.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause between the connection manager's reconnection attempts.
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 
@@ -58,7 +65,8 @@ impl CommandConnection {
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            // The longest any caller waits; each call bounds itself with `within`.
+            .set_response_timeout(Some(PUBLISH_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(RECONNECT_DELAY_MAX);
         let conn = within(

@@ -1,9 +1,15 @@
 //! Redis going away and coming back.
 
+use std::time::{Duration, Instant};
+
 use pushwire_tests::clients::TEST_APP;
-use pushwire_tests::origin::{OriginOptions, test_workers};
+use pushwire_tests::http;
+use pushwire_tests::origin::{OriginOptions, TEST_APPS, test_workers};
 use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
 use serde_json::json;
+
+/// Longer than the 2 s the origin allows its other Redis commands.
+const SLOW_REDIS: Duration = Duration::from_secs(3);
 
 #[test]
 fn redis_restart_gives_503_then_delivery_resumes_by_itself() {
@@ -83,4 +89,55 @@ fn origin_starts_while_redis_is_down_and_recovers() {
     clients.subscribe("c", "late");
     clients.trigger_ok(origin.addr, TEST_APP, &["late"], "e", json!("ok"));
     assert_eq!(clients.event("c", "e")[0], json!("ok"));
+}
+
+#[test]
+fn a_slow_redis_delays_a_trigger_instead_of_refusing_an_event_it_publishes() {
+    // A trigger whose publish outlives a short command timeout would be answered
+    // 503 although Redis then runs the script: the event is delivered, and the
+    // caller, told to retry, publishes it a second time.
+    let scratch = Scratch::new("redis-slow");
+    let redis = RedisServer::start(&scratch);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "slow");
+
+    redis.pause();
+    let addr = origin.addr;
+    let trigger = std::thread::spawn(move || {
+        let apps = pushwire_shared::AppList::parse(TEST_APPS).unwrap();
+        let body = json!({"name": "slow", "channel": "slow", "data": "1"}).to_string();
+        http::signed_with(
+            addr,
+            "POST",
+            "/apps/1000001/events",
+            &[],
+            body.as_bytes(),
+            apps.single().unwrap(),
+        )
+    });
+    // Redis stays frozen until the trigger has waited SLOW_REDIS, unless it is
+    // answered before (the failure this test is for).
+    let paused = Instant::now();
+    while paused.elapsed() < SLOW_REDIS && !trigger.is_finished() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    redis.resume();
+    let response = trigger.join().unwrap();
+    assert_eq!(
+        (response.status, response.body.as_str()),
+        (200, "{}"),
+        "a trigger waiting {SLOW_REDIS:?} for Redis"
+    );
+    assert!(paused.elapsed() >= SLOW_REDIS);
+
+    clients.trigger_ok(origin.addr, TEST_APP, &["slow"], "after", json!("2"));
+    let seen = clients.events_through("c", "after");
+    let names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["slow", "after"],
+        "delivered once, in order: {seen:?}"
+    );
 }

@@ -47,6 +47,20 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, commands wait unanswered.
+    pub fn pause(&self) {
+        if let Some(guard) = &self.guard {
+            guard.signal("STOP");
+        }
+    }
+
+    /// Lets a [`RedisServer::pause`]d server run again (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(guard) = &self.guard {
+            guard.signal("CONT");
+        }
+    }
+
     /// Starts (again) on the same port, empty, and waits until it answers PING.
     pub fn restart(&mut self) {
         self.stop();

@@ -33,7 +33,9 @@ use super::{
     MAX_HISTORY_READ, Outbound,
 };
 use crate::backoff::Backoff;
-use crate::redis_connection::{self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection};
+use crate::redis_connection::{
+    self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection, PUBLISH_TIMEOUT,
+};
 
 /// Pauses between the subscriber's reconnection attempts.
 const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
@@ -132,7 +134,7 @@ impl Broker for RedisBroker {
             let mut invocation = self.publish_script.prepare_invoke();
             invocation.key(&call.keys).arg(&call.args);
             let published: usize = within(
-                COMMAND_TIMEOUT,
+                PUBLISH_TIMEOUT,
                 "publish script",
                 invocation.invoke_async(&mut conn),
             )
