@@ -28,14 +28,22 @@ bench() { # label server_pid url args...
   printf '{"server":"%s","scenario":"%s","args":"%s","report":%s}\n' "$server" "$label" "$*" "$(echo "$json" | tr -d '\n')"
 }
 
-scenarios() { # pid url
-  local pid=$1 url=$2
+# Each group of scenarios gets a fresh server (and Redis): a server still
+# draining the saturated fan-out steps would otherwise slow the next group down.
+scenarios() { # start-function
+  local start=$1 url
+  "$start"; url="http://127.0.0.1:$port"
   # Fan-out steps up from 1 trigger/s, so each server's knee (p99 > 100 ms or loss) is found.
-  for r in 1 2 5 10 25 50 100 200; do bench "fanout-10k-r$r" "$pid" "$url" -c 10000 -k 1 -r "$r" -d 8; done
-  bench "channels-5k" "$pid" "$url" -c 10000 -k 5000 -r 500 -d 8
+  for r in 1 2 5 10 25 50 100 200; do bench "fanout-10k-r$r" "$srv" "$url" -c 10000 -k 1 -r "$r" -d 8; done
+  stop "$srv"; stop "$redis_pid"
+  "$start"; url="http://127.0.0.1:$port"
+  bench "channels-5k" "$srv" "$url" -c 10000 -k 5000 -r 500 -d 8
   # 10,000 channels, 1–2 subscribers each: as many connections as one process may open here.
-  bench "channels-10k" "$pid" "$url" -c 19900 -k 10000 -r 500 -d 8
-  for r in 2000 5000 10000; do bench "ingest-r$r" "$pid" "$url" -c 10 -k 10 -r "$r" -d 5; done
+  bench "channels-10k" "$srv" "$url" -c 19900 -k 10000 -r 500 -d 8
+  stop "$srv"; stop "$redis_pid"
+  "$start"; url="http://127.0.0.1:$port"
+  for r in 2000 5000 10000; do bench "ingest-r$r" "$srv" "$url" -c 10 -k 10 -r "$r" -d 5; done
+  stop "$srv"; stop "$redis_pid"
 }
 
 start_pushwire() {
@@ -64,16 +72,12 @@ idle() { # start-function
 # pushwire: 2 workers, Redis.
 server=pushwire
 idle start_pushwire
-start_pushwire
-scenarios "$srv" "http://127.0.0.1:$port"
-stop "$srv"; stop "$redis_pid"
+scenarios start_pushwire
 
 # The Node peer: 2 workers, Redis.
 if [ -n "$peer_dir" ]; then
   server=node-peer
   (cd "$peer_dir" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
   idle start_peer
-  start_peer
-  scenarios "$srv" "http://127.0.0.1:$port"
-  stop "$srv"; stop "$redis_pid"
+  scenarios start_peer
 fi
