@@ -6,7 +6,7 @@
 //! | `PUSHWIRE_BRIDGE_URL` | var | base URL of the bridge (or an Upstash database's REST URL) |
 //! | `PUSHWIRE_BRIDGE_TOKEN` | secret | its bearer token |
 //! | `PUSHWIRE_MAX_REQUEST_BYTES` | var, optional | request body cap (default 262144) |
-//! | `PUSHWIRE_BRIDGE_TIMEOUT_MS` | var, optional | how long to wait for the bridge (default 3000) |
+//! | `PUSHWIRE_BRIDGE_TIMEOUT_MS` | var, optional | how long to wait for the bridge (default 12000) |
 //! | `PUSHWIRE_HISTORY_MAX_EVENTS` | var, optional | history kept per channel (default 100; as on the origin) |
 //! | `PUSHWIRE_HISTORY_MAX_AGE_SECS` | var, optional | history age limit (default 300; as on the origin) |
 
@@ -16,7 +16,12 @@ use pushwire_shared::{AppList, AppsParseError};
 /// The default request body cap, as on the origin.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// The default bound on one bridge round trip.
-pub const DEFAULT_BRIDGE_TIMEOUT_MS: u32 = 3000;
+///
+/// Longer than the bridge's own 10 s bound on a Redis reply, so that a slow
+/// Redis is answered by the bridge (with the outcome, or its own error) rather
+/// than cut off here: a `503` for a publish that then happens would make the
+/// caller publish the event twice.
+pub const DEFAULT_BRIDGE_TIMEOUT_MS: u32 = 12_000;
 
 /// The worker's settings.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ use pushwire_tests::origin::{OriginOptions, TEST_APPS};
 use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
 use serde_json::json;
 
+use crate::resilience::trigger_while_redis_is_slow;
 use crate::trigger_api::bad_request_cases;
 
 #[test]
@@ -203,6 +204,40 @@ fn misbehaving_bridges_give_503_within_the_timeout() {
             "{url}: the reason says {says:?}: {body}"
         );
     }
+}
+
+#[test]
+fn a_slow_redis_delays_an_edge_trigger_instead_of_refusing_an_event_it_publishes() {
+    // With its default bound the edge waits for the bridge, and the bridge for
+    // Redis, longer than Redis stays frozen here: the answer is the outcome.
+    let scratch = Scratch::new("edge-slow-redis");
+    let redis = RedisServer::start(&scratch);
+    let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let bridge_url = bridge.url();
+    let edge = EdgeWorker::start(
+        &scratch,
+        &[
+            ("PUSHWIRE_APPS", TEST_APPS),
+            ("PUSHWIRE_BRIDGE_URL", &bridge_url),
+            ("PUSHWIRE_BRIDGE_TOKEN", &bridge.token),
+        ],
+    );
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "slow");
+
+    let response = trigger_while_redis_is_slow(&redis, edge.addr);
+    assert_eq!((response.status, response.body.as_str()), (200, "{}"));
+
+    clients.trigger_ok(edge.addr, TEST_APP, &["slow"], "after", json!("2"));
+    let seen = clients.events_through("c", "after");
+    let names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["slow", "after"],
+        "delivered once, in order: {seen:?}"
+    );
 }
 
 #[test]

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 pub use self::command::{DEFAULT_ALLOWED, RedisCommand};
 pub use self::reply::Encoding;
 
-use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, RedisUnavailable, within};
+use crate::redis_connection::{CommandConnection, PUBLISH_TIMEOUT, RedisUnavailable, within};
 
 /// The bridge's settings.
 #[derive(Clone)]
@@ -214,8 +214,10 @@ async fn execute(
     for command in commands {
         pipe.add_command(command.to_cmd());
     }
+    // The publish bound, not the 2 s one: the edge publishes through here, and a
+    // timed-out publish may have happened (see `PUBLISH_TIMEOUT`).
     Ok(within(
-        COMMAND_TIMEOUT,
+        PUBLISH_TIMEOUT,
         "pipeline",
         pipe.query_async::<Vec<redis::Value>>(&mut conn),
     )
