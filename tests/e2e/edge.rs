@@ -8,7 +8,7 @@ use pushwire_tests::origin::{OriginOptions, TEST_APPS};
 use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
 use serde_json::json;
 
-use crate::resilience::trigger_while_redis_is_slow;
+use crate::resilience::assert_a_slow_redis_delays_the_trigger;
 use crate::trigger_api::bad_request_cases;
 
 #[test]
@@ -206,55 +206,51 @@ fn misbehaving_bridges_give_503_within_the_timeout() {
     }
 }
 
+/// Redis, the bridge, a Redis-backed origin and the edge worker with its default
+/// bridge timeout.
+struct EdgeStack {
+    redis: RedisServer,
+    _bridge: Bridge,
+    origin: Origin,
+    edge: EdgeWorker,
+}
+
+impl EdgeStack {
+    fn start(scratch: &Scratch) -> Self {
+        let redis = RedisServer::start(scratch);
+        let bridge = Bridge::start(scratch, "bridge", &redis.url(), &[]);
+        let origin = Origin::start(scratch, "origin", OriginOptions::redis(&redis.url()));
+        let bridge_url = bridge.url();
+        let edge = EdgeWorker::start(
+            scratch,
+            &[
+                ("PUSHWIRE_APPS", TEST_APPS),
+                ("PUSHWIRE_BRIDGE_URL", &bridge_url),
+                ("PUSHWIRE_BRIDGE_TOKEN", &bridge.token),
+            ],
+        );
+        EdgeStack {
+            redis,
+            _bridge: bridge,
+            origin,
+            edge,
+        }
+    }
+}
+
 #[test]
 fn a_slow_redis_delays_an_edge_trigger_instead_of_refusing_an_event_it_publishes() {
     // With its default bound the edge waits for the bridge, and the bridge for
     // Redis, longer than Redis stays frozen here: the answer is the outcome.
     let scratch = Scratch::new("edge-slow-redis");
-    let redis = RedisServer::start(&scratch);
-    let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    let bridge_url = bridge.url();
-    let edge = EdgeWorker::start(
-        &scratch,
-        &[
-            ("PUSHWIRE_APPS", TEST_APPS),
-            ("PUSHWIRE_BRIDGE_URL", &bridge_url),
-            ("PUSHWIRE_BRIDGE_TOKEN", &bridge.token),
-        ],
-    );
-    let mut clients = Clients::start(&scratch, "clients");
-    clients.connect("c", &origin.url(), json!({}));
-    clients.subscribe("c", "slow");
-
-    let response = trigger_while_redis_is_slow(&redis, edge.addr);
-    assert_eq!((response.status, response.body.as_str()), (200, "{}"));
-
-    clients.trigger_ok(edge.addr, TEST_APP, &["slow"], "after", json!("2"));
-    let seen = clients.events_through("c", "after");
-    let names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["slow", "after"],
-        "delivered once, in order: {seen:?}"
-    );
+    let stack = EdgeStack::start(&scratch);
+    assert_a_slow_redis_delays_the_trigger(&scratch, &stack.redis, &stack.origin, stack.edge.addr);
 }
 
 #[test]
 fn channel_queries_and_info_at_the_edge_match_the_origin() {
     let scratch = Scratch::new("edge-queries");
-    let redis = RedisServer::start(&scratch);
-    let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    let bridge_url = bridge.url();
-    let edge = EdgeWorker::start(
-        &scratch,
-        &[
-            ("PUSHWIRE_APPS", TEST_APPS),
-            ("PUSHWIRE_BRIDGE_URL", &bridge_url),
-            ("PUSHWIRE_BRIDGE_TOKEN", &bridge.token),
-        ],
-    );
+    let EdgeStack { origin, edge, .. } = &EdgeStack::start(&scratch);
     let mut clients = Clients::start(&scratch, "clients");
     for (id, user) in [("a", "u1"), ("b", "u2"), ("c", "u2")] {
         let socket_id = clients.connect(id, &origin.url(), json!({}));

@@ -92,16 +92,25 @@ fn origin_starts_while_redis_is_down_and_recovers() {
     assert_eq!(clients.event("c", "e")[0], json!("ok"));
 }
 
-/// Sends a trigger of event `slow` on channel `slow` to `addr` while `redis` is
-/// frozen, keeps Redis frozen until the trigger has waited [`SLOW_REDIS`] (or was
-/// answered before, the failure callers test for), and returns the response.
-pub(crate) fn trigger_while_redis_is_slow(redis: &RedisServer, addr: SocketAddr) -> http::Response {
+/// A subscriber of channel `slow` on `origin`; a trigger sent to `trigger_addr`
+/// while `redis` is frozen for [`SLOW_REDIS`] must be answered `200` (not before
+/// Redis runs again) and delivered once, in order with the next one.
+pub(crate) fn assert_a_slow_redis_delays_the_trigger(
+    scratch: &Scratch,
+    redis: &RedisServer,
+    origin: &Origin,
+    trigger_addr: SocketAddr,
+) {
+    let mut clients = Clients::start(scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "slow");
+
     redis.pause();
     let trigger = std::thread::spawn(move || {
         let apps = pushwire_shared::AppList::parse(TEST_APPS).unwrap();
         let body = json!({"name": "slow", "channel": "slow", "data": "1"}).to_string();
         http::signed_with(
-            addr,
+            trigger_addr,
             "POST",
             "/apps/1000001/events",
             &[],
@@ -109,6 +118,8 @@ pub(crate) fn trigger_while_redis_is_slow(redis: &RedisServer, addr: SocketAddr)
             apps.single().unwrap(),
         )
     });
+    // Redis stays frozen until the trigger has waited SLOW_REDIS, unless it is
+    // answered before (the failure this is for).
     let paused = Instant::now();
     while paused.elapsed() < SLOW_REDIS && !trigger.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
@@ -120,7 +131,16 @@ pub(crate) fn trigger_while_redis_is_slow(redis: &RedisServer, addr: SocketAddr)
         !answered_while_paused,
         "answered while Redis was frozen: {response:?}"
     );
-    response
+    assert_eq!((response.status, response.body.as_str()), (200, "{}"));
+
+    clients.trigger_ok(trigger_addr, TEST_APP, &["slow"], "after", json!("2"));
+    let seen = clients.events_through("c", "after");
+    let names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["slow", "after"],
+        "delivered once, in order: {seen:?}"
+    );
 }
 
 #[test]
@@ -131,19 +151,5 @@ fn a_slow_redis_delays_a_trigger_instead_of_refusing_an_event_it_publishes() {
     let scratch = Scratch::new("redis-slow");
     let redis = RedisServer::start(&scratch);
     let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    let mut clients = Clients::start(&scratch, "clients");
-    clients.connect("c", &origin.url(), json!({}));
-    clients.subscribe("c", "slow");
-
-    let response = trigger_while_redis_is_slow(&redis, origin.addr);
-    assert_eq!((response.status, response.body.as_str()), (200, "{}"));
-
-    clients.trigger_ok(origin.addr, TEST_APP, &["slow"], "after", json!("2"));
-    let seen = clients.events_through("c", "after");
-    let names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["slow", "after"],
-        "delivered once, in order: {seen:?}"
-    );
+    assert_a_slow_redis_delays_the_trigger(&scratch, &redis, &origin, origin.addr);
 }
