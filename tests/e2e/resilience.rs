@@ -104,6 +104,9 @@ pub(crate) fn assert_a_slow_redis_delays_the_trigger(
     let mut clients = Clients::start(scratch, "clients");
     clients.connect("c", &origin.url(), json!({}));
     clients.subscribe("c", "slow");
+    // The path's Redis connections are open before Redis slows down (a connection
+    // opened while it is frozen fails before anything is sent: a plain 503).
+    clients.trigger_ok(trigger_addr, TEST_APP, &["slow"], "before", json!("0"));
 
     redis.pause();
     let trigger = std::thread::spawn(move || {
@@ -138,7 +141,7 @@ pub(crate) fn assert_a_slow_redis_delays_the_trigger(
     let names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
         names,
-        ["slow", "after"],
+        ["before", "slow", "after"],
         "delivered once, in order: {seen:?}"
     );
 }
