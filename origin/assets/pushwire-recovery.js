@@ -16,6 +16,10 @@
  * Private channels: pass `auth: (socketId) => Promise<{auth}>` (called again
  * on every reconnection, as the socket id changes).
  *
+ * A subscribe answered 4200 (the server could not reach its broker just then)
+ * is asked again, 250 ms doubling to 5 s apart, for as long as the connection
+ * lasts; `onSubscribed` gets the answer that ends the attempts.
+ *
  * Served by every pushwire origin at /pushwire-recovery.js. Works as a
  * <script> (global `pushwireRecovery`) and with require().
  */
@@ -24,6 +28,9 @@
   else root.pushwireRecovery = factory();
 })(typeof self !== "undefined" ? self : this, function () {
   "use strict";
+
+  var RETRY_FIRST_MS = 250;
+  var RETRY_MAX_MS = 5000;
 
   function track(socket) {
     var positions = new Map(); // channel -> last pos seen
@@ -37,15 +44,25 @@
       }
     });
 
-    function send(channel) {
+    function send(channel, attempt) {
       var options = wanted.get(channel);
       if (!options || socketId === null) return;
+      var connection = socketId;
       var extra = options.auth ? Promise.resolve(options.auth(socketId)) : Promise.resolve({});
       extra.then(function (fields) {
         var payload = Object.assign({ channel: channel }, fields || {});
         var since = positions.get(channel);
         if (since) payload.since = since;
         socket.emit("subscribe", payload, function (ack) {
+          var retry = ack && ack.ok === false && ack.error && ack.error.code === 4200;
+          if (retry && socketId === connection && wanted.get(channel) === options) {
+            var delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * Math.pow(2, attempt || 0));
+            setTimeout(function () {
+              // A reconnection in between has subscribed again by itself.
+              if (socketId === connection) send(channel, (attempt || 0) + 1);
+            }, delay);
+            return;
+          }
           if (options.onSubscribed) options.onSubscribed(ack);
         });
       });

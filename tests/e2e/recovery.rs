@@ -297,6 +297,45 @@ fn a_redis_restart_under_a_connected_client_is_reported_as_not_recovered() {
 }
 
 #[test]
+fn the_helper_asks_again_when_a_resubscribe_finds_redis_unavailable() {
+    let scratch = Scratch::new("helper-retries");
+    let redis = RedisServer::start(&scratch);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let mut clients = Clients::start(&scratch, "clients");
+    let ack = clients.connect_tracked("c", &origin.url(), json!({}), "live", "tick");
+    assert_eq!(ack, json!({"ok": true}));
+    trigger(&mut clients, &origin, "live", 1);
+    until_tracked(&mut clients, "event 1", |s| {
+        s["c"]["received"] == json!([1])
+    });
+
+    // Reconnected while Redis is frozen, the helper's subscribe with `since` is
+    // answered 4200 (the origin bounds its Redis reads at 2 s); Redis stays frozen
+    // 3 s from the reconnection, so at least that first answer is a 4200.
+    redis.pause();
+    clients.drop_transport("c");
+    until_tracked(&mut clients, "the reconnection", |s| {
+        s["c"]["connections"] == json!(2)
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3)); // the fault's duration
+    redis.resume();
+
+    // Asked again, the server now answers: the channel is recovered, not dropped.
+    let summary = until_tracked(&mut clients, "a second ack", |s| {
+        s["c"]["acks"].as_array().is_some_and(|a| a.len() >= 2)
+    });
+    assert_eq!(
+        summary["c"]["acks"],
+        json!([{"ok": true}, {"ok": true, "recovered": true}]),
+        "{summary}"
+    );
+    trigger(&mut clients, &origin, "live", 2);
+    until_tracked(&mut clients, "event 2", |s| {
+        s["c"]["received"] == json!([1, 2])
+    });
+}
+
+#[test]
 fn history_older_than_its_age_limit_is_trimmed() {
     let scratch = Scratch::new("history-age");
     let redis = RedisServer::start(&scratch);
