@@ -172,20 +172,26 @@ mod tests {
         most_in_flight: AtomicUsize,
     }
 
+    /// The length of the first whole request in `buf` (head and body), if there is one.
+    fn whole_request(buf: &[u8]) -> Option<usize> {
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+        let body = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        (buf.len() >= end + body).then_some(end + body)
+    }
+
     /// Answers `200 {}` to each request on `stream`, holding it for a moment so
     /// that concurrent requests overlap.
     async fn answer(mut stream: TcpStream, seen: Arc<Seen>) {
         let mut buf = Vec::new();
         loop {
-            let (head_end, body_len) = loop {
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    break (end + 4, len);
+            let len = loop {
+                if let Some(len) = whole_request(&buf) {
+                    break len;
                 }
                 let mut chunk = [0u8; 4096];
                 match stream.read(&mut chunk).await {
@@ -193,14 +199,7 @@ mod tests {
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             };
-            while buf.len() < head_end + body_len {
-                let mut chunk = [0u8; 4096];
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            buf.drain(..head_end + body_len);
+            buf.drain(..len);
             let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             seen.most_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
