@@ -43,6 +43,8 @@ impl RedisServer {
     /// Stops the server (SIGTERM, as an operator would).
     pub fn stop(&mut self) {
         if let Some(mut guard) = self.guard.take() {
+            // A paused server would not act on SIGTERM until killed after the grace period.
+            guard.signal("CONT");
             guard.stop();
         }
     }
@@ -156,5 +158,11 @@ fn read_reply(reader: &mut impl BufRead) -> std::io::Result<String> {
             Ok(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
         }
         _ => Ok(line),
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
