@@ -266,18 +266,25 @@ fn events_published_while_the_pubsub_connection_was_down_are_delivered() {
     assert_eq!(seen[0].1[0]["n"], 31);
 }
 
-#[test]
-fn a_redis_restart_under_a_connected_client_is_reported_as_not_recovered() {
-    let scratch = Scratch::new("redis-restart-live");
-    let mut redis = RedisServer::start(&scratch);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    let mut clients = Clients::start(&scratch, "clients");
+/// Redis, an origin on it, and client `c` subscribed to `live` through the
+/// recovery helper, having received `tick` 1.
+fn tracked_client_after_event_1(scratch: &Scratch) -> (RedisServer, Origin, Clients) {
+    let redis = RedisServer::start(scratch);
+    let origin = Origin::start(scratch, "origin", OriginOptions::redis(&redis.url()));
+    let mut clients = Clients::start(scratch, "clients");
     let ack = clients.connect_tracked("c", &origin.url(), json!({}), "live", "tick");
     assert_eq!(ack, json!({"ok": true}));
     trigger(&mut clients, &origin, "live", 1);
     until_tracked(&mut clients, "event 1", |s| {
         s["c"]["received"] == json!([1])
     });
+    (redis, origin, clients)
+}
+
+#[test]
+fn a_redis_restart_under_a_connected_client_is_reported_as_not_recovered() {
+    let scratch = Scratch::new("redis-restart-live");
+    let (mut redis, origin, mut clients) = tracked_client_after_event_1(&scratch);
 
     redis.restart();
     // The worker cannot vouch for what happened meanwhile: the client is made to
@@ -299,15 +306,7 @@ fn a_redis_restart_under_a_connected_client_is_reported_as_not_recovered() {
 #[test]
 fn the_helper_asks_again_when_a_resubscribe_finds_redis_unavailable() {
     let scratch = Scratch::new("helper-retries");
-    let redis = RedisServer::start(&scratch);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    let mut clients = Clients::start(&scratch, "clients");
-    let ack = clients.connect_tracked("c", &origin.url(), json!({}), "live", "tick");
-    assert_eq!(ack, json!({"ok": true}));
-    trigger(&mut clients, &origin, "live", 1);
-    until_tracked(&mut clients, "event 1", |s| {
-        s["c"]["received"] == json!([1])
-    });
+    let (redis, origin, mut clients) = tracked_client_after_event_1(&scratch);
 
     // Reconnected while Redis is frozen, the helper's subscribe with `since` is
     // answered 4200 (the origin bounds its Redis reads at 2 s); Redis stays frozen
