@@ -253,6 +253,48 @@ fn a_session_joining_during_shutdown_is_not_refused() {
 }
 
 #[test]
+fn sigterm_during_a_restart_back_off_stops_at_once() {
+    // A worker that keeps dying is restarted after a growing pause (100 ms,
+    // doubling). A stop during that pause must end it: a worker started after
+    // the master told its workers to stop would never be told, and the master
+    // would wait for it until its drain grace ran out.
+    let scratch = Scratch::new("stop-in-back-off");
+    let mut options = OriginOptions::embedded();
+    options.workers = 1;
+    let mut origin = Origin::start(&scratch, "origin", options);
+    let log = || std::fs::read_to_string(scratch.file("origin.log")).expect("origin log");
+    const KILLS: usize = 6; // the pause after the 6th crash is 3.2 s
+    for kill in 1..=KILLS {
+        let worker = wait::until("a worker", Duration::from_secs(10), || {
+            match children_of(origin.pid())[..] {
+                [pid] => Some(pid),
+                _ => None,
+            }
+        });
+        signal_pid(worker, "KILL");
+        wait::until(
+            "the master to see the crash",
+            Duration::from_secs(10),
+            || (log().matches("worker exited; restarting it").count() == kill).then_some(()),
+        );
+    }
+    let stop_sent = Instant::now();
+    origin.signal_master("TERM");
+    let status = origin.wait_exit(Duration::from_secs(2));
+    assert!(status.success(), "master exit status {status:?}");
+    let log = log();
+    let stopping = log
+        .find("stopping: no longer accepting")
+        .expect("the stop is logged");
+    assert!(
+        !log[stopping..].contains("spawned worker"),
+        "a worker was started during the stop:\n{}",
+        &log[stopping..]
+    );
+    eprintln!("stopped {:?} after SIGTERM", stop_sent.elapsed());
+}
+
+#[test]
 fn workers_exit_when_the_master_is_killed() {
     let scratch = Scratch::new("orphans");
     let mut options = OriginOptions::embedded();

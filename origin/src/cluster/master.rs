@@ -5,13 +5,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream, UnixDatagram};
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::embedded_broker::EmbeddedBroker;
@@ -76,7 +75,8 @@ struct Master {
     broker: EmbeddedBroker,
     links: Mutex<HashMap<WorkerId, Link>>,
     ready: Notify,
-    stopping: AtomicBool,
+    /// `true` once the master is stopping: no worker is started or restarted after that.
+    stopping: watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,7 +135,7 @@ pub async fn run_master(
         broker: EmbeddedBroker::new(config.history),
         links: Mutex::new(HashMap::new()),
         ready: Notify::new(),
-        stopping: AtomicBool::new(false),
+        stopping: watch::Sender::new(false),
     });
 
     let mut supervisors = JoinSet::new();
@@ -175,7 +175,7 @@ pub async fn run_master(
     drop(listener);
     sweeper.abort();
     tracing::info!("stopping: no longer accepting; draining workers");
-    master.stopping.store(true, Ordering::SeqCst);
+    master.stopping.send_replace(true);
     master.broadcast(&ToWorker::Shutdown);
     let drained = tokio::time::timeout(DRAIN_GRACE, async {
         while supervisors.join_next().await.is_some() {}
@@ -190,8 +190,10 @@ pub async fn run_master(
     Ok(())
 }
 
-/// Keeps worker `id` running: spawns it, waits for it to exit, restarts it with back-off.
+/// Keeps worker `id` running: spawns it, waits for it to exit, restarts it with
+/// back-off, until the master stops.
 async fn supervise(master: Arc<Master>, id: WorkerId) {
+    let mut stopping = master.stopping.subscribe();
     let mut attempt = 0u32;
     loop {
         let started = Instant::now();
@@ -199,7 +201,7 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
             Ok(mut child) => {
                 let status = child.wait().await;
                 master.forget(id);
-                if master.stopping.load(Ordering::SeqCst) {
+                if *stopping.borrow() {
                     tracing::info!(worker = id, "worker stopped");
                     return;
                 }
@@ -210,10 +212,15 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
             }
             Err(e) => tracing::error!(worker = id, error = %e, "cannot start worker"),
         }
-        if master.stopping.load(Ordering::SeqCst) {
+        // A stop during the back-off ends it at once: a worker started after the
+        // master's shutdown broadcast would never be told to stop.
+        tokio::select! {
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+            _ = tokio::time::sleep(RESTART_BACKOFF.pause(attempt)) => {}
+        }
+        if *stopping.borrow() {
             return;
         }
-        tokio::time::sleep(RESTART_BACKOFF.pause(attempt)).await;
         attempt = attempt.saturating_add(1);
     }
 }
@@ -242,6 +249,11 @@ fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<Child, ClusterErro
     let (control, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
     let _ = control.send(ToWorker::Init(master.settings.clone()).encode());
     lock(&master.links).insert(id, Link { control, handoff });
+    // The stop may have begun between the supervisor's check and the insert above,
+    // so after the broadcast: this worker is told itself.
+    if *master.stopping.borrow() {
+        master.send(id, &ToWorker::Shutdown);
+    }
     tokio::spawn(async move {
         while let Some(frame) = frames.recv().await {
             if ipc::write_frame(&mut writer, &frame).await.is_err() {
