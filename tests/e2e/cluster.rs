@@ -248,7 +248,7 @@ fn a_session_joining_during_shutdown_is_not_refused() {
     assert_eq!(pending.finish().status, 200);
     let status = origin.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "master exit status {status:?}");
-    let log = std::fs::read_to_string(scratch.file("origin.log")).expect("origin log");
+    let log = origin.log();
     assert!(!log.contains("panicked"), "a panic while closing:\n{log}");
 }
 
@@ -262,7 +262,6 @@ fn sigterm_during_a_restart_back_off_stops_at_once() {
     let mut options = OriginOptions::embedded();
     options.workers = 1;
     let mut origin = Origin::start(&scratch, "origin", options);
-    let log = || std::fs::read_to_string(scratch.file("origin.log")).expect("origin log");
     const KILLS: usize = 6; // the pause after the 6th crash is 3.2 s
     for kill in 1..=KILLS {
         let worker = wait::until("a worker", Duration::from_secs(10), || {
@@ -275,14 +274,14 @@ fn sigterm_during_a_restart_back_off_stops_at_once() {
         wait::until(
             "the master to see the crash",
             Duration::from_secs(10),
-            || (log().matches("worker exited; restarting it").count() == kill).then_some(()),
+            || (origin.log().matches("worker exited; restarting it").count() == kill).then_some(()),
         );
     }
     let stop_sent = Instant::now();
     origin.signal_master("TERM");
     let status = origin.wait_exit(Duration::from_secs(2));
     assert!(status.success(), "master exit status {status:?}");
-    let log = log();
+    let log = origin.log();
     let stopping = log
         .find("stopping: no longer accepting")
         .expect("the stop is logged");

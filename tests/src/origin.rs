@@ -40,6 +40,7 @@ pub fn pushwire_bin() -> PathBuf {
 pub struct Origin {
     /// Where it listens.
     pub addr: SocketAddr,
+    log: PathBuf,
     guard: ChildGuard,
 }
 
@@ -147,11 +148,16 @@ impl Origin {
                 listening_addr(&std::fs::read_to_string(&log).ok()?)
             },
         );
-        let origin = Origin { addr, guard };
+        let origin = Origin { addr, log, guard };
         wait::until(&format!("{name} /health"), READY_TIMEOUT, || {
             (http::request(origin.addr, "GET", "/health", b"").status == 200).then_some(())
         });
         origin
+    }
+
+    /// Everything the origin (master and workers) has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).expect("origin log")
     }
 
     /// `http://127.0.0.1:{port}`.

@@ -37,7 +37,6 @@ use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, within};
 /// pub/sub channel, member_added envelope.
 static JOIN_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
-        PUBLISH_FUNCTIONS,
         r#"local user = ARGV[5]
 if redis.call('HEXISTS', KEYS[2], user) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[7]) then
   return {0}
@@ -56,7 +55,6 @@ return {1, redis.call('HGETALL', KEYS[2])}
 /// pub/sub channel, member_removed envelope.
 static LEAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
-        PUBLISH_FUNCTIONS,
         r#"local left = redis.call('HINCRBY', KEYS[4], ARGV[6], -1)
 if left <= 0 then redis.call('HDEL', KEYS[4], ARGV[6]) end
 if left < 0 then return 0 end
@@ -76,7 +74,6 @@ return 0
 /// with none. Only the reaper that removes the node from `nodes` does it.
 static REAP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
-        PUBLISH_FUNCTIONS,
         r#"if redis.call('ZREM', KEYS[2], ARGV[5]) == 0 then return 0 end
 local node = 'pushwire:v1:node:' .. ARGV[5]
 local entries = redis.call('HGETALL', node .. ':presence')
@@ -104,10 +101,11 @@ return removed
     )
 });
 
-/// A directory script: the history functions every publishing script shares,
-/// then `body`. Run by digest (`EVALSHA`), loaded again after a Redis restart.
-fn script(functions: &str, body: &str) -> redis::Script {
-    redis::Script::new(&format!("{functions}{body}"))
+/// A directory script: the history functions every publishing script shares
+/// ([`PUBLISH_FUNCTIONS`]), then `body`. Run by digest (`EVALSHA`), loaded again
+/// after a Redis restart.
+fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{PUBLISH_FUNCTIONS}{body}"))
 }
 
 /// This node's view of the directory in Redis.
