@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use pushwire_shared::history::HistoryPolicy;
 use pushwire_shared::{AppList, AppsParseError};
 
+use crate::worker::{AllowedOrigins, AllowedOriginsError};
+
 /// The app used when none is configured: for development only.
 pub const DEV_APPS: &str = "1000001:app-key:app-secret";
 /// The default listening port.
@@ -58,6 +60,8 @@ pub struct ServeConfig {
     /// Channel history retention (what `subscribe` with `since` can recover).
     /// Publishers apply it, so the edge must be given the same values.
     pub history: HistoryPolicy,
+    /// Web origins whose browser pages may connect (CORS); default any.
+    pub allowed_origins: AllowedOrigins,
     /// Whether the development app was filled in because none was configured.
     pub uses_dev_app: bool,
 }
@@ -87,6 +91,8 @@ pub struct ServeOverrides {
     pub history_max_events: Option<u32>,
     /// `--history-max-age-secs` / `PUSHWIRE_HISTORY_MAX_AGE_SECS`.
     pub history_max_age_secs: Option<u32>,
+    /// `--allowed-origins` / `PUSHWIRE_ALLOWED_ORIGINS`, comma-separated.
+    pub allowed_origins: Option<String>,
     /// `--config` / `PUSHWIRE_CONFIG`: the JSON config file.
     pub config_file: Option<PathBuf>,
 }
@@ -102,6 +108,7 @@ pub struct ServeOverrides {
 ///   "workers": 4,
 ///   "demo": false,
 ///   "history": {"max_events": 100, "max_age_secs": 300},
+///   "allowed_origins": ["https://app.example.com"],
 ///   "apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
 ///             "limits": {"max_data_bytes": 10240}}]
 /// }
@@ -118,6 +125,7 @@ pub struct ConfigFile {
     ping_interval_ms: Option<u64>,
     ping_timeout_ms: Option<u64>,
     history: Option<HistoryPolicy>,
+    allowed_origins: Option<AllowedOrigins>,
     apps: Option<AppList>,
 }
 
@@ -143,6 +151,9 @@ pub enum ConfigError {
     /// The app list is not valid.
     #[error("invalid apps: {0}")]
     Apps(#[from] AppsParseError),
+    /// The allowed origins are not valid.
+    #[error(transparent)]
+    AllowedOrigins(#[from] AllowedOriginsError),
     /// A setting is out of range.
     #[error("{0}")]
     Invalid(String),
@@ -197,6 +208,10 @@ impl ServeConfig {
                 "workers must be between 1 and {MAX_WORKERS}, not {workers}"
             )));
         }
+        let allowed_origins = match overrides.allowed_origins {
+            Some(list) => AllowedOrigins::parse(&list)?,
+            None => file.allowed_origins.unwrap_or_default(),
+        };
         Ok(ServeConfig {
             host: overrides
                 .host
@@ -231,6 +246,7 @@ impl ServeConfig {
                     max_age_secs: overrides.history_max_age_secs.unwrap_or(file.max_age_secs),
                 }
             },
+            allowed_origins,
             uses_dev_app,
         })
     }
@@ -316,5 +332,31 @@ mod tests {
             ServeConfig::merge(o, ConfigFile::default()),
             Err(ConfigError::Invalid(_))
         ));
+        let o = ServeOverrides {
+            allowed_origins: Some("app.example.com".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServeConfig::merge(o, ConfigFile::default()),
+            Err(ConfigError::AllowedOrigins(_))
+        ));
+    }
+
+    #[test]
+    fn allowed_origins_default_to_any_and_flags_win_over_the_file() {
+        let c = ServeConfig::merge(ServeOverrides::default(), ConfigFile::default()).unwrap();
+        assert_eq!(c.allowed_origins, AllowedOrigins::Any);
+        let f = file(r#"{"allowed_origins": ["https://a.example"]}"#);
+        let c = ServeConfig::merge(ServeOverrides::default(), f).unwrap();
+        assert!(c.allowed_origins.allows("https://a.example"));
+        assert!(!c.allowed_origins.allows("https://b.example"));
+        let f = file(r#"{"allowed_origins": ["https://a.example"]}"#);
+        let o = ServeOverrides {
+            allowed_origins: Some("*".into()),
+            ..Default::default()
+        };
+        let c = ServeConfig::merge(o, f).unwrap();
+        assert_eq!(c.allowed_origins, AllowedOrigins::Any);
+        assert!(serde_json::from_str::<ConfigFile>(r#"{"allowed_origins": ["a/b"]}"#).is_err());
     }
 }

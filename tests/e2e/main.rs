@@ -6,6 +6,7 @@ mod bench;
 mod bridge;
 mod cli;
 mod cluster;
+mod cross_origin;
 mod delivery;
 mod demo;
 mod edge;

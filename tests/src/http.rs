@@ -7,18 +7,28 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pushwire_shared::{App, signing};
 
-/// A response: status and body text.
+/// A response: status, headers and body text.
 #[derive(Debug, Clone)]
 pub struct Response {
     /// HTTP status code.
     pub status: u16,
     /// The `Content-Type` header, if any.
     pub content_type: Option<String>,
+    /// Every header, names lower-cased, in the order received.
+    pub headers: Vec<(String, String)>,
     /// The body, as text.
     pub body: String,
 }
 
 impl Response {
+    /// The first header called `name` (lower-case), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body parsed as JSON (panics with the body if it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
@@ -98,14 +108,16 @@ fn parse(raw: &[u8]) -> Option<Response> {
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let mut content_type = None;
     let mut chunked = false;
+    let mut headers = Vec::new();
     for line in lines {
         let (name, value) = line.split_once(':')?;
         let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
         if name == "content-type" {
-            content_type = Some(value);
+            content_type = Some(value.clone());
         } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
             chunked = true;
         }
+        headers.push((name, value));
     }
     let mut body = raw[split + 4..].to_vec();
     if chunked {
@@ -114,6 +126,7 @@ fn parse(raw: &[u8]) -> Option<Response> {
     Some(Response {
         status,
         content_type,
+        headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }

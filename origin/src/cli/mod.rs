@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// Age in seconds after which history is trimmed [default: 300].
     #[arg(long, env = "PUSHWIRE_HISTORY_MAX_AGE_SECS")]
     pub history_max_age_secs: Option<u32>,
+    /// Web origins whose browser pages may connect, comma-separated
+    /// (`https://app.example.com,…`); pages of other origins are refused [default: * (any)].
+    #[arg(long, env = "PUSHWIRE_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
     /// JSON config file, read under flags and environment.
     #[arg(long = "config", env = "PUSHWIRE_CONFIG")]
     pub config_file: Option<PathBuf>,

@@ -20,6 +20,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ping_timeout_ms: args.ping_timeout_ms,
         history_max_events: args.history_max_events,
         history_max_age_secs: args.history_max_age_secs,
+        allowed_origins: args.allowed_origins,
         config_file: args.config_file,
     })
     .context("configuration")?;

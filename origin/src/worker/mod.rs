@@ -9,6 +9,7 @@ mod catch_up;
 mod client_events;
 mod client_script;
 mod cluster_http;
+mod cross_origin;
 mod delivery;
 mod demo;
 mod handlers;
@@ -34,6 +35,7 @@ use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
 pub use self::client_script::RECOVERY_HELPER;
+pub use self::cross_origin::{AllowedOrigins, AllowedOriginsError};
 pub use self::registry::ChannelRegistry;
 pub use self::session::{
     HandshakeError, MAX_HANDSHAKE_CHANNELS, SocketSession, handshake_channels, resolve_app,
@@ -159,6 +161,10 @@ where
         .layer(axum::middleware::from_fn_with_state(
             claims,
             cluster_http::route_hints,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.allowed_origins.clone()),
+            cross_origin::cross_origin,
         ))
         .layer(axum::middleware::map_request(request_head::detach));
 

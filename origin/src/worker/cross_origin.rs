@@ -1,0 +1,386 @@
+//! Which web pages may use an origin from a browser (CORS).
+//!
+//! A browser page on `https://app.example.com` that connects to pushwire on
+//! `https://push.example.com` with a stock socket.io-client starts with HTTP
+//! long-polling: cross-origin requests that the browser lets the page read only
+//! when the answer carries `Access-Control-Allow-Origin`. Engine.IO servers leave
+//! that to the application, so this layer adds it, answers preflight requests
+//! (`OPTIONS`, sent when a client adds its own headers), and refuses Socket.IO
+//! requests, WebSocket upgrades included (browsers apply no CORS to WebSocket),
+//! from pages whose origin is not allowed.
+//!
+//! Requests without an `Origin` header (servers, apps, the Node and Python
+//! clients) are never refused. The trigger API (`/apps/…`) is for servers only
+//! and gets no CORS headers.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// How long a browser may cache a preflight answer, in seconds.
+const PREFLIGHT_MAX_AGE: &str = "86400";
+
+/// The web origins whose pages may connect.
+///
+/// ```
+/// use pushwire_origin::worker::AllowedOrigins;
+/// let list = AllowedOrigins::parse("https://app.example.com, http://localhost:8080").unwrap();
+/// assert!(list.allows("https://app.example.com"));
+/// assert!(!list.allows("https://evil.example"));
+/// assert!(AllowedOrigins::parse("*").unwrap().allows("https://anything.example"));
+/// assert!(AllowedOrigins::parse("https://app.example.com/path").is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub enum AllowedOrigins {
+    /// Any page (`*`, the default, as for Pusher): the request's origin is echoed,
+    /// without `Access-Control-Allow-Credentials`.
+    #[default]
+    Any,
+    /// Only these origins (`scheme://host[:port]`, compared without regard to
+    /// case); they may also send credentials (`withCredentials: true`).
+    Listed(Vec<String>),
+}
+
+/// Why an allowed-origins setting is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid allowed origin {origin:?}: {reason}")]
+pub struct AllowedOriginsError {
+    origin: String,
+    reason: &'static str,
+}
+
+impl AllowedOrigins {
+    /// Parses a comma-separated list; `*` anywhere in it allows any origin.
+    pub fn parse(list: &str) -> Result<Self, AllowedOriginsError> {
+        Self::from_entries(list.split(','))
+    }
+
+    fn from_entries<'a>(
+        entries: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, AllowedOriginsError> {
+        let mut origins = Vec::new();
+        for entry in entries.into_iter().map(str::trim) {
+            if entry == "*" {
+                return Ok(AllowedOrigins::Any);
+            }
+            origins.push(validate(entry)?.to_ascii_lowercase());
+        }
+        if origins.is_empty() {
+            return Err(AllowedOriginsError {
+                origin: String::new(),
+                reason: "the list is empty (use * to allow any origin)",
+            });
+        }
+        Ok(AllowedOrigins::Listed(origins))
+    }
+
+    /// Whether a page of `origin` (an `Origin` header's value) may connect.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::Listed(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
+/// An origin is `scheme://host[:port]` with nothing after it, or `null` (the
+/// origin browsers send for sandboxed frames and local files).
+fn validate(entry: &str) -> Result<&str, AllowedOriginsError> {
+    let invalid = |reason| AllowedOriginsError {
+        origin: entry.to_owned(),
+        reason,
+    };
+    if entry.is_empty() {
+        return Err(invalid("empty entry"));
+    }
+    if entry == "null" {
+        return Ok(entry);
+    }
+    let (scheme, host) = entry
+        .split_once("://")
+        .ok_or_else(|| invalid("expected scheme://host[:port]"))?;
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        return Err(invalid("bad scheme"));
+    }
+    if host.is_empty() || host.contains(['/', '?', '#', ' ', '*']) {
+        return Err(invalid(
+            "an origin has no path, query or wildcard (e.g. https://app.example.com)",
+        ));
+    }
+    Ok(entry)
+}
+
+impl TryFrom<Vec<String>> for AllowedOrigins {
+    type Error = AllowedOriginsError;
+
+    fn try_from(entries: Vec<String>) -> Result<Self, Self::Error> {
+        Self::from_entries(entries.iter().map(String::as_str))
+    }
+}
+
+impl From<AllowedOrigins> for Vec<String> {
+    fn from(origins: AllowedOrigins) -> Self {
+        match origins {
+            AllowedOrigins::Any => vec!["*".to_owned()],
+            AllowedOrigins::Listed(list) => list,
+        }
+    }
+}
+
+impl fmt::Display for AllowedOrigins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllowedOrigins::Any => f.write_str("*"),
+            AllowedOrigins::Listed(list) => f.write_str(&list.join(",")),
+        }
+    }
+}
+
+/// The middleware (see the module docs).
+pub(crate) async fn cross_origin(
+    State(allowed): State<Arc<AllowedOrigins>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/apps/") {
+        return next.run(request).await;
+    }
+    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
+        return next.run(request).await;
+    };
+    let origin_text = origin.to_str().unwrap_or("");
+    if !allowed.allows(origin_text) {
+        if !path.starts_with("/socket.io") {
+            return next.run(request).await; // no CORS headers: the browser keeps it from the page
+        }
+        tracing::debug!(
+            origin = origin_text,
+            "refused a Socket.IO request from a page of another origin"
+        );
+        let body = serde_json::json!({ "error": format!("origin {origin_text} is not allowed") });
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let credentials = matches!(*allowed, AllowedOrigins::Listed(_));
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        preflight_answer(request.headers())
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if credentials {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// `204` allowing what Engine.IO's transports send: `GET` and `POST` with the
+/// headers the preflight asks for.
+fn preflight_answer(request: &HeaderMap) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    if let Some(asked) = request.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+        headers.append(
+            header::VARY,
+            HeaderValue::from_static("Access-Control-Request-Headers"),
+        );
+    }
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(PREFLIGHT_MAX_AGE),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    async fn answer(allowed: AllowedOrigins, request: Request) -> Response {
+        let app = Router::new()
+            .route("/socket.io/", get(|| async { "engine.io" }))
+            .route("/apps/1/events", get(|| async { "trigger api" }))
+            .route("/health", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(allowed),
+                cross_origin,
+            ));
+        app.oneshot(request).await.unwrap()
+    }
+
+    fn get_from(path: &str, origin: Option<&str>) -> Request {
+        let mut builder = Request::builder().uri(path);
+        if let Some(origin) = origin {
+            builder = builder.header(header::ORIGIN, origin);
+        }
+        builder.body(Body::empty()).unwrap()
+    }
+
+    fn header_of(response: &Response, name: header::HeaderName) -> Option<&str> {
+        response.headers().get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn lists_parse_and_compare_without_case() {
+        let list = AllowedOrigins::parse(" https://App.example.com ,null").unwrap();
+        assert_eq!(
+            list,
+            AllowedOrigins::Listed(vec!["https://app.example.com".into(), "null".into()])
+        );
+        assert!(list.allows("https://APP.example.com"));
+        assert!(list.allows("null"));
+        assert!(!list.allows("http://app.example.com"));
+        assert_eq!(
+            AllowedOrigins::parse("https://a.example,*").unwrap(),
+            AllowedOrigins::Any
+        );
+        for bad in [
+            "",
+            "app.example.com",
+            "https://",
+            "https://a.example/",
+            "https://*.example",
+            "ht tp://a",
+        ] {
+            assert!(AllowedOrigins::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_setting_round_trips_through_json() {
+        for origins in [
+            AllowedOrigins::Any,
+            AllowedOrigins::Listed(vec!["https://a.example".into()]),
+        ] {
+            let json = serde_json::to_string(&origins).unwrap();
+            assert_eq!(
+                serde_json::from_str::<AllowedOrigins>(&json).unwrap(),
+                origins
+            );
+        }
+        assert!(serde_json::from_str::<AllowedOrigins>(r#"["a.example"]"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn any_origin_is_echoed_without_credentials() {
+        let response = answer(
+            AllowedOrigins::Any,
+            get_from("/socket.io/", Some("https://a.example")),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header_of(&response, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            Some("https://a.example")
+        );
+        assert_eq!(header_of(&response, header::VARY), Some("Origin"));
+        assert_eq!(
+            header_of(&response, header::ACCESS_CONTROL_ALLOW_CREDENTIALS),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_listed_origin_may_send_credentials_and_others_are_refused() {
+        let list = AllowedOrigins::parse("https://a.example").unwrap();
+        let ok = answer(
+            list.clone(),
+            get_from("/socket.io/", Some("https://a.example")),
+        )
+        .await;
+        assert_eq!(
+            header_of(&ok, header::ACCESS_CONTROL_ALLOW_CREDENTIALS),
+            Some("true")
+        );
+
+        let refused = answer(
+            list.clone(),
+            get_from("/socket.io/", Some("https://b.example")),
+        )
+        .await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            header_of(&refused, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            None
+        );
+
+        // Other pages are served, without CORS headers; requests without Origin pass.
+        let health = answer(list.clone(), get_from("/health", Some("https://b.example"))).await;
+        assert_eq!(health.status(), StatusCode::OK);
+        assert_eq!(
+            header_of(&health, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            None
+        );
+        let server = answer(list, get_from("/socket.io/", None)).await;
+        assert_eq!(server.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn preflights_are_answered_and_the_trigger_api_is_left_alone() {
+        let preflight = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/socket.io/?EIO=4&transport=polling&sid=x")
+            .header(header::ORIGIN, "https://a.example")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "content-type,x-token",
+            )
+            .body(Body::empty())
+            .unwrap();
+        let response = answer(AllowedOrigins::Any, preflight).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            header_of(&response, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            Some("https://a.example")
+        );
+        assert_eq!(
+            header_of(&response, header::ACCESS_CONTROL_ALLOW_HEADERS),
+            Some("content-type,x-token")
+        );
+        assert!(
+            header_of(&response, header::ACCESS_CONTROL_ALLOW_METHODS)
+                .unwrap()
+                .contains("POST")
+        );
+
+        let api = answer(
+            AllowedOrigins::Any,
+            get_from("/apps/1/events", Some("https://a.example")),
+        )
+        .await;
+        assert_eq!(header_of(&api, header::ACCESS_CONTROL_ALLOW_ORIGIN), None);
+    }
+}

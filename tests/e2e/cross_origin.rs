@@ -1,0 +1,162 @@
+//! Browser pages of other origins (CORS): what a browser checks before it lets a
+//! page read a long-polling answer, sent through the cluster master like any
+//! client's requests.
+
+use std::net::SocketAddr;
+
+use pushwire_tests::origin::OriginOptions;
+use pushwire_tests::{Clients, Origin, RedisServer, Scratch, http};
+use serde_json::json;
+
+const PAGE: &str = "https://app.example.test";
+
+fn from_page(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    page: &str,
+    extra: &[(&str, &str)],
+) -> http::Response {
+    let mut headers = vec![("Origin".to_owned(), page.to_owned())];
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    http::request_with_headers(addr, method, target, body, &headers)
+}
+
+/// The session id of an Engine.IO open packet (`0{"sid":…}`).
+fn open_sid(body: &str) -> String {
+    let open: serde_json::Value =
+        serde_json::from_str(body.strip_prefix('0').unwrap_or_else(|| {
+            panic!("not an open packet: {body:?}");
+        }))
+        .unwrap();
+    open["sid"].as_str().expect("sid").to_owned()
+}
+
+#[test]
+fn a_page_of_another_origin_can_long_poll() {
+    let scratch = Scratch::new("cors-any");
+    let redis = RedisServer::start(&scratch);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    let addr = origin.addr;
+    let allowed = |r: &http::Response| {
+        assert_eq!(r.header("access-control-allow-origin"), Some(PAGE), "{r:?}");
+        assert_eq!(r.header("access-control-allow-credentials"), None, "{r:?}");
+    };
+
+    let open = from_page(
+        addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        b"",
+        PAGE,
+        &[],
+    );
+    assert_eq!(open.status, 200, "{open:?}");
+    allowed(&open);
+    let sid = open_sid(&open.body);
+    let session = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+
+    // A client with its own headers makes the browser ask first.
+    let preflight = from_page(
+        addr,
+        "OPTIONS",
+        &session,
+        b"",
+        PAGE,
+        &[
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type,x-client"),
+        ],
+    );
+    assert_eq!(preflight.status, 204, "{preflight:?}");
+    allowed(&preflight);
+    assert!(
+        preflight
+            .header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("POST")),
+        "{preflight:?}"
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("content-type,x-client")
+    );
+
+    // Joining the namespace and reading the answer go to the session's worker.
+    let join = from_page(addr, "POST", &session, b"40", PAGE, &[]);
+    assert_eq!((join.status, join.body.as_str()), (200, "ok"), "{join:?}");
+    allowed(&join);
+    let answer = from_page(addr, "GET", &session, b"", PAGE, &[]);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    allowed(&answer);
+    assert!(
+        answer.body.split('\u{1e}').any(|p| p.starts_with("40{")),
+        "{answer:?}"
+    );
+
+    // The trigger API is for servers: no CORS headers there.
+    let api = from_page(addr, "GET", "/apps/1000001/channels", b"", PAGE, &[]);
+    assert_eq!(api.header("access-control-allow-origin"), None, "{api:?}");
+}
+
+#[test]
+fn pages_of_origins_not_listed_are_refused() {
+    let scratch = Scratch::new("cors-listed");
+    let redis = RedisServer::start(&scratch);
+    let mut options = OriginOptions::redis(&redis.url());
+    options.args = vec!["--allowed-origins".into(), PAGE.into()];
+    let origin = Origin::start(&scratch, "origin", options);
+    let addr = origin.addr;
+
+    let open = from_page(
+        addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        b"",
+        PAGE,
+        &[],
+    );
+    assert_eq!(open.status, 200, "{open:?}");
+    assert_eq!(open.header("access-control-allow-origin"), Some(PAGE));
+    assert_eq!(
+        open.header("access-control-allow-credentials"),
+        Some("true")
+    );
+
+    let other = "https://elsewhere.example.test";
+    let refused = from_page(
+        addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        b"",
+        other,
+        &[],
+    );
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(
+        refused.json()["error"].as_str().unwrap().contains(other),
+        "{refused:?}"
+    );
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+
+    // Browsers apply no CORS to WebSocket, so the upgrade itself is refused.
+    let upgrade = from_page(
+        addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=websocket",
+        b"",
+        other,
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    );
+    assert_eq!(upgrade.status, 403, "{upgrade:?}");
+
+    // Clients that are not browser pages send no Origin and are served as before.
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "news");
+}
