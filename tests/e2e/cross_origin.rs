@@ -1,14 +1,70 @@
-//! Browser pages of other origins (CORS): what a browser checks before it lets a
-//! page read a long-polling answer, sent through the cluster master like any
-//! client's requests.
+//! Browser pages of other origins (CORS): a real page in headless Chromium, and
+//! the headers a browser checks before it lets a page read a long-polling answer,
+//! sent through the cluster master like any client's requests.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
 
-use pushwire_tests::origin::OriginOptions;
+use pushwire_shared::AppList;
+use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+use pushwire_tests::process::ChildGuard;
 use pushwire_tests::{Clients, Origin, RedisServer, Scratch, http};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const PAGE: &str = "https://app.example.test";
+/// How long the browser page may take to report its next step.
+const PAGE_STEP: Duration = Duration::from_secs(30);
+
+/// A page served by `tests/js/cross-origin-page.js` on its own loopback port (so
+/// another origin than pushwire's), connected to `origin` with socket.io-client's
+/// default transports and subscribed to `channel` in its handshake.
+struct BrowserPage {
+    _driver: ChildGuard,
+    reports: mpsc::Receiver<Value>,
+    log: std::path::PathBuf,
+}
+
+impl BrowserPage {
+    fn open(scratch: &Scratch, origin: &Origin, channel: &str) -> Self {
+        let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
+        let mut cmd = Command::new("node");
+        cmd.arg(js.join("cross-origin-page.js"))
+            .arg(origin.url())
+            .arg(channel)
+            .current_dir(&js);
+        let log = scratch.file("browser.log");
+        let mut driver = ChildGuard::spawn("browser", cmd, &log, true);
+        let stdout = driver.child_mut().stdout.take().expect("piped stdout");
+        let (tx, reports) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let report = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"type": "unreadable", "line": line}));
+                if tx.send(report).is_err() {
+                    break;
+                }
+            }
+        });
+        BrowserPage {
+            _driver: driver,
+            reports,
+            log,
+        }
+    }
+
+    /// The page's next report (see the driver's header for their shapes).
+    fn next(&self, waiting_for: &str) -> Value {
+        self.reports.recv_timeout(PAGE_STEP).unwrap_or_else(|_| {
+            panic!(
+                "the browser page did not report {waiting_for}; see {}",
+                self.log.display()
+            )
+        })
+    }
+}
 
 fn from_page(
     addr: SocketAddr,
@@ -97,6 +153,35 @@ fn a_page_of_another_origin_can_long_poll() {
     // The trigger API is for servers: no CORS headers there.
     let api = from_page(addr, "GET", "/apps/1000001/channels", b"", PAGE, &[]);
     assert_eq!(api.header("access-control-allow-origin"), None, "{api:?}");
+
+    // A real page: opens its session over long-polling (the upgrade needs the
+    // session id the polling answer carries), joins, upgrades to WebSocket, and
+    // receives an event. Joining and upgrading may be reported in either order.
+    let page = BrowserPage::open(&scratch, &origin, "cross");
+    let mut steps: Vec<Value> = (0..2).map(|_| page.next("joining and upgrading")).collect();
+    steps.sort_by_key(|s| s["type"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(steps[0]["type"], "established", "{steps:?}");
+    assert_eq!(
+        steps[1],
+        json!({"type": "upgrade", "transport": "websocket"})
+    );
+    let apps = AppList::parse(TEST_APPS).unwrap();
+    let body = json!({"name": "hello", "channel": "cross", "data": "{\"n\":1}"}).to_string();
+    let trigger = http::signed(
+        addr,
+        "POST",
+        "/apps/1000001/events",
+        body.as_bytes(),
+        apps.single().unwrap(),
+    );
+    assert_eq!(trigger.status, 200, "{trigger:?}");
+    let event = page.next("the event");
+    assert_eq!(event["type"], "event", "{event}");
+    assert_eq!(
+        (&event["name"], &event["data"]),
+        (&json!("hello"), &json!({"n": 1}))
+    );
+    assert_eq!(event["meta"]["channel"], "cross", "{event}");
 }
 
 #[test]
@@ -154,6 +239,11 @@ fn pages_of_origins_not_listed_are_refused() {
         ],
     );
     assert_eq!(upgrade.status, 403, "{upgrade:?}");
+
+    // A real page of an origin not listed cannot even open its session.
+    let page = BrowserPage::open(&scratch, &origin, "cross");
+    let refused = page.next("the refusal");
+    assert_eq!(refused["type"], "connect_error", "{refused}");
 
     // Clients that are not browser pages send no Origin and are served as before.
     let mut clients = Clients::start(&scratch, "clients");
