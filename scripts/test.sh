@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs pushwire's whole test suite on a fresh machine: installs what is missing
-# (redis-server, Node.js, Chromium, the wasm target, worker-build and
-# wasm-bindgen-cli, the npm packages pinned in package-lock.json and
-# tests/js/package-lock.json), then checks formatting and lints, builds the
+# (redis-server, Node.js, Chromium, Python's venv, the wasm target, worker-build
+# and wasm-bindgen-cli, the npm packages pinned in package-lock.json and
+# tests/js/package-lock.json, the PyPI packages pinned in
+# tests/python/requirements.txt), then checks formatting and lints, builds the
 # protocol crate and the edge worker for wasm, and runs every unit, doc and
 # end-to-end test.
 # The end-to-end tests start their own redis-server and pushwire processes on
@@ -34,6 +35,10 @@ if [ ! -x /usr/bin/chromium ]; then
   say "installing Chromium (the demo page's browser test)"
   apt_install chromium
 fi
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  say "installing Python 3 with venv (the Python client tests)"
+  apt_install python3 python3-venv
+fi
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     say "installing rustup component $component"
@@ -48,6 +53,10 @@ fi
 say "installing the test clients (npm ci in tests/js) and wrangler/workerd (npm ci)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 npm ci --no-audit --no-fund --loglevel=error
+
+say "installing the Python test clients (pinned in tests/python/requirements.txt, into tests/python/.venv)"
+[ -x tests/python/.venv/bin/python ] || python3 -m venv tests/python/.venv
+tests/python/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

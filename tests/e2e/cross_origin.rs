@@ -2,68 +2,26 @@
 //! the headers a browser checks before it lets a page read a long-polling answer,
 //! sent through the cluster master like any client's requests.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use pushwire_shared::AppList;
 use pushwire_tests::origin::{OriginOptions, TEST_APPS};
-use pushwire_tests::process::ChildGuard;
-use pushwire_tests::{Clients, Origin, RedisServer, Scratch, http};
+use pushwire_tests::{Clients, Origin, RedisServer, Reporter, Scratch, http};
 use serde_json::{Value, json};
 
 const PAGE: &str = "https://app.example.test";
-/// How long the browser page may take to report its next step.
-const PAGE_STEP: Duration = Duration::from_secs(30);
-
 /// A page served by `tests/js/cross-origin-page.js` on its own loopback port (so
 /// another origin than pushwire's), connected to `origin` with socket.io-client's
 /// default transports and subscribed to `channel` in its handshake.
-struct BrowserPage {
-    _driver: ChildGuard,
-    reports: mpsc::Receiver<Value>,
-    log: std::path::PathBuf,
-}
-
-impl BrowserPage {
-    fn open(scratch: &Scratch, origin: &Origin, channel: &str) -> Self {
-        let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
-        let mut cmd = Command::new("node");
-        cmd.arg(js.join("cross-origin-page.js"))
-            .arg(origin.url())
-            .arg(channel)
-            .current_dir(&js);
-        let log = scratch.file("browser.log");
-        let mut driver = ChildGuard::spawn("browser", cmd, &log, true);
-        let stdout = driver.child_mut().stdout.take().expect("piped stdout");
-        let (tx, reports) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let report = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({"type": "unreadable", "line": line}));
-                if tx.send(report).is_err() {
-                    break;
-                }
-            }
-        });
-        BrowserPage {
-            _driver: driver,
-            reports,
-            log,
-        }
-    }
-
-    /// The page's next report (see the driver's header for their shapes).
-    fn next(&self, waiting_for: &str) -> Value {
-        self.reports.recv_timeout(PAGE_STEP).unwrap_or_else(|_| {
-            panic!(
-                "the browser page did not report {waiting_for}; see {}",
-                self.log.display()
-            )
-        })
-    }
+fn open_page(scratch: &Scratch, origin: &Origin, channel: &str) -> Reporter {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
+    let mut cmd = Command::new("node");
+    cmd.arg(js.join("cross-origin-page.js"))
+        .arg(origin.url())
+        .arg(channel)
+        .current_dir(&js);
+    Reporter::spawn(scratch, "browser", cmd)
 }
 
 fn from_page(
@@ -157,7 +115,7 @@ fn a_page_of_another_origin_can_long_poll() {
     // A real page: opens its session over long-polling (the upgrade needs the
     // session id the polling answer carries), joins, upgrades to WebSocket, and
     // receives an event. Joining and upgrading may be reported in either order.
-    let page = BrowserPage::open(&scratch, &origin, "cross");
+    let page = open_page(&scratch, &origin, "cross");
     let mut steps: Vec<Value> = (0..2).map(|_| page.next("joining and upgrading")).collect();
     steps.sort_by_key(|s| s["type"].as_str().unwrap_or_default().to_owned());
     assert_eq!(steps[0]["type"], "established", "{steps:?}");
@@ -241,7 +199,7 @@ fn pages_of_origins_not_listed_are_refused() {
     assert_eq!(upgrade.status, 403, "{upgrade:?}");
 
     // A real page of an origin not listed cannot even open its session.
-    let page = BrowserPage::open(&scratch, &origin, "cross");
+    let page = open_page(&scratch, &origin, "cross");
     let refused = page.next("the refusal");
     assert_eq!(refused["type"], "connect_error", "{refused}");
 

@@ -12,6 +12,7 @@ mod demo;
 mod edge;
 mod nothing_lost;
 mod presence;
+mod python_clients;
 mod recovery;
 mod resilience;
 mod slow_consumer;

@@ -12,6 +12,7 @@ pub mod origin;
 pub mod process;
 pub mod raw_ws;
 pub mod redis;
+pub mod reporter;
 pub mod wait;
 
 pub use clients::Clients;
@@ -19,3 +20,4 @@ pub use deployment::{Deployment, Fanout, each_fanout};
 pub use origin::Origin;
 pub use process::Scratch;
 pub use redis::RedisServer;
+pub use reporter::Reporter;
