@@ -33,7 +33,7 @@ fn python_clients(deployment: &Deployment) {
         .args([&origin.url(), "1000001", "app-key", "app-secret"])
         .current_dir(&dir);
     let run = Reporter::spawn(&deployment.scratch, "python", cmd);
-    let mut step = |name: &str| -> Value {
+    let step = |name: &str| -> Value {
         let report = run.next(name);
         assert_eq!(report["step"], name, "{report}");
         report
