@@ -46,9 +46,10 @@ use crate::broker::{Broker, Inbound};
 use crate::config::ServeConfig;
 use crate::trigger_api::{self, TriggerApi};
 
-/// Each WebSocket's read buffer. Clients send little (subscribes, pongs), so a
-/// small buffer keeps idle connections cheap; larger frames still arrive, in pieces.
-const WS_READ_BUFFER: usize = 1024;
+/// Each WebSocket's read buffer, allocated for the connection's life. Clients
+/// send little (pongs of a few bytes, subscribes of ~100), so a small buffer keeps
+/// idle connections cheap; larger frames still arrive, in pieces of this size.
+const WS_READ_BUFFER: usize = 256;
 
 /// How many broker messages may wait for delivery before the broker side waits.
 pub const INBOUND_QUEUE: usize = 16 * 1024;
@@ -156,8 +157,11 @@ where
     if let Err(e) = io.dyn_ns("/", async |_: socketioxide::extract::SocketRef| {}) {
         tracing::error!(error = %e, "cannot install the closing-time namespace");
     }
+    // Innermost first: the head is trimmed just before socketioxide keeps it,
+    // after the CORS check has read the request's `Origin`.
     let app = Router::new()
         .fallback_service(socketio)
+        .layer(axum::middleware::map_request(request_head::detach))
         .layer(axum::middleware::from_fn_with_state(
             claims,
             cluster_http::route_hints,
@@ -165,8 +169,7 @@ where
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(config.allowed_origins.clone()),
             cross_origin::cross_origin,
-        ))
-        .layer(axum::middleware::map_request(request_head::detach));
+        ));
 
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

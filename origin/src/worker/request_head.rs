@@ -1,26 +1,39 @@
-//! Detaching a Socket.IO request's head from the connection's read buffer.
+//! Trimming a Socket.IO request's head to what Engine.IO reads.
 //!
 //! socketioxide keeps every session's request head (`req_parts`) for the
-//! session's whole life. Hyper parses header values and the URI as slices of the
-//! connection's read buffer (8–16 KiB), so keeping the head would keep that whole
-//! buffer allocated per idle connection. Copying the head first lets it go.
+//! session's whole life. Two things in it would cost memory per idle connection:
+//! hyper parses header values and the URI as slices of the connection's read
+//! buffer (8–16 KiB), so keeping them keeps that whole buffer; and browsers send
+//! a dozen headers (user agent, languages, cookies…) that nothing here reads
+//! after the handshake. So before socketioxide sees a `/socket.io/` request, its
+//! URI is copied and its headers are cut to [`KEPT_HEADERS`], copied too.
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 
-/// Replaces the headers and URI of a `/socket.io/` request with owned copies.
+/// The request headers Engine.IO reads: the WebSocket handshake's and the type
+/// of a long-polling body.
+const KEPT_HEADERS: [HeaderName; 5] = [
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::UPGRADE,
+    header::CONNECTION,
+    header::CONTENT_TYPE,
+];
+
+/// Replaces the URI and headers of a `/socket.io/` request with owned copies of
+/// the parts Engine.IO reads.
 pub(crate) async fn detach(mut request: Request) -> Request {
     if !request.uri().path().starts_with("/socket.io") {
         return request;
     }
-    let mut headers = HeaderMap::with_capacity(request.headers().len());
-    for (name, value) in request.headers() {
-        // `from_bytes` copies: the new name and value own their bytes.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            headers.append(name, value);
+    let mut headers = HeaderMap::new();
+    for name in KEPT_HEADERS {
+        for value in request.headers().get_all(&name) {
+            // `from_bytes` copies: the new value owns its bytes.
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                headers.append(name.clone(), value);
+            }
         }
     }
     *request.headers_mut() = headers;
@@ -36,12 +49,16 @@ mod tests {
     use axum::body::Body;
 
     #[tokio::test]
-    async fn socket_io_heads_keep_their_content() {
+    async fn socket_io_heads_keep_what_engine_io_reads_and_nothing_else() {
         let request = Request::builder()
             .uri("/socket.io/?EIO=4&transport=websocket&sid=abc")
-            .header("x-custom", "value")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13")
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("user-agent", "Mozilla/5.0")
             .header("cookie", "a=1")
-            .header("cookie", "b=2")
             .body(Body::empty())
             .unwrap();
         let detached = detach(request).await;
@@ -49,8 +66,30 @@ mod tests {
             detached.uri().to_string(),
             "/socket.io/?EIO=4&transport=websocket&sid=abc"
         );
-        assert_eq!(detached.headers()["x-custom"], "value");
-        let cookies: Vec<_> = detached.headers().get_all("cookie").iter().collect();
-        assert_eq!(cookies, ["a=1", "b=2"]);
+        let names: Vec<_> = detached.headers().keys().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "sec-websocket-key",
+                "sec-websocket-version",
+                "upgrade",
+                "connection",
+                "content-type"
+            ]
+        );
+        assert_eq!(
+            detached.headers()["sec-websocket-key"],
+            "dGhlIHNhbXBsZSBub25jZQ=="
+        );
+    }
+
+    #[tokio::test]
+    async fn other_requests_are_left_alone() {
+        let request = Request::builder()
+            .uri("/apps/1/events")
+            .header("cookie", "a=1")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(detach(request).await.headers()["cookie"], "a=1");
     }
 }
