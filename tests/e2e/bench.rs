@@ -43,13 +43,16 @@ fn bench_counts_every_delivery_and_measures_the_server() {
 
 /// `--polling-first` opens each session over long-polling and upgrades it to
 /// WebSocket, as stock clients do: on a two-worker cluster every upgrade must
-/// reach the worker holding its session, and every delivery must arrive.
+/// reach the worker holding its session, and every delivery must arrive. With
+/// `--browser-headers` each request carries a browser's headers, `Origin`
+/// included, which a server that lists other origins refuses.
 #[test]
 fn polling_first_sessions_upgrade_and_receive_everything() {
     let scratch = Scratch::new("bench-polling-first");
     let mut options = OriginOptions::embedded();
     options.workers = 2;
-    let origin = Origin::start(&scratch, "origin", options);
+    options.args = vec!["--allowed-origins".into(), "https://app.example.com".into()];
+    let origin = Origin::start(&scratch, "origin", options.clone());
     let report = bench(
         &origin,
         &[
@@ -62,11 +65,33 @@ fn polling_first_sessions_upgrade_and_receive_everything() {
             "-d",
             "1",
             "--polling-first",
+            "--browser-headers",
         ],
     );
     assert_eq!(report["connect_failures"], 0, "{report}");
     // 4 channels × 10 subscribers each: every trigger reaches 10 sockets.
     assert_every_delivery(&report, 40, 200);
+
+    options.args = vec![
+        "--allowed-origins".into(),
+        "https://elsewhere.example".into(),
+    ];
+    let elsewhere = Origin::start(&scratch, "elsewhere", options);
+    for handshake in [
+        &["--browser-headers"][..],
+        &["--browser-headers", "--polling-first"],
+    ] {
+        let mut args = vec!["-c", "4", "-k", "1", "-r", "0", "-d", "1"];
+        args.extend_from_slice(handshake);
+        let report = bench(&elsewhere, &args);
+        assert_eq!(report["connect_failures"], 4, "{handshake:?}: {report}");
+        assert!(
+            report["first_connect_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("403")),
+            "{handshake:?}: {report}"
+        );
+    }
 }
 
 /// Started from a shell whose soft open-file limit is low (a login shell's is

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::HeaderName;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -36,6 +39,53 @@ pub enum ClientError {
 
 /// A connected Socket.IO socket.
 pub type Socket = WebSocketStream<TcpStream>;
+
+/// How a bench connection opens its session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Handshake {
+    /// Over long-polling first, then the upgrade to WebSocket, as stock clients
+    /// do (`--polling-first`); otherwise WebSocket from the start.
+    pub polling_first: bool,
+    /// With a desktop browser's request headers ([`BROWSER_HEADERS`],
+    /// `--browser-headers`): servers that keep each session's request head then
+    /// pay for them as they would for real browser clients.
+    pub browser_headers: bool,
+}
+
+/// What a desktop Chromium sends with a Socket.IO request from a web page, besides
+/// the request line, `Host` and the WebSocket handshake's own headers (names
+/// lower-case; about 800 bytes, a third of it a typical analytics + session cookie).
+pub const BROWSER_HEADERS: [(&str, &str); 7] = [
+    (
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+         Chrome/156.0.0.0 Safari/537.36",
+    ),
+    ("origin", "https://app.example.com"),
+    ("accept-language", "en-GB,en-US;q=0.9,en;q=0.8,de;q=0.7"),
+    ("accept-encoding", "gzip, deflate, br, zstd"),
+    ("cache-control", "no-cache"),
+    ("pragma", "no-cache"),
+    (
+        "cookie",
+        "_ga=GA1.1.1234567890.1700000000; _ga_0A1B2C3D4E=GS1.1.1700000000.1.1.1700000100.0.0.0; \
+         session=4f6a0c2e9b1d8a7c5e3f1b0d9c8a7e6f5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170; \
+         theme=dark; consent=analytics%3Dtrue%26marketing%3Dfalse; locale=en-GB",
+    ),
+];
+
+impl Handshake {
+    /// The extra request header lines (`name: value\r\n` each) for a polling request.
+    pub(super) fn header_lines(self) -> String {
+        if !self.browser_headers {
+            return String::new();
+        }
+        BROWSER_HEADERS
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect()
+    }
+}
 
 pub(super) fn io(e: impl std::fmt::Display) -> ClientError {
     ClientError::Connect(e.to_string())
@@ -68,16 +118,16 @@ pub async fn connect(
     source: IpAddr,
     target: SocketAddr,
     app_key: &str,
-    polling_first: bool,
+    handshake: Handshake,
 ) -> Result<Socket, ClientError> {
-    let handshake = async {
-        if polling_first {
-            super::polling::connect(source, target, app_key).await
+    let connecting = async {
+        if handshake.polling_first {
+            super::polling::connect(source, target, app_key, handshake).await
         } else {
-            connect_websocket(source, target, app_key).await
+            connect_websocket(source, target, app_key, handshake).await
         }
     };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
         .await
         .map_err(|_| ClientError::Timeout)?
 }
@@ -113,9 +163,19 @@ const READ_BUFFER: usize = 4 * 1024;
 pub(super) async fn websocket_handshake(
     url: String,
     stream: TcpStream,
+    handshake: Handshake,
 ) -> Result<Socket, ClientError> {
+    let mut request = url.into_client_request().map_err(io)?;
+    if handshake.browser_headers {
+        for (name, value) in BROWSER_HEADERS {
+            request.headers_mut().insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+    }
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .map_err(io)?;
     Ok(ws)
@@ -125,10 +185,11 @@ async fn connect_websocket(
     source: IpAddr,
     target: SocketAddr,
     app_key: &str,
+    handshake: Handshake,
 ) -> Result<Socket, ClientError> {
     let stream = tcp_connect(source, target).await?;
     let url = format!("ws://{target}/socket.io/?EIO=4&transport=websocket");
-    let mut ws = websocket_handshake(url, stream).await?;
+    let mut ws = websocket_handshake(url, stream, handshake).await?;
     let open = next_text(&mut ws).await?;
     if !open.as_str().starts_with('0') {
         return Err(ClientError::Protocol(format!(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Run;
 use super::churn::{Churn, Slot, State};
-use super::client::{self, ClientError, Event, ReadEnd, Socket};
+use super::client::{self, ClientError, Event, Handshake, ReadEnd, Socket};
 use super::deliveries::ConnectionLog;
 
 /// Attempts per churn reconnect before the connection is given up.
@@ -26,8 +26,8 @@ pub(super) struct Endpoint<'a> {
     pub(super) target: SocketAddr,
     /// The app key for the handshake.
     pub(super) app_key: &'a str,
-    /// Open the session over long-polling, then upgrade (`--polling-first`).
-    pub(super) polling_first: bool,
+    /// How to open the session.
+    pub(super) handshake: Handshake,
 }
 
 /// A channel the connection is on and the last position it received there.
@@ -118,7 +118,7 @@ impl<'a> Connection<'a> {
             endpoint.source,
             endpoint.target,
             endpoint.app_key,
-            endpoint.polling_first,
+            endpoint.handshake,
         )
         .await?;
         let mut connection = Connection {
@@ -209,7 +209,7 @@ impl<'a> Connection<'a> {
             endpoint.source,
             endpoint.target,
             endpoint.app_key,
-            endpoint.polling_first,
+            endpoint.handshake,
         )
         .await?;
         let frames = self.tracker.subscribe_frames();

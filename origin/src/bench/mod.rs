@@ -67,8 +67,8 @@ pub struct BenchConfig {
     pub progress: bool,
     /// Reconnects per second across all connections during the trigger phase (0: off).
     pub churn: f64,
-    /// Open each connection over long-polling and upgrade it, as stock clients do.
-    pub polling_first: bool,
+    /// How each connection opens its session (polling first; browser headers).
+    pub handshake: client::Handshake,
 }
 
 /// Why the bench could not run.

@@ -11,7 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::client::{ClientError, Socket, io, next_text, tcp_connect, websocket_handshake};
+use super::client::{
+    ClientError, Handshake, Socket, io, next_text, tcp_connect, websocket_handshake,
+};
 
 /// The largest polling response read (a handshake's payloads are a few hundred bytes).
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -24,25 +26,22 @@ pub(super) async fn connect(
     source: IpAddr,
     target: SocketAddr,
     app_key: &str,
+    handshake: Handshake,
 ) -> Result<Socket, ClientError> {
-    let open = request(
-        source,
-        target,
-        "GET",
-        "/socket.io/?EIO=4&transport=polling",
-        "",
-    )
-    .await?;
+    let headers = handshake.header_lines();
+    let request = |method, path, body| request(source, target, &headers, method, path, body);
+    let open = request("GET", "/socket.io/?EIO=4&transport=polling", "").await?;
     let sid = session_id(&open)?;
     let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
     let auth = serde_json::json!({ "app_key": app_key });
-    request(source, target, "POST", &path, &format!("40{auth}")).await?;
+    let join = format!("40{auth}");
+    request("POST", &path, &join).await?;
     // Poll until the namespace answers, answering heartbeat pings meanwhile.
     'joined: loop {
-        let payload = request(source, target, "GET", &path, "").await?;
+        let payload = request("GET", &path, "").await?;
         for packet in payload.split(PACKET_SEPARATOR) {
             if packet == "2" {
-                request(source, target, "POST", &path, "3").await?;
+                request("POST", &path, "3").await?;
             } else if packet.starts_with("40") {
                 break 'joined;
             } else if packet.starts_with("44") || packet.starts_with('1') {
@@ -53,7 +52,7 @@ pub(super) async fn connect(
 
     let stream = tcp_connect(source, target).await?;
     let url = format!("ws://{target}/socket.io/?EIO=4&transport=websocket&sid={sid}");
-    let mut ws = websocket_handshake(url, stream).await?;
+    let mut ws = websocket_handshake(url, stream, handshake).await?;
     ws.send(Message::text("2probe")).await.map_err(io)?;
     let probe = next_text(&mut ws).await?;
     if probe.as_str() != "3probe" {
@@ -91,13 +90,14 @@ pub fn session_id(payload: &str) -> Result<String, ClientError> {
 async fn request(
     source: IpAddr,
     target: SocketAddr,
+    headers: &str,
     method: &str,
     path: &str,
     body: &str,
 ) -> Result<String, ClientError> {
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {target}\r\nContent-Type: text/plain;charset=UTF-8\r\n\
-         Content-Length: {}\r\n\r\n",
+         {headers}Content-Length: {}\r\n\r\n",
         body.len()
     );
     let mut stream = tcp_connect(source, target).await?;

@@ -66,7 +66,7 @@ pub(super) async fn connect_all(
         let channel_index = i % config.channels;
         let channel = run.channel(channel_index);
         let (target, key) = (config.socket_addr, config.app.key.clone());
-        let polling_first = config.polling_first;
+        let handshake = config.handshake;
         let (log, churn, per_channel, done, errors) = (
             log.clone(),
             churn.clone(),
@@ -79,7 +79,7 @@ pub(super) async fn connect_all(
                 source,
                 target,
                 app_key: &key,
-                polling_first,
+                handshake,
             };
             let mine = log.for_connection(i, triggers);
             let result = Connection::open(endpoint, vec![channel], mine, run).await;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use pushwire_shared::AppList;
 
 use super::BenchArgs;
+use crate::bench::client::Handshake;
 use crate::bench::{self, BenchConfig};
 
 /// Upper bounds that keep a run finite and on one box.
@@ -65,7 +66,10 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         server_pids: args.server_pids,
         progress: true,
         churn: args.churn,
-        polling_first: args.polling_first,
+        handshake: Handshake {
+            polling_first: args.polling_first,
+            browser_headers: args.browser_headers,
+        },
     };
     let report = bench::run(config).await?;
     if args.json {

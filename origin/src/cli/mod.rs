@@ -166,6 +166,11 @@ pub struct BenchArgs {
     /// first, then the upgrade to WebSocket (slower; checks sticky routing and upgrades).
     #[arg(long)]
     pub polling_first: bool,
+    /// Send a desktop browser's request headers (user agent, languages, a cookie…,
+    /// about 800 bytes) when connecting, as browser clients do: servers keep them
+    /// per session, so idle memory is then measured as for browsers.
+    #[arg(long)]
+    pub browser_headers: bool,
 }
 
 /// `pushwire trigger` flags.
