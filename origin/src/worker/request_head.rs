@@ -11,15 +11,11 @@
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 
-/// The request headers Engine.IO reads: the WebSocket handshake's and the type
-/// of a long-polling body.
-const KEPT_HEADERS: [HeaderName; 5] = [
-    header::SEC_WEBSOCKET_KEY,
-    header::SEC_WEBSOCKET_VERSION,
-    header::UPGRADE,
-    header::CONNECTION,
-    header::CONTENT_TYPE,
-];
+/// The request headers Engine.IO reads: the WebSocket key (for the handshake's
+/// answer) and the type of a long-polling body. Hyper decided whether the
+/// connection upgrades when it parsed the request, so `Upgrade` and `Connection`
+/// are not needed afterwards.
+const KEPT_HEADERS: [HeaderName; 2] = [header::SEC_WEBSOCKET_KEY, header::CONTENT_TYPE];
 
 /// Replaces the URI and headers of a `/socket.io/` request with owned copies of
 /// the parts Engine.IO reads.
@@ -27,7 +23,7 @@ pub(crate) async fn detach(mut request: Request) -> Request {
     if !request.uri().path().starts_with("/socket.io") {
         return request;
     }
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(KEPT_HEADERS.len());
     for name in KEPT_HEADERS {
         for value in request.headers().get_all(&name) {
             // `from_bytes` copies: the new value owns its bytes.
@@ -67,16 +63,7 @@ mod tests {
             "/socket.io/?EIO=4&transport=websocket&sid=abc"
         );
         let names: Vec<_> = detached.headers().keys().map(HeaderName::as_str).collect();
-        assert_eq!(
-            names,
-            [
-                "sec-websocket-key",
-                "sec-websocket-version",
-                "upgrade",
-                "connection",
-                "content-type"
-            ]
-        );
+        assert_eq!(names, ["sec-websocket-key", "content-type"]);
         assert_eq!(
             detached.headers()["sec-websocket-key"],
             "dGhlIHNhbXBsZSBub25jZQ=="
