@@ -37,6 +37,18 @@ fn from_page(
     http::request_with_headers(addr, method, target, body, &headers)
 }
 
+/// A page's first long-poll: the one that opens an Engine.IO session.
+fn polling_open(addr: SocketAddr, page: &str) -> http::Response {
+    from_page(
+        addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        b"",
+        page,
+        &[],
+    )
+}
+
 /// The session id of an Engine.IO open packet (`0{"sid":…}`).
 fn open_sid(body: &str) -> String {
     let open: serde_json::Value =
@@ -58,14 +70,7 @@ fn a_page_of_another_origin_can_long_poll() {
         assert_eq!(r.header("access-control-allow-credentials"), None, "{r:?}");
     };
 
-    let open = from_page(
-        addr,
-        "GET",
-        "/socket.io/?EIO=4&transport=polling",
-        b"",
-        PAGE,
-        &[],
-    );
+    let open = polling_open(addr, PAGE);
     assert_eq!(open.status, 200, "{open:?}");
     allowed(&open);
     let sid = open_sid(&open.body);
@@ -151,14 +156,7 @@ fn pages_of_origins_not_listed_are_refused() {
     let origin = Origin::start(&scratch, "origin", options);
     let addr = origin.addr;
 
-    let open = from_page(
-        addr,
-        "GET",
-        "/socket.io/?EIO=4&transport=polling",
-        b"",
-        PAGE,
-        &[],
-    );
+    let open = polling_open(addr, PAGE);
     assert_eq!(open.status, 200, "{open:?}");
     assert_eq!(open.header("access-control-allow-origin"), Some(PAGE));
     assert_eq!(
@@ -167,14 +165,7 @@ fn pages_of_origins_not_listed_are_refused() {
     );
 
     let other = "https://elsewhere.example.test";
-    let refused = from_page(
-        addr,
-        "GET",
-        "/socket.io/?EIO=4&transport=polling",
-        b"",
-        other,
-        &[],
-    );
+    let refused = polling_open(addr, other);
     assert_eq!(refused.status, 403, "{refused:?}");
     assert!(
         refused.json()["error"].as_str().unwrap().contains(other),
