@@ -173,8 +173,7 @@ fn a_killed_worker_is_replaced_and_its_clients_come_back() {
 /// A trigger in flight: its connection is inside a worker (a first request on
 /// it was answered), the second request's head and half its body are sent.
 fn trigger_in_flight(origin: &Origin) -> http::PendingRequest {
-    let app = pushwire_shared::AppList::parse(pushwire_tests::origin::TEST_APPS).unwrap();
-    let app = app.single().unwrap();
+    let app = &pushwire_tests::origin::test_app();
     let mut inflight = http::KeepAlive::connect(origin.addr);
     let body = json!({"name": "late", "channel": "c", "data": "x"}).to_string();
     let first = inflight.signed_post("/apps/1000001/events", body.as_bytes(), app);

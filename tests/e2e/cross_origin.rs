@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use pushwire_shared::AppList;
-use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+use pushwire_tests::origin::{OriginOptions, test_app};
 use pushwire_tests::{Clients, Origin, RedisServer, Reporter, Scratch, http};
 use serde_json::{Value, json};
 
@@ -128,14 +127,13 @@ fn a_page_of_another_origin_can_long_poll() {
         steps[1],
         json!({"type": "upgrade", "transport": "websocket"})
     );
-    let apps = AppList::parse(TEST_APPS).unwrap();
     let body = json!({"name": "hello", "channel": "cross", "data": "{\"n\":1}"}).to_string();
     let trigger = http::signed(
         addr,
         "POST",
         "/apps/1000001/events",
         body.as_bytes(),
-        apps.single().unwrap(),
+        &test_app(),
     );
     assert_eq!(trigger.status, 200, "{trigger:?}");
     let event = page.next("the event");

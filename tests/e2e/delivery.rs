@@ -272,14 +272,14 @@ fn json_rule(deployment: &Deployment) {
         assert_eq!(&clients.event("c", &event)[0], received, "data {sent}");
     }
     // A non-string `data` (not what the SDKs send, but accepted) is delivered as that value.
-    let app = pushwire_shared::AppList::parse(pushwire_tests::origin::TEST_APPS).unwrap();
+    let app = pushwire_tests::origin::test_app();
     let body = json!({"name": "raw", "channel": "data", "data": {"n": [1, "2"]}}).to_string();
     let resp = pushwire_tests::http::signed(
         origin.addr,
         "POST",
         "/apps/1000001/events",
         body.as_bytes(),
-        app.single().unwrap(),
+        &app,
     );
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(clients.event("c", "raw")[0], json!({"n": [1, "2"]}));

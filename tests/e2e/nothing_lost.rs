@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pushwire_shared::{App, AppList};
+use pushwire_shared::App;
 use pushwire_tests::http::KeepAlive;
-use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+use pushwire_tests::origin::{OriginOptions, test_app};
 use pushwire_tests::process::{children_of, signal_pid};
 use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
 use serde_json::{Value, json};
@@ -99,7 +99,7 @@ fn every_client_gets_every_event_through_kills_drops_and_restarts() {
     let sent = Arc::new(AtomicU64::new(0));
     let publishing = thread::spawn({
         let sent = sent.clone();
-        let app = AppList::parse(TEST_APPS).unwrap().single().unwrap().clone();
+        let app = test_app();
         let addr = publisher.addr;
         move || publish_all(addr, app, sent)
     });

@@ -2,15 +2,10 @@
 //! missed, in order and exactly once, then live events; the history endpoint;
 //! and "recovered: false" when the history cannot reach back.
 
-use pushwire_shared::{App, AppList};
 use pushwire_tests::clients::TEST_APP;
-use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+use pushwire_tests::origin::{OriginOptions, test_app};
 use pushwire_tests::{Clients, Deployment, Origin, RedisServer, Scratch, each_fanout, http};
 use serde_json::{Value, json};
-
-fn app() -> App {
-    AppList::parse(TEST_APPS).unwrap().single().unwrap().clone()
-}
 
 fn trigger(clients: &mut Clients, origin: &Origin, channel: &str, n: u64) {
     clients.trigger_ok(origin.addr, TEST_APP, &[channel], "tick", json!({"n": n}));
@@ -45,7 +40,7 @@ fn publish_after_restart(clients: &mut Clients, origin: &Origin, channel: &str, 
 
 fn history(origin: &Origin, channel: &str, extra: &[(&str, &str)]) -> Value {
     let path = format!("/apps/1000001/channels/{channel}/history");
-    let response = http::signed_with(origin.addr, "GET", &path, extra, b"", &app());
+    let response = http::signed_with(origin.addr, "GET", &path, extra, b"", &test_app());
     assert_eq!(response.status, 200, "{}", response.body);
     response.json()
 }
@@ -157,7 +152,7 @@ fn replay_then_live(d: &Deployment) {
 
 fn history_status(origin: &Origin, channel: &str, extra: &[(&str, &str)]) -> u16 {
     let path = format!("/apps/1000001/channels/{channel}/history");
-    http::signed_with(origin.addr, "GET", &path, extra, b"", &app()).status
+    http::signed_with(origin.addr, "GET", &path, extra, b"", &test_app()).status
 }
 
 #[test]

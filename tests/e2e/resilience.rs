@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::http;
-use pushwire_tests::origin::{OriginOptions, TEST_APPS, test_workers};
+use pushwire_tests::origin::{OriginOptions, test_app, test_workers};
 use pushwire_tests::{Clients, Origin, RedisServer, Scratch};
 use serde_json::json;
 
@@ -110,7 +110,6 @@ pub(crate) fn assert_a_slow_redis_delays_the_trigger(
 
     redis.pause();
     let trigger = std::thread::spawn(move || {
-        let apps = pushwire_shared::AppList::parse(TEST_APPS).unwrap();
         let body = json!({"name": "slow", "channel": "slow", "data": "1"}).to_string();
         http::signed_with(
             trigger_addr,
@@ -118,7 +117,7 @@ pub(crate) fn assert_a_slow_redis_delays_the_trigger(
             "/apps/1000001/events",
             &[],
             body.as_bytes(),
-            apps.single().unwrap(),
+            &test_app(),
         )
     });
     // Redis stays frozen until the trigger has waited SLOW_REDIS, unless it is

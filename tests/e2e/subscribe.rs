@@ -1,8 +1,8 @@
 //! The Socket.IO side: handshake app selection, subscribe/unsubscribe acks.
 
-use pushwire_shared::{AppList, channel_auth};
+use pushwire_shared::channel_auth;
 use pushwire_tests::clients::{Credentials, TEST_APP};
-use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+use pushwire_tests::origin::{OriginOptions, TEST_APPS, test_app};
 use pushwire_tests::{Clients, Deployment, Origin, Scratch, each_fanout, http};
 use serde_json::{Value, json};
 
@@ -68,7 +68,7 @@ fn acks(deployment: &Deployment) {
     );
 
     // A private channel with the backend's signature for this socket.
-    let app = AppList::parse(TEST_APPS).unwrap().single().unwrap().clone();
+    let app = test_app();
     let auth = channel_auth::sign(&app, &socket_id, "private-x", None);
     assert_eq!(
         clients.emit(

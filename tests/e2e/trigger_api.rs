@@ -1,17 +1,13 @@
 //! The trigger API's answers to good and bad requests (SPEC §1), checked byte
 //! for byte from Rust so every malformed variant can be produced.
 
-use pushwire_shared::{AppList, signing};
+use pushwire_shared::signing;
 use std::net::SocketAddr;
 
 use pushwire_tests::http::{self, Response, unix_now};
-use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+use pushwire_tests::origin::{OriginOptions, test_app};
 use pushwire_tests::{Deployment, Origin, Scratch, each_fanout};
 use serde_json::json;
-
-fn test_app() -> pushwire_shared::App {
-    AppList::parse(TEST_APPS).unwrap().single().unwrap().clone()
-}
 
 const EVENTS: &str = "/apps/1000001/events";
 const BATCH: &str = "/apps/1000001/batch_events";

@@ -15,6 +15,15 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// The apps every test origin hosts unless told otherwise (test-only credentials).
 pub const TEST_APPS: &str = "1000001:app-key:app-secret";
 
+/// The one app of [`TEST_APPS`], with its secret: for signing triggers and channel auth.
+pub fn test_app() -> pushwire_shared::App {
+    pushwire_shared::AppList::parse(TEST_APPS)
+        .expect("TEST_APPS parses")
+        .single()
+        .expect("TEST_APPS holds one app")
+        .clone()
+}
+
 /// Locates the `pushwire` binary: `$PUSHWIRE_BIN`, else next to this test's target dir.
 pub fn pushwire_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("PUSHWIRE_BIN") {
