@@ -4,16 +4,16 @@
 //! Commands go to the driver's stdin as JSON lines; its reports come back as
 //! JSON lines and wait in a backlog until a test asks for them.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::process::{ChildGuard, Scratch};
+use crate::process::Scratch;
+use crate::reporter::Reporter;
 
 /// How long any single expected report may take.
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -44,10 +44,9 @@ fn js_dir() -> PathBuf {
 #[derive(Debug)]
 pub struct Clients {
     stdin: ChildStdin,
-    reports: mpsc::Receiver<Value>,
+    reports: Reporter,
     backlog: Vec<Value>,
     next_req: u64,
-    _guard: ChildGuard,
 }
 
 impl Clients {
@@ -62,25 +61,12 @@ impl Clients {
         );
         let mut cmd = Command::new("node");
         cmd.arg(dir.join("driver.js")).current_dir(&dir);
-        let mut guard = ChildGuard::spawn(name, cmd, &scratch.file(&format!("{name}.log")), true);
-        let stdin = guard.child_mut().stdin.take().expect("piped stdin");
-        let stdout = guard.child_mut().stdout.take().expect("piped stdout");
-        let (tx, reports) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let report = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({"type": "garbage", "line": line}));
-                if tx.send(report).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut reports = Reporter::spawn(scratch, name, cmd);
         let mut clients = Clients {
-            stdin,
+            stdin: reports.take_stdin(),
             reports,
             backlog: Vec::new(),
             next_req: 0,
-            _guard: guard,
         };
         clients.wait_for("driver ready", |r| r["type"] == "ready");
         clients
@@ -105,13 +91,13 @@ impl Clients {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.reports.recv_timeout(left) {
-                Ok(report) => {
+                Some(report) => {
                     if report["type"] == "error" || report["type"] == "garbage" {
                         panic!("driver reported a problem: {report}");
                     }
                     self.backlog.push(report);
                 }
-                Err(_) => panic!(
+                None => panic!(
                     "timed out after {REPORT_TIMEOUT:?} waiting for {what}; unconsumed reports: {:#?}",
                     self.backlog
                 ),
@@ -156,7 +142,7 @@ impl Clients {
 
     /// Reports not yet consumed by a `wait_for`, after reading whatever has arrived.
     pub fn pending_reports(&mut self) -> &[Value] {
-        while let Ok(report) = self.reports.try_recv() {
+        while let Some(report) = self.reports.try_recv() {
             self.backlog.push(report);
         }
         &self.backlog

@@ -1,9 +1,10 @@
-//! `Reporter`: a helper process (a browser driver, a Python client) that tells
-//! what it saw as one JSON object per line on stdout, read as it arrives.
+//! `Reporter`: a helper process (the stock-client driver, a browser driver, a
+//! Python client) that tells what it saw as one JSON object per line on stdout,
+//! read as it arrives.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{ChildStdin, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -11,19 +12,21 @@ use serde_json::{Value, json};
 
 use crate::process::{ChildGuard, Scratch};
 
-/// How long a reporter may take to send its next line.
-pub const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`Reporter::next`] waits for the next line.
+pub const NEXT_REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running reporter; stopped (its process group) on drop.
+/// A running reporter; stopped (its process group) on drop. A line that is not
+/// JSON arrives as `{"type": "garbage", "line": …}`.
 #[derive(Debug)]
 pub struct Reporter {
     reports: mpsc::Receiver<Value>,
     log: PathBuf,
-    _guard: ChildGuard,
+    guard: ChildGuard,
 }
 
 impl Reporter {
-    /// Starts `cmd`, logging its stderr to `{name}.log` in `scratch`.
+    /// Starts `cmd` with piped stdin and stdout, logging its stderr to
+    /// `{name}.log` in `scratch`.
     pub fn spawn(scratch: &Scratch, name: &str, cmd: Command) -> Self {
         let log = scratch.file(&format!("{name}.log"));
         let mut guard = ChildGuard::spawn(name, cmd, &log, true);
@@ -31,8 +34,8 @@ impl Reporter {
         let (tx, reports) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let report =
-                    serde_json::from_str(&line).unwrap_or_else(|_| json!({"unreadable": line}));
+                let report = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"type": "garbage", "line": line}));
                 if tx.send(report).is_err() {
                     break;
                 }
@@ -41,19 +44,32 @@ impl Reporter {
         Reporter {
             reports,
             log,
-            _guard: guard,
+            guard,
         }
     }
 
-    /// The next report; panics (pointing at the log) if none comes in [`REPORT_TIMEOUT`].
+    /// The process's stdin (once), to send it commands.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.guard.child_mut().stdin.take().expect("piped stdin")
+    }
+
+    /// The next report; panics (pointing at the log) if none comes in [`NEXT_REPORT_TIMEOUT`].
     pub fn next(&self, waiting_for: &str) -> Value {
-        self.reports
-            .recv_timeout(REPORT_TIMEOUT)
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no report while waiting for {waiting_for}; see {}",
-                    self.log.display()
-                )
-            })
+        self.recv_timeout(NEXT_REPORT_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "no report while waiting for {waiting_for}; see {}",
+                self.log.display()
+            )
+        })
+    }
+
+    /// The next report within `timeout`, if one comes.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Value> {
+        self.reports.recv_timeout(timeout).ok()
+    }
+
+    /// A report that has already arrived, if any.
+    pub fn try_recv(&self) -> Option<Value> {
+        self.reports.try_recv().ok()
     }
 }
