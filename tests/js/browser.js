@@ -3,18 +3,13 @@
 // reports the trigger command the page shows; then reports the first event row
 // that appears. One JSON report per line on stdout.
 "use strict";
-const { chromium } = require("playwright-core");
+const chromium = require("./chromium");
 
 const report = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const [url, channel] = process.argv.slice(2);
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await chromium.launch();
   try {
     const page = await browser.newPage();
     page.on("console", (m) => process.stderr.write(`page console: ${m.text()}\n`));

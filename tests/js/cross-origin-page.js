@@ -10,7 +10,7 @@
 const http = require("http");
 const fs = require("fs");
 const path = require("path");
-const { chromium } = require("playwright-core");
+const chromium = require("./chromium");
 
 const report = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const [pushwireUrl, channel] = process.argv.slice(2);
@@ -40,12 +40,7 @@ const server = http.createServer((req, res) => {
 
 (async () => {
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await chromium.launch();
   const context = await browser.newContext();
   const tab = await context.newPage();
   tab.on("console", (m) => process.stderr.write(`page console: ${m.text()}\n`));
