@@ -1,13 +1,10 @@
 //! The live demo page, in a real browser: headless Chromium shows an event
 //! triggered with the exact command the page displays.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use pushwire_tests::origin::{OriginOptions, pushwire_bin};
-use pushwire_tests::process::ChildGuard;
-use pushwire_tests::{Origin, Scratch, http};
-use serde_json::Value;
+use pushwire_tests::{Origin, Reporter, Scratch, http};
 
 #[test]
 fn demo_page_shows_an_event_triggered_with_its_own_command() {
@@ -36,16 +33,8 @@ fn demo_page_shows_an_event_triggered_with_its_own_command() {
         .arg("browser-demo")
         .current_dir(&js)
         .env("SCREENSHOT", scratch.file("demo.png"));
-    let mut browser = ChildGuard::spawn("browser", cmd, &scratch.file("browser.log"), true);
-    let stdout = browser.child_mut().stdout.take().expect("piped stdout");
-    let mut reports = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .map(|line| {
-            serde_json::from_str::<Value>(&line)
-                .unwrap_or_else(|_| panic!("browser driver said: {line}"))
-        });
-    let ready = reports.next().expect("the browser driver reports");
+    let browser = Reporter::spawn(&scratch, "browser", cmd);
+    let ready = browser.next("the page to subscribe");
     assert_eq!(ready["type"], "ready", "{ready}");
     assert!(
         !ready["html"]
@@ -79,7 +68,7 @@ fn demo_page_shows_an_event_triggered_with_its_own_command() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let event = reports.next().expect("an event report");
+    let event = browser.next("the page to show the event");
     assert_eq!(event["type"], "event", "{event}");
     let cells = &event["cells"];
     assert_eq!(cells["channel"], "browser-demo");
