@@ -1,6 +1,7 @@
 //! The Workers entry point (wasm only): reads the request, runs [`handler`],
-//! makes the bridge calls (the publish, or a directory read's steps) with a
-//! bounded wait each, writes the reply.
+//! makes the bridge calls (the publish, sent again with the script's text if
+//! Redis did not have it, or a directory read's steps) with a bounded wait
+//! each, writes the reply.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use worker::{
 };
 
 use crate::config::EdgeConfig;
-use crate::handler::{self, BridgeRequest, Outcome, Reply};
+use crate::handler::{self, AfterPublish, BridgeRequest, Outcome, Reply};
 use crate::query::{self, Query};
 
 fn reply(reply: Reply) -> Result<Response> {
@@ -96,9 +97,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     match handler::handle(&config, incoming, now_ms, id_generator(now_ms)) {
         Outcome::Reply(answer) => reply(answer),
-        Outcome::Publish(request) => {
-            let answer = call_bridge(&request, config.bridge_timeout_ms).await;
-            let published = handler::after_publish(&request, answer);
+        Outcome::Publish(mut request) => {
+            let published = loop {
+                let answer = call_bridge(&request, config.bridge_timeout_ms).await;
+                match handler::after_publish(&request, answer) {
+                    AfterPublish::Reply(reply) => break reply,
+                    AfterPublish::SendScript(with_text) => request = with_text,
+                }
+            };
             match &request.then {
                 // Published already: a failed read answers without the attributes
                 // (a 503 would make the caller publish twice).

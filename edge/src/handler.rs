@@ -1,11 +1,12 @@
 //! What the edge does with a request, as plain functions: [`handle`] either
 //! answers at once, asks for one publish to the bridge, or asks for a directory
 //! read (channel queries, see [`crate::query`]); [`after_publish`] turns the
-//! bridge's answer into the reply.
+//! bridge's answer into the reply, or into the same publish carrying the
+//! script's text when Redis did not have the script.
 
 use pushwire_shared::channel_query::ChannelQueryRoute;
 use pushwire_shared::directory::Read;
-use pushwire_shared::history;
+use pushwire_shared::history::{self, ScriptRef};
 use pushwire_shared::http::{EMPTY_OBJECT, HttpError, error_body};
 use pushwire_shared::signing::RequestParts;
 use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute, info_channels};
@@ -39,7 +40,8 @@ pub struct BridgeRequest {
     pub url: String,
     /// Bearer token.
     pub token: String,
-    /// JSON body: the publish script call (history append + PUBLISH, atomic).
+    /// JSON body: the publish script call (history append + PUBLISH, atomic),
+    /// naming the script by its digest.
     pub body: String,
     /// How many messages it publishes (the reply must confirm each).
     pub commands: usize,
@@ -56,6 +58,17 @@ pub enum Outcome {
     Publish(BridgeRequest),
     /// Read the directory through the bridge, then answer with [`render`].
     Query(Query),
+}
+
+/// What to do once the bridge has answered a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterPublish {
+    /// Answer the caller.
+    Reply(Reply),
+    /// Redis did not have the script (`NOSCRIPT`: after a restart or a
+    /// `SCRIPT FLUSH`), so nothing ran: send this instead, the same publish
+    /// carrying the script's text (which loads it for the next triggers).
+    SendScript(BridgeRequest),
 }
 
 /// Decides what to do with the incoming `request` at `now_ms`; `next_id` makes event ids.
@@ -99,7 +112,13 @@ pub fn handle(
     let messages = accepted.messages(now_ms, &mut next_id);
     // A fresh unique token: becomes the history epoch if Redis has none yet.
     let epoch_candidate = next_id();
-    let command = history::publish_command(&config.history, now_ms, &epoch_candidate, &messages);
+    let command = history::publish_command(
+        ScriptRef::Digest,
+        &config.history,
+        now_ms,
+        &epoch_candidate,
+        &messages,
+    );
     Outcome::Publish(BridgeRequest {
         url: format!("{}{COMMAND_PATH}", config.bridge_url),
         token: config.bridge_token.clone(),
@@ -109,23 +128,49 @@ pub fn handle(
     })
 }
 
-/// The reply once the bridge answered `Ok((status, body))` or could not be
-/// reached (`Err(reason)`, including a timeout): `200 {}` only when every publish
-/// was confirmed, else `503` saying why.
-pub fn after_publish(request: &BridgeRequest, answer: Result<(u16, Vec<u8>), String>) -> Reply {
+/// What follows the bridge's answer to `request`: `Ok((status, body))`, or
+/// `Err(reason)` when it could not be reached (including a timeout). `200 {}`
+/// only when every publish was confirmed; a `NOSCRIPT` answer to a publish by
+/// digest asks for the same publish with the script's text; anything else is
+/// `503` saying why.
+pub fn after_publish(
+    request: &BridgeRequest,
+    answer: Result<(u16, Vec<u8>), String>,
+) -> AfterPublish {
     let result = match answer {
-        Ok((status, body)) => {
-            upstash::check_publish_reply(status, &body, request.commands).map_err(|e| e.to_string())
+        Ok((status, body)) => upstash::check_publish_reply(status, &body, request.commands),
+        Err(reason) => {
+            let reason = format!("the bridge is unreachable: {reason}");
+            return AfterPublish::Reply(Reply::error(&TriggerRequestError::Unavailable(reason)));
         }
-        Err(reason) => Err(format!("the bridge is unreachable: {reason}")),
     };
     match result {
-        Ok(()) => Reply {
+        Ok(()) => AfterPublish::Reply(Reply {
             status: 200,
             body: EMPTY_OBJECT.to_owned(),
+        }),
+        Err(e) => match e
+            .is_unknown_script()
+            .then(|| with_script_text(request))
+            .flatten()
+        {
+            Some(retry) => AfterPublish::SendScript(retry),
+            None => AfterPublish::Reply(Reply::error(&TriggerRequestError::Unavailable(
+                e.to_string(),
+            ))),
         },
-        Err(reason) => Reply::error(&TriggerRequestError::Unavailable(reason)),
     }
+}
+
+/// `request` carrying the script's text instead of its digest; `None` when it
+/// already does (or is not a publish by digest), so a retry happens once at most.
+fn with_script_text(request: &BridgeRequest) -> Option<BridgeRequest> {
+    let command: Vec<String> = serde_json::from_str(&request.body).ok()?;
+    let by_text = history::with_script_text(command.clone());
+    (by_text != command).then(|| BridgeRequest {
+        body: upstash::command_body(&by_text),
+        ..request.clone()
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +214,7 @@ mod tests {
         );
         let command: Vec<String> = serde_json::from_str(&publish.body).unwrap();
         assert!(history::is_publish_command(&command));
+        assert_eq!(command[..2], ["EVALSHA", history::PUBLISH_SCRIPT_SHA1]);
         // keys: epoch, two history streams; then 4 settings, the epoch candidate
         // being the id after the event's.
         assert_eq!(command[5], "pushwire:v1:1000001:hist:b");
@@ -212,28 +258,57 @@ mod tests {
         );
     }
 
-    #[test]
-    fn only_a_full_confirmation_is_a_200() {
-        let request = BridgeRequest {
+    fn publish_request() -> BridgeRequest {
+        let command = history::publish_command(ScriptRef::Digest, &Default::default(), 0, "e", &[]);
+        BridgeRequest {
             url: "u".into(),
             token: "t".into(),
-            body: "[]".into(),
+            body: upstash::command_body(&command),
             commands: 2,
             then: None,
-        };
-        assert_eq!(
-            after_publish(&request, Ok((200, br#"{"result":2}"#.to_vec()))).status,
-            200
-        );
+        }
+    }
+
+    fn reply_of(after: AfterPublish) -> Reply {
+        match after {
+            AfterPublish::Reply(reply) => reply,
+            AfterPublish::SendScript(retry) => panic!("asked to retry with {retry:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_full_confirmation_is_a_200() {
+        let request = publish_request();
+        let confirmed = after_publish(&request, Ok((200, br#"{"result":2}"#.to_vec())));
+        assert_eq!(reply_of(confirmed).status, 200);
         for answer in [
             Ok((200, br#"{"result":1}"#.to_vec())),
             Ok((401, br#"{"error":"Unauthorized"}"#.to_vec())),
             Ok((200, b"<html>".to_vec())),
             Err("timed out after 3000 ms".to_owned()),
         ] {
-            let reply = after_publish(&request, answer);
+            let reply = reply_of(after_publish(&request, answer));
             assert_eq!(reply.status, 503, "{reply:?}");
             assert!(reply.body.contains("unavailable"), "{}", reply.body);
         }
+    }
+
+    #[test]
+    fn an_unknown_script_is_sent_once_with_its_text() {
+        let request = publish_request();
+        let noscript = || Ok((400, br#"{"error":"NOSCRIPT No matching script."}"#.to_vec()));
+        let AfterPublish::SendScript(retry) = after_publish(&request, noscript()) else {
+            panic!("expected a retry with the script's text");
+        };
+        let command: Vec<String> = serde_json::from_str(&retry.body).unwrap();
+        assert_eq!(command[..2], ["EVAL", history::PUBLISH_SCRIPT]);
+        assert!(history::is_publish_command(&command));
+        assert_eq!(
+            (retry.url.as_str(), retry.commands),
+            (request.url.as_str(), 2)
+        );
+        // The script's text cannot be unknown: no second retry.
+        let reply = reply_of(after_publish(&retry, noscript()));
+        assert_eq!(reply.status, 503, "{reply:?}");
     }
 }

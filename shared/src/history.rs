@@ -332,19 +332,35 @@ pub fn publish_call(
     PublishCall { keys, args }
 }
 
-/// The same [`publish_call`] as one Redis command carrying the script itself:
-/// `EVAL <script> <1 + n> <epoch key> <history keys…> <max events> <min id>
-/// <idle ttl ms> <epoch if none> (<channel> <envelope>)…` (what the edge sends
-/// through the REST bridge).
+/// The SHA-1 digest of [`PUBLISH_SCRIPT`], by which Redis knows it once loaded
+/// (`EVALSHA`). The origin's unit tests check it against the script's text.
+pub const PUBLISH_SCRIPT_SHA1: &str = "2928526202d7f889068417c151cce0127e044de7";
+
+/// How a [`publish_command`] names [`PUBLISH_SCRIPT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptRef {
+    /// `EVALSHA` with [`PUBLISH_SCRIPT_SHA1`]: small, but Redis answers
+    /// `NOSCRIPT` when it does not have the script (after a restart or a
+    /// `SCRIPT FLUSH`), having run nothing.
+    Digest,
+    /// `EVAL` with the script's text, which also loads it for later digests.
+    Text,
+}
+
+/// The same [`publish_call`] as one Redis command (what the edge sends through
+/// the REST bridge): `EVALSHA <digest>` or `EVAL <script>`, then `<1 + n> <epoch
+/// key> <history keys…> <max events> <min id> <idle ttl ms> <epoch if none>
+/// (<channel> <envelope>)…`.
 ///
 /// ```
-/// use pushwire_shared::history::{publish_command, HistoryPolicy, PublishMessage};
+/// use pushwire_shared::history::{publish_command, HistoryPolicy, PublishMessage, ScriptRef, PUBLISH_SCRIPT_SHA1};
 /// let msg = PublishMessage { channel: "c".into(), history_key: "h".into(), envelope: "{}".into() };
-/// let cmd = publish_command(&HistoryPolicy::default(), 400_000, "e1", &[msg]);
-/// assert_eq!(cmd[0], "EVAL");
+/// let cmd = publish_command(ScriptRef::Digest, &HistoryPolicy::default(), 400_000, "e1", &[msg]);
+/// assert_eq!(cmd[..2], ["EVALSHA", PUBLISH_SCRIPT_SHA1]);
 /// assert_eq!(cmd[2..], ["2", "pushwire:v1:epoch", "h", "100", "100000", "86400000", "e1", "c", "{}"]);
 /// ```
 pub fn publish_command(
+    script: ScriptRef,
     policy: &HistoryPolicy,
     now_ms: u64,
     epoch_candidate: &str,
@@ -352,22 +368,45 @@ pub fn publish_command(
 ) -> Vec<String> {
     let PublishCall { keys, args } = publish_call(policy, now_ms, epoch_candidate, messages);
     let mut cmd = Vec::with_capacity(3 + keys.len() + args.len());
-    cmd.push("EVAL".to_owned());
-    cmd.push(PUBLISH_SCRIPT.to_owned());
+    match script {
+        ScriptRef::Digest => cmd.extend(["EVALSHA".to_owned(), PUBLISH_SCRIPT_SHA1.to_owned()]),
+        ScriptRef::Text => cmd.extend(["EVAL".to_owned(), PUBLISH_SCRIPT.to_owned()]),
+    }
     cmd.push(keys.len().to_string());
     cmd.extend(keys);
     cmd.extend(args);
     cmd
 }
 
-/// Whether a command is exactly a [`publish_command`]: `EVAL` of
-/// [`PUBLISH_SCRIPT`] with consistent argument counts. The bridge allows
-/// `EVAL` only for this script.
+/// The same command naming the script by its text instead of its digest (what
+/// to send after a `NOSCRIPT` answer); any other command is returned unchanged.
 ///
 /// ```
-/// use pushwire_shared::history::{is_publish_command, publish_command, HistoryPolicy};
-/// let cmd = publish_command(&HistoryPolicy::default(), 1, "e", &[]);
-/// assert!(is_publish_command(&cmd));
+/// use pushwire_shared::history::{publish_command, with_script_text, HistoryPolicy, ScriptRef};
+/// let by_digest = publish_command(ScriptRef::Digest, &HistoryPolicy::default(), 1, "e", &[]);
+/// let by_text = publish_command(ScriptRef::Text, &HistoryPolicy::default(), 1, "e", &[]);
+/// assert_eq!(with_script_text(by_digest), by_text);
+/// ```
+pub fn with_script_text(mut cmd: Vec<String>) -> Vec<String> {
+    if cmd.len() >= 2
+        && cmd[0].eq_ignore_ascii_case("EVALSHA")
+        && cmd[1].eq_ignore_ascii_case(PUBLISH_SCRIPT_SHA1)
+    {
+        cmd[0] = "EVAL".to_owned();
+        cmd[1] = PUBLISH_SCRIPT.to_owned();
+    }
+    cmd
+}
+
+/// Whether a command is exactly a [`publish_command`]: `EVAL` of
+/// [`PUBLISH_SCRIPT`] or `EVALSHA` of its digest, with consistent argument
+/// counts. The bridge allows `EVAL` and `EVALSHA` only for this script.
+///
+/// ```
+/// use pushwire_shared::history::{is_publish_command, publish_command, HistoryPolicy, ScriptRef};
+/// for script in [ScriptRef::Digest, ScriptRef::Text] {
+///     assert!(is_publish_command(&publish_command(script, &HistoryPolicy::default(), 1, "e", &[])));
+/// }
 /// assert!(!is_publish_command(&["EVAL".into(), "return 1".into(), "0".into()]));
 /// ```
 pub fn is_publish_command(cmd: &[String]) -> bool {
@@ -377,8 +416,10 @@ pub fn is_publish_command(cmd: &[String]) -> bool {
     let Ok(numkeys) = numkeys.parse::<usize>() else {
         return false;
     };
-    name.eq_ignore_ascii_case("EVAL")
-        && script == PUBLISH_SCRIPT
+    let names_the_script = (name.eq_ignore_ascii_case("EVAL") && script == PUBLISH_SCRIPT)
+        || (name.eq_ignore_ascii_case("EVALSHA")
+            && script.eq_ignore_ascii_case(PUBLISH_SCRIPT_SHA1));
+    names_the_script
         && numkeys >= 1
         && rest.first().is_some_and(|k| k == EPOCH_KEY)
         && rest.len() == numkeys + 4 + 2 * (numkeys - 1)
@@ -471,9 +512,24 @@ mod tests {
             history_key: format!("h{c}"),
             envelope: "{}".into(),
         };
-        let cmd = publish_command(&HistoryPolicy::default(), 0, "e", &[msg("a"), msg("b")]);
+        let cmd = publish_command(
+            ScriptRef::Text,
+            &HistoryPolicy::default(),
+            0,
+            "e",
+            &[msg("a"), msg("b")],
+        );
         assert_eq!(cmd.len(), 3 + 3 + 4 + 4);
         assert!(is_publish_command(&cmd));
+        let mut other_digest = with_script_text(cmd.clone());
+        other_digest[0] = "EVALSHA".into();
+        other_digest[1] = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db".into();
+        assert!(!is_publish_command(&other_digest));
+        let mut upper_digest = cmd.clone();
+        upper_digest[0] = "evalsha".into();
+        upper_digest[1] = PUBLISH_SCRIPT_SHA1.to_ascii_uppercase();
+        assert!(is_publish_command(&upper_digest));
+        assert_eq!(with_script_text(upper_digest), cmd);
         let mut short = cmd.clone();
         short.pop();
         assert!(!is_publish_command(&short));

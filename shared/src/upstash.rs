@@ -1,7 +1,7 @@
 //! The Upstash Redis REST dialect, as the edge uses it: one `POST /` carrying
 //! the trigger's [`publish_command`](crate::history::publish_command) (a Lua
-//! script, so history append and publish are one atomic step), and the check of
-//! its reply.
+//! script named by its digest, so history append and publish are one atomic
+//! step), and the check of its reply.
 //!
 //! The bridge (`pushwire bridge`) and a hosted Upstash database both answer it.
 
@@ -37,6 +37,26 @@ pub enum UpstashReplyError {
     /// A command failed.
     #[error("the bridge refused a command: {0}")]
     CommandFailed(String),
+}
+
+impl UpstashReplyError {
+    /// Whether Redis answered that it does not have the script named by digest
+    /// (`NOSCRIPT`): nothing ran, and the same call with the script's text
+    /// ([`with_script_text`](crate::history::with_script_text)) is safe.
+    ///
+    /// ```
+    /// use pushwire_shared::upstash::check_publish_reply;
+    /// let reply = br#"{"error":"NOSCRIPT No matching script. Please use EVAL."}"#;
+    /// assert!(check_publish_reply(400, reply, 1).unwrap_err().is_unknown_script());
+    /// assert!(!check_publish_reply(400, br#"{"error":"ERR"}"#, 1).unwrap_err().is_unknown_script());
+    /// ```
+    pub fn is_unknown_script(&self) -> bool {
+        match self {
+            UpstashReplyError::Status { message, .. }
+            | UpstashReplyError::CommandFailed(message) => message.starts_with("NOSCRIPT"),
+            UpstashReplyError::Malformed(_) => false,
+        }
+    }
 }
 
 fn snippet(body: &[u8]) -> String {

@@ -1,6 +1,7 @@
 //! The edge path end to end: the real worker under workerd, the bridge, Redis,
 //! an origin cluster, the npm `pusher` SDK and stock socket.io-client subscribers.
 
+use pushwire_shared::history::PUBLISH_SCRIPT_SHA1;
 use pushwire_tests::bridge::Bridge;
 use pushwire_tests::clients::{Credentials, TEST_APP};
 use pushwire_tests::edge::EdgeWorker;
@@ -236,6 +237,55 @@ impl EdgeStack {
             edge,
         }
     }
+}
+
+#[test]
+fn an_edge_trigger_after_redis_forgot_the_script_is_published_once() {
+    // The edge names the publish script by its digest; a Redis that restarted
+    // (or flushed its scripts) answers NOSCRIPT having run nothing, and the edge
+    // sends the script's text instead, once.
+    let scratch = Scratch::new("edge-noscript");
+    let stack = EdgeStack::start(&scratch);
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &stack.origin.url(), json!({}));
+    clients.subscribe("c", "scripts");
+    let script_exists = || {
+        stack
+            .redis
+            .command(&["SCRIPT", "EXISTS", PUBLISH_SCRIPT_SHA1])
+            .expect("SCRIPT EXISTS")
+    };
+
+    clients.trigger_ok(stack.edge.addr, TEST_APP, &["scripts"], "first", json!("1"));
+    assert_eq!(
+        script_exists(),
+        "*1\n:1",
+        "the first trigger loaded the script"
+    );
+    stack
+        .redis
+        .command(&["SCRIPT", "FLUSH"])
+        .expect("SCRIPT FLUSH");
+    assert_eq!(script_exists(), "*1\n:0");
+    clients.trigger_ok(
+        stack.edge.addr,
+        TEST_APP,
+        &["scripts"],
+        "forgotten",
+        json!("2"),
+    );
+    assert_eq!(
+        script_exists(),
+        "*1\n:1",
+        "the edge sent the script's text again"
+    );
+    clients.trigger_ok(stack.edge.addr, TEST_APP, &["scripts"], "after", json!("3"));
+    let seen: Vec<String> = clients
+        .events_through("c", "after")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(seen, ["first", "forgotten", "after"], "each once, in order");
 }
 
 #[test]

@@ -7,13 +7,14 @@ use serde_json::Value;
 use super::BridgeError;
 
 /// The commands allowed when none are configured: what the edge worker needs.
-/// `EVAL` is only ever allowed for pushwire's own publish script
-/// ([`pushwire_shared::history::PUBLISH_SCRIPT`]), and the [`READ_COMMANDS`]
-/// only on pushwire's own keys, whatever the list says.
-pub const DEFAULT_ALLOWED: [&str; 7] = [
+/// `EVAL` and `EVALSHA` are only ever allowed for pushwire's own publish script
+/// ([`pushwire_shared::history::PUBLISH_SCRIPT`], by text or by digest), and
+/// the [`READ_COMMANDS`] only on pushwire's own keys, whatever the list says.
+pub const DEFAULT_ALLOWED: [&str; 8] = [
     "PING",
     "PUBLISH",
     "EVAL",
+    "EVALSHA",
     "ZRANGEBYSCORE",
     "HGET",
     "HGETALL",
@@ -59,14 +60,14 @@ impl RedisCommand {
             return Err(BridgeError::NotAllowed(name));
         }
         let args: Vec<String> = parts.collect::<Result<_, _>>()?;
-        if name == "EVAL" {
+        if name == "EVAL" || name == "EVALSHA" {
             let whole: Vec<String> = std::iter::once(name.clone())
                 .chain(args.iter().cloned())
                 .collect();
             if !history::is_publish_command(&whole) {
-                return Err(BridgeError::NotAllowed(
-                    "EVAL of a script other than pushwire's publish script".into(),
-                ));
+                return Err(BridgeError::NotAllowed(format!(
+                    "{name} of a script other than pushwire's publish script"
+                )));
             }
         }
         if READ_COMMANDS.contains(&name.as_str())
@@ -106,6 +107,7 @@ impl RedisCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pushwire_shared::history::ScriptRef;
     use serde_json::json;
 
     fn allowed() -> Vec<String> {
@@ -158,8 +160,15 @@ mod tests {
             )
             .is_ok()
         );
-        let publish = history::publish_command(&Default::default(), 0, "e", &[]);
-        assert!(RedisCommand::parse(&json!(publish), &allowed()).is_ok());
+        for script in [ScriptRef::Digest, ScriptRef::Text] {
+            let publish = history::publish_command(script, &Default::default(), 0, "e", &[]);
+            assert!(RedisCommand::parse(&json!(publish), &allowed()).is_ok());
+        }
+        let other_digest = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
+        assert!(matches!(
+            RedisCommand::parse(&json!(["EVALSHA", other_digest, 0]), &allowed()),
+            Err(BridgeError::NotAllowed(_))
+        ));
         assert_eq!(
             RedisCommand::parse_many(&json!([["PING"], ["ping"]]), &allowed())
                 .unwrap()

@@ -64,9 +64,18 @@ pub fn to_json(value: &redis::Value, encoding: Encoding) -> Result<Value, String
                 .collect::<Result<_, _>>()?,
         ),
         R::Attribute { data, .. } => to_json(data, encoding)?,
-        R::ServerError(e) => return Err(e.to_string()),
+        R::ServerError(e) => return Err(redis_error_text(e)),
         other => string(format!("{other:?}").as_bytes(), encoding),
     })
+}
+
+/// An error reply as Redis wrote it (`NOSCRIPT No matching script…`), as
+/// Upstash passes it on; clients look for its code at the start.
+fn redis_error_text(e: &redis::ServerError) -> String {
+    match e.details() {
+        Some(detail) => format!("{} {detail}", e.code()),
+        None => e.code().to_owned(),
+    }
 }
 
 /// `{"result": …}` or `{"error": "…"}` for one reply.
@@ -107,5 +116,17 @@ mod tests {
             json!({"result": ["YQ==", 1]})
         );
         assert_eq!(entry(&array, Encoding::Plain), json!({"result": ["a", 1]}));
+    }
+
+    #[test]
+    fn errors_keep_redis_wording() {
+        for raw in [
+            "NOSCRIPT No matching script. Please use EVAL.",
+            "ERR wrong number of arguments for 'publish' command",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ] {
+            let reply = redis::parse_redis_value(format!("-{raw}\r\n").as_bytes()).unwrap();
+            assert_eq!(entry(&reply, Encoding::Plain), json!({"error": raw}));
+        }
     }
 }

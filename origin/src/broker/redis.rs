@@ -400,6 +400,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shared_digest_is_the_publish_scripts() {
+        // The edge names the script by this constant; Redis by the digest of its text.
+        assert_eq!(
+            redis::Script::new(history::PUBLISH_SCRIPT).get_hash(),
+            history::PUBLISH_SCRIPT_SHA1
+        );
+    }
+
+    #[test]
     fn backoff_doubles_then_caps() {
         assert_eq!(RECONNECT_BACKOFF.pause(0), Duration::from_millis(100));
         assert_eq!(RECONNECT_BACKOFF.pause(1), Duration::from_millis(200));

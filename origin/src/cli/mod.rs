@@ -112,9 +112,9 @@ pub struct BridgeArgs {
     /// Bearer token clients must present (required).
     #[arg(long, env = "PUSHWIRE_BRIDGE_TOKEN", hide_env_values = true)]
     pub token: String,
-    /// Allowed commands, comma-separated [default: PING,PUBLISH,EVAL,ZRANGEBYSCORE,
-    /// HGET,HGETALL,HLEN]; EVAL runs only pushwire's publish script, the reads only
-    /// on `pushwire:` keys.
+    /// Allowed commands, comma-separated [default: PING,PUBLISH,EVAL,EVALSHA,
+    /// ZRANGEBYSCORE,HGET,HGETALL,HLEN]; EVAL and EVALSHA run only pushwire's
+    /// publish script, the reads only on `pushwire:` keys.
     #[arg(long, env = "PUSHWIRE_BRIDGE_ALLOW", value_delimiter = ',')]
     pub allow: Vec<String>,
     /// Request body cap in bytes.
