@@ -6,8 +6,8 @@
 
 use pushwire_shared::channel_query::ChannelQueryRoute;
 use pushwire_shared::directory::Read;
-use pushwire_shared::history::{self, ScriptRef};
 use pushwire_shared::http::{EMPTY_OBJECT, HttpError, error_body};
+use pushwire_shared::publishing::{self, ScriptRef};
 use pushwire_shared::signing::RequestParts;
 use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute, info_channels};
 use pushwire_shared::upstash::{self, COMMAND_PATH};
@@ -112,7 +112,7 @@ pub fn handle(
     let messages = accepted.messages(now_ms, &mut next_id);
     // A fresh unique token: becomes the history epoch if Redis has none yet.
     let epoch_candidate = next_id();
-    let command = history::publish_command(
+    let command = publishing::publish_command(
         ScriptRef::Digest,
         &config.history,
         now_ms,
@@ -166,7 +166,7 @@ pub fn after_publish(
 /// already does (or is not a publish by digest), so a retry happens once at most.
 fn with_script_text(request: &BridgeRequest) -> Option<BridgeRequest> {
     let command: Vec<String> = serde_json::from_str(&request.body).ok()?;
-    let by_text = history::with_script_text(command.clone());
+    let by_text = publishing::with_script_text(command.clone());
     (by_text != command).then(|| BridgeRequest {
         body: upstash::command_body(&by_text),
         ..request.clone()
@@ -213,8 +213,8 @@ mod tests {
             ("http://bridge/", "tok", 2)
         );
         let command: Vec<String> = serde_json::from_str(&publish.body).unwrap();
-        assert!(history::is_publish_command(&command));
-        assert_eq!(command[..2], ["EVALSHA", history::PUBLISH_SCRIPT_SHA1]);
+        assert!(publishing::is_publish_command(&command));
+        assert_eq!(command[..2], ["EVALSHA", publishing::PUBLISH_SCRIPT_SHA1]);
         // keys: epoch, two history streams; then 4 settings, the epoch candidate
         // being the id after the event's.
         assert_eq!(command[5], "pushwire:v1:1000001:hist:b");
@@ -259,7 +259,8 @@ mod tests {
     }
 
     fn publish_request() -> BridgeRequest {
-        let command = history::publish_command(ScriptRef::Digest, &Default::default(), 0, "e", &[]);
+        let command =
+            publishing::publish_command(ScriptRef::Digest, &Default::default(), 0, "e", &[]);
         BridgeRequest {
             url: "u".into(),
             token: "t".into(),
@@ -301,8 +302,8 @@ mod tests {
             panic!("expected a retry with the script's text");
         };
         let command: Vec<String> = serde_json::from_str(&retry.body).unwrap();
-        assert_eq!(command[..2], ["EVAL", history::PUBLISH_SCRIPT]);
-        assert!(history::is_publish_command(&command));
+        assert_eq!(command[..2], ["EVAL", publishing::PUBLISH_SCRIPT]);
+        assert!(publishing::is_publish_command(&command));
         assert_eq!(
             (retry.url.as_str(), retry.commands),
             (request.url.as_str(), 2)

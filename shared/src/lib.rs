@@ -14,7 +14,8 @@
 //! - [`channel_auth`]: private/presence subscription signatures;
 //! - [`socket_id`]: Pusher-style socket ids;
 //! - [`envelope`]: the versioned event envelope carried through Redis and its channel naming;
-//! - [`history`]: channel history positions and the atomic publish script;
+//! - [`history`]: channel history positions, retention and recovery;
+//! - [`publishing`]: the atomic publish script, its digest and the commands that run it;
 //! - [`delivery`]: how a trigger's `data` becomes the Socket.IO argument clients receive;
 //! - [`client_protocol`]: the Socket.IO `subscribe`/`unsubscribe` payloads and ack shapes;
 //! - [`http`]: the JSON error body every HTTP endpoint uses.
@@ -35,6 +36,7 @@ pub mod event;
 pub mod history;
 pub mod http;
 pub mod presence;
+pub mod publishing;
 pub mod signing;
 pub mod socket_id;
 pub mod trigger;

@@ -1,5 +1,5 @@
 //! The Upstash Redis REST dialect, as the edge uses it: one `POST /` carrying
-//! the trigger's [`publish_command`](crate::history::publish_command) (a Lua
+//! the trigger's [`publish_command`](crate::publishing::publish_command) (a Lua
 //! script named by its digest, so history append and publish are one atomic
 //! step), and the check of its reply.
 //!
@@ -42,7 +42,7 @@ pub enum UpstashReplyError {
 impl UpstashReplyError {
     /// Whether Redis answered that it does not have the script named by digest
     /// (`NOSCRIPT`): nothing ran, and the same call with the script's text
-    /// ([`with_script_text`](crate::history::with_script_text)) is safe.
+    /// ([`with_script_text`](crate::publishing::with_script_text)) is safe.
     ///
     /// ```
     /// use pushwire_shared::upstash::check_publish_reply;

@@ -1,7 +1,7 @@
 //! The edge path end to end: the real worker under workerd, the bridge, Redis,
 //! an origin cluster, the npm `pusher` SDK and stock socket.io-client subscribers.
 
-use pushwire_shared::history::PUBLISH_SCRIPT_SHA1;
+use pushwire_shared::publishing::PUBLISH_SCRIPT_SHA1;
 use pushwire_tests::bridge::Bridge;
 use pushwire_tests::clients::{Credentials, TEST_APP};
 use pushwire_tests::edge::EdgeWorker;

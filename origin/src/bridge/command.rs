@@ -1,14 +1,14 @@
 //! `RedisCommand`: one command of an Upstash REST request, parsed from its JSON
 //! array and checked against the allow-list.
 
-use pushwire_shared::history;
+use pushwire_shared::publishing;
 use serde_json::Value;
 
 use super::BridgeError;
 
 /// The commands allowed when none are configured: what the edge worker needs.
 /// `EVAL` and `EVALSHA` are only ever allowed for pushwire's own publish script
-/// ([`pushwire_shared::history::PUBLISH_SCRIPT`], by text or by digest), and
+/// ([`pushwire_shared::publishing::PUBLISH_SCRIPT`], by text or by digest), and
 /// the [`READ_COMMANDS`] only on pushwire's own keys, whatever the list says.
 pub const DEFAULT_ALLOWED: [&str; 8] = [
     "PING",
@@ -64,7 +64,7 @@ impl RedisCommand {
             let whole: Vec<String> = std::iter::once(name.clone())
                 .chain(args.iter().cloned())
                 .collect();
-            if !history::is_publish_command(&whole) {
+            if !publishing::is_publish_command(&whole) {
                 return Err(BridgeError::NotAllowed(format!(
                     "{name} of a script other than pushwire's publish script"
                 )));
@@ -107,7 +107,7 @@ impl RedisCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushwire_shared::history::ScriptRef;
+    use pushwire_shared::publishing::ScriptRef;
     use serde_json::json;
 
     fn allowed() -> Vec<String> {
@@ -161,7 +161,7 @@ mod tests {
             .is_ok()
         );
         for script in [ScriptRef::Digest, ScriptRef::Text] {
-            let publish = history::publish_command(script, &Default::default(), 0, "e", &[]);
+            let publish = publishing::publish_command(script, &Default::default(), 0, "e", &[]);
             assert!(RedisCommand::parse(&json!(publish), &allowed()).is_ok());
         }
         let other_digest = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";

@@ -2,7 +2,7 @@
 //!
 //! Publishing goes through one auto-reconnecting multiplexed connection; all
 //! messages of one call are one run of the publish script
-//! ([`pushwire_shared::history::PUBLISH_SCRIPT`]), which appends each to its
+//! ([`pushwire_shared::publishing::PUBLISH_SCRIPT`]), which appends each to its
 //! channel's history stream and publishes it with its position: a multi-channel
 //! or batch trigger is accepted whole or not at all, and is in the history
 //! exactly when it was published.
@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use pushwire_shared::ChannelName;
 use pushwire_shared::channel_query::ChannelStats;
-use pushwire_shared::history::{self, EPOCH_KEY, HistoryPolicy, StreamId};
+use pushwire_shared::history::{EPOCH_KEY, HistoryPolicy, StreamId};
+use pushwire_shared::publishing;
 
 use super::directory::{JoinOutcome, PresenceChange};
 use super::redis_directory::RedisDirectory;
@@ -70,7 +71,7 @@ pub struct RedisBroker {
     publisher: Arc<CommandConnection>,
     directory: RedisDirectory,
     policy: HistoryPolicy,
-    /// [`history::PUBLISH_SCRIPT`], invoked by its digest.
+    /// [`publishing::PUBLISH_SCRIPT`], invoked by its digest.
     publish_script: redis::Script,
     commands: mpsc::Sender<Command>,
     connected: Arc<AtomicBool>,
@@ -100,7 +101,7 @@ impl RedisBroker {
             directory: RedisDirectory::start(publisher.clone(), node, policy),
             publisher,
             policy,
-            publish_script: redis::Script::new(history::PUBLISH_SCRIPT),
+            publish_script: redis::Script::new(publishing::PUBLISH_SCRIPT),
             commands,
             connected,
         })
@@ -123,7 +124,7 @@ impl Broker for RedisBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
             let mut conn = self.publisher.get().await?;
-            let call = history::publish_call(
+            let call = publishing::publish_call(
                 &self.policy,
                 crate::clock::now_ms(),
                 &super::epoch_candidate(),
@@ -403,8 +404,8 @@ mod tests {
     fn the_shared_digest_is_the_publish_scripts() {
         // The edge names the script by this constant; Redis by the digest of its text.
         assert_eq!(
-            redis::Script::new(history::PUBLISH_SCRIPT).get_hash(),
-            history::PUBLISH_SCRIPT_SHA1
+            redis::Script::new(publishing::PUBLISH_SCRIPT).get_hash(),
+            publishing::PUBLISH_SCRIPT_SHA1
         );
     }
 

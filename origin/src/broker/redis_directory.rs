@@ -23,7 +23,8 @@ use pushwire_shared::channel_query::ChannelStats;
 use pushwire_shared::directory::{
     self, Found, NODES_KEY, Read, Reply, channel_field, members_key, node_key,
 };
-use pushwire_shared::history::{EPOCH_KEY, HistoryPolicy, PUBLISH_FUNCTIONS, retention_args};
+use pushwire_shared::history::{EPOCH_KEY, HistoryPolicy};
+use pushwire_shared::publishing::{PUBLISH_FUNCTIONS, retention_args};
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
