@@ -114,7 +114,7 @@ pub struct BridgeArgs {
     pub token: String,
     /// Allowed commands, comma-separated [default: PING,PUBLISH,EVAL,EVALSHA,
     /// ZRANGEBYSCORE,HGET,HGETALL,HLEN]; EVAL and EVALSHA run only pushwire's
-    /// publish script, the reads only on `pushwire:` keys.
+    /// publish script (EVAL allows EVALSHA too), the reads only on `pushwire:` keys.
     #[arg(long, env = "PUSHWIRE_BRIDGE_ALLOW", value_delimiter = ',')]
     pub allow: Vec<String>,
     /// Request body cap in bytes.
