@@ -65,9 +65,10 @@ pub enum Outcome {
 pub enum AfterPublish {
     /// Answer the caller.
     Reply(Reply),
-    /// Redis did not have the script (`NOSCRIPT`: after a restart or a
-    /// `SCRIPT FLUSH`), so nothing ran: send this instead, the same publish
-    /// carrying the script's text (which loads it for the next triggers).
+    /// The publish by digest was refused before anything ran (Redis did not
+    /// have the script after a restart or a `SCRIPT FLUSH`, or the bridge does
+    /// not take `EVALSHA`): send this instead, the same publish carrying the
+    /// script's text (which also loads it for the next triggers).
     SendScript(BridgeRequest),
 }
 
@@ -130,9 +131,9 @@ pub fn handle(
 
 /// What follows the bridge's answer to `request`: `Ok((status, body))`, or
 /// `Err(reason)` when it could not be reached (including a timeout). `200 {}`
-/// only when every publish was confirmed; a `NOSCRIPT` answer to a publish by
-/// digest asks for the same publish with the script's text; anything else is
-/// `503` saying why.
+/// only when every publish was confirmed; a publish by digest refused before it
+/// ran (`NOSCRIPT`, or a bridge without `EVALSHA`) asks for the same publish
+/// with the script's text; anything else is `503` saying why.
 pub fn after_publish(
     request: &BridgeRequest,
     answer: Result<(u16, Vec<u8>), String>,
@@ -150,7 +151,7 @@ pub fn after_publish(
             body: EMPTY_OBJECT.to_owned(),
         }),
         Err(e) => match e
-            .is_unknown_script()
+            .asks_for_script_text()
             .then(|| with_script_text(request))
             .flatten()
         {
@@ -292,6 +293,13 @@ mod tests {
             assert_eq!(reply.status, 503, "{reply:?}");
             assert!(reply.body.contains("unavailable"), "{}", reply.body);
         }
+    }
+
+    #[test]
+    fn a_bridge_without_evalsha_gets_the_script_text() {
+        let refused = br#"{"error":"ERR command 'EVALSHA' is not allowed by this bridge"}"#;
+        let after = after_publish(&publish_request(), Ok((400, refused.to_vec())));
+        assert!(matches!(after, AfterPublish::SendScript(_)), "{after:?}");
     }
 
     #[test]

@@ -40,20 +40,27 @@ pub enum UpstashReplyError {
 }
 
 impl UpstashReplyError {
-    /// Whether Redis answered that it does not have the script named by digest
-    /// (`NOSCRIPT`): nothing ran, and the same call with the script's text
-    /// ([`with_script_text`](crate::publishing::with_script_text)) is safe.
+    /// Whether a call naming the script by digest was refused before anything
+    /// ran, so the same call with the script's text
+    /// ([`with_script_text`](crate::publishing::with_script_text)) is safe and
+    /// may succeed: Redis did not have the script (`NOSCRIPT`), or the bridge
+    /// does not take `EVALSHA` (a bridge older than the edge).
     ///
     /// ```
     /// use pushwire_shared::upstash::check_publish_reply;
-    /// let reply = br#"{"error":"NOSCRIPT No matching script. Please use EVAL."}"#;
-    /// assert!(check_publish_reply(400, reply, 1).unwrap_err().is_unknown_script());
-    /// assert!(!check_publish_reply(400, br#"{"error":"ERR"}"#, 1).unwrap_err().is_unknown_script());
+    /// let noscript = br#"{"error":"NOSCRIPT No matching script. Please use EVAL."}"#;
+    /// assert!(check_publish_reply(400, noscript, 1).unwrap_err().asks_for_script_text());
+    /// let refused = br#"{"error":"ERR command 'EVALSHA' is not allowed by this bridge"}"#;
+    /// assert!(check_publish_reply(400, refused, 1).unwrap_err().asks_for_script_text());
+    /// assert!(!check_publish_reply(400, br#"{"error":"ERR"}"#, 1).unwrap_err().asks_for_script_text());
     /// ```
-    pub fn is_unknown_script(&self) -> bool {
+    pub fn asks_for_script_text(&self) -> bool {
         match self {
             UpstashReplyError::Status { message, .. }
-            | UpstashReplyError::CommandFailed(message) => message.starts_with("NOSCRIPT"),
+            | UpstashReplyError::CommandFailed(message) => {
+                message.starts_with("NOSCRIPT")
+                    || message.starts_with("ERR command 'EVALSHA' is not allowed")
+            }
             UpstashReplyError::Malformed(_) => false,
         }
     }
