@@ -267,6 +267,10 @@ fn an_edge_trigger_after_redis_forgot_the_script_is_published_once() {
         .command(&["SCRIPT", "FLUSH"])
         .expect("SCRIPT FLUSH");
     assert_eq!(script_exists(), "*1\n:0");
+    stack
+        .redis
+        .command(&["CONFIG", "RESETSTAT"])
+        .expect("RESETSTAT");
     clients.trigger_ok(
         stack.edge.addr,
         TEST_APP,
@@ -286,6 +290,17 @@ fn an_edge_trigger_after_redis_forgot_the_script_is_published_once() {
         .map(|(name, _)| name)
         .collect();
     assert_eq!(seen, ["first", "forgotten", "after"], "each once, in order");
+    // Two triggers since the flush, one script text: the second went by digest.
+    let stats = stack
+        .redis
+        .command(&["INFO", "commandstats"])
+        .expect("INFO commandstats");
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("cmdstat_eval:calls=1,")),
+        "{stats}"
+    );
 }
 
 #[test]
