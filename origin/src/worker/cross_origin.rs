@@ -13,13 +13,13 @@
 //! clients) are never refused. The trigger API (`/apps/…`) is for servers only
 //! and gets no CORS headers.
 
-use std::fmt;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pushwire_shared::http::error_body;
 
 /// How long a browser may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "86400";
@@ -136,15 +136,6 @@ impl From<AllowedOrigins> for Vec<String> {
     }
 }
 
-impl fmt::Display for AllowedOrigins {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AllowedOrigins::Any => f.write_str("*"),
-            AllowedOrigins::Listed(list) => f.write_str(&list.join(",")),
-        }
-    }
-}
-
 /// The middleware (see the module docs).
 pub(crate) async fn cross_origin(
     State(allowed): State<Arc<AllowedOrigins>>,
@@ -167,11 +158,10 @@ pub(crate) async fn cross_origin(
             origin = origin_text,
             "refused a Socket.IO request from a page of another origin"
         );
-        let body = serde_json::json!({ "error": format!("origin {origin_text} is not allowed") });
         return (
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
+            error_body(&format!("origin {origin_text} is not allowed")),
         )
             .into_response();
     }
