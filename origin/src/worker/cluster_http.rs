@@ -25,7 +25,7 @@ const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
 
 fn is_polling_handshake(request: &Request) -> bool {
     let uri = request.uri();
-    uri.path().starts_with("/socket.io")
+    super::is_socket_io(uri.path())
         && uri.query().is_some_and(|q| {
             let mut pairs = q.split('&');
             pairs.clone().any(|p| p == "transport=polling") && !pairs.any(|p| p.starts_with("sid="))

@@ -151,7 +151,7 @@ pub(crate) async fn cross_origin(
     };
     let origin_text = origin.to_str().unwrap_or("");
     if !allowed.allows(origin_text) {
-        if !path.starts_with("/socket.io") {
+        if !super::is_socket_io(path) {
             return next.run(request).await; // no CORS headers: the browser keeps it from the page
         }
         tracing::debug!(

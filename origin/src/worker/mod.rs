@@ -51,6 +51,12 @@ use crate::trigger_api::{self, TriggerApi};
 /// idle connections cheap; larger frames still arrive, in pieces of this size.
 const WS_READ_BUFFER: usize = 256;
 
+/// Whether `path` is Socket.IO's (socketioxide's default `/socket.io/`), which
+/// the layers in front of it (sticky hints, CORS, head trimming) look after.
+pub(crate) fn is_socket_io(path: &str) -> bool {
+    path.starts_with("/socket.io")
+}
+
 /// How many broker messages may wait for delivery before the broker side waits.
 pub const INBOUND_QUEUE: usize = 16 * 1024;
 

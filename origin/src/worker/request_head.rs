@@ -20,7 +20,7 @@ const KEPT_HEADERS: [HeaderName; 2] = [header::SEC_WEBSOCKET_KEY, header::CONTEN
 /// Replaces the URI and headers of a `/socket.io/` request with owned copies of
 /// the parts Engine.IO reads.
 pub(crate) async fn detach(mut request: Request) -> Request {
-    if !request.uri().path().starts_with("/socket.io") {
+    if !super::is_socket_io(request.uri().path()) {
         return request;
     }
     let mut headers = HeaderMap::with_capacity(KEPT_HEADERS.len());
