@@ -58,12 +58,22 @@ impl UpstashReplyError {
         match self {
             UpstashReplyError::Status { message, .. }
             | UpstashReplyError::CommandFailed(message) => {
-                message.starts_with("NOSCRIPT")
-                    || message.starts_with("ERR command 'EVALSHA' is not allowed")
+                message.starts_with("NOSCRIPT") || *message == not_allowed_error("EVALSHA")
             }
             UpstashReplyError::Malformed(_) => false,
         }
     }
+}
+
+/// The error a bridge answers for a command outside its allow-list; the edge
+/// recognises a refused `EVALSHA` by it.
+///
+/// ```
+/// let message = pushwire_shared::upstash::not_allowed_error("FLUSHALL");
+/// assert_eq!(message, "ERR command 'FLUSHALL' is not allowed by this bridge");
+/// ```
+pub fn not_allowed_error(command: &str) -> String {
+    format!("ERR command '{command}' is not allowed by this bridge")
 }
 
 fn snippet(body: &[u8]) -> String {

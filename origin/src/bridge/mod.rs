@@ -26,6 +26,8 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use pushwire_shared::http::error_body;
+use pushwire_shared::upstash;
 use serde_json::{Value, json};
 
 pub use self::command::{DEFAULT_ALLOWED, RedisCommand};
@@ -70,7 +72,7 @@ pub enum BridgeError {
     #[error("ERR {0}")]
     BadRequest(String),
     /// The command is not on the allow-list.
-    #[error("ERR command '{0}' is not allowed by this bridge")]
+    #[error("{}", upstash::not_allowed_error(.0))]
     NotAllowed(String),
     /// Redis answered with an error (single-command requests).
     #[error("{0}")]
@@ -104,7 +106,7 @@ impl IntoResponse for BridgeError {
         (
             status,
             [(header::CONTENT_TYPE, "application/json")],
-            json!({ "error": self.to_string() }).to_string(),
+            error_body(&self.to_string()),
         )
             .into_response()
     }
