@@ -48,14 +48,9 @@ fn polling_open(addr: SocketAddr, page: &str) -> http::Response {
     )
 }
 
-/// The session id of an Engine.IO open packet (`0{"sid":…}`).
-fn open_sid(body: &str) -> String {
-    let open: serde_json::Value =
-        serde_json::from_str(body.strip_prefix('0').unwrap_or_else(|| {
-            panic!("not an open packet: {body:?}");
-        }))
-        .unwrap();
-    open["sid"].as_str().expect("sid").to_owned()
+/// Whether a long-poll's payload carries the namespace's answer to a join (`40{…}`).
+fn has_join_answer(poll: &http::Response) -> bool {
+    poll.body.split('\u{1e}').any(|p| p.starts_with("40{"))
 }
 
 #[test]
@@ -72,7 +67,7 @@ fn a_page_of_another_origin_can_long_poll() {
     let open = polling_open(addr, PAGE);
     assert_eq!(open.status, 200, "{open:?}");
     allowed(&open);
-    let sid = open_sid(&open.body);
+    let sid = http::open_packet_sid(&open.body);
     let session = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
 
     // A client with its own headers makes the browser ask first.
@@ -111,19 +106,14 @@ fn a_page_of_another_origin_can_long_poll() {
         let answer = from_page(addr, "GET", &session, b"", PAGE, &[]);
         assert_eq!(answer.status, 200, "{answer:?}");
         allowed(&answer);
-        let joined = answer.body.split('\u{1e}').any(|p| p.starts_with("40{"));
+        let joined = has_join_answer(&answer);
         polls.push(answer);
         if joined {
             break;
         }
     }
     assert!(
-        polls
-            .last()
-            .unwrap()
-            .body
-            .split('\u{1e}')
-            .any(|p| p.starts_with("40{")),
+        polls.last().is_some_and(has_join_answer),
         "no namespace answer in {polls:?}"
     );
 

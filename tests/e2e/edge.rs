@@ -108,7 +108,7 @@ fn triggers_at_the_edge_reach_subscribers_and_fail_closed() {
         );
         assert_eq!(edge_reply.status, origin_reply.status, "{case}");
         assert_eq!(
-            edge_reply.content_type.as_deref(),
+            edge_reply.header("content-type"),
             Some("application/json"),
             "{case}"
         );

@@ -142,8 +142,7 @@ fn replay_then_live(d: &Deployment) {
     assert_eq!(helper.status, 200);
     assert!(
         helper
-            .content_type
-            .as_deref()
+            .header("content-type")
             .is_some_and(|t| t.starts_with("text/javascript"))
     );
     let file = include_str!("../../origin/assets/pushwire-recovery.js");

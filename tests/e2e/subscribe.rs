@@ -202,9 +202,7 @@ fn garbage_socket_io_traffic_never_hurts_the_server() {
     // A real polling session fed garbage packets.
     let open = get("/socket.io/?EIO=4&transport=polling");
     assert_eq!(open.status, 200, "{}", open.body);
-    let handshake: Value =
-        serde_json::from_str(open.body.trim_start_matches('0')).expect("open packet");
-    let sid = handshake["sid"].as_str().expect("sid");
+    let sid = http::open_packet_sid(&open.body);
     let session = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
     for garbage in [
         &b"40"[..],

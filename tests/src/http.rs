@@ -12,8 +12,6 @@ use pushwire_shared::{App, signing};
 pub struct Response {
     /// HTTP status code.
     pub status: u16,
-    /// The `Content-Type` header, if any.
-    pub content_type: Option<String>,
     /// Every header, names lower-cased, in the order received.
     pub headers: Vec<(String, String)>,
     /// The body, as text.
@@ -75,6 +73,15 @@ pub fn request_with_headers(
     })
 }
 
+/// The session id in the body of a long-polling handshake: an Engine.IO open
+/// packet, `0{"sid":…}` (panics with the body if it is not one).
+pub fn open_packet_sid(body: &str) -> String {
+    body.strip_prefix('0')
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .and_then(|open| open["sid"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("not an open packet: {body:?}"))
+}
+
 /// Reads one response: the head, then `Content-Length` bytes (some servers keep
 /// the socket open after replying), or to the end when there is no length.
 fn read_message(stream: &mut TcpStream) -> Vec<u8> {
@@ -106,15 +113,12 @@ fn parse(raw: &[u8]) -> Option<Response> {
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let mut content_type = None;
     let mut chunked = false;
     let mut headers = Vec::new();
     for line in lines {
         let (name, value) = line.split_once(':')?;
         let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
-        if name == "content-type" {
-            content_type = Some(value.clone());
-        } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
+        if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
             chunked = true;
         }
         headers.push((name, value));
@@ -125,7 +129,6 @@ fn parse(raw: &[u8]) -> Option<Response> {
     }
     Some(Response {
         status,
-        content_type,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
