@@ -23,8 +23,12 @@ function connect({ id, url, opts }) {
   if (options.agent === "pooled") options.agent = pooledAgent;
   const socket = io(url, options);
   sockets.set(id, socket);
+  // `description` says what failed below Socket.IO (an HTTP status, or the
+  // network error), so a failed connection in a test run can be traced.
   socket.on("connect_error", (err) =>
-    report({ type: "connect_error", id, message: err.message }));
+    report({ type: "connect_error", id, message: err.message,
+             description: err.description === undefined ? undefined
+               : String((err.description && err.description.message) || err.description) }));
   socket.on("disconnect", (reason) => report({ type: "disconnect", id, reason }));
   socket.onAny((event, ...args) => {
     if (event === "pushwire:connection_established") {

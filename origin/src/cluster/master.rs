@@ -347,12 +347,23 @@ async fn peek_route_hint(stream: &TcpStream) -> Option<RouteHint> {
 
 /// Hands one accepted connection to the right worker.
 async fn route(master: Arc<Master>, stream: TcpStream) {
-    let Ok(Some(hint)) = tokio::time::timeout(REQUEST_LINE_TIMEOUT, peek_route_hint(&stream)).await
-    else {
-        return;
+    let hint = match tokio::time::timeout(REQUEST_LINE_TIMEOUT, peek_route_hint(&stream)).await {
+        Ok(Some(hint)) => hint,
+        Ok(None) => {
+            tracing::debug!("connection closed or failed before its request line; dropped");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("no request line within {REQUEST_LINE_TIMEOUT:?}; dropped");
+            return;
+        }
     };
-    let Ok(stream) = stream.into_std() else {
-        return;
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot hand a connection over; dropped");
+            return;
+        }
     };
     let deadline = tokio::time::Instant::now() + WORKER_WAIT;
     loop {
