@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use pushwire_shared::directory;
+use pushwire_shared::event_id::{IdIssuer, event_id};
 use pushwire_shared::signing::RequestParts;
 use worker::{
     AbortController, Context, Delay, Env, Error, Fetch, Headers, Method, Request, RequestInit,
@@ -25,13 +26,13 @@ fn reply(reply: Reply) -> Result<Response> {
         .with_headers(headers))
 }
 
-/// Event ids at the edge: `{ms:x}-e{random:x}-{n:x}`, unique without coordination.
+/// Event ids at the edge ([`IdIssuer::Edge`], a random node), unique without coordination.
 fn id_generator(now_ms: u64) -> impl FnMut() -> String {
     let node = (js_sys::Math::random() * 2f64.powi(48)) as u64;
     let mut n = 0u64;
     move || {
         n += 1;
-        format!("{now_ms:x}-e{node:x}-{n:x}")
+        event_id(IdIssuer::Edge, now_ms, node, n)
     }
 }
 

@@ -177,7 +177,8 @@ fn with_script_text(request: &BridgeRequest) -> Option<BridgeRequest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushwire_shared::{Envelope, signing};
+    use pushwire_shared::keys::KeySpace;
+    use pushwire_shared::{ChannelName, Envelope, signing};
 
     use crate::config::test_config as config;
 
@@ -218,9 +219,10 @@ mod tests {
         assert_eq!(command[..2], ["EVALSHA", publishing::PUBLISH_SCRIPT_SHA1]);
         // keys: epoch, two history streams; then 4 settings, the epoch candidate
         // being the id after the event's.
-        assert_eq!(command[5], "pushwire:v1:1000001:hist:b");
+        let b = ChannelName::new("b").unwrap();
+        assert_eq!(command[5], KeySpace::DEFAULT.history("1000001", &b));
         assert_eq!(command[9], "id-2");
-        assert_eq!(command[12], "pushwire:v1:1000001:ch:b");
+        assert_eq!(command[12], KeySpace::DEFAULT.channel("1000001", &b));
         let envelope = Envelope::decode(command[11].as_bytes()).unwrap();
         assert_eq!(
             (envelope.id.as_str(), envelope.ts),

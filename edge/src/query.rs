@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(replies, [DirectoryReply::Int(2)]);
         assert!(pipeline_replies(Ok((200, br#"[{"error":"ERR"}]"#.to_vec())), 1).is_err());
         assert!(pipeline_replies(Ok((200, b"[]".to_vec())), 1).is_err());
-        let stats = vec![pushwire_shared::channel_query::ChannelStats {
+        let stats = vec![pushwire_shared::directory::ChannelStats {
             subscription_count: 4,
             user_count: 2,
         }];

@@ -8,11 +8,12 @@
 //! They are checked like triggers, in the same order: the app (404), the Pusher
 //! signature over the `GET` request (401/400), then the parameters (400).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::app::{App, AppList};
 use crate::channel::{ChannelKind, ChannelName};
+// Re-exported only until the embedded broker imports it from `directory`.
+pub use crate::directory::ChannelStats;
 use crate::history::Position;
 use crate::signing::{self, QueryParams, RequestParts};
 use crate::trigger::ChannelAttribute;
@@ -224,37 +225,6 @@ pub fn accept<'a>(
         },
     };
     Ok(AcceptedQuery { app, query })
-}
-
-/// A channel's cluster-wide state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelStats {
-    /// Sockets subscribed, on every worker and origin.
-    pub subscription_count: u64,
-    /// Distinct presence members.
-    pub user_count: u64,
-}
-
-impl ChannelStats {
-    /// The attributes asked for, as a JSON object (`{}` when none).
-    ///
-    /// ```
-    /// use pushwire_shared::channel_query::ChannelStats;
-    /// use pushwire_shared::trigger::ChannelAttribute;
-    /// let stats = ChannelStats { subscription_count: 3, user_count: 2 };
-    /// assert_eq!(stats.attributes(&[ChannelAttribute::UserCount]).to_string(), r#"{"user_count":2}"#);
-    /// ```
-    pub fn attributes(&self, info: &[ChannelAttribute]) -> Value {
-        let mut obj = Map::new();
-        for attribute in info {
-            let value = match attribute {
-                ChannelAttribute::SubscriptionCount => self.subscription_count,
-                ChannelAttribute::UserCount => self.user_count,
-            };
-            obj.insert(attribute.as_str().to_owned(), value.into());
-        }
-        Value::Object(obj)
-    }
 }
 
 /// `GET /channels`: `{"channels": {"<name>": {} | {"user_count": n}}}`.

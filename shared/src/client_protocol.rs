@@ -1,17 +1,12 @@
 //! The Socket.IO side of the contract: event names, `subscribe`/`unsubscribe`
-//! payloads and acknowledgement shapes.
+//! payloads and acknowledgement shapes. The server's own event names are in
+//! [`crate::event`].
 
 use serde_json::{Value, json};
 
 use crate::channel::{ChannelName, ChannelNameError};
 use crate::history::Position;
 
-/// Emitted by the server right after a connection is accepted: `{"socket_id": "123.456"}`.
-pub const CONNECTION_ESTABLISHED: &str = "pushwire:connection_established";
-/// Server → client: `{"channel"}`: the server lost the channel's history while
-/// its own subscription was interrupted (Redis restarted empty), so the socket
-/// may have missed events. It stays subscribed; live events continue.
-pub const HISTORY_LOST: &str = "pushwire:history_lost";
 /// Client → server: subscribe to a channel.
 pub const SUBSCRIBE: &str = "subscribe";
 /// Client → server: leave a channel.

@@ -4,9 +4,9 @@
 //! same way.
 //!
 //! Keys (written by the origin's workers, see `PROTOCOL.md`): the live nodes in
-//! [`NODES_KEY`] (score: last heartbeat, ms), each node's socket counts in
-//! `pushwire:v1:node:{node}:subs` (`{app}:{channel}` → count), and each
-//! presence channel's members in `pushwire:v1:{app}:presence:{channel}`.
+//! [`KeySpace::nodes`] (score: last heartbeat, ms), each node's socket counts in
+//! [`KeySpace::node_subs`] (`{app}:{channel}` → count), and each presence
+//! channel's members in [`KeySpace::members`].
 //!
 //! A read is a small state machine: [`DirectoryRead::start`] gives the first
 //! batch of commands, [`DirectoryRead::advance`] takes their replies and gives
@@ -14,25 +14,45 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::channel::{ChannelKind, ChannelName};
-use crate::channel_query::ChannelStats;
-
-/// The sorted set of nodes and their last heartbeat (ms).
-pub const NODES_KEY: &str = "pushwire:v1:nodes";
+use crate::keys::KeySpace;
+use crate::trigger::ChannelAttribute;
 
 /// A node silent for longer than this is dead: its counts stop counting.
 pub const NODE_TIMEOUT_MS: u64 = 10_000;
 
-/// `pushwire:v1:node:{node}:{what}` (`subs` or `presence`).
-pub fn node_key(node: &str, what: &str) -> String {
-    format!("pushwire:v1:node:{node}:{what}")
+/// A channel's cluster-wide state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    /// Sockets subscribed, on every worker and origin.
+    pub subscription_count: u64,
+    /// Distinct presence members.
+    pub user_count: u64,
 }
 
-/// A presence channel's members hash: `pushwire:v1:{app}:presence:{channel}`.
-pub fn members_key(app: &str, channel: &ChannelName) -> String {
-    format!("pushwire:v1:{app}:presence:{channel}")
+impl ChannelStats {
+    /// The attributes asked for, as a JSON object (`{}` when none).
+    ///
+    /// ```
+    /// use pushwire_shared::directory::ChannelStats;
+    /// use pushwire_shared::trigger::ChannelAttribute;
+    /// let stats = ChannelStats { subscription_count: 3, user_count: 2 };
+    /// assert_eq!(stats.attributes(&[ChannelAttribute::UserCount]).to_string(), r#"{"user_count":2}"#);
+    /// ```
+    pub fn attributes(&self, info: &[ChannelAttribute]) -> Value {
+        let mut obj = Map::new();
+        for attribute in info {
+            let value = match attribute {
+                ChannelAttribute::SubscriptionCount => self.subscription_count,
+                ChannelAttribute::UserCount => self.user_count,
+            };
+            obj.insert(attribute.as_str().to_owned(), value.into());
+        }
+        Value::Object(obj)
+    }
 }
 
 /// A channel's field in per-node counts: `{app}:{channel}` (neither contains `:`).
@@ -177,17 +197,20 @@ impl DirectoryRead {
     pub fn start(app: &str, read: Read, now_ms: u64) -> Progress {
         let app = app.to_owned();
         if let Read::Members(channel) = &read {
-            let commands = vec![command(&["HGETALL", &members_key(&app, channel)])];
+            let members = KeySpace::DEFAULT.members(&app, channel);
+            let commands = vec![command(&["HGETALL", &members])];
             return Self::step(app, read, Stage::Members, commands);
         }
         let since = now_ms.saturating_sub(NODE_TIMEOUT_MS).to_string();
-        let commands = vec![command(&["ZRANGEBYSCORE", NODES_KEY, &since, "+inf"])];
+        let nodes = KeySpace::DEFAULT.nodes();
+        let commands = vec![command(&["ZRANGEBYSCORE", &nodes, &since, "+inf"])];
         Self::step(app, read, Stage::Nodes, commands)
     }
 
     /// Takes the replies to the last commands, in order.
     pub fn advance(self, replies: Vec<Reply>) -> Result<Progress, DirectoryReadError> {
         let DirectoryRead { app, read, stage } = self;
+        let keys = KeySpace::DEFAULT;
         let mut replies = replies.into_iter();
         let mut next = || {
             replies
@@ -205,9 +228,9 @@ impl DirectoryRead {
                 for channel in channels {
                     let field = channel_field(&app, channel);
                     for node in &nodes {
-                        commands.push(command(&["HGET", &node_key(node, "subs"), &field]));
+                        commands.push(command(&["HGET", &keys.node_subs(node), &field]));
                     }
-                    commands.push(command(&["HLEN", &members_key(&app, channel)]));
+                    commands.push(command(&["HLEN", &keys.members(&app, channel)]));
                 }
                 let read = read.clone();
                 Ok(Self::step(app, read, Stage::Counts(nodes), commands))
@@ -231,7 +254,7 @@ impl DirectoryRead {
                 let nodes = next()?.texts();
                 let commands = nodes
                     .iter()
-                    .map(|node| command(&["HGETALL", &node_key(node, "subs")]))
+                    .map(|node| command(&["HGETALL", &keys.node_subs(node)]))
                     .collect();
                 let read = read.clone();
                 Ok(Self::step(app, read, Stage::Counts(nodes), commands))
@@ -256,7 +279,7 @@ impl DirectoryRead {
                 let commands: Vec<Vec<String>> = channels
                     .iter()
                     .filter(|(channel, _)| channel.kind() == ChannelKind::Presence)
-                    .map(|(channel, _)| command(&["HLEN", &members_key(&app, channel)]))
+                    .map(|(channel, _)| command(&["HLEN", &keys.members(&app, channel)]))
                     .collect();
                 let user_counts = DirectoryRead {
                     app,
@@ -341,20 +364,22 @@ mod tests {
 
     /// A fake Redis holding two live nodes' counts and one presence channel.
     fn fake(commands: Vec<Vec<String>>) -> Result<Vec<Reply>, ()> {
+        let n1 = KeySpace::DEFAULT.node_subs("n1");
+        let n2 = KeySpace::DEFAULT.node_subs("n2");
         Ok(commands
             .iter()
             .map(|c| match (c[0].as_str(), c[1].as_str()) {
                 ("ZRANGEBYSCORE", _) => Reply::List(vec![text("n1"), text("n2")]),
-                ("HGET", "pushwire:v1:node:n1:subs") => text("2"),
+                ("HGET", key) if key == n1 => text("2"),
                 ("HGET", _) => Reply::Nil,
                 ("HLEN", _) => Reply::Int(1),
-                ("HGETALL", "pushwire:v1:node:n1:subs") => Reply::List(vec![
+                ("HGETALL", key) if key == n1 => Reply::List(vec![
                     text("1:presence-a"),
                     text("2"),
                     text("1:news"),
                     text("0"),
                 ]),
-                ("HGETALL", "pushwire:v1:node:n2:subs") => Reply::List(vec![
+                ("HGETALL", key) if key == n2 => Reply::List(vec![
                     text("1:presence-a"),
                     text("1"),
                     text("2:other"),

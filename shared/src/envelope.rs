@@ -1,32 +1,26 @@
-//! The event envelope published on Redis, and Redis channel naming.
+//! The event envelope published on Redis.
 //!
 //! One envelope is published per (event, channel): on the Redis channel
-//! [`redis_channel`]`(app, channel)`, as compact JSON. `PROTOCOL.md` documents
-//! the format byte for byte; bump [`ENVELOPE_VERSION`] on any incompatible change.
+//! [`KeySpace::channel`]`(app, channel)`, as compact JSON. `PROTOCOL.md`
+//! documents the format byte for byte; bump [`ENVELOPE_VERSION`] on any
+//! incompatible change.
 
 use serde_json::Value;
 
 use crate::channel::ChannelName;
 use crate::event::EventName;
 use crate::history::Position;
+use crate::keys::KeySpace;
 use crate::socket_id::SocketId;
 
 /// The envelope format this crate writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
 
-/// Prefix of every Redis key and channel pushwire uses.
-pub const REDIS_PREFIX: &str = "pushwire";
-
-/// The Redis pub/sub channel carrying `app`'s events for `channel`:
-/// `pushwire:v1:{app_id}:ch:{channel}`.
-///
-/// ```
-/// use pushwire_shared::{envelope::redis_channel, ChannelName};
-/// let ch = ChannelName::new("ticker-BTC").unwrap();
-/// assert_eq!(redis_channel("1000001", &ch), "pushwire:v1:1000001:ch:ticker-BTC");
-/// ```
+/// The Redis pub/sub channel carrying `app`'s events for `channel`; the same as
+/// [`KeySpace::channel`] of [`KeySpace::DEFAULT`], kept for callers not yet
+/// using the key space.
 pub fn redis_channel(app_id: &str, channel: &ChannelName) -> String {
-    format!("{REDIS_PREFIX}:v{ENVELOPE_VERSION}:{app_id}:ch:{channel}")
+    KeySpace::DEFAULT.channel(app_id, channel)
 }
 
 /// One event on one channel, as it travels through Redis.
@@ -67,6 +61,46 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
+    /// The envelope of event `id` (the same on every channel of one event) for
+    /// `channel` of `app`, accepted at `ts` ms: this version, no excluded
+    /// socket ([`Envelope::excluding`]), no position yet (the publisher adds it).
+    ///
+    /// ```
+    /// use pushwire_shared::{ChannelName, Envelope, EventName};
+    /// let channel = ChannelName::new("c").unwrap();
+    /// let event = EventName::new("x").unwrap();
+    /// let env = Envelope::new("e1".into(), "7".into(), channel, event, "hi".into(), 5);
+    /// assert_eq!(env.encode(), r#"{"v":1,"id":"e1","app":"7","channel":"c","event":"x","data":"hi","ts":5}"#);
+    /// ```
+    pub fn new(
+        id: String,
+        app: String,
+        channel: ChannelName,
+        event: EventName,
+        data: Value,
+        ts: u64,
+    ) -> Self {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            id,
+            app,
+            channel,
+            event,
+            data,
+            exclude: None,
+            ts,
+            pos: None,
+        }
+    }
+
+    /// The same envelope, not to be delivered to `socket` (when there is one).
+    pub fn excluding(self, socket: Option<SocketId>) -> Self {
+        Envelope {
+            exclude: socket,
+            ..self
+        }
+    }
+
     /// Serialises to the compact JSON published on Redis.
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("an envelope always serialises")
@@ -99,17 +133,15 @@ mod tests {
     use serde_json::json;
 
     fn sample() -> Envelope {
-        Envelope {
-            v: ENVELOPE_VERSION,
-            id: "01JD-7".into(),
-            app: "1000001".into(),
-            channel: ChannelName::new("news").unwrap(),
-            event: EventName::new("flash").unwrap(),
-            data: json!({"x": [1, 2]}),
-            exclude: Some("1.2".parse().unwrap()),
-            ts: 1_732_000_000_000,
-            pos: None,
-        }
+        Envelope::new(
+            "01JD-7".into(),
+            "1000001".into(),
+            ChannelName::new("news").unwrap(),
+            EventName::new("flash").unwrap(),
+            json!({"x": [1, 2]}),
+            1_732_000_000_000,
+        )
+        .excluding(Some("1.2".parse().unwrap()))
     }
 
     #[test]

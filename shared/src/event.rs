@@ -1,4 +1,5 @@
-//! Event names: 1–200 bytes of UTF-8, none of the reserved names.
+//! Event names: 1–200 bytes of UTF-8, none of the reserved names; and the
+//! names of pushwire's own events, spelled here once.
 
 use std::fmt;
 
@@ -18,9 +19,21 @@ pub const SOCKET_IO_RESERVED: [&str; 6] = [
     "removeListener",
 ];
 
+/// Sent to a presence channel's subscribers when a user joins: `{"user_id", "user_info"}`.
+pub const MEMBER_ADDED: &str = "pushwire:member_added";
+/// Sent to a presence channel's subscribers when a user's last socket left: `{"user_id"}`.
+pub const MEMBER_REMOVED: &str = "pushwire:member_removed";
+/// Emitted by the server right after a connection is accepted: `{"socket_id": "123.456"}`.
+pub const CONNECTION_ESTABLISHED: &str = "pushwire:connection_established";
+/// Server → client: `{"channel"}`: the server lost the channel's history while
+/// its own subscription was interrupted (Redis restarted empty), so the socket
+/// may have missed events. It stays subscribed; live events continue.
+pub const HISTORY_LOST: &str = "pushwire:history_lost";
+
 /// pushwire's own events that travel in envelopes like triggered ones (a
-/// trigger may not use them; [`EventName::server`] makes them).
-pub const SERVER_EVENTS: [&str; 2] = ["pushwire:member_added", "pushwire:member_removed"];
+/// trigger may not use them; [`EventName::server`] makes them). The others
+/// ([`CONNECTION_ESTABLISHED`], [`HISTORY_LOST`]) go from a server to one socket.
+pub const SERVER_EVENTS: [&str; 2] = [MEMBER_ADDED, MEMBER_REMOVED];
 
 /// A triggerable event name, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -130,7 +143,8 @@ mod tests {
         for name in [
             "pusher:x",
             "pusher_internal:y",
-            "pushwire:connection_established",
+            CONNECTION_ESTABLISHED,
+            HISTORY_LOST,
         ] {
             assert!(matches!(
                 EventName::new(name),

@@ -5,20 +5,17 @@
 //! channel. A client that remembers the last position it saw can ask for
 //! everything after it on reconnect (`subscribe` with `since`).
 //!
-//! On Redis the history of a channel is a stream ([`history_key`]), appended and
+//! On Redis the history of a channel is a stream ([`KeySpace::history`]), appended and
 //! published in one Lua script ([`PUBLISH_SCRIPT`](crate::publishing::PUBLISH_SCRIPT)), so an event is either in the
-//! history *and* published, or neither. The epoch ([`EPOCH_KEY`]) is set by the
+//! history *and* published, or neither. The epoch ([`KeySpace::epoch`]) is set by the
 //! first publish into an empty Redis: when Redis restarts empty, the epoch
 //! changes and every older position is known to be unrecoverable.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::channel::ChannelName;
-use crate::envelope::{ENVELOPE_VERSION, Envelope, REDIS_PREFIX, redis_channel};
-
-/// The Redis key holding the current history epoch.
-pub const EPOCH_KEY: &str = "pushwire:v1:epoch";
+use crate::envelope::Envelope;
+use crate::keys::KeySpace;
 
 /// How long an idle channel's history key lives after its last publish.
 ///
@@ -26,18 +23,6 @@ pub const EPOCH_KEY: &str = "pushwire:v1:epoch";
 /// of a quiet channel stays, so a client whose position is that event is told
 /// `recovered: true` (nothing missed) rather than "unknown".
 pub const IDLE_KEY_TTL_SECS: u64 = 24 * 60 * 60;
-
-/// The Redis stream holding `app`'s history of `channel`:
-/// `pushwire:v1:{app_id}:hist:{channel}`.
-///
-/// ```
-/// use pushwire_shared::{history::history_key, ChannelName};
-/// let ch = ChannelName::new("ticker-BTC").unwrap();
-/// assert_eq!(history_key("1000001", &ch), "pushwire:v1:1000001:hist:ticker-BTC");
-/// ```
-pub fn history_key(app_id: &str, channel: &ChannelName) -> String {
-    format!("{REDIS_PREFIX}:v{ENVELOPE_VERSION}:{app_id}:hist:{channel}")
-}
 
 /// How much history each channel keeps. Trimming happens when a channel is
 /// published to: the newest `max_events` events younger than `max_age_secs`
@@ -192,16 +177,17 @@ impl<'de> serde::Deserialize<'de> for Position {
 /// envelope JSON (without `pos`: the publisher adds it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishMessage {
-    /// The Redis pub/sub channel ([`crate::envelope::redis_channel`]).
+    /// The Redis pub/sub channel ([`KeySpace::channel`]).
     pub channel: String,
-    /// The history stream ([`history_key`]).
+    /// The history stream ([`KeySpace::history`]).
     pub history_key: String,
     /// The envelope JSON, ending with `}` and without a `pos` field.
     pub envelope: String,
 }
 
 impl PublishMessage {
-    /// The message publishing `envelope` on its app's channel and history.
+    /// The message publishing `envelope` on its app's channel and history
+    /// ([`KeySpace::DEFAULT`]).
     ///
     /// ```
     /// use pushwire_shared::history::PublishMessage;
@@ -212,9 +198,10 @@ impl PublishMessage {
     /// assert_eq!(m.envelope, raw);
     /// ```
     pub fn of(envelope: &Envelope) -> Self {
+        let keys = KeySpace::DEFAULT;
         PublishMessage {
-            channel: redis_channel(&envelope.app, &envelope.channel),
-            history_key: history_key(&envelope.app, &envelope.channel),
+            channel: keys.channel(&envelope.app, &envelope.channel),
+            history_key: keys.history(&envelope.app, &envelope.channel),
             envelope: envelope.encode(),
         }
     }

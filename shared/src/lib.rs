@@ -3,17 +3,20 @@
 //! Everything the edge worker and the origin must agree on lives here, once:
 //!
 //! - [`app`]: application credentials and the `PUSHWIRE_APPS` format;
-//! - [`channel`] and [`event`]: validated channel and event names;
+//! - [`channel`] and [`event`]: validated channel and event names, and the
+//!   names of pushwire's own events;
 //! - [`trigger`]: the Pusher-compatible trigger bodies, their validation and limits;
 //! - [`trigger_request`]: one trigger API request end to end (route, checks, envelopes);
 //! - [`channel_query`]: signed reads of the trigger API (channel history);
 //! - [`directory`]: reading the cluster-wide channel state from Redis (origin and edge);
+//! - [`keys`]: every Redis key and pub/sub channel name, from one prefix;
 //! - [`upstash`]: the Upstash REST dialect the edge speaks to the bridge;
 //! - [`signing`]: Pusher HTTP request signing (verify and sign);
 //! - [`presence`]: presence members, their events and the ack summary;
 //! - [`channel_auth`]: private/presence subscription signatures;
 //! - [`socket_id`]: Pusher-style socket ids;
-//! - [`envelope`]: the versioned event envelope carried through Redis and its channel naming;
+//! - [`envelope`]: the versioned event envelope carried through Redis;
+//! - [`event_id`]: the event ids every publisher issues;
 //! - [`history`]: channel history positions, retention and recovery;
 //! - [`publishing`]: the atomic publish script, its digest and the commands that run it;
 //! - [`delivery`]: how a trigger's `data` becomes the Socket.IO argument clients receive;
@@ -33,8 +36,10 @@ pub mod delivery;
 pub mod directory;
 pub mod envelope;
 pub mod event;
+pub mod event_id;
 pub mod history;
 pub mod http;
+pub mod keys;
 pub mod presence;
 pub mod publishing;
 pub mod signing;

@@ -10,12 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::Limits;
 use crate::client_protocol::{AckCode, AckError};
-use crate::event::EventName;
-
-/// Sent to a presence channel's subscribers when a user joins: `{"user_id", "user_info"}`.
-pub const MEMBER_ADDED: &str = "pushwire:member_added";
-/// Sent to a presence channel's subscribers when a user's last socket left: `{"user_id"}`.
-pub const MEMBER_REMOVED: &str = "pushwire:member_removed";
+use crate::event::{EventName, MEMBER_ADDED, MEMBER_REMOVED};
 
 fn server_event(name: &str) -> EventName {
     EventName::server(name).expect("the member events are server events")

@@ -7,7 +7,8 @@
 //! same keys and arguments ([`publish_call`]) through their Redis client; the
 //! bridge runs no other script ([`is_publish_command`]).
 
-use crate::history::{EPOCH_KEY, HistoryPolicy, IDLE_KEY_TTL_SECS, PublishMessage};
+use crate::history::{HistoryPolicy, IDLE_KEY_TTL_SECS, PublishMessage};
+use crate::keys::KeySpace;
 
 macro_rules! publish_functions {
     () => {
@@ -85,10 +86,11 @@ pub struct PublishCall {
 ///
 /// ```
 /// use pushwire_shared::history::{HistoryPolicy, PublishMessage};
+/// use pushwire_shared::keys::KeySpace;
 /// use pushwire_shared::publishing::publish_call;
 /// let msg = PublishMessage { channel: "c".into(), history_key: "h".into(), envelope: "{}".into() };
 /// let call = publish_call(&HistoryPolicy::default(), 400_000, "e1", &[msg]);
-/// assert_eq!(call.keys, ["pushwire:v1:epoch", "h"]);
+/// assert_eq!(call.keys, [KeySpace::DEFAULT.epoch(), "h".into()]);
 /// assert_eq!(call.args, ["100", "100000", "86400000", "e1", "c", "{}"]);
 /// ```
 pub fn publish_call(
@@ -98,7 +100,7 @@ pub fn publish_call(
     messages: &[PublishMessage],
 ) -> PublishCall {
     let mut keys = Vec::with_capacity(1 + messages.len());
-    keys.push(EPOCH_KEY.to_owned());
+    keys.push(KeySpace::DEFAULT.epoch());
     keys.extend(messages.iter().map(|m| m.history_key.clone()));
     let mut args = Vec::with_capacity(4 + 2 * messages.len());
     args.extend(retention_args(policy, now_ms, epoch_candidate));
@@ -131,11 +133,13 @@ pub enum ScriptRef {
 ///
 /// ```
 /// use pushwire_shared::history::{HistoryPolicy, PublishMessage};
+/// use pushwire_shared::keys::KeySpace;
 /// use pushwire_shared::publishing::{publish_command, ScriptRef, PUBLISH_SCRIPT_SHA1};
 /// let msg = PublishMessage { channel: "c".into(), history_key: "h".into(), envelope: "{}".into() };
 /// let cmd = publish_command(ScriptRef::Digest, &HistoryPolicy::default(), 400_000, "e1", &[msg]);
 /// assert_eq!(cmd[..2], ["EVALSHA", PUBLISH_SCRIPT_SHA1]);
-/// assert_eq!(cmd[2..], ["2", "pushwire:v1:epoch", "h", "100", "100000", "86400000", "e1", "c", "{}"]);
+/// assert_eq!(cmd[3], KeySpace::DEFAULT.epoch());
+/// assert_eq!(cmd[2..], ["2", &cmd[3], "h", "100", "100000", "86400000", "e1", "c", "{}"]);
 /// ```
 pub fn publish_command(
     script: ScriptRef,
@@ -201,7 +205,9 @@ pub fn is_publish_command(cmd: &[String]) -> bool {
             && script.eq_ignore_ascii_case(PUBLISH_SCRIPT_SHA1));
     names_the_script
         && numkeys >= 1
-        && rest.first().is_some_and(|k| k == EPOCH_KEY)
+        && rest
+            .first()
+            .is_some_and(|k| *k == KeySpace::DEFAULT.epoch())
         && rest.len() == numkeys + 4 + 2 * (numkeys - 1)
 }
 

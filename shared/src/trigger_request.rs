@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use crate::app::{App, AppList};
 use crate::channel::ChannelName;
-use crate::channel_query::ChannelStats;
-use crate::envelope::{ENVELOPE_VERSION, Envelope};
+use crate::directory::ChannelStats;
+use crate::envelope::Envelope;
 use crate::history::PublishMessage;
 use crate::http::HttpError;
 use crate::signing::{self, RequestParts, SigningError};
@@ -139,17 +139,15 @@ impl AcceptedTrigger<'_> {
         for event in &self.events {
             let id = next_id();
             for channel in &event.channels {
-                let envelope = Envelope {
-                    v: ENVELOPE_VERSION,
-                    id: id.clone(),
-                    app: self.app.id.clone(),
-                    channel: channel.clone(),
-                    event: event.name.clone(),
-                    data: event.data.clone(),
-                    exclude: event.exclude.clone(),
-                    ts: ts_ms,
-                    pos: None,
-                };
+                let envelope = Envelope::new(
+                    id.clone(),
+                    self.app.id.clone(),
+                    channel.clone(),
+                    event.name.clone(),
+                    event.data.clone(),
+                    ts_ms,
+                )
+                .excluding(event.exclude.clone());
                 messages.push(PublishMessage::of(&envelope));
             }
         }
@@ -224,6 +222,7 @@ pub fn info_body(request: &InfoRequest, stats: &[ChannelStats], batch: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::KeySpace;
 
     fn apps() -> AppList {
         AppList::parse("1:key:secret").unwrap()
@@ -320,8 +319,9 @@ mod tests {
             format!("id{n}")
         });
         assert_eq!(messages.len(), 2);
-        assert_eq!(messages[0].channel, "pushwire:v1:1:ch:x");
-        assert_eq!(messages[0].history_key, "pushwire:v1:1:hist:x");
+        let x = ChannelName::new("x").unwrap();
+        assert_eq!(messages[0].channel, KeySpace::DEFAULT.channel("1", &x));
+        assert_eq!(messages[0].history_key, KeySpace::DEFAULT.history("1", &x));
         let first = Envelope::decode(messages[0].envelope.as_bytes()).unwrap();
         let second = Envelope::decode(messages[1].envelope.as_bytes()).unwrap();
         assert_eq!(

@@ -1,6 +1,7 @@
 //! `RedisCommand`: one command of an Upstash REST request, parsed from its JSON
 //! array and checked against the allow-list.
 
+use pushwire_shared::keys::KeySpace;
 use pushwire_shared::publishing;
 use serde_json::Value;
 
@@ -22,7 +23,7 @@ pub const DEFAULT_ALLOWED: [&str; 8] = [
 ];
 
 /// Reads the edge makes for channel queries (`pushwire_shared::directory`);
-/// their key must start with `pushwire:`.
+/// their key must be one of pushwire's ([`KeySpace::owns`]).
 pub const READ_COMMANDS: [&str; 4] = ["ZRANGEBYSCORE", "HGET", "HGETALL", "HLEN"];
 
 /// A validated command: an allowed name (upper-case) and its arguments.
@@ -74,7 +75,7 @@ impl RedisCommand {
             }
         }
         if READ_COMMANDS.contains(&name.as_str())
-            && !args.first().is_some_and(|key| key.starts_with("pushwire:"))
+            && !args.first().is_some_and(|key| KeySpace::DEFAULT.owns(key))
         {
             return Err(BridgeError::NotAllowed(format!(
                 "{name} outside pushwire's keys"
@@ -158,7 +159,13 @@ mod tests {
         ));
         assert!(
             RedisCommand::parse(
-                &json!(["HLEN", "pushwire:v1:1:presence:presence-a"]),
+                &json!([
+                    "HLEN",
+                    KeySpace::DEFAULT.members(
+                        "1",
+                        &pushwire_shared::ChannelName::new("presence-a").unwrap()
+                    )
+                ]),
                 &allowed()
             )
             .is_ok()

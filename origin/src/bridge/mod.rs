@@ -9,7 +9,7 @@
 //! - `Upstash-Encoding: base64`: strings in results are base64;
 //! - only allow-listed commands run (default: what the edge needs: PING, PUBLISH,
 //!   EVAL/EVALSHA of pushwire's publish script only, and ZRANGEBYSCORE/HGET/HGETALL/HLEN on
-//!   `pushwire:` keys only); a request naming any other is refused whole (400)
+//!   pushwire's own keys only); a request naming any other is refused whole (400)
 //!   before anything runs;
 //! - bodies over the cap get 413; Redis unreachable gets 503.
 

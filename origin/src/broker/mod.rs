@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use pushwire_shared::ChannelName;
-use pushwire_shared::channel_query::ChannelStats;
+use pushwire_shared::directory::ChannelStats;
 use pushwire_shared::history::StreamId;
 
 use self::directory::{JoinOutcome, PresenceChange};

@@ -22,8 +22,9 @@ use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot};
 
 use pushwire_shared::ChannelName;
-use pushwire_shared::channel_query::ChannelStats;
-use pushwire_shared::history::{EPOCH_KEY, HistoryPolicy, StreamId};
+use pushwire_shared::directory::ChannelStats;
+use pushwire_shared::history::{HistoryPolicy, StreamId};
+use pushwire_shared::keys::KeySpace;
 use pushwire_shared::publishing;
 
 use super::directory::{JoinOutcome, PresenceChange};
@@ -162,7 +163,7 @@ impl Broker for RedisBroker {
             let mut pipe = redis::pipe();
             pipe.atomic()
                 .cmd("GET")
-                .arg(EPOCH_KEY)
+                .arg(KeySpace::DEFAULT.epoch())
                 .cmd("XRANGE")
                 .arg(history_key)
                 .arg(from.to_string())

@@ -1,30 +1,32 @@
 //! `RedisDirectory`: cluster-wide channel state in Redis (see `directory`).
 //!
-//! Keys (`PROTOCOL.md` documents them):
+//! Keys (`pushwire_shared::keys::KeySpace` builds them, `PROTOCOL.md`
+//! documents them):
 //!
-//! - `pushwire:v1:nodes`: sorted set, node → its last heartbeat (ms);
-//! - `pushwire:v1:node:{node}:subs`: hash, `{app}:{channel}` → the node's local
-//!   socket count; rewritten whole at each heartbeat, expires after 3 timeouts;
-//! - `pushwire:v1:node:{node}:presence`: hash, `{app}:{channel}:{user_id}` → the
-//!   node's sockets of that member (so a dead node's members can be removed);
-//! - `pushwire:v1:{app}:presence:{channel}`: hash, user id → user_info JSON;
-//! - `pushwire:v1:{app}:presence:{channel}:sockets`: hash, user id → sockets,
-//!   cluster-wide.
+//! - `nodes`: sorted set, node → its last heartbeat (ms);
+//! - `node_subs(node)`: hash, `{app}:{channel}` → the node's local socket
+//!   count; rewritten whole at each heartbeat, expires after 3 timeouts;
+//! - `node_presence(node)`: hash, `{app}:{channel}:{user_id}` → the node's
+//!   sockets of that member (so a dead node's members can be removed);
+//! - `members(app, channel)`: hash, user id → user_info JSON;
+//! - `member_sockets(app, channel)`: hash, user id → sockets, cluster-wide.
 //!
 //! Joins, leaves and the removal of a dead node's members are Lua scripts that
 //! publish the member events themselves (with the history functions of every
-//! publish), so "member changed" and "event sent" cannot come apart.
+//! publish), so "member changed" and "event sent" cannot come apart. Scripts
+//! get every key through `KEYS`, or, for the keys of members found while they
+//! run, as templates (`keys::template`) through `ARGV`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use pushwire_shared::ChannelName;
-use pushwire_shared::channel_query::ChannelStats;
-use pushwire_shared::directory::{
-    self, Found, NODES_KEY, Read, Reply, channel_field, members_key, node_key,
-};
-use pushwire_shared::history::{EPOCH_KEY, HistoryPolicy};
+use pushwire_shared::directory::{self, ChannelStats, Found, Read, Reply, channel_field};
+use pushwire_shared::event_id::reaped_member_id_prefix;
+use pushwire_shared::history::HistoryPolicy;
+use pushwire_shared::keys::{self, APP_SLOT, KeySpace, channel_slot, slot};
+use pushwire_shared::presence::Member;
 use pushwire_shared::publishing::{PUBLISH_FUNCTIONS, retention_args};
+use pushwire_shared::{ChannelName, Envelope};
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
@@ -70,37 +72,74 @@ return 0
     )
 });
 
-/// KEYS: epoch, nodes. ARGV: 4 retention args, dead node, now (ms).
+/// KEYS: epoch, nodes, the dead node's presence, the dead node's subs.
+/// ARGV: 4 retention args, dead node, id prefix ([`reaped_member_id_prefix`]),
+/// then the templates ([`reap_args`]) of the members, member sockets, history
+/// and pub/sub channel keys, and of the member_removed envelope.
 /// Removes the node's presence sockets; publishes member_removed for users left
 /// with none. Only the reaper that removes the node from `nodes` does it.
+///
+/// A key template's slots (`@app@`, `@channel@`) become the member's app and
+/// channel; the envelope's JSON-quoted slots become the JSON of its values.
 static REAP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
-        r#"if redis.call('ZREM', KEYS[2], ARGV[5]) == 0 then return 0 end
-local node = 'pushwire:v1:node:' .. ARGV[5]
-local entries = redis.call('HGETALL', node .. ':presence')
+        r#"local function fill(template, values)
+  return (string.gsub(template, '@([%w_]+)@', values))
+end
+local function fill_json(template, values)
+  return (string.gsub(template, '"@([%w_]+)@"', function(slot) return cjson.encode(values[slot]) end))
+end
+if redis.call('ZREM', KEYS[2], ARGV[5]) == 0 then return 0 end
+local entries = redis.call('HGETALL', KEYS[3])
 local removed = 0
 for i = 1, #entries, 2 do
   local app, channel, user = string.match(entries[i], '^([^:]*):([^:]*):(.*)$')
   if app then
-    local base = 'pushwire:v1:' .. app .. ':presence:' .. channel
-    if redis.call('HINCRBY', base .. ':sockets', user, -tonumber(entries[i + 1])) <= 0 then
-      redis.call('HDEL', base .. ':sockets', user)
-      redis.call('HDEL', base, user)
+    local names = {app = app, channel = channel}
+    local members, sockets = fill(ARGV[7], names), fill(ARGV[8], names)
+    if redis.call('HINCRBY', sockets, user, -tonumber(entries[i + 1])) <= 0 then
+      redis.call('HDEL', sockets, user)
+      redis.call('HDEL', members, user)
       removed = removed + 1
-      local envelope = '{"v":1,"id":' .. cjson.encode('r' .. ARGV[5] .. '-' .. ARGV[6] .. '-' .. removed)
-        .. ',"app":' .. cjson.encode(app) .. ',"channel":' .. cjson.encode(channel)
-        .. ',"event":"pushwire:member_removed","data":' .. cjson.encode({user_id = user})
-        .. ',"ts":' .. ARGV[6] .. '}'
-      publish('pushwire:v1:' .. app .. ':hist:' .. channel, 'pushwire:v1:' .. app .. ':ch:' .. channel,
+      local envelope = fill_json(ARGV[11], {id = ARGV[6] .. removed, app = app, channel = channel, user_id = user})
+      publish(fill(ARGV[9], names), fill(ARGV[10], names),
         envelope, ARGV[1], ARGV[2], ARGV[3], epoch_of(KEYS[1], ARGV[4]))
     end
   end
 end
-redis.call('DEL', node .. ':presence', node .. ':subs')
+redis.call('DEL', KEYS[3], KEYS[4])
 return removed
 "#,
     )
 });
+
+/// [`REAP_SCRIPT`]'s arguments after the retention ones, for reaping
+/// `dead_node` at `now` (ms): the node, the id prefix, the key templates, and
+/// the member_removed envelope with slots for what only the script knows.
+fn reap_args(keys: &KeySpace, dead_node: &str, now: u64) -> [String; 7] {
+    let member = Member {
+        user_id: slot("user_id"),
+        user_info: "null".into(),
+    };
+    let (event, data) = member.removed_event();
+    let envelope = Envelope::new(
+        slot("id"),
+        APP_SLOT.into(),
+        channel_slot(),
+        event,
+        data,
+        now,
+    );
+    [
+        dead_node.to_owned(),
+        reaped_member_id_prefix(dead_node, now),
+        keys::template(|app, channel| keys.members(app, channel)),
+        keys::template(|app, channel| keys.member_sockets(app, channel)),
+        keys::template(|app, channel| keys.history(app, channel)),
+        keys::template(|app, channel| keys.channel(app, channel)),
+        envelope.encode(),
+    ]
+}
 
 /// A directory script: the history functions every publishing script shares
 /// ([`PUBLISH_FUNCTIONS`]), then `body`. Run by digest (`EVALSHA`), loaded again
@@ -141,12 +180,12 @@ impl RedisDirectory {
     }
 
     fn presence_keys(&self, change: &PresenceChange) -> [String; 5] {
-        let members = members_key(&change.app, &change.channel);
+        let keys = KeySpace::DEFAULT;
         [
-            EPOCH_KEY.to_owned(),
-            members.clone(),
-            format!("{members}:sockets"),
-            node_key(&self.node, "presence"),
+            keys.epoch(),
+            keys.members(&change.app, &change.channel),
+            keys.member_sockets(&change.app, &change.channel),
+            keys.node_presence(&self.node),
             change.event.history_key.clone(),
         ]
     }
@@ -304,7 +343,7 @@ async fn heartbeat(
     policy: HistoryPolicy,
     mut updates: mpsc::UnboundedReceiver<(String, usize)>,
 ) {
-    let subs = node_key(&node, "subs");
+    let subs = KeySpace::DEFAULT.node_subs(&node);
     let mut counts: HashMap<String, usize> = HashMap::new();
     let mut beat = tokio::time::interval(NODE_HEARTBEAT);
     loop {
@@ -363,7 +402,8 @@ async fn beat_once(
     // Only the counts expire: a dead node's presence entries stay until a live
     // node reaps them (and sends member_removed).
     pipe.pexpire(subs, ttl).ignore();
-    pipe.zadd(NODES_KEY, node, now).ignore();
+    let keys = KeySpace::DEFAULT;
+    pipe.zadd(keys.nodes(), node, now).ignore();
     within(COMMAND_TIMEOUT, "heartbeat", pipe.query_async::<()>(&mut c)).await?;
 
     let cutoff = now.saturating_sub(NODE_TIMEOUT.as_millis() as u64);
@@ -371,7 +411,7 @@ async fn beat_once(
         COMMAND_TIMEOUT,
         "ZRANGEBYSCORE",
         redis::cmd("ZRANGEBYSCORE")
-            .arg(NODES_KEY)
+            .arg(keys.nodes())
             .arg("-inf")
             .arg(format!("({cutoff}"))
             .arg("LIMIT")
@@ -382,13 +422,68 @@ async fn beat_once(
     .await?;
     for dead_node in dead {
         let mut reap = REAP_SCRIPT.prepare_invoke();
-        reap.key(EPOCH_KEY)
-            .key(NODES_KEY)
+        reap.key(keys.epoch())
+            .key(keys.nodes())
+            .key(keys.node_presence(&dead_node))
+            .key(keys.node_subs(&dead_node))
             .arg(&retention_args(policy, now, &epoch_candidate())[..])
-            .arg(&dead_node)
-            .arg(now);
+            .arg(&reap_args(&keys, &dead_node, now)[..]);
         let removed: u64 = within(COMMAND_TIMEOUT, "reap", reap.invoke_async(&mut c)).await?;
         tracing::info!(node = %dead_node, removed, "removed a silent node's presence members");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the reap script's `fill` and `fill_json` do (cjson and serde_json
+    /// quote these plain values alike).
+    fn fill(template: &str, values: &[(&str, &str)], json: bool) -> String {
+        values
+            .iter()
+            .fold(template.to_owned(), |text, (name, value)| {
+                let (slot, value) = match json {
+                    true => (
+                        format!("\"{}\"", slot(name)),
+                        serde_json::json!(value).to_string(),
+                    ),
+                    false => (slot(name), (*value).to_owned()),
+                };
+                text.replace(&slot, &value)
+            })
+    }
+
+    #[test]
+    fn the_reap_script_gets_the_keys_and_envelope_of_the_one_source() {
+        let keys = KeySpace::new("t");
+        let [
+            node,
+            id_prefix,
+            members,
+            sockets,
+            history,
+            channel,
+            envelope,
+        ] = reap_args(&keys, "17", 1000);
+        assert_eq!((node.as_str(), id_prefix.as_str()), ("17", "r17-1000-"));
+        let ch = ChannelName::new("presence-a").unwrap();
+        let names = [("app", "1"), ("channel", "presence-a")];
+        assert_eq!(fill(&members, &names, false), keys.members("1", &ch));
+        assert_eq!(fill(&sockets, &names, false), keys.member_sockets("1", &ch));
+        assert_eq!(fill(&history, &names, false), keys.history("1", &ch));
+        assert_eq!(fill(&channel, &names, false), keys.channel("1", &ch));
+        let id = format!("{id_prefix}1");
+        let values = [
+            ("id", id.as_str()),
+            ("user_id", "u"),
+            ("app", "1"),
+            ("channel", "presence-a"),
+        ];
+        assert_eq!(
+            fill(&envelope, &values, true),
+            r#"{"v":1,"id":"r17-1000-1","app":"1","channel":"presence-a","event":"pushwire:member_removed","data":{"user_id":"u"},"ts":1000}"#
+        );
+    }
 }

@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Generates `{ms:x}-{node:x}-{n:x}`: milliseconds of acceptance, a random number
+use pushwire_shared::event_id::{IdIssuer, event_id};
+
+/// Generates [`IdIssuer::Origin`] ids: milliseconds of acceptance, a random number
 /// per process, and a per-process counter. Unique across processes without coordination.
 #[derive(Debug)]
 pub struct EventIdGenerator {
@@ -23,7 +25,7 @@ impl EventIdGenerator {
     /// The next id, for an event accepted at `ts_ms`.
     pub fn next(&self, ts_ms: u64) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{ts_ms:x}-{:x}-{n:x}", self.node)
+        event_id(IdIssuer::Origin, ts_ms, self.node, n)
     }
 }
 

@@ -6,8 +6,8 @@
 //! `false` when the history no longer reaches back to it (then every retained
 //! event is listed).
 
-use pushwire_shared::envelope::redis_channel;
-use pushwire_shared::history::{self, Position, Recovery, StreamId, history_key};
+use pushwire_shared::history::{self, Position, Recovery, StreamId};
+use pushwire_shared::keys::KeySpace;
 use pushwire_shared::{ChannelName, Envelope};
 use serde_json::{Value, json};
 
@@ -20,8 +20,8 @@ pub(super) async fn answer(
     channel: &ChannelName,
     since: Option<Position>,
 ) -> Result<Value, ApiError> {
-    let room = redis_channel(app, channel);
-    let key = history_key(app, channel);
+    let room = KeySpace::DEFAULT.channel(app, channel);
+    let key = KeySpace::DEFAULT.history(app, channel);
     let from = since.as_ref().map(|s| s.id).unwrap_or_default();
     let mut snapshot = api.broker.history(&room, &key, from).await?;
     let mut recovered = None;

@@ -20,10 +20,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushwire_shared::client_protocol::HISTORY_LOST;
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
-use pushwire_shared::envelope::redis_channel;
-use pushwire_shared::history::{self, Position, Recovery, history_key};
+use pushwire_shared::event::HISTORY_LOST;
+use pushwire_shared::history::{self, Position, Recovery};
+use pushwire_shared::keys::KeySpace;
 use pushwire_shared::{ChannelName, Envelope};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -154,7 +154,7 @@ pub(crate) async fn run(
 
 impl Deliverer {
     async fn deliver(&mut self, envelope: Envelope) {
-        let room = redis_channel(&envelope.app, &envelope.channel);
+        let room = KeySpace::DEFAULT.channel(&envelope.app, &envelope.channel);
         if let Some(pos) = &envelope.pos {
             match self.delivered.get_mut(&room) {
                 Some(d) if d.last.epoch == pos.epoch && pos.id <= d.last.id => {
@@ -220,7 +220,7 @@ impl Deliverer {
             })
             .collect();
         for (room, app, channel, last) in rooms {
-            let key = history_key(&app, &channel);
+            let key = KeySpace::DEFAULT.history(&app, &channel);
             let Some(snapshot) = self.read_history(&room, &key, &last).await else {
                 return;
             };

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use pushwire_shared::channel_auth;
 use pushwire_shared::client_protocol::{
-    self, AckCode, AckError, CONNECTION_ESTABLISHED, SUBSCRIBE, SubscribeRequest, UNSUBSCRIBE,
-    subscribed_ack,
+    self, AckCode, AckError, SUBSCRIBE, SubscribeRequest, UNSUBSCRIBE, subscribed_ack,
 };
-use pushwire_shared::envelope::redis_channel;
+use pushwire_shared::event::CONNECTION_ESTABLISHED;
+use pushwire_shared::keys::KeySpace;
 use pushwire_shared::presence::Member;
 use pushwire_shared::{ChannelKind, ChannelName};
 use serde_json::{Value, json};
@@ -174,7 +174,7 @@ async fn subscribe(
     if let Some(member) = member {
         session.members().insert(req.channel.clone(), member);
     }
-    let room = redis_channel(app, &req.channel);
+    let room = KeySpace::DEFAULT.channel(app, &req.channel);
     let recovered = match &req.since {
         None => {
             s.join(room);
@@ -252,7 +252,7 @@ async fn leave(s: &SocketRef, ctx: &WorkerContext, session: &SocketSession, chan
     // channel racing this unsubscribe must not find the room half left.
     let mut channels = session.channels.lock().await;
     if channels.remove(channel) {
-        s.leave(redis_channel(&session.app.id, channel));
+        s.leave(KeySpace::DEFAULT.channel(&session.app.id, channel));
         forget(ctx, session, channel).await;
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pushwire_shared::ChannelName;
-use pushwire_shared::envelope::redis_channel;
+use pushwire_shared::keys::KeySpace;
 
 use crate::broker::{Broker, BrokerError};
 
@@ -35,7 +35,7 @@ impl ChannelRegistry {
     /// Adds a local subscriber of `app`'s `channel`; subscribes on the broker for
     /// the first one. On error nothing was counted.
     pub async fn join(&self, app: &str, channel: &ChannelName) -> Result<(), BrokerError> {
-        let room = redis_channel(app, channel);
+        let room = KeySpace::DEFAULT.channel(app, channel);
         let mut counts = self.counts.lock().await;
         let n = match counts.get_mut(&room) {
             Some(n) => {
@@ -55,7 +55,7 @@ impl ChannelRegistry {
     /// Removes a local subscriber of `app`'s `channel`; unsubscribes on the broker
     /// after the last one.
     pub async fn leave(&self, app: &str, channel: &ChannelName) {
-        let room = redis_channel(app, channel);
+        let room = KeySpace::DEFAULT.channel(app, channel);
         let mut counts = self.counts.lock().await;
         let Some(n) = counts.get_mut(&room) else {
             return;
@@ -82,7 +82,7 @@ mod tests {
     use super::*;
     use crate::broker::directory::{JoinOutcome, PresenceChange};
     use crate::broker::{BrokerFuture, BrokerHealth, Outbound};
-    use pushwire_shared::channel_query::ChannelStats;
+    use pushwire_shared::directory::ChannelStats;
     use std::sync::Mutex;
 
     /// Records broker calls; fails subscribes to channels named "down".
@@ -168,13 +168,14 @@ mod tests {
         registry.join("1", &a).await.unwrap();
         registry.join("1", &b).await.unwrap();
         registry.leave("1", &a).await;
+        let room = |channel| KeySpace::DEFAULT.channel("1", channel);
         assert_eq!(
             *broker.0.lock().unwrap(),
             [
-                "+pushwire:v1:1:ch:a",
+                &format!("+{}", room(&a)),
                 "a=1",
                 "a=2",
-                "+pushwire:v1:1:ch:b",
+                &format!("+{}", room(&b)),
                 "b=1",
                 "a=1"
             ]
@@ -183,12 +184,9 @@ mod tests {
         registry.leave("1", &a).await; // extra leave is harmless
         assert_eq!(
             broker.0.lock().unwrap()[6..],
-            ["a=0", "-pushwire:v1:1:ch:a"]
+            ["a=0", &format!("-{}", room(&a))]
         );
-        assert_eq!(
-            registry.snapshot().await,
-            HashMap::from([("pushwire:v1:1:ch:b".to_owned(), 1)])
-        );
+        assert_eq!(registry.snapshot().await, HashMap::from([(room(&b), 1)]));
     }
 
     #[tokio::test]
@@ -199,6 +197,7 @@ mod tests {
         assert!(registry.join("1", &down).await.is_err());
         assert!(registry.snapshot().await.is_empty());
         registry.leave("1", &down).await;
-        assert_eq!(*broker.0.lock().unwrap(), ["+pushwire:v1:1:ch:down"]);
+        let room = KeySpace::DEFAULT.channel("1", &down);
+        assert_eq!(*broker.0.lock().unwrap(), [format!("+{room}")]);
     }
 }

@@ -2,7 +2,8 @@
 //! `since` before the socket joins the channel's room (see `catch_up`).
 
 use pushwire_shared::client_protocol::AckError;
-use pushwire_shared::history::{self, Position, Recovery, history_key};
+use pushwire_shared::history::{self, Position, Recovery};
+use pushwire_shared::keys::KeySpace;
 use pushwire_shared::{ChannelName, Envelope};
 use socketioxide::extract::SocketRef;
 
@@ -25,7 +26,11 @@ pub(crate) async fn replay(
     let result = async {
         let snapshot = ctx
             .broker
-            .history(room, &history_key(&session.app.id, channel), since.id)
+            .history(
+                room,
+                &KeySpace::DEFAULT.history(&session.app.id, channel),
+                since.id,
+            )
             .await
             .map_err(AckError::unavailable)?;
         // Every event in `snapshot` is now either delivered (before `begin`) or

@@ -1,7 +1,6 @@
 //! Events a socket causes (presence changes, client events), made into the
 //! message the broker publishes like a trigger's, never delivered back to it.
 
-use pushwire_shared::envelope::ENVELOPE_VERSION;
 use pushwire_shared::history::PublishMessage;
 use pushwire_shared::{ChannelName, Envelope, EventName};
 use serde_json::Value;
@@ -19,16 +18,14 @@ pub(crate) fn message(
     data: Value,
 ) -> PublishMessage {
     let ts = now_ms();
-    let envelope = Envelope {
-        v: ENVELOPE_VERSION,
-        id: ctx.event_ids.next(ts),
-        app: session.app.id.clone(),
-        channel: channel.clone(),
+    let envelope = Envelope::new(
+        ctx.event_ids.next(ts),
+        session.app.id.clone(),
+        channel.clone(),
         event,
         data,
-        exclude: Some(session.socket_id.clone()),
         ts,
-        pos: None,
-    };
+    )
+    .excluding(Some(session.socket_id.clone()));
     PublishMessage::of(&envelope)
 }
