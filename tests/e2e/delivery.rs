@@ -1,5 +1,7 @@
 //! Delivery to stock socket.io-client subscribers, triggered with the Pusher SDK.
 
+use pushwire_shared::ChannelName;
+use pushwire_shared::keys::KeySpace;
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::origin::OriginOptions;
 use pushwire_tests::{Clients, Deployment, Fanout, Origin, RedisServer, Scratch, each_fanout};
@@ -177,7 +179,7 @@ fn unsubscribe_and_disconnect_stop_delivery_and_redis_subscriptions() {
     clients.subscribe("leaver", "other");
     clients.subscribe("stayer", "news");
     let numsub = |channel: &str| -> String {
-        let key = format!("pushwire:v1:1000001:ch:{channel}");
+        let key = KeySpace::DEFAULT.channel("1000001", &ChannelName::new(channel).unwrap());
         redis
             .command(&["PUBSUB", "NUMSUB", &key])
             .expect("PUBSUB NUMSUB")

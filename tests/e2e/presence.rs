@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pushwire_shared::event::{MEMBER_ADDED, MEMBER_REMOVED};
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::origin::OriginOptions;
 use pushwire_tests::process::{children_of, signal_pid};
@@ -76,8 +77,8 @@ fn presence_members(a: &Origin, b: &Origin, clients: &mut Clients) {
     assert_eq!(
         events_until_mark(clients, a, "obs", "mark-1"),
         [
-            ev("pushwire:member_added", "u1"),
-            ev("pushwire:member_added", "u2"),
+            ev(MEMBER_ADDED, "u1"),
+            ev(MEMBER_ADDED, "u2"),
             ev("mark-1", "")
         ]
     );
@@ -172,7 +173,7 @@ fn presence_members(a: &Origin, b: &Origin, clients: &mut Clients) {
     );
     assert_eq!(
         events_until_mark(clients, a, "obs", "mark-4"),
-        [ev("pushwire:member_removed", "u1"), ev("mark-4", "")]
+        [ev(MEMBER_REMOVED, "u1"), ev("mark-4", "")]
     );
 }
 
@@ -320,7 +321,7 @@ fn a_dead_origins_members_are_removed_by_the_others() {
     join(&mut clients, "doomed", &doomed, ROOM, "doomed");
     assert_eq!(
         events_until_mark(&mut clients, &a, "obs", "mark-1"),
-        [ev("pushwire:member_added", "doomed"), ev("mark-1", "")]
+        [ev(MEMBER_ADDED, "doomed"), ev("mark-1", "")]
     );
     // A crash, not a shutdown: every process of origin B at once, no goodbyes.
     // Origin A's workers notice B's silence (10 s) and remove its members.
@@ -329,7 +330,7 @@ fn a_dead_origins_members_are_removed_by_the_others() {
     }
     b.signal_master("KILL");
     b.wait_exit(Duration::from_secs(5));
-    let removed = clients.event("obs", "pushwire:member_removed");
+    let removed = clients.event("obs", MEMBER_REMOVED);
     assert_eq!(removed[0], json!({"user_id": "doomed"}));
     let users = get(
         &mut clients,
@@ -404,10 +405,7 @@ fn a_dead_workers_members_are_removed_by_the_embedded_broker() {
     let (obs, obs_socket) = observer.expect("a socket on the other worker");
     join(&mut clients, &obs, &obs_socket, ROOM, "obs");
     join(&mut clients, "doomed", &doomed, ROOM, "doomed");
-    assert_eq!(
-        clients.event(&obs, "pushwire:member_added")[0]["user_id"],
-        "doomed"
-    );
+    assert_eq!(clients.event(&obs, MEMBER_ADDED)[0]["user_id"], "doomed");
     // Find the doomed socket's worker by its node number, and kill it outright.
     let pid = pushwire_tests::wait::until(
         "the doomed worker's /health",
@@ -418,6 +416,6 @@ fn a_dead_workers_members_are_removed_by_the_embedded_broker() {
         },
     );
     signal_pid(pid as u32, "KILL");
-    let removed = clients.event(&obs, "pushwire:member_removed");
+    let removed = clients.event(&obs, MEMBER_REMOVED);
     assert_eq!(removed[0], json!({"user_id": "doomed"}));
 }

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use pushwire_shared::event::CONNECTION_ESTABLISHED;
 use pushwire_tests::{Deployment, Reporter, each_fanout};
 use serde_json::{Value, json};
 
@@ -40,7 +41,7 @@ fn python_clients(deployment: &Deployment) {
     };
 
     let established = step("established");
-    assert_eq!(established["name"], "pushwire:connection_established");
+    assert_eq!(established["name"], CONNECTION_ESTABLISHED);
     let socket_id = established["socket_id"].as_str().expect("socket_id");
     assert!(socket_id.contains('.'), "{socket_id}");
 

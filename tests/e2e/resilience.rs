@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use pushwire_shared::event::HISTORY_LOST;
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::http;
 use pushwire_tests::origin::{OriginOptions, test_app, test_workers};
@@ -58,10 +59,7 @@ fn redis_restart_gives_503_then_delivery_resumes_by_itself() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(
         seen[0],
-        (
-            "pushwire:history_lost".to_owned(),
-            vec![json!({"channel": "live"})]
-        )
+        (HISTORY_LOST.to_owned(), vec![json!({"channel": "live"})])
     );
     assert_eq!(seen[1].1[0], json!(2));
 }

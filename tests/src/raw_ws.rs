@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use pushwire_shared::event::CONNECTION_ESTABLISHED;
+
 /// A subscribed connection that reads nothing more unless told to.
 #[derive(Debug)]
 pub struct StalledClient {
@@ -72,7 +74,7 @@ impl StalledClient {
             if let Some(ack) = frame.strip_prefix("431") {
                 assert!(ack.contains(r#""ok":true"#), "{ack}");
                 acked = true;
-            } else if frame.starts_with(r#"42["pushwire:connection_established""#) {
+            } else if frame.starts_with(&format!("42[\"{CONNECTION_ESTABLISHED}\"")) {
                 established = true;
             }
         }
