@@ -2,14 +2,14 @@
 # Idle capacity beyond one process's open-file limit: starts a server with
 # enough workers that none holds more than PER_PROCESS connections, opens
 # CONNECTIONS idle, subscribed WebSocket connections with as many
-# `pushwire bench` processes (each from its own two loopback addresses), and
+# `pushwire-bench` processes (each from its own two loopback addresses), and
 # measures the server's process tree once every connection is established.
 # Prints one JSON line.
 #
 #   bash scripts/bench-capacity.sh pushwire CONNECTIONS
 #   bash scripts/bench-capacity.sh node CONNECTIONS NODE_PEER_DIR
 #
-# BENCH_ARGS adds arguments to every `pushwire bench` (e.g. --browser-headers).
+# BENCH_ARGS adds arguments to every `pushwire-bench` (e.g. --browser-headers).
 # Loopback only; bounded: the bench processes hold their connections for
 # HOLD seconds (default 150) and exit.
 set -euo pipefail
@@ -51,7 +51,7 @@ started=$(date +%s.%N)
 gens=()
 for g in $(seq 0 $((processes - 1))); do
   n=$(( g == processes - 1 ? connections - g * per_process : per_process ))
-  PUSHWIRE_APPS=$apps "$bin" bench --url "http://127.0.0.1:$port" --source-ips "127.0.0.$((2 * g + 1))-127.0.0.$((2 * g + 2))" \
+  PUSHWIRE_APPS=$apps "$bench_bin" --url "http://127.0.0.1:$port" --source-ips "127.0.0.$((2 * g + 1))-127.0.0.$((2 * g + 2))" \
     -c "$n" -k 1 -r 0 -d "$hold" --json ${BENCH_ARGS:-} >"$work/gen-$g.json" 2>/dev/null &
   gens+=("$!")
 done

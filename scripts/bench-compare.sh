@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the BENCHMARKS.md scenarios with `pushwire bench` against pushwire and,
+# Runs the BENCHMARKS.md scenarios with `pushwire-bench` against pushwire and,
 # when its directory is given, against the Node peer (Node cluster + socket.io +
 # redis-adapter + sticky, speaking the same contract), one server at a time on
 # this machine, each on its own fresh redis-server. Prints one JSON line per run.
@@ -24,7 +24,7 @@ stop() { kill -TERM -- "-$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true;
 bench() { # label server_pid url args...
   local label=$1 pid=$2 url=$3; shift 3
   local json
-  json=$(PUSHWIRE_APPS=$apps "$bin" bench --url "$url" --server-pid "$pid" --source-ips 127.0.0.1-127.0.0.16 --json "$@" 2>/dev/null)
+  json=$(PUSHWIRE_APPS=$apps "$bench_bin" --url "$url" --server-pid "$pid" --source-ips 127.0.0.1-127.0.0.16 --json "$@" 2>/dev/null)
   printf '{"server":"%s","scenario":"%s","args":"%s","report":%s}\n' "$server" "$label" "$*" "$(echo "$json" | tr -d '\n')"
 }
 

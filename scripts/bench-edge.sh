@@ -37,7 +37,7 @@ wait_http "http://127.0.0.1:$origin_port/health"; wait_http "http://127.0.0.1:$e
 
 for path in origin edge; do
   if [ "$path" = origin ]; then trigger=http://127.0.0.1:$origin_port; else trigger=http://127.0.0.1:$edge_port; fi
-  json=$(PUSHWIRE_APPS=$apps "$bin" bench --url "http://127.0.0.1:$origin_port" --trigger-url "$trigger" \
+  json=$(PUSHWIRE_APPS=$apps "$bench_bin" --url "http://127.0.0.1:$origin_port" --trigger-url "$trigger" \
     --server-pid "$origin" -c 1000 -k 10 -r 50 -d 8 --json 2>/dev/null)
   printf '{"server":"pushwire","scenario":"edge-path-%s","args":"-c 1000 -k 10 -r 50 -d 8","report":%s}\n' "$path" "$(echo "$json" | tr -d '\n')"
 done

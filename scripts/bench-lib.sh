@@ -1,5 +1,6 @@
 # Sourced by the bench-*.sh scripts (from the repository root): a scratch
-# directory, process-group cleanup on exit, the release binary, and helpers.
+# directory, process-group cleanup on exit, the release binaries (the server and
+# the load generator), and helpers.
 # Every process a script starts goes into `pids` (started with `setsid`, so its
 # whole group is stopped); nothing else is ever signalled.
 apps=1000001:app-key:app-secret
@@ -8,8 +9,9 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-cargo build --release -q -p pushwire-origin
+cargo build --release -q -p pushwire-origin -p pushwire-bench
 bin=$PWD/target/release/pushwire
+bench_bin=$PWD/target/release/pushwire-bench
 ulimit -n "$(ulimit -Hn)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -5,13 +5,11 @@
 //! - [`worker`]: one Socket.IO + trigger API server ([`worker::serve`]);
 //! - [`broker`]: the pub/sub backends (Redis, the embedded relay);
 //! - [`trigger_api`]: `POST /apps/{id}/events` and `/batch_events`;
-//! - [`bench`]: the load generator (`pushwire bench`);
 //! - [`bridge`]: the Upstash-compatible Redis REST bridge (`pushwire bridge`);
 //! - [`config`]: [`config::ServeConfig`], resolved from flags, env and file;
 //! - [`cli`]: the `pushwire` subcommands.
 
 pub mod backoff;
-pub mod bench;
 pub mod bridge;
 pub mod broker;
 pub mod cli;

@@ -1,6 +1,6 @@
 //! `TriggerClient`: signed `POST /apps/{id}/events` requests over a bounded pool
 //! of keep-alive HTTP/1.1 connections (plain `http://`), for `pushwire trigger`
-//! and `pushwire bench`.
+//! and the load generator `pushwire-bench`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,10 +1,10 @@
-//! `pushwire bench` measures correctly: against a real cluster, every expected
+//! `pushwire-bench` measures correctly: against a real cluster, every expected
 //! delivery is counted once, and the server processes are found; with churn,
 //! the counts stay exact across reconnects that recover through `since`.
 
 use std::process::Command;
 
-use pushwire_tests::origin::{OriginOptions, TEST_APPS, pushwire_bin};
+use pushwire_tests::origin::{OriginOptions, TEST_APPS, pushwire_bench_bin};
 use pushwire_tests::{Origin, RedisServer, Scratch};
 use serde_json::Value;
 
@@ -122,15 +122,15 @@ fn assert_every_delivery(report: &Value, connections: u64, deliveries: u64) {
     );
 }
 
-/// Runs `pushwire bench --json` against `origin` with `args` and returns the report.
+/// Runs `pushwire-bench --json` against `origin` with `args` and returns the report.
 fn bench(origin: &Origin, args: &[&str]) -> Value {
-    let out = Command::new(pushwire_bin())
-        .args(["bench", "--url", &origin.url(), "--json"])
+    let out = Command::new(pushwire_bench_bin())
+        .args(["--url", &origin.url(), "--json"])
         .args(["--source-ips", "127.0.0.1-127.0.0.2"])
         .args(args)
         .env("PUSHWIRE_APPS", TEST_APPS)
         .output()
-        .expect("run pushwire bench");
+        .expect("run pushwire-bench");
     assert!(
         out.status.success(),
         "{}",

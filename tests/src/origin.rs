@@ -26,19 +26,31 @@ pub fn test_app() -> pushwire_shared::App {
 
 /// Locates the `pushwire` binary: `$PUSHWIRE_BIN`, else next to this test's target dir.
 pub fn pushwire_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("PUSHWIRE_BIN") {
+    workspace_bin("PUSHWIRE_BIN", "pushwire", "pushwire-origin")
+}
+
+/// Locates the `pushwire-bench` binary: `$PUSHWIRE_BENCH_BIN`, else next to this
+/// test's target dir.
+pub fn pushwire_bench_bin() -> PathBuf {
+    workspace_bin("PUSHWIRE_BENCH_BIN", "pushwire-bench", "pushwire-bench")
+}
+
+/// The binary `name` of the workspace package `package`: `$env_var`, else next to
+/// this test's target dir (the tests run the binaries, cargo does not build them).
+fn workspace_bin(env_var: &str, name: &str, package: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(env_var) {
         return bin.into();
     }
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/e2e-<hash> → target/<profile>/pushwire
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
     let bin = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("pushwire"))
+        .map(|profile| profile.join(name))
         .expect("test binary lives in target/<profile>/deps");
     assert!(
         bin.exists(),
-        "{} not found: run `cargo build -p pushwire-origin` first (the README test command does)",
+        "{} not found: run `cargo build -p {package}` (or `cargo build --workspace`) first (the README test command does)",
         bin.display()
     );
     bin

@@ -4,7 +4,6 @@
 //! through `tracing` to stderr. Exit codes: 0 success, 1 the operation failed
 //! (e.g. the server refused a trigger), 2 usage or configuration error.
 
-mod bench;
 mod serve;
 mod trigger;
 
@@ -40,8 +39,6 @@ pub enum Command {
     Trigger(TriggerArgs),
     /// Run the Upstash-compatible Redis REST bridge the edge worker publishes through.
     Bridge(BridgeArgs),
-    /// Load-test a server speaking pushwire's contract (loopback only).
-    Bench(BenchArgs),
     /// Internal: a worker process, spawned by `serve`.
     #[command(hide = true)]
     WorkerProcess,
@@ -122,57 +119,6 @@ pub struct BridgeArgs {
     pub max_request_bytes: usize,
 }
 
-/// `pushwire bench` flags.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Socket.IO server to connect to (loopback).
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    pub url: String,
-    /// Trigger API base URL [default: --url].
-    #[arg(long)]
-    pub trigger_url: Option<String>,
-    /// Credentials as `id:key:secret`; with several apps listed, the first is used.
-    #[arg(long = "app", env = "PUSHWIRE_APPS", hide_env_values = true, default_value = crate::config::DEV_APPS)]
-    pub app: String,
-    /// Connections to open (raise `ulimit -n` above this).
-    #[arg(long, short = 'c', default_value_t = 1000)]
-    pub connections: usize,
-    /// Channels the connections are spread over (connection i joins channel i mod K).
-    #[arg(long, short = 'k', default_value_t = 1)]
-    pub channels: usize,
-    /// Triggers per second (0: hold idle connections for --duration).
-    #[arg(long, short = 'r', default_value_t = 10.0)]
-    pub rate: f64,
-    /// Seconds to trigger (or to hold idle connections).
-    #[arg(long, short = 'd', default_value_t = 10.0)]
-    pub duration: f64,
-    /// Bytes of padding in each event's data.
-    #[arg(long, default_value_t = 16)]
-    pub payload: usize,
-    /// Loopback addresses to connect from, e.g. `127.0.0.1-127.0.0.16`.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub source_ips: String,
-    /// Server process to measure, with its descendants (repeat for several).
-    #[arg(long = "server-pid")]
-    pub server_pids: Vec<u32>,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Reconnects per second across all connections while triggering (0: off): a
-    /// random connection closes, reconnects and subscribes again with `since`.
-    #[arg(long, default_value_t = 0.0)]
-    pub churn: f64,
-    /// Open each connection the way stock clients do: Engine.IO long-polling
-    /// first, then the upgrade to WebSocket (slower; checks sticky routing and upgrades).
-    #[arg(long)]
-    pub polling_first: bool,
-    /// Send a desktop browser's request headers (user agent, languages, a cookie…,
-    /// about 800 bytes) when connecting, as browser clients do: servers keep them
-    /// per session, so idle memory is then measured as for browsers.
-    #[arg(long)]
-    pub browser_headers: bool,
-}
-
 /// `pushwire trigger` flags.
 #[derive(Debug, clap::Args)]
 pub struct TriggerArgs {
@@ -230,7 +176,6 @@ pub fn main() -> ExitCode {
                 Some(Command::Trigger(args)) => trigger::run(args).await,
                 Some(Command::WorkerProcess) => serve::run_worker().await,
                 Some(Command::Bridge(args)) => serve::run_bridge(args).await,
-                Some(Command::Bench(args)) => bench::run(args).await,
             }
         });
         command

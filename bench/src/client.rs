@@ -210,7 +210,7 @@ async fn connect_websocket(
 /// The `subscribe` frame with ack id `ack`: `42{ack}["subscribe",{"channel","since"?}]`.
 ///
 /// ```
-/// use pushwire_origin::bench::client::subscribe_frame;
+/// use pushwire_bench::client::subscribe_frame;
 /// assert_eq!(subscribe_frame(1, "c", None), r#"421["subscribe",{"channel":"c"}]"#);
 /// assert_eq!(subscribe_frame(2, "c", Some("e:1-0")), r#"422["subscribe",{"channel":"c","since":"e:1-0"}]"#);
 /// ```
@@ -289,7 +289,7 @@ struct AckBody {
 /// Splits an ack frame `43{id}[…]` into its id and argument array.
 ///
 /// ```
-/// use pushwire_origin::bench::client::parse_ack;
+/// use pushwire_bench::client::parse_ack;
 /// assert_eq!(parse_ack(r#"4312[{"ok":true}]"#), Some((12, r#"[{"ok":true}]"#)));
 /// assert_eq!(parse_ack(r#"43[{"ok":true}]"#), None);
 /// ```
@@ -323,7 +323,7 @@ pub struct Event<'a> {
 /// Reads a `42["bench", {"s":…,"t":…}, {"channel","pos"?,…}]` frame; `None` for anything else.
 ///
 /// ```
-/// use pushwire_origin::bench::client::{Delivery, parse_event};
+/// use pushwire_bench::client::{Delivery, parse_event};
 /// let frame = r#"42["bench",{"s":7,"t":1234,"p":"xx"},{"channel":"c","id":"i","pos":"e:1-0"}]"#;
 /// let event = parse_event(frame).unwrap();
 /// assert_eq!(event.delivery, Delivery { seq: 7, sent_us: 1234 });

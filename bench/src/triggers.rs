@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use super::deliveries::{DeliveryLog, histogram};
 use super::subscribers::Subscribers;
 use super::{BenchConfig, BenchError, Run, proc_stats};
-use crate::trigger_client::TriggerClient;
+use pushwire_origin::trigger_client::TriggerClient;
 
 /// Triggers in flight beyond which the generator counts the rest as not sent.
 const MAX_TRIGGERS_IN_FLIGHT: usize = 4096;

@@ -1,5 +1,5 @@
-//! `pushwire bench`: a load generator for any server speaking SPEC §1–§2
-//! (pushwire, or the Node peer).
+//! pushwire's load generator, run as `pushwire-bench`: it measures any server
+//! speaking SPEC §1–§2 (pushwire, or the Node peer).
 //!
 //! It opens C WebSocket Socket.IO connections (spread over K channels and over
 //! several loopback source addresses), then fires signed triggers at rate R for
@@ -11,6 +11,10 @@
 //! subscribing again with `since`; the counts stay exact across the reconnects
 //! because each connection keeps its own record of what it received and picks
 //! up where it left off (see the `churn` module).
+//!
+//! [`run`] takes a [`BenchConfig`] and returns a [`BenchReport`]; the
+//! `pushwire-bench` binary is its command line. The generator is its own crate so
+//! that its WebSocket client and histograms stay out of the server's dependencies.
 
 mod churn;
 pub mod client;

@@ -67,7 +67,7 @@ pub(super) async fn connect(
 /// The `sid` of an open packet `0{"sid":…}` (the first packet of the payload).
 ///
 /// ```
-/// use pushwire_origin::bench::polling::session_id;
+/// use pushwire_bench::polling::session_id;
 /// assert_eq!(session_id(r#"0{"sid":"abc","upgrades":["websocket"]}"#).unwrap(), "abc");
 /// assert!(session_id("40").is_err());
 /// ```
