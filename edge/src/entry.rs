@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
+use pushwire_shared::api_error::ApiError;
 use pushwire_shared::directory;
 use pushwire_shared::event_id::{IdIssuer, event_id};
 use pushwire_shared::signing::RequestParts;
@@ -14,6 +15,7 @@ use worker::{
     Response, Result, event, js_sys,
 };
 
+use crate::bridge::BridgeError;
 use crate::config::EdgeConfig;
 use crate::handler::{self, AfterPublish, BridgeRequest, Outcome, Reply};
 use crate::query::{self, Query};
@@ -40,7 +42,7 @@ fn id_generator(now_ms: u64) -> impl FnMut() -> String {
 async fn call_bridge(
     request: &BridgeRequest,
     timeout_ms: u32,
-) -> std::result::Result<(u16, Vec<u8>), String> {
+) -> std::result::Result<(u16, Vec<u8>), BridgeError> {
     // Aborted when the deadline wins, so a hung bridge does not hold the request.
     let controller = AbortController::default();
     let signal = controller.signal();
@@ -62,10 +64,10 @@ async fn call_bridge(
     let deadline = Delay::from(Duration::from_millis(u64::from(timeout_ms)));
     match select(send, deadline).await {
         Either::Left((Ok(answer), _)) => Ok(answer),
-        Either::Left((Err(e), _)) => Err(e.to_string()),
+        Either::Left((Err(e), _)) => Err(BridgeError::Unreachable(e.to_string())),
         Either::Right(_) => {
             controller.abort();
-            Err(format!("no answer within {timeout_ms} ms"))
+            Err(BridgeError::TimedOut(timeout_ms))
         }
     }
 }
@@ -81,10 +83,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     });
     let config = match config {
         Ok(config) => config,
-        Err(e) => {
-            let body = pushwire_shared::http::error_body(&e.to_string());
-            return reply(Reply { status: 503, body });
-        }
+        Err(e) => return reply(Reply::error(&ApiError::Misconfigured(e.to_string()))),
     };
     let method = req.method().to_string();
     let url = req.url()?;
@@ -133,10 +132,6 @@ async fn read_directory(config: &EdgeConfig, query: &Query, now_ms: u64) -> Repl
         },
     )
     .await;
-    let found = match found {
-        Ok(Ok(found)) => Ok(found),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(reason) => Err(reason),
-    };
+    let found = found.and_then(|read| read.map_err(BridgeError::from));
     query::render(found, &query.render)
 }

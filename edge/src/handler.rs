@@ -4,14 +4,16 @@
 //! bridge's answer into the reply, or into the same publish carrying the
 //! script's text when Redis did not have the script.
 
+use pushwire_shared::api_error::ApiError;
 use pushwire_shared::channel_query::ChannelQueryRoute;
 use pushwire_shared::directory::Read;
-use pushwire_shared::http::{EMPTY_OBJECT, HttpError, error_body};
+use pushwire_shared::http::{EMPTY_OBJECT, HttpError};
 use pushwire_shared::publishing::{self, ScriptRef};
 use pushwire_shared::signing::RequestParts;
-use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute, info_channels};
+use pushwire_shared::trigger_request::{self, TriggerRoute, info_channels};
 use pushwire_shared::upstash::{self, COMMAND_PATH};
 
+use crate::bridge::BridgeError;
 use crate::config::EdgeConfig;
 use crate::query::{self, Query, Render};
 
@@ -25,10 +27,11 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub(crate) fn error(e: &TriggerRequestError) -> Self {
+    /// The answer to a failed request: its status and `{"error": …}` body.
+    pub(crate) fn error(e: &ApiError) -> Self {
         Reply {
             status: e.status(),
-            body: error_body(&e.to_string()),
+            body: e.body(),
         }
     }
 }
@@ -90,7 +93,7 @@ pub fn handle(
     }
     let route = match TriggerRoute::parse(request.path) {
         Some(route) if request.method == "POST" => route,
-        _ => return Outcome::Reply(Reply::error(&TriggerRequestError::NotFound)),
+        _ => return Outcome::Reply(Reply::error(&ApiError::NotFound)),
     };
     let accepted = match trigger_request::accept(
         route,
@@ -130,21 +133,17 @@ pub fn handle(
 }
 
 /// What follows the bridge's answer to `request`: `Ok((status, body))`, or
-/// `Err(reason)` when it could not be reached (including a timeout). `200 {}`
+/// why it could not be reached (including a timeout). `200 {}`
 /// only when every publish was confirmed; a publish by digest refused before it
 /// ran (`NOSCRIPT`, or a bridge without `EVALSHA`) asks for the same publish
 /// with the script's text; anything else is `503` saying why.
 pub fn after_publish(
     request: &BridgeRequest,
-    answer: Result<(u16, Vec<u8>), String>,
+    answer: Result<(u16, Vec<u8>), BridgeError>,
 ) -> AfterPublish {
-    let result = match answer {
-        Ok((status, body)) => upstash::check_publish_reply(status, &body, request.commands),
-        Err(reason) => {
-            let reason = format!("the bridge is unreachable: {reason}");
-            return AfterPublish::Reply(Reply::error(&TriggerRequestError::Unavailable(reason)));
-        }
-    };
+    let result = answer.and_then(|(status, body)| {
+        upstash::check_publish_reply(status, &body, request.commands).map_err(BridgeError::from)
+    });
     match result {
         Ok(()) => AfterPublish::Reply(Reply {
             status: 200,
@@ -156,9 +155,7 @@ pub fn after_publish(
             .flatten()
         {
             Some(retry) => AfterPublish::SendScript(retry),
-            None => AfterPublish::Reply(Reply::error(&TriggerRequestError::Unavailable(
-                e.to_string(),
-            ))),
+            None => AfterPublish::Reply(Reply::error(&ApiError::Unavailable(e.to_string()))),
         },
     }
 }
@@ -289,7 +286,7 @@ mod tests {
             Ok((200, br#"{"result":1}"#.to_vec())),
             Ok((401, br#"{"error":"Unauthorized"}"#.to_vec())),
             Ok((200, b"<html>".to_vec())),
-            Err("timed out after 3000 ms".to_owned()),
+            Err(BridgeError::TimedOut(3000)),
         ] {
             let reply = reply_of(after_publish(&request, answer));
             assert_eq!(reply.status, 503, "{reply:?}");

@@ -7,9 +7,10 @@
 //! all of them. Channel queries (and a trigger's `info`) read the cluster-wide
 //! channel state through the bridge's `/pipeline`, with `shared::directory`.
 //!
-//! [`handler`] and [`config`] are plain Rust over `shared` types, unit-tested
+//! [`handler`], [`query`], [`bridge`] and [`config`] are plain Rust over `shared` types, unit-tested
 //! natively; the Workers entry point (wasm only) just moves bytes in and out.
 
+pub mod bridge;
 pub mod config;
 pub mod handler;
 pub mod query;

@@ -4,21 +4,19 @@
 //! [`pipeline_replies`]) and answers with [`render`]. A trigger's `info` is the
 //! same kind of read, run after its publish.
 
+use pushwire_shared::api_error::ApiError;
 use pushwire_shared::channel_query::{
     self, ChannelQuery, ChannelQueryRoute, channel_body, channels_body, users_body,
 };
 use pushwire_shared::directory::{Found, Read, Reply as DirectoryReply};
-use pushwire_shared::http::error_body;
 use pushwire_shared::signing::RequestParts;
 use pushwire_shared::trigger::ChannelAttribute;
-use pushwire_shared::trigger_request::{InfoRequest, TriggerRequestError, info_body};
+use pushwire_shared::trigger_request::{InfoRequest, info_body};
 use serde_json::Value;
 
+use crate::bridge::BridgeError;
 use crate::config::EdgeConfig;
 use crate::handler::{BridgeRequest, Outcome, Reply};
-
-/// The 404 message for history reads, which the edge cannot answer.
-pub const HISTORY_AT_THE_ORIGIN: &str = "channel history is answered by the pushwire origins, not by the edge: send this request to an origin";
 
 /// The path of a pipeline of commands.
 const PIPELINE_PATH: &str = "/pipeline";
@@ -64,7 +62,7 @@ pub(crate) fn handle(
     now_ms: u64,
 ) -> Outcome {
     if request.method != "GET" {
-        return Outcome::Reply(Reply::error(&TriggerRequestError::NotFound));
+        return Outcome::Reply(Reply::error(&ApiError::NotFound));
     }
     let accepted = match channel_query::accept(route, &request, &config.apps, now_ms / 1000) {
         Ok(accepted) => accepted,
@@ -79,10 +77,7 @@ pub(crate) fn handle(
         }
         ChannelQuery::Users { channel } => (Read::Members(channel), Render::Users),
         ChannelQuery::History { .. } => {
-            return Outcome::Reply(Reply {
-                status: 404,
-                body: error_body(HISTORY_AT_THE_ORIGIN),
-            });
+            return Outcome::Reply(Reply::error(&ApiError::HistoryNotAtTheEdge));
         }
     };
     Outcome::Query(Query {
@@ -105,22 +100,25 @@ pub fn pipeline_request(config: &EdgeConfig, commands: &[Vec<String>]) -> Bridge
 
 /// The replies of a pipeline (`200 [{"result": …}, …]`, one per command), or why not.
 pub fn pipeline_replies(
-    answer: Result<(u16, Vec<u8>), String>,
+    answer: Result<(u16, Vec<u8>), BridgeError>,
     expected: usize,
-) -> Result<Vec<DirectoryReply>, String> {
-    let (status, body) = answer.map_err(|reason| format!("the bridge is unreachable: {reason}"))?;
+) -> Result<Vec<DirectoryReply>, BridgeError> {
+    let (status, body) = answer?;
     if status != 200 {
-        return Err(format!("the bridge answered {status}"));
+        return Err(BridgeError::PipelineStatus(status));
     }
-    let items: Vec<Value> = serde_json::from_slice(&body)
-        .map_err(|_| "the bridge sent an unexpected reply".to_owned())?;
+    let items: Vec<Value> =
+        serde_json::from_slice(&body).map_err(|_| BridgeError::PipelineMalformed)?;
     if items.len() != expected {
-        return Err(format!("{} replies for {expected} commands", items.len()));
+        return Err(BridgeError::PipelineLength {
+            replies: items.len(),
+            commands: expected,
+        });
     }
     items
         .iter()
         .map(|item| match item.get("error").and_then(Value::as_str) {
-            Some(error) => Err(format!("the bridge refused a read: {error}")),
+            Some(error) => Err(BridgeError::ReadRefused(error.to_owned())),
             None => Ok(DirectoryReply::from_json(
                 item.get("result").unwrap_or(&Value::Null),
             )),
@@ -129,7 +127,7 @@ pub fn pipeline_replies(
 }
 
 /// The reply for a finished read (or a 503 saying why it failed).
-pub fn render(found: Result<Found, String>, render: &Render) -> Reply {
+pub fn render(found: Result<Found, BridgeError>, render: &Render) -> Reply {
     let body = match (found, render) {
         (Ok(Found::Occupied(channels)), Render::Channels { user_count }) => {
             channels_body(&channels, *user_count)
@@ -143,9 +141,9 @@ pub fn render(found: Result<Found, String>, render: &Render) -> Reply {
         }
         (Ok(other), _) => {
             let reason = format!("unexpected directory result {other:?}");
-            return Reply::error(&TriggerRequestError::Unavailable(reason));
+            return Reply::error(&ApiError::Unavailable(reason));
         }
-        (Err(reason), _) => return Reply::error(&TriggerRequestError::Unavailable(reason)),
+        (Err(e), _) => return Reply::error(&ApiError::Unavailable(e.to_string())),
     };
     Reply {
         status: 200,
@@ -195,8 +193,29 @@ mod tests {
         );
         let replies = pipeline_replies(Ok((200, br#"[{"result":2}]"#.to_vec())), 1).unwrap();
         assert_eq!(replies, [DirectoryReply::Int(2)]);
-        assert!(pipeline_replies(Ok((200, br#"[{"error":"ERR"}]"#.to_vec())), 1).is_err());
-        assert!(pipeline_replies(Ok((200, b"[]".to_vec())), 1).is_err());
+        assert_eq!(
+            pipeline_replies(Ok((200, br#"[{"error":"ERR"}]"#.to_vec())), 1),
+            Err(BridgeError::ReadRefused("ERR".into()))
+        );
+        assert_eq!(
+            pipeline_replies(Ok((200, b"[]".to_vec())), 1),
+            Err(BridgeError::PipelineLength {
+                replies: 0,
+                commands: 1
+            })
+        );
+        assert_eq!(
+            pipeline_replies(Ok((502, b"<html>".to_vec())), 1),
+            Err(BridgeError::PipelineStatus(502))
+        );
+        assert_eq!(
+            pipeline_replies(Ok((200, br#"{"result":2}"#.to_vec())), 1),
+            Err(BridgeError::PipelineMalformed)
+        );
+        assert_eq!(
+            pipeline_replies(Err(BridgeError::TimedOut(5)), 1),
+            Err(BridgeError::TimedOut(5))
+        );
         let stats = vec![pushwire_shared::directory::ChannelStats {
             subscription_count: 4,
             user_count: 2,
@@ -206,6 +225,13 @@ mod tests {
             (reply.status, reply.body.as_str()),
             (200, r#"{"occupied":true,"user_count":2}"#)
         );
-        assert_eq!(render(Err("down".into()), &q.render).status, 503);
+        let down = render(Err(BridgeError::PipelineStatus(502)), &q.render);
+        assert_eq!(
+            (down.status, down.body.as_str()),
+            (
+                503,
+                r#"{"error":"the event broker is unavailable: the bridge answered 502"}"#
+            )
+        );
     }
 }

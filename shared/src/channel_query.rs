@@ -10,6 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::api_error::{ApiError, ChannelQueryError};
 use crate::app::{App, AppList};
 use crate::channel::{ChannelKind, ChannelName};
 // Re-exported only until the embedded broker imports it from `directory`.
@@ -17,7 +18,6 @@ pub use crate::directory::ChannelStats;
 use crate::history::Position;
 use crate::signing::{self, QueryParams, RequestParts};
 use crate::trigger::ChannelAttribute;
-use crate::trigger_request::TriggerRequestError;
 use crate::urlencoding;
 
 /// What a channel query path asks for (the channel as written in the path).
@@ -136,28 +136,20 @@ pub struct AcceptedQuery<'a> {
     pub query: ChannelQuery,
 }
 
-fn bad(message: impl Into<String>) -> TriggerRequestError {
-    TriggerRequestError::BadQuery(message.into())
-}
-
-fn channel_from_path(raw: &str) -> Result<ChannelName, TriggerRequestError> {
+fn channel_from_path(raw: &str) -> Result<ChannelName, ChannelQueryError> {
     let decoded = urlencoding::decode(raw)
-        .ok_or_else(|| bad(format!("channel {raw:?} is not valid percent-encoding")))?;
-    ChannelName::new(&decoded).map_err(|e| bad(e.to_string()))
+        .ok_or_else(|| ChannelQueryError::ChannelEncoding(raw.to_owned()))?;
+    Ok(ChannelName::new(&decoded)?)
 }
 
-fn info(params: &QueryParams) -> Result<Vec<ChannelAttribute>, TriggerRequestError> {
+fn info(params: &QueryParams) -> Result<Vec<ChannelAttribute>, ChannelQueryError> {
     let mut attributes = Vec::new();
     for name in params.get("info").unwrap_or("").split(',').map(str::trim) {
         let attribute = match name {
             "" => continue,
             "subscription_count" => ChannelAttribute::SubscriptionCount,
             "user_count" => ChannelAttribute::UserCount,
-            other => {
-                return Err(bad(format!(
-                    "unknown info attribute {other:?}; use subscription_count or user_count"
-                )));
-            }
+            other => return Err(ChannelQueryError::UnknownInfo(other.to_owned())),
         };
         if !attributes.contains(&attribute) {
             attributes.push(attribute);
@@ -173,23 +165,21 @@ pub fn accept<'a>(
     parts: &RequestParts<'_>,
     apps: &'a AppList,
     now: u64,
-) -> Result<AcceptedQuery<'a>, TriggerRequestError> {
+) -> Result<AcceptedQuery<'a>, ApiError> {
     let app = apps
         .by_id(route.app_id())
-        .ok_or_else(|| TriggerRequestError::UnknownApp(route.app_id().to_owned()))?;
+        .ok_or_else(|| ApiError::UnknownApp(route.app_id().to_owned()))?;
     let params = signing::verify(parts, app, now)?;
     let query = match route {
         ChannelQueryRoute::Channels { .. } => {
             let prefix = params.get("filter_by_prefix").unwrap_or("").to_owned();
             let info = info(&params)?;
             if info.contains(&ChannelAttribute::SubscriptionCount) {
-                return Err(bad(
-                    "info=subscription_count is only available for one channel",
-                ));
+                return Err(ChannelQueryError::SubscriptionCountOfMany.into());
             }
             let user_count = info.contains(&ChannelAttribute::UserCount);
             if user_count && !prefix.starts_with("presence-") {
-                return Err(bad("info=user_count needs filter_by_prefix=presence-"));
+                return Err(ChannelQueryError::UserCountWithoutPresencePrefix.into());
             }
             ChannelQuery::Channels { prefix, user_count }
         }
@@ -199,20 +189,14 @@ pub fn accept<'a>(
             if info.contains(&ChannelAttribute::UserCount)
                 && channel.kind() != ChannelKind::Presence
             {
-                return Err(bad(format!(
-                    "info=user_count is only available for presence channels, not {:?}",
-                    channel.as_str()
-                )));
+                return Err(ChannelQueryError::UserCountOfNonPresence(channel).into());
             }
             ChannelQuery::Channel { channel, info }
         }
         ChannelQueryRoute::Users { channel, .. } => {
             let channel = channel_from_path(channel)?;
             if channel.kind() != ChannelKind::Presence {
-                return Err(bad(format!(
-                    "users are only available for presence channels, not {:?}",
-                    channel.as_str()
-                )));
+                return Err(ChannelQueryError::UsersOfNonPresence(channel).into());
             }
             ChannelQuery::Users { channel }
         }
@@ -220,8 +204,9 @@ pub fn accept<'a>(
             channel: channel_from_path(channel)?,
             since: params
                 .get("since")
-                .map(|text| text.parse::<Position>().map_err(|e| bad(e.to_string())))
-                .transpose()?,
+                .map(str::parse::<Position>)
+                .transpose()
+                .map_err(ChannelQueryError::from)?,
         },
     };
     Ok(AcceptedQuery { app, query })

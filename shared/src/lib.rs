@@ -8,6 +8,7 @@
 //! - [`trigger`]: the Pusher-compatible trigger bodies, their validation and limits;
 //! - [`trigger_request`]: one trigger API request end to end (route, checks, envelopes);
 //! - [`channel_query`]: signed reads of the trigger API (channel history);
+//! - [`api_error`]: why a trigger or channel query fails, with its HTTP status and message;
 //! - [`directory`]: reading the cluster-wide channel state from Redis (origin and edge);
 //! - [`keys`]: every Redis key and pub/sub channel name, from one prefix;
 //! - [`upstash`]: the Upstash REST dialect the edge speaks to the bridge;
@@ -27,6 +28,7 @@
 //! current time and generated ids in, so it compiles to `wasm32-unknown-unknown`
 //! unchanged and every rule can be unit-tested deterministically.
 
+pub mod api_error;
 pub mod app;
 pub mod channel;
 pub mod channel_auth;

@@ -4,14 +4,14 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::api_error::ApiError;
 use crate::app::{App, AppList};
 use crate::channel::ChannelName;
 use crate::directory::ChannelStats;
 use crate::envelope::Envelope;
 use crate::history::PublishMessage;
-use crate::http::HttpError;
-use crate::signing::{self, RequestParts, SigningError};
-use crate::trigger::{self, ChannelAttribute, TriggerError, TriggerEvent};
+use crate::signing::{self, RequestParts};
+use crate::trigger::{self, ChannelAttribute, TriggerEvent};
 
 /// What a trigger API path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,48 +57,6 @@ impl<'a> TriggerRoute<'a> {
     }
 }
 
-/// Why a trigger API request fails. The `Display` text is the response's `error` message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TriggerRequestError {
-    /// The body is over the request cap.
-    #[error("request body is over the {0} byte limit")]
-    BodyTooLarge(usize),
-    /// The body could not be read (the client went away mid-request).
-    #[error("could not read the request body")]
-    BodyUnreadable,
-    /// No app has this id.
-    #[error("unknown app {0:?}")]
-    UnknownApp(String),
-    /// No such route.
-    #[error("not found")]
-    NotFound,
-    /// The signature was refused.
-    #[error(transparent)]
-    Signing(#[from] SigningError),
-    /// The content is invalid.
-    #[error(transparent)]
-    Trigger(#[from] TriggerError),
-    /// A query parameter or path segment is invalid.
-    #[error("{0}")]
-    BadQuery(String),
-    /// The broker (Redis, the bridge) could not take the event.
-    #[error("the event broker is unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl HttpError for TriggerRequestError {
-    fn status(&self) -> u16 {
-        match self {
-            TriggerRequestError::BodyTooLarge(_) => 413,
-            TriggerRequestError::BodyUnreadable | TriggerRequestError::BadQuery(_) => 400,
-            TriggerRequestError::UnknownApp(_) | TriggerRequestError::NotFound => 404,
-            TriggerRequestError::Signing(e) => e.status(),
-            TriggerRequestError::Trigger(e) => e.status(),
-            TriggerRequestError::Unavailable(_) => 503,
-        }
-    }
-}
-
 /// A request that passed every check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AcceptedTrigger<'a> {
@@ -116,13 +74,13 @@ pub fn accept<'a>(
     apps: &'a AppList,
     max_request_bytes: usize,
     now: u64,
-) -> Result<AcceptedTrigger<'a>, TriggerRequestError> {
+) -> Result<AcceptedTrigger<'a>, ApiError> {
     if parts.body.len() > max_request_bytes {
-        return Err(TriggerRequestError::BodyTooLarge(max_request_bytes));
+        return Err(ApiError::BodyTooLarge(max_request_bytes));
     }
     let app = apps
         .by_id(route.app_id())
-        .ok_or_else(|| TriggerRequestError::UnknownApp(route.app_id().to_owned()))?;
+        .ok_or_else(|| ApiError::UnknownApp(route.app_id().to_owned()))?;
     signing::verify(parts, app, now)?;
     let events = match route {
         TriggerRoute::Events { .. } => vec![trigger::parse_event(parts.body, &app.limits)?],
@@ -223,6 +181,8 @@ pub fn info_body(request: &InfoRequest, stats: &[ChannelStats], batch: bool) -> 
 mod tests {
     use super::*;
     use crate::keys::KeySpace;
+    use crate::http::HttpError;
+    use crate::trigger::TriggerError;
 
     fn apps() -> AppList {
         AppList::parse("1:key:secret").unwrap()
@@ -294,7 +254,7 @@ mod tests {
         .unwrap_err();
         assert!(matches!(
             err,
-            TriggerRequestError::Trigger(TriggerError::DataTooLarge { .. })
+            ApiError::Trigger(TriggerError::DataTooLarge { .. })
         ));
     }
 

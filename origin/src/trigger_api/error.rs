@@ -1,17 +1,13 @@
-//! `ApiError`: a failed trigger API request as an HTTP response
-//! (`{"error": …}` with the status `shared` assigns).
+//! A failed trigger API request as an HTTP response: the shared [`ApiError`]
+//! (`{"error": …}` with the status `shared` assigns), and the broker's
+//! failures as one.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pushwire_shared::http::{HttpError, error_body};
-use pushwire_shared::trigger_request::TriggerRequestError;
+use pushwire_shared::api_error::ApiError;
+use pushwire_shared::http::HttpError;
 
 use crate::broker::BrokerError;
-
-/// A failed trigger API request.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ApiError(#[from] pub TriggerRequestError);
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
@@ -19,23 +15,35 @@ impl From<BrokerError> for ApiError {
             BrokerError::Unavailable(detail) => detail,
             BrokerError::Closed => "shutting down".to_owned(),
         };
-        ApiError(TriggerRequestError::Unavailable(detail))
+        ApiError::Unavailable(detail)
     }
 }
 
-impl IntoResponse for ApiError {
+/// An [`ApiError`] as the response axum sends (the shared crate knows no
+/// HTTP framework, so the conversion lives here).
+#[derive(Debug)]
+pub struct ApiErrorResponse(pub ApiError);
+
+impl From<ApiError> for ApiErrorResponse {
+    fn from(e: ApiError) -> Self {
+        ApiErrorResponse(e)
+    }
+}
+
+impl IntoResponse for ApiErrorResponse {
     fn into_response(self) -> Response {
+        let error = self.0;
         let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(error = %self, "trigger refused: broker unavailable");
+            tracing::warn!(error = %error, "trigger refused: broker unavailable");
         } else {
-            tracing::debug!(status = status.as_u16(), error = %self, "trigger refused");
+            tracing::debug!(status = status.as_u16(), error = %error, "trigger refused");
         }
         (
             status,
             [(header::CONTENT_TYPE, "application/json")],
-            error_body(&self.to_string()),
+            error.body(),
         )
             .into_response()
     }

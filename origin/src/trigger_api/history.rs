@@ -6,12 +6,13 @@
 //! `false` when the history no longer reaches back to it (then every retained
 //! event is listed).
 
+use pushwire_shared::api_error::ApiError;
 use pushwire_shared::history::{self, Position, Recovery, StreamId};
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::{ChannelName, Envelope};
 use serde_json::{Value, json};
 
-use super::{ApiError, TriggerApi};
+use super::TriggerApi;
 
 /// Answers one history query for `app`'s `channel`.
 pub(super) async fn answer(

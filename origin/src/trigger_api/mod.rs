@@ -24,12 +24,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pushwire_shared::AppList;
+use pushwire_shared::api_error::ApiError;
 use pushwire_shared::channel_query::ChannelQueryRoute;
 use pushwire_shared::http::EMPTY_OBJECT;
 use pushwire_shared::signing::RequestParts;
-use pushwire_shared::trigger_request::{self, TriggerRequestError, TriggerRoute};
+use pushwire_shared::trigger_request::{self, TriggerRoute};
 
-pub use self::error::ApiError;
+pub use self::error::ApiErrorResponse;
 pub use self::event_id::EventIdGenerator;
 
 use crate::broker::Broker;
@@ -64,16 +65,20 @@ pub fn routes(api: Arc<TriggerApi>) -> Router {
             match ChannelQueryRoute::parse(uri.path()) {
                 Some(route) if method == Method::GET => {
                     let body = queries::answer(&api, route, &uri).await?;
-                    Ok::<_, ApiError>(json_response(body.to_string()))
+                    Ok::<_, ApiErrorResponse>(json_response(body.to_string()))
                 }
-                _ => Err(ApiError(TriggerRequestError::NotFound)),
+                _ => Err(ApiError::NotFound.into()),
             }
         }
     });
     // `any`, not `post`: `handle` answers other methods itself, with a JSON body.
     let trigger = any(move |method: Method, uri: Uri, body: Body| {
         let api = api.clone();
-        async move { handle(&api, method, uri, body).await }
+        async move {
+            handle(&api, method, uri, body)
+                .await
+                .map_err(ApiErrorResponse)
+        }
     });
     Router::new()
         .route("/apps/{app_id}/events", trigger.clone())
@@ -82,15 +87,15 @@ pub fn routes(api: Arc<TriggerApi>) -> Router {
         .route("/apps/{app_id}/channels/{channel}", query.clone())
         .route("/apps/{app_id}/channels/{channel}/users", query.clone())
         .route("/apps/{app_id}/channels/{channel}/history", query)
-        .fallback(|| async { ApiError(TriggerRequestError::NotFound) })
+        .fallback(|| async { ApiErrorResponse(ApiError::NotFound) })
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, TriggerRequestError> {
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     // One byte over the cap is enough to know it is too large.
     match Limited::new(body, limit + 1).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(TriggerRequestError::BodyTooLarge(limit)),
-        Err(_) => Err(TriggerRequestError::BodyUnreadable),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge(limit)),
+        Err(_) => Err(ApiError::BodyUnreadable),
     }
 }
 
@@ -102,7 +107,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let route = match TriggerRoute::parse(uri.path()) {
         Some(route) if method == Method::POST => route,
-        _ => return Err(TriggerRequestError::NotFound.into()),
+        _ => return Err(ApiError::NotFound),
     };
     let body = read_body(body, api.max_request_bytes).await?;
     let parts = RequestParts {

@@ -3,13 +3,14 @@
 //! and members are cluster-wide, from the broker's directory.
 
 use axum::http::Uri;
+use pushwire_shared::api_error::ApiError;
 use pushwire_shared::channel_query::{
     self, ChannelQuery, ChannelQueryRoute, channel_body, channels_body, users_body,
 };
 use pushwire_shared::signing::RequestParts;
 use serde_json::Value;
 
-use super::{ApiError, TriggerApi, history};
+use super::{TriggerApi, history};
 
 /// Answers one channel query.
 pub(super) async fn answer(
