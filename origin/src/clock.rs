@@ -9,3 +9,8 @@ pub fn now_ms() -> u64 {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+/// Now, in whole seconds since the Unix epoch: the unit of request signatures.
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}

@@ -3,7 +3,7 @@
 //! and the load generator `pushwire-bench`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -113,11 +113,8 @@ impl TriggerClient {
         }
         let body = body.to_string();
         let path = format!("/apps/{}/events", self.app.id);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let query = signing::sign("POST", &path, &[], body.as_bytes(), &self.app, now);
+        let now_secs = crate::clock::now_secs();
+        let query = signing::sign("POST", &path, &[], body.as_bytes(), &self.app, now_secs);
         let url = format!("{}{path}?{query}", self.base);
         let uri: hyper::Uri = url
             .parse()

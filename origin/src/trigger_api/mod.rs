@@ -15,7 +15,6 @@ mod info;
 mod queries;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -116,17 +115,10 @@ async fn handle(
         query: uri.query().unwrap_or(""),
         body: &body,
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let accepted = trigger_request::accept(
-        route,
-        &parts,
-        &api.apps,
-        api.max_request_bytes,
-        now.as_secs(),
-    )?;
-    let ts = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+    // One reading: the signature's window and the envelopes' timestamp agree.
+    let ts = crate::clock::now_ms();
+    let accepted =
+        trigger_request::accept(route, &parts, &api.apps, api.max_request_bytes, ts / 1000)?;
     let messages = accepted.messages(ts, || api.ids.next(ts));
     api.broker.publish(&messages).await?;
     tracing::debug!(app = %accepted.app.id, events = accepted.events.len(), messages = messages.len(), "published");

@@ -24,8 +24,7 @@ pub(super) async fn answer(
         query: uri.query().unwrap_or(""),
         body: b"",
     };
-    let now_secs = crate::clock::now_ms() / 1000;
-    let accepted = channel_query::accept(route, &parts, &api.apps, now_secs)?;
+    let accepted = channel_query::accept(route, &parts, &api.apps, crate::clock::now_secs())?;
     let app = accepted.app.id.as_str();
     match accepted.query {
         ChannelQuery::Channels { prefix, user_count } => {
