@@ -10,7 +10,7 @@ use crate::redis::RedisServer;
 pub enum Fanout {
     /// Through a redis-server started for the test.
     Redis,
-    /// Through the master's embedded relay (no Redis).
+    /// Through the master's embedded broker (no Redis).
     Embedded,
 }
 

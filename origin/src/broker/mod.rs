@@ -5,13 +5,13 @@
 //! built with. Two implementations:
 //!
 //! - [`RedisBroker`]: Redis pub/sub, the engine that scales past one process and one machine;
-//! - [`RelayBroker`]: the embedded broker, relayed by the cluster master between its
-//!   workers, for a single machine with no Redis configured.
+//! - [`EmbeddedBroker`]: the embedded broker ([`embedded`]), whose server runs in
+//!   the cluster master, for a single machine with no Redis configured.
 
 pub mod directory;
+pub mod embedded;
 mod redis;
 mod redis_directory;
-mod relay;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,8 +22,8 @@ use pushwire_shared::history::StreamId;
 
 use self::directory::{JoinOutcome, PresenceChange};
 
+pub use self::embedded::EmbeddedBroker;
 pub use self::redis::RedisBroker;
-pub use self::relay::RelayBroker;
 
 /// A fresh random token for a new history epoch (see `pushwire_shared::history`):
 /// the embedded broker's, or the one a publishing script sets when Redis has none.

@@ -1,5 +1,6 @@
 //! `ControlClient`: the worker's side of the control socket: fire-and-forget
-//! messages and requests that wait for the master's answer.
+//! messages and requests that wait for the master's answer. It is the embedded
+//! broker's [`Transport`] and the worker's [`SessionClaims`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,6 +12,9 @@ use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ipc::{self, IpcError, RequestId, ToMaster, ToWorker};
+use crate::broker::embedded::Transport;
+use crate::broker::embedded::protocol::{Reply, Request};
+use crate::broker::{BrokerError, BrokerFuture};
 use crate::worker::SessionClaims;
 
 /// Sends frames to the master and matches acks to requests.
@@ -87,5 +91,28 @@ impl SessionClaims for ControlClient {
                 tracing::warn!(error = %e, "could not claim a polling session");
             }
         })
+    }
+}
+
+impl Transport for ControlClient {
+    fn request(&self, request: Request) -> BrokerFuture<'_, Reply> {
+        Box::pin(async move {
+            match self
+                .request(|id| ToMaster::BrokerRequest(id, request))
+                .await
+            {
+                Ok(ToWorker::BrokerReply(_, reply)) => Ok(reply),
+                Ok(other) => Err(BrokerError::Unavailable(format!(
+                    "the master answered a broker request with {other:?}"
+                ))),
+                Err(_) => Err(BrokerError::Closed),
+            }
+        })
+    }
+
+    fn send(&self, request: Request) -> Result<(), BrokerError> {
+        // Id 0 matches no request: the master's reply is dropped.
+        self.send(&ToMaster::BrokerRequest(0, request))
+            .map_err(|_| BrokerError::Closed)
     }
 }

@@ -2,15 +2,18 @@
 //!
 //! Each frame is a big-endian `u32` length followed by that many bytes: a tag
 //! byte, then the fields. Integers are big-endian; strings are a `u32` length
-//! and UTF-8 bytes. Binary rather than JSON so the embedded broker relays
-//! envelopes without re-escaping them.
+//! and UTF-8 bytes (the embedded broker's directory messages: JSON in a string).
+//! Binary rather than JSON so the embedded broker delivers envelopes without
+//! re-escaping them.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::broker::embedded::protocol::{Reply, Request};
 
 /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
-/// A request id, echoed by [`ToWorker::Ack`].
+/// A request id, echoed in the answer.
 pub type RequestId = u64;
 
 /// Worker → master.
@@ -20,21 +23,9 @@ pub enum ToMaster {
     Ready,
     /// Route Engine.IO session `sid` to this worker from now on. Acked.
     Claim(RequestId, String),
-    /// Embedded broker: relay `channel` to this worker. Acked.
-    Subscribe(RequestId, String),
-    /// Embedded broker: stop relaying `channel`. Acked.
-    Unsubscribe(RequestId, String),
-    /// Embedded broker: relay each `(channel, payload)` to its subscribers. Acked
-    /// once all were queued to them.
-    Publish(RequestId, Vec<(String, String)>),
-    /// Embedded broker: `channel`'s history from the stream id `from` (inclusive).
-    /// Answered with [`ToWorker::History`].
-    History(RequestId, String, String),
-    /// Acked after every delivery the master relayed to this worker before it.
-    Barrier(RequestId),
-    /// Embedded broker: a directory request (JSON `DirectoryRequest`), answered
-    /// with [`ToWorker::Directory`].
-    Directory(RequestId, String),
+    /// A request to the embedded broker's server, answered with
+    /// [`ToWorker::BrokerReply`].
+    BrokerRequest(RequestId, Request),
 }
 
 /// Master → worker.
@@ -44,15 +35,12 @@ pub enum ToWorker {
     Init(String),
     /// The request with this id is done.
     Ack(RequestId),
-    /// Embedded broker: a payload published on a channel this worker subscribed to.
-    Deliver(String),
     /// Stop gracefully.
     Shutdown,
-    /// The answer to [`ToMaster::History`]: the epoch and `(stream id, envelope)`
-    /// entries, oldest first.
-    History(RequestId, String, Vec<(String, String)>),
-    /// The answer to [`ToMaster::Directory`] (JSON `DirectoryReply`).
-    Directory(RequestId, String),
+    /// The embedded broker's answer to [`ToMaster::BrokerRequest`].
+    BrokerReply(RequestId, Reply),
+    /// The embedded broker: a payload published on a channel this worker subscribed to.
+    BrokerDelivery(String),
 }
 
 /// Why a frame could not be read.
@@ -93,6 +81,9 @@ impl Writer {
             self = self.str(a).str(b);
         }
         self
+    }
+    fn json(self, value: &impl serde::Serialize) -> Self {
+        self.str(&serde_json::to_string(value).expect("a directory message always serialises"))
     }
     fn finish(self) -> Vec<u8> {
         let mut frame = (self.0.len() as u32).to_be_bytes().to_vec();
@@ -139,6 +130,10 @@ impl Reader<'_> {
         }
         Ok(pairs)
     }
+    fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, IpcError> {
+        serde_json::from_str(&self.str()?)
+            .map_err(|_| IpcError::Malformed("directory message is not valid JSON"))
+    }
     fn end<T>(self, value: T) -> Result<T, IpcError> {
         if self.0.is_empty() {
             Ok(value)
@@ -154,29 +149,38 @@ impl ToMaster {
         match self {
             ToMaster::Ready => Writer::default().tag(1),
             ToMaster::Claim(id, sid) => Writer::default().tag(2).u64(*id).str(sid),
-            ToMaster::Subscribe(id, ch) => Writer::default().tag(3).u64(*id).str(ch),
-            ToMaster::Unsubscribe(id, ch) => Writer::default().tag(4).u64(*id).str(ch),
-            ToMaster::Publish(id, messages) => Writer::default().tag(5).u64(*id).pairs(messages),
-            ToMaster::History(id, channel, from) => {
-                Writer::default().tag(6).u64(*id).str(channel).str(from)
-            }
-            ToMaster::Barrier(id) => Writer::default().tag(7).u64(*id),
-            ToMaster::Directory(id, json) => Writer::default().tag(8).u64(*id).str(json),
+            ToMaster::BrokerRequest(id, request) => match request {
+                Request::Subscribe(ch) => Writer::default().tag(3).u64(*id).str(ch),
+                Request::Unsubscribe(ch) => Writer::default().tag(4).u64(*id).str(ch),
+                Request::Publish(messages) => Writer::default().tag(5).u64(*id).pairs(messages),
+                Request::History { channel, from } => {
+                    Writer::default().tag(6).u64(*id).str(channel).str(from)
+                }
+                Request::Barrier => Writer::default().tag(7).u64(*id),
+                Request::Directory(request) => Writer::default().tag(8).u64(*id).json(request),
+            },
         }
         .finish()
     }
 
     fn decode(body: &[u8]) -> Result<Self, IpcError> {
         let mut r = Reader(body);
+        let broker = ToMaster::BrokerRequest;
         let msg = match r.u8()? {
             1 => ToMaster::Ready,
             2 => ToMaster::Claim(r.u64()?, r.str()?),
-            3 => ToMaster::Subscribe(r.u64()?, r.str()?),
-            4 => ToMaster::Unsubscribe(r.u64()?, r.str()?),
-            5 => ToMaster::Publish(r.u64()?, r.pairs()?),
-            6 => ToMaster::History(r.u64()?, r.str()?, r.str()?),
-            7 => ToMaster::Barrier(r.u64()?),
-            8 => ToMaster::Directory(r.u64()?, r.str()?),
+            3 => broker(r.u64()?, Request::Subscribe(r.str()?)),
+            4 => broker(r.u64()?, Request::Unsubscribe(r.str()?)),
+            5 => broker(r.u64()?, Request::Publish(r.pairs()?)),
+            6 => broker(
+                r.u64()?,
+                Request::History {
+                    channel: r.str()?,
+                    from: r.str()?,
+                },
+            ),
+            7 => broker(r.u64()?, Request::Barrier),
+            8 => broker(r.u64()?, Request::Directory(r.json()?)),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -189,25 +193,36 @@ impl ToWorker {
         match self {
             ToWorker::Init(settings) => Writer::default().tag(1).str(settings),
             ToWorker::Ack(id) => Writer::default().tag(2).u64(*id),
-            ToWorker::Deliver(payload) => Writer::default().tag(3).str(payload),
+            ToWorker::BrokerDelivery(payload) => Writer::default().tag(3).str(payload),
             ToWorker::Shutdown => Writer::default().tag(4),
-            ToWorker::History(id, epoch, entries) => {
-                Writer::default().tag(5).u64(*id).str(epoch).pairs(entries)
-            }
-            ToWorker::Directory(id, json) => Writer::default().tag(6).u64(*id).str(json),
+            ToWorker::BrokerReply(id, reply) => match reply {
+                Reply::History { epoch, entries } => {
+                    Writer::default().tag(5).u64(*id).str(epoch).pairs(entries)
+                }
+                Reply::Directory(reply) => Writer::default().tag(6).u64(*id).json(reply),
+                Reply::Done => Writer::default().tag(7).u64(*id),
+            },
         }
         .finish()
     }
 
     fn decode(body: &[u8]) -> Result<Self, IpcError> {
         let mut r = Reader(body);
+        let broker = ToWorker::BrokerReply;
         let msg = match r.u8()? {
             1 => ToWorker::Init(r.str()?),
             2 => ToWorker::Ack(r.u64()?),
-            3 => ToWorker::Deliver(r.str()?),
+            3 => ToWorker::BrokerDelivery(r.str()?),
             4 => ToWorker::Shutdown,
-            5 => ToWorker::History(r.u64()?, r.str()?, r.pairs()?),
-            6 => ToWorker::Directory(r.u64()?, r.str()?),
+            5 => broker(
+                r.u64()?,
+                Reply::History {
+                    epoch: r.str()?,
+                    entries: r.pairs()?,
+                },
+            ),
+            6 => broker(r.u64()?, Reply::Directory(r.json()?)),
+            7 => broker(r.u64()?, Reply::Done),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -252,33 +267,53 @@ pub async fn write_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::embedded::protocol::{DirectoryReply, DirectoryRequest};
 
     #[tokio::test]
     async fn every_message_round_trips() {
         let to_master = [
             ToMaster::Ready,
             ToMaster::Claim(1, "sid".into()),
-            ToMaster::Subscribe(2, "pushwire:v1:1:ch:é".into()),
-            ToMaster::Unsubscribe(3, "c".into()),
-            ToMaster::Publish(
+            ToMaster::BrokerRequest(2, Request::Subscribe("pushwire:v1:1:ch:é".into())),
+            ToMaster::BrokerRequest(3, Request::Unsubscribe("c".into())),
+            ToMaster::BrokerRequest(
                 4,
-                vec![
+                Request::Publish(vec![
                     ("a".into(), "{\"v\":1}".into()),
                     ("b".into(), String::new()),
-                ],
+                ]),
             ),
-            ToMaster::Publish(5, vec![]),
-            ToMaster::History(6, "c".into(), "0-0".into()),
-            ToMaster::Barrier(7),
-            ToMaster::Directory(8, "{}".into()),
+            ToMaster::BrokerRequest(5, Request::Publish(vec![])),
+            ToMaster::BrokerRequest(
+                6,
+                Request::History {
+                    channel: "c".into(),
+                    from: "0-0".into(),
+                },
+            ),
+            ToMaster::BrokerRequest(7, Request::Barrier),
+            ToMaster::BrokerRequest(
+                8,
+                Request::Directory(DirectoryRequest::Members {
+                    app: "1".into(),
+                    channel: "presence-é".into(),
+                }),
+            ),
         ];
         let to_worker = [
             ToWorker::Init("{}".into()),
             ToWorker::Ack(u64::MAX),
-            ToWorker::Deliver("x".repeat(70_000)),
+            ToWorker::BrokerDelivery("x".repeat(70_000)),
             ToWorker::Shutdown,
-            ToWorker::History(7, "e1".into(), vec![("1-0".into(), "{}".into())]),
-            ToWorker::Directory(8, "{}".into()),
+            ToWorker::BrokerReply(
+                7,
+                Reply::History {
+                    epoch: "e1".into(),
+                    entries: vec![("1-0".into(), "{}".into())],
+                },
+            ),
+            ToWorker::BrokerReply(8, Reply::Directory(DirectoryReply::Joined(None))),
+            ToWorker::BrokerReply(9, Reply::Done),
         ];
         let mut bytes = Vec::new();
         for m in &to_master {
@@ -305,11 +340,12 @@ mod tests {
     #[tokio::test]
     async fn malformed_frames_are_errors_not_panics() {
         for bad in [
-            &[0, 0, 0, 1, 9][..],                  // unknown tag
-            &[0, 0, 0, 2, 2, 0],                   // truncated id
-            &[0, 0, 0, 2, 1, 0],                   // trailing byte
-            &[0xff, 0xff, 0xff, 0xff],             // too large
-            &[0, 0, 0, 7, 4, 0, 0, 0, 1, 0xff, 0], // wrong tag contents
+            &[0, 0, 0, 1, 9][..],                                        // unknown tag
+            &[0, 0, 0, 2, 2, 0],                                         // truncated id
+            &[0, 0, 0, 2, 1, 0],                                         // trailing byte
+            &[0xff, 0xff, 0xff, 0xff],                                   // too large
+            &[0, 0, 0, 7, 4, 0, 0, 0, 1, 0xff, 0],                       // wrong tag contents
+            &[0, 0, 0, 14, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, b'x'], // not JSON
         ] {
             let mut reader = bad;
             assert!(read_to_master(&mut reader).await.is_err(), "{bad:?}");

@@ -1,4 +1,5 @@
-//! The master process: listener, router, supervisor and embedded-broker hub.
+//! The master process: listener, router, supervisor, and the embedded broker's
+//! server.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,12 +14,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::embedded_broker::EmbeddedBroker;
+use super::drain::DRAIN_GRACE;
+use super::error::ClusterError;
 use super::handoff::send_connection;
 use super::ipc::{self, IpcError, ToMaster, ToWorker};
 use super::sticky::{RouteHint, StickyRouter, WorkerId, route_hint};
 use crate::backoff::Backoff;
-use crate::broker::directory::DirectoryReply;
+use crate::broker::embedded::{Deliver, EmbeddedBrokerServer};
 use crate::config::ServeConfig;
 
 /// How long a client may take to send its request line before it is dropped.
@@ -27,39 +29,12 @@ const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// How long a connection waits for a ready worker (at start-up, or when all died).
 const WORKER_WAIT: Duration = Duration::from_secs(10);
-/// How long workers may drain after SIGTERM before they are killed.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(8);
 /// Pauses before restarting a worker that keeps dying.
 const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// A worker that ran this long before dying restarts without accumulated back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How often expired sticky sessions are swept.
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(30);
-
-/// Why the cluster could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// The public address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Other I/O failure.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    /// The control socket failed.
-    #[error(transparent)]
-    Ipc(#[from] IpcError),
-    /// The worker received bad settings.
-    #[error("invalid worker settings: {0}")]
-    Settings(String),
-    /// The worker's broker could not start.
-    #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
-}
 
 /// The master's end of one worker's sockets.
 #[derive(Debug)]
@@ -72,7 +47,7 @@ struct Link {
 struct Master {
     settings: String,
     router: Mutex<StickyRouter>,
-    broker: EmbeddedBroker,
+    broker: EmbeddedBrokerServer,
     links: Mutex<HashMap<WorkerId, Link>>,
     ready: Notify,
     /// `true` once the master is stopping: no worker is started or restarted after that.
@@ -106,8 +81,17 @@ impl Master {
     fn forget(&self, worker: WorkerId) {
         lock(&self.router).remove_worker(worker);
         lock(&self.links).remove(&worker);
-        self.broker
-            .remove_worker(worker, &|w, frame| self.send_frame(w, frame));
+        self.broker.remove_worker(worker, self);
+    }
+}
+
+impl Deliver for Master {
+    fn deliver(&self, workers: &[WorkerId], payload: String) {
+        // Encoded once for every subscriber.
+        let frame = ToWorker::BrokerDelivery(payload).encode();
+        for &worker in workers {
+            self.send_frame(worker, &frame);
+        }
     }
 }
 
@@ -132,7 +116,7 @@ pub async fn run_master(
     let master = Arc::new(Master {
         settings: serde_json::to_string(&public).expect("the config always serialises"),
         router: Mutex::new(StickyRouter::new()),
-        broker: EmbeddedBroker::new(config.history),
+        broker: EmbeddedBrokerServer::new(config.history),
         links: Mutex::new(HashMap::new()),
         ready: Notify::new(),
         stopping: watch::Sender::new(false),
@@ -244,7 +228,7 @@ fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<Child, ClusterErro
     handoff_master.set_nonblocking(true)?;
     let (mut reader, mut writer) = tokio::net::UnixStream::from_std(control_master)?.into_split();
     let handoff = Arc::new(UnixDatagram::from_std(handoff_master)?);
-    // Unbounded: relaying must never wait on one slow worker; a worker that stops
+    // Unbounded: delivering must never wait on one slow worker; a worker that stops
     // reading is a dead worker and gets restarted.
     let (control, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
     let _ = control.send(ToWorker::Init(master.settings.clone()).encode());
@@ -290,36 +274,9 @@ fn handle(master: &Master, id: WorkerId, message: ToMaster) {
             lock(&master.router).claim(sid, id, Instant::now());
             master.send(id, &ToWorker::Ack(req));
         }
-        ToMaster::Subscribe(req, channel) => {
-            master.broker.subscribe(channel, id);
-            master.send(id, &ToWorker::Ack(req));
-        }
-        ToMaster::Unsubscribe(req, channel) => {
-            master.broker.unsubscribe(&channel, id);
-            master.send(id, &ToWorker::Ack(req));
-        }
-        ToMaster::Publish(req, messages) => {
-            master
-                .broker
-                .publish(messages, &|w, frame| master.send_frame(w, frame));
-            master.send(id, &ToWorker::Ack(req));
-        }
-        ToMaster::Barrier(req) => master.send(id, &ToWorker::Ack(req)),
-        ToMaster::History(req, channel, from) => {
-            master.send(id, &master.broker.history(req, &channel, &from));
-        }
-        ToMaster::Directory(req, request) => {
-            let reply = match serde_json::from_str(&request) {
-                Ok(request) => master
-                    .broker
-                    .directory(id, request, &|w, frame| master.send_frame(w, frame)),
-                Err(e) => {
-                    tracing::warn!(worker = id, error = %e, "malformed directory request");
-                    DirectoryReply::Done
-                }
-            };
-            let reply = serde_json::to_string(&reply).expect("a reply always serialises");
-            master.send(id, &ToWorker::Directory(req, reply));
+        ToMaster::BrokerRequest(req, request) => {
+            let reply = master.broker.handle(id, request, master);
+            master.send(id, &ToWorker::BrokerReply(req, reply));
         }
     }
 }

@@ -8,25 +8,24 @@
 //! talks to the master over two socket pairs set up as its stdin (control
 //! frames, see [`ipc`]) and stdout (connection hand-off).
 //!
-//! The master restarts dead workers with back-off, relays events between
-//! workers when no Redis is configured ([`RelayHub`]), and on SIGTERM/SIGINT
-//! stops accepting, asks every worker to drain, and exits. A worker exits by
-//! itself when the master's end of its control socket closes, so killing the
-//! master never leaves workers behind.
+//! The master restarts dead workers with back-off, runs the embedded broker's
+//! server when no Redis is configured
+//! ([`EmbeddedBrokerServer`](crate::broker::embedded::EmbeddedBrokerServer)),
+//! and on SIGTERM/SIGINT stops accepting, asks every worker to drain, and
+//! exits. A worker exits by itself when the master's end of its control socket
+//! closes, so killing the master never leaves workers behind.
 
 mod control;
-mod embedded_broker;
+mod drain;
+mod error;
 mod handoff;
-mod history_store;
-mod hub;
 pub mod ipc;
 mod master;
-mod memory_directory;
 mod sticky;
 mod worker_process;
 
 pub use self::control::ControlClient;
-pub use self::hub::RelayHub;
-pub use self::master::{ClusterError, run_master};
+pub use self::error::ClusterError;
+pub use self::master::run_master;
 pub use self::sticky::{RouteHint, SESSION_TTL, StickyRouter, WorkerId, route_hint};
 pub use self::worker_process::{WORKER_ID_ENV, run_worker_process};

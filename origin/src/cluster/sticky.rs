@@ -15,8 +15,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// A worker's index, `0..workers`.
-pub type WorkerId = usize;
+pub use crate::broker::embedded::WorkerId;
 
 /// How long a claimed session is remembered without a request naming it.
 pub const SESSION_TTL: Duration = Duration::from_secs(120);
@@ -47,7 +46,7 @@ pub fn route_hint(head: &[u8]) -> Option<RouteHint> {
     let Some((path, query)) = target.split_once('?') else {
         return Some(RouteHint::Fresh);
     };
-    if !path.starts_with("/socket.io") {
+    if !crate::paths::is_socket_io(path) {
         return Some(RouteHint::Fresh);
     }
     let sid = query

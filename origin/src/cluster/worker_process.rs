@@ -3,25 +3,21 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use super::ControlClient;
+use super::control::ControlClient;
+use super::drain::WORKER_DRAIN;
+use super::error::ClusterError;
 use super::handoff::HandoffListener;
 use super::ipc::{self, IpcError, ToMaster, ToWorker};
-use super::master::{ClusterError, DRAIN_GRACE};
-use crate::broker::{Broker, Inbound, InboundSender, RedisBroker, RelayBroker};
+use crate::broker::{Broker, EmbeddedBroker, Inbound, InboundSender, RedisBroker};
 use crate::config::ServeConfig;
 use crate::worker::{self, INBOUND_QUEUE};
 
 /// The environment variable carrying the worker's id.
 pub const WORKER_ID_ENV: &str = "PUSHWIRE_WORKER_ID";
-
-/// How long a draining worker may take; less than the master's grace so the
-/// worker, not the master's SIGKILL, ends it.
-const WORKER_DRAIN: Duration = Duration::from_millis(DRAIN_GRACE.as_millis() as u64 - 1000);
 
 /// Runs a worker: reads its settings from the master, serves the connections the
 /// master hands over, and returns when told to stop or when the master is gone.
@@ -75,7 +71,7 @@ async fn run(id: usize) -> Result<(), ClusterError> {
             config.history,
             inbound_tx.clone(),
         )?),
-        None => Arc::new(RelayBroker::new(control.clone(), inbound_tx.clone())),
+        None => Arc::new(EmbeddedBroker::new(control.clone(), inbound_tx.clone())),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -115,12 +111,10 @@ async fn read_control(
 ) {
     loop {
         match ipc::read_to_worker(&mut reader).await {
-            Ok(
-                answer @ (ToWorker::Ack(id)
-                | ToWorker::History(id, ..)
-                | ToWorker::Directory(id, _)),
-            ) => control.complete(id, answer),
-            Ok(ToWorker::Deliver(payload)) => {
+            Ok(answer @ (ToWorker::Ack(id) | ToWorker::BrokerReply(id, _))) => {
+                control.complete(id, answer)
+            }
+            Ok(ToWorker::BrokerDelivery(payload)) => {
                 if inbound
                     .send(Inbound::Payload(payload.into_bytes()))
                     .await

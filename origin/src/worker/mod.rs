@@ -46,16 +46,12 @@ use crate::broker::{Broker, Inbound};
 use crate::config::ServeConfig;
 use crate::trigger_api::{self, TriggerApi};
 
+pub(crate) use crate::paths::is_socket_io;
+
 /// Each WebSocket's read buffer, allocated for the connection's life. Clients
 /// send little (pongs of a few bytes, subscribes of ~100), so a small buffer keeps
 /// idle connections cheap; larger frames still arrive, in pieces of this size.
 const WS_READ_BUFFER: usize = 256;
-
-/// Whether `path` is Socket.IO's (socketioxide's default `/socket.io/`), which
-/// the layers in front of it (sticky hints, CORS, head trimming) look after.
-pub(crate) fn is_socket_io(path: &str) -> bool {
-    path.starts_with("/socket.io")
-}
 
 /// How many broker messages may wait for delivery before the broker side waits.
 pub const INBOUND_QUEUE: usize = 16 * 1024;

@@ -1,23 +1,23 @@
-//! `RelayHub`: the master's embedded broker. Workers subscribe channels; a
-//! publish from any worker is relayed to every worker subscribed to its channel.
+//! The embedded broker's subscriptions: a publish from any worker is delivered
+//! to every worker subscribed to its channel.
 
 use std::collections::{HashMap, HashSet};
 
-use super::sticky::WorkerId;
+use super::WorkerId;
 
 /// Channel → subscribed workers.
 #[derive(Debug, Default)]
-pub struct RelayHub {
+pub struct Hub {
     channels: HashMap<String, HashSet<WorkerId>>,
 }
 
-impl RelayHub {
-    /// Relays `channel` to `worker`.
+impl Hub {
+    /// Delivers `channel` to `worker`.
     pub fn subscribe(&mut self, channel: String, worker: WorkerId) {
         self.channels.entry(channel).or_default().insert(worker);
     }
 
-    /// Stops relaying `channel` to `worker`.
+    /// Stops delivering `channel` to `worker`.
     pub fn unsubscribe(&mut self, channel: &str, worker: WorkerId) {
         if let Some(workers) = self.channels.get_mut(channel) {
             workers.remove(&worker);
@@ -54,8 +54,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relays_to_subscribed_workers_only() {
-        let mut hub = RelayHub::default();
+    fn delivers_to_subscribed_workers_only() {
+        let mut hub = Hub::default();
         hub.subscribe("a".into(), 1);
         hub.subscribe("a".into(), 0);
         hub.subscribe("b".into(), 1);

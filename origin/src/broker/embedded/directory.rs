@@ -1,5 +1,5 @@
-//! `MemoryDirectory`: the embedded broker's cluster-wide channel state, kept by
-//! the master: each worker's socket counts and each presence channel's members.
+//! The embedded broker's cluster-wide channel state, kept by the server: each
+//! worker's socket counts and each presence channel's members.
 //! The same rules as the Redis directory; a worker that dies is forgotten at
 //! once (the master sees its control socket close).
 
@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use pushwire_shared::channel_query::ChannelStats;
 
-use super::sticky::WorkerId;
+use super::WorkerId;
 
 /// `(app, channel)`.
 type ChannelKey = (String, String);
@@ -21,14 +21,14 @@ struct Presence {
     sockets: HashMap<String, HashMap<WorkerId, usize>>,
 }
 
-/// Counts and members, cluster-wide (for one master).
+/// Counts and members, cluster-wide (for one server).
 #[derive(Debug, Default)]
-pub struct MemoryDirectory {
+pub struct Directory {
     counts: HashMap<ChannelKey, HashMap<WorkerId, usize>>,
     presence: HashMap<ChannelKey, Presence>,
 }
 
-impl MemoryDirectory {
+impl Directory {
     /// Records `worker`'s socket count on a channel.
     pub fn count(&mut self, worker: WorkerId, key: ChannelKey, count: usize) {
         let workers = self.counts.entry(key.clone()).or_default();
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_user_is_one_member_across_sockets_and_workers() {
-        let mut d = MemoryDirectory::default();
+        let mut d = Directory::default();
         assert!(d.join(0, key(), "u", "null", 10).unwrap().0);
         assert!(!d.join(1, key(), "u", "null", 10).unwrap().0);
         assert_eq!(d.stats(&key()).user_count, 1);
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn limits_and_dead_workers() {
-        let mut d = MemoryDirectory::default();
+        let mut d = Directory::default();
         d.join(0, key(), "a", "null", 1).unwrap();
         assert!(d.join(1, key(), "b", "null", 1).is_none(), "full");
         assert!(

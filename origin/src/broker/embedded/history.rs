@@ -1,4 +1,4 @@
-//! `HistoryStore`: the embedded broker's channel history, kept by the master.
+//! The embedded broker's channel histories, kept by the server.
 //!
 //! The same rules as the Redis publish script: each channel's events get
 //! increasing [`StreamId`]s, the newest `max_events` younger than `max_age_secs`
@@ -11,17 +11,17 @@ use pushwire_shared::history::{HistoryPolicy, IDLE_KEY_TTL_SECS, Position, Strea
 
 /// Channel → retained `(id, envelope)` entries, oldest first.
 #[derive(Debug)]
-pub struct HistoryStore {
+pub struct History {
     policy: HistoryPolicy,
     epoch: String,
     channels: HashMap<String, VecDeque<(StreamId, String)>>,
     last_sweep_ms: u64,
 }
 
-impl HistoryStore {
+impl History {
     /// An empty store with its own `epoch`.
     pub fn new(policy: HistoryPolicy, epoch: String) -> Self {
-        HistoryStore {
+        History {
             policy,
             epoch,
             channels: HashMap::new(),
@@ -83,8 +83,8 @@ impl HistoryStore {
 mod tests {
     use super::*;
 
-    fn store(max_events: u32, max_age_secs: u32) -> HistoryStore {
-        HistoryStore::new(
+    fn store(max_events: u32, max_age_secs: u32) -> History {
+        History::new(
             HistoryPolicy {
                 max_events,
                 max_age_secs,

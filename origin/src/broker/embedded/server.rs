@@ -1,6 +1,6 @@
-//! `EmbeddedBroker`: the master's side of the embedded broker (no Redis): the
-//! relay hub, the channel histories and the cluster-wide directory, answering
-//! the workers' broker requests.
+//! The embedded broker's server, run by the cluster master: the subscriptions,
+//! the channel histories and the cluster-wide directory, answering the
+//! workers' requests.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -10,12 +10,11 @@ use pushwire_shared::history::{HistoryPolicy, with_position};
 use pushwire_shared::presence::Member;
 use pushwire_shared::{ChannelName, Envelope};
 
-use super::history_store::HistoryStore;
-use super::hub::RelayHub;
-use super::ipc::ToWorker;
-use super::memory_directory::MemoryDirectory;
-use super::sticky::WorkerId;
-use crate::broker::directory::{DirectoryReply, DirectoryRequest};
+use super::WorkerId;
+use super::directory::Directory;
+use super::history::History;
+use super::hub::Hub;
+use super::protocol::{DirectoryReply, DirectoryRequest, Reply, Request};
 use crate::broker::epoch_candidate;
 use crate::clock::now_ms;
 
@@ -24,44 +23,62 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where the embedded broker's frames go: `send(worker, frame)`.
-pub type Send<'a> = &'a dyn Fn(WorkerId, &[u8]);
+/// How the server reaches the workers it serves (the cluster's links to them).
+pub trait Deliver {
+    /// Queues `payload`, published on a channel they subscribed to, to each of
+    /// `workers`, without waiting: one slow worker must not hold up the others.
+    fn deliver(&self, workers: &[WorkerId], payload: String);
+}
 
-/// Hub, histories and directory.
+/// Subscriptions, histories and directory.
 #[derive(Debug)]
-pub struct EmbeddedBroker {
-    hub: Mutex<RelayHub>,
-    history: Mutex<HistoryStore>,
-    directory: Mutex<MemoryDirectory>,
+pub struct EmbeddedBrokerServer {
+    hub: Mutex<Hub>,
+    history: Mutex<History>,
+    directory: Mutex<Directory>,
     next_event: AtomicU64,
 }
 
-impl EmbeddedBroker {
-    /// An empty broker keeping history by `policy`, with a fresh epoch.
+impl EmbeddedBrokerServer {
+    /// An empty server keeping history by `policy`, with a fresh epoch.
     pub fn new(policy: HistoryPolicy) -> Self {
-        EmbeddedBroker {
-            hub: Mutex::new(RelayHub::default()),
-            history: Mutex::new(HistoryStore::new(policy, epoch_candidate())),
-            directory: Mutex::new(MemoryDirectory::default()),
+        EmbeddedBrokerServer {
+            hub: Mutex::new(Hub::default()),
+            history: Mutex::new(History::new(policy, epoch_candidate())),
+            directory: Mutex::new(Directory::default()),
             next_event: AtomicU64::new(0),
         }
     }
 
-    /// Relays `channel` to `worker`.
-    pub fn subscribe(&self, channel: String, worker: WorkerId) {
-        lock(&self.hub).subscribe(channel, worker);
+    /// Answers `worker`'s `request`; what it publishes goes out through `deliver`.
+    pub fn handle(&self, worker: WorkerId, request: Request, deliver: &dyn Deliver) -> Reply {
+        match request {
+            Request::Subscribe(channel) => {
+                lock(&self.hub).subscribe(channel, worker);
+                Reply::Done
+            }
+            Request::Unsubscribe(channel) => {
+                lock(&self.hub).unsubscribe(&channel, worker);
+                Reply::Done
+            }
+            Request::Publish(messages) => {
+                self.publish(messages, deliver);
+                Reply::Done
+            }
+            // Deliveries are sent in order on each worker's link, before this reply.
+            Request::Barrier => Reply::Done,
+            Request::History { channel, from } => self.history(&channel, &from),
+            Request::Directory(request) => {
+                Reply::Directory(self.directory(worker, request, deliver))
+            }
+        }
     }
 
-    /// Stops relaying `channel` to `worker`.
-    pub fn unsubscribe(&self, channel: &str, worker: WorkerId) {
-        lock(&self.hub).unsubscribe(channel, worker);
-    }
-
-    /// Appends each `(channel, envelope)` to its history and relays it, with its
-    /// position, to the workers subscribed to the channel.
-    pub fn publish(&self, messages: Vec<(String, String)>, send: Send<'_>) {
+    /// Appends each `(channel, envelope)` to its history and delivers it, with
+    /// its position, to the workers subscribed to the channel.
+    fn publish(&self, messages: Vec<(String, String)>, deliver: &dyn Deliver) {
         let now = now_ms();
-        // Held while relaying: positions reach every worker in increasing order.
+        // Held while delivering: positions reach every worker in increasing order.
         let mut history = lock(&self.history);
         for (channel, envelope) in messages {
             let payload =
@@ -70,15 +87,12 @@ impl EmbeddedBroker {
             if subscribers.is_empty() {
                 continue;
             }
-            let frame = ToWorker::Deliver(payload).encode();
-            for worker in subscribers {
-                send(worker, &frame);
-            }
+            deliver.deliver(&subscribers, payload);
         }
     }
 
-    /// `channel`'s history from the stream id `from`, as the answer to request `req`.
-    pub fn history(&self, req: u64, channel: &str, from: &str) -> ToWorker {
+    /// `channel`'s history from the stream id `from`.
+    fn history(&self, channel: &str, from: &str) -> Reply {
         let history = lock(&self.history);
         // A malformed `from` (never sent by our workers) reads everything.
         let entries = history
@@ -86,15 +100,18 @@ impl EmbeddedBroker {
             .into_iter()
             .map(|(id, envelope)| (id.to_string(), envelope))
             .collect();
-        ToWorker::History(req, history.epoch().to_owned(), entries)
+        Reply::History {
+            epoch: history.epoch().to_owned(),
+            entries,
+        }
     }
 
     /// Applies a directory request of `worker`, publishing member events.
-    pub fn directory(
+    fn directory(
         &self,
         worker: WorkerId,
         request: DirectoryRequest,
-        send: Send<'_>,
+        deliver: &dyn Deliver,
     ) -> DirectoryReply {
         let mut directory = lock(&self.directory);
         match request {
@@ -122,7 +139,7 @@ impl EmbeddedBroker {
                     None => DirectoryReply::Joined(None),
                     Some((added, members)) => {
                         if added {
-                            self.publish(vec![(event_channel, envelope)], send);
+                            self.publish(vec![(event_channel, envelope)], deliver);
                         }
                         DirectoryReply::Joined(Some(members))
                     }
@@ -138,7 +155,7 @@ impl EmbeddedBroker {
                 let removed = directory.leave(worker, &(app, channel), &user_id);
                 drop(directory);
                 if removed {
-                    self.publish(vec![(event_channel, envelope)], send);
+                    self.publish(vec![(event_channel, envelope)], deliver);
                 }
                 DirectoryReply::Done
             }
@@ -159,7 +176,7 @@ impl EmbeddedBroker {
 
     /// Forgets a dead `worker`: its subscriptions, counts and presence sockets,
     /// publishing `member_removed` for each user it was the last socket of.
-    pub fn remove_worker(&self, worker: WorkerId, send: Send<'_>) {
+    pub fn remove_worker(&self, worker: WorkerId, deliver: &dyn Deliver) {
         lock(&self.hub).remove_worker(worker);
         let gone = lock(&self.directory).remove_worker(worker);
         let now = now_ms();
@@ -193,7 +210,55 @@ impl EmbeddedBroker {
                 removed = messages.len(),
                 "removed a dead worker's presence members"
             );
-            self.publish(messages, send);
+            self.publish(messages, deliver);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what the server delivers.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(Vec<WorkerId>, String)>>);
+
+    impl Deliver for Recorded {
+        fn deliver(&self, workers: &[WorkerId], payload: String) {
+            lock(&self.0).push((workers.to_vec(), payload));
+        }
+    }
+
+    #[test]
+    fn publishes_reach_subscribers_with_their_position_and_stay_in_history() {
+        let server = EmbeddedBrokerServer::new(HistoryPolicy::default());
+        let sent = Recorded::default();
+        for worker in [1, 0] {
+            let reply = server.handle(worker, Request::Subscribe("c".into()), &sent);
+            assert_eq!(reply, Reply::Done);
+        }
+        let publish = Request::Publish(vec![
+            ("c".into(), r#"{"v":1}"#.into()),
+            ("nobody".into(), r#"{"v":2}"#.into()),
+        ]);
+        assert_eq!(server.handle(2, publish, &sent), Reply::Done);
+        let history = Request::History {
+            channel: "c".into(),
+            from: "0-0".into(),
+        };
+        let Reply::History { epoch, entries } = server.handle(0, history, &sent) else {
+            panic!("a history request is answered with the history");
+        };
+        assert_eq!(entries.len(), 1);
+        let (id, envelope) = &entries[0];
+        assert_eq!(envelope, r#"{"v":1}"#);
+        let delivered = lock(&sent.0).clone();
+        let expected = format!(r#"{{"v":1,"pos":"{epoch}:{id}"}}"#);
+        assert_eq!(delivered, [(vec![0, 1], expected)]);
+
+        server.handle(1, Request::Unsubscribe("c".into()), &sent);
+        server.remove_worker(0, &sent);
+        server.handle(2, Request::Publish(vec![("c".into(), "{}".into())]), &sent);
+        assert_eq!(lock(&sent.0).len(), 1, "no subscriber left");
     }
 }

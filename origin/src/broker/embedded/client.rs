@@ -1,6 +1,6 @@
-//! The worker side of the embedded broker: publishes and subscriptions go to
-//! the master over the control socket; the master relays payloads back as
-//! `Deliver` frames, which the worker's control reader feeds to delivery.
+//! The embedded broker's worker side: every operation is a request to the
+//! server in the master; the server's deliveries reach the worker's delivery
+//! task through the [`InboundSender`] the transport feeds.
 
 use std::sync::Arc;
 
@@ -8,73 +8,69 @@ use pushwire_shared::ChannelName;
 use pushwire_shared::channel_query::ChannelStats;
 use pushwire_shared::history::StreamId;
 
-use super::directory::{DirectoryReply, DirectoryRequest, JoinOutcome, PresenceChange};
-
-use super::{
+use super::protocol::{DirectoryReply, DirectoryRequest, Reply, Request};
+use crate::broker::directory::{JoinOutcome, PresenceChange};
+use crate::broker::{
     Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Inbound, InboundSender,
     Outbound,
 };
-use crate::cluster::ControlClient;
-use crate::cluster::ipc::{IpcError, ToMaster, ToWorker};
 
-/// A [`Broker`] whose hub is the cluster master.
+/// How the client reaches the server (the cluster's control socket).
+///
+/// The transport queues each delivery the server pushes into the client's
+/// [`InboundSender`] before it reads the next message, so a reply arrives after
+/// the deliveries sent before it.
+pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
+    /// Sends `request` and waits for the server's reply; [`BrokerError::Closed`]
+    /// once the server is gone.
+    fn request(&self, request: Request) -> BrokerFuture<'_, Reply>;
+    /// Sends `request` without waiting for a reply.
+    fn send(&self, request: Request) -> Result<(), BrokerError>;
+}
+
+/// A [`Broker`] whose server is the cluster master.
 #[derive(Debug)]
-pub struct RelayBroker {
-    control: Arc<ControlClient>,
+pub struct EmbeddedBroker {
+    transport: Arc<dyn Transport>,
     inbound: InboundSender,
 }
 
-impl RelayBroker {
-    /// A broker talking to the master through `control`; `inbound` is where
-    /// the worker's control reader queues the master's deliveries.
-    pub fn new(control: Arc<ControlClient>, inbound: InboundSender) -> Self {
-        RelayBroker { control, inbound }
+impl EmbeddedBroker {
+    /// A broker talking to the server through `transport`; `inbound` is where
+    /// the transport queues the server's deliveries.
+    pub fn new(transport: Arc<dyn Transport>, inbound: InboundSender) -> Self {
+        EmbeddedBroker { transport, inbound }
     }
-}
 
-fn closed(_: IpcError) -> BrokerError {
-    BrokerError::Closed
-}
+    /// Sends `request`, expecting [`Reply::Done`].
+    async fn done(&self, request: Request) -> Result<(), BrokerError> {
+        match self.transport.request(request).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
 
-fn to_json(request: &DirectoryRequest) -> String {
-    serde_json::to_string(request).expect("a request always serialises")
-}
-
-fn unexpected(reply: &DirectoryReply) -> BrokerError {
-    BrokerError::Unavailable(format!("the master answered {reply:?}"))
-}
-
-impl RelayBroker {
     async fn directory(&self, request: DirectoryRequest) -> Result<DirectoryReply, BrokerError> {
-        let answer = self
-            .control
-            .request(|id| ToMaster::Directory(id, to_json(&request)))
-            .await
-            .map_err(closed)?;
-        let ToWorker::Directory(_, json) = answer else {
-            return Err(BrokerError::Unavailable(
-                "the master answered a directory request with something else".into(),
-            ));
-        };
-        serde_json::from_str(&json).map_err(|e| BrokerError::Unavailable(e.to_string()))
+        match self.transport.request(Request::Directory(request)).await? {
+            Reply::Directory(reply) => Ok(reply),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
-impl Broker for RelayBroker {
+fn unexpected(reply: &impl std::fmt::Debug) -> BrokerError {
+    BrokerError::Unavailable(format!("the embedded broker answered {reply:?}"))
+}
+
+impl Broker for EmbeddedBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
-            self.control
-                .request(|id| {
-                    // The master keeps the history: it needs the channel and envelope only.
-                    let pairs = messages
-                        .iter()
-                        .map(|m| (m.channel.clone(), m.envelope.clone()))
-                        .collect();
-                    ToMaster::Publish(id, pairs)
-                })
-                .await
-                .map_err(closed)?;
-            Ok(())
+            // The server keeps the history: it needs the channel and envelope only.
+            let pairs = messages
+                .iter()
+                .map(|m| (m.channel.clone(), m.envelope.clone()))
+                .collect();
+            self.done(Request::Publish(pairs)).await
         })
     }
 
@@ -85,14 +81,13 @@ impl Broker for RelayBroker {
         from: StreamId,
     ) -> BrokerFuture<'a, HistorySnapshot> {
         Box::pin(async move {
-            let answer = self
-                .control
-                .request(|id| ToMaster::History(id, channel.to_owned(), from.to_string()))
-                .await
-                .map_err(closed)?;
-            let ToWorker::History(_, epoch, entries) = answer else {
+            let request = Request::History {
+                channel: channel.to_owned(),
+                from: from.to_string(),
+            };
+            let Reply::History { epoch, entries } = self.transport.request(request).await? else {
                 return Err(BrokerError::Unavailable(
-                    "the master answered a history request with something else".into(),
+                    "the embedded broker answered a history request with something else".into(),
                 ));
             };
             Ok(HistorySnapshot {
@@ -106,33 +101,18 @@ impl Broker for RelayBroker {
     }
 
     fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
-        Box::pin(async move {
-            self.control
-                .request(|id| ToMaster::Subscribe(id, channel.to_owned()))
-                .await
-                .map_err(closed)?;
-            Ok(())
-        })
+        Box::pin(self.done(Request::Subscribe(channel.to_owned())))
     }
 
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
-        Box::pin(async move {
-            self.control
-                .request(|id| ToMaster::Unsubscribe(id, channel.to_owned()))
-                .await
-                .map_err(closed)?;
-            Ok(())
-        })
+        Box::pin(self.done(Request::Unsubscribe(channel.to_owned())))
     }
 
     fn barrier(&self) -> BrokerFuture<'_, ()> {
         Box::pin(async move {
-            // The master answers in order with the deliveries it relayed to us,
-            // and the control reader queues each before reading the next frame.
-            self.control
-                .request(ToMaster::Barrier)
-                .await
-                .map_err(closed)?;
+            // The server answers in order with the deliveries it sent us, and
+            // the transport queues each before reading the next message.
+            self.done(Request::Barrier).await?;
             let (reached, delivered) = tokio::sync::oneshot::channel();
             self.inbound
                 .send(Inbound::Barrier(reached))
@@ -148,10 +128,8 @@ impl Broker for RelayBroker {
             channel: channel.to_string(),
             count,
         };
-        // No answer awaited (id 0 matches no request): counts are advisory.
-        let _ = self
-            .control
-            .send(&ToMaster::Directory(0, to_json(&request)));
+        // No answer awaited: counts are advisory.
+        let _ = self.transport.send(Request::Directory(request));
     }
 
     fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome> {

@@ -1,0 +1,30 @@
+//! Why the cluster could not run.
+
+use std::net::SocketAddr;
+
+use super::ipc::IpcError;
+
+/// Why the cluster could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The public address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Other I/O failure.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The control socket failed.
+    #[error(transparent)]
+    Ipc(#[from] IpcError),
+    /// The worker received bad settings.
+    #[error("invalid worker settings: {0}")]
+    Settings(String),
+    /// The worker's broker could not start.
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+}
