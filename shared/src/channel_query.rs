@@ -14,7 +14,7 @@ use crate::api_error::{ApiError, ChannelQueryError};
 use crate::app::{App, AppList};
 use crate::channel::{ChannelKind, ChannelName};
 // Re-exported only until the embedded broker imports it from `directory`.
-pub use crate::directory::ChannelStats;
+use crate::directory::ChannelStats;
 use crate::history::Position;
 use crate::signing::{self, QueryParams, RequestParts};
 use crate::trigger::ChannelAttribute;
@@ -229,7 +229,8 @@ pub fn channels_body(channels: &[(ChannelName, ChannelStats)], user_count: bool)
 /// `GET /channels/{name}`: `{"occupied", …the attributes asked for}`.
 ///
 /// ```
-/// use pushwire_shared::channel_query::{channel_body, ChannelStats};
+/// use pushwire_shared::channel_query::channel_body;
+/// use pushwire_shared::directory::ChannelStats;
 /// use pushwire_shared::trigger::ChannelAttribute;
 /// let stats = ChannelStats { subscription_count: 0, user_count: 0 };
 /// assert_eq!(channel_body(&stats, &[ChannelAttribute::SubscriptionCount]).to_string(),

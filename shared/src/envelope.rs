@@ -10,18 +10,10 @@ use serde_json::Value;
 use crate::channel::ChannelName;
 use crate::event::EventName;
 use crate::history::Position;
-use crate::keys::KeySpace;
 use crate::socket_id::SocketId;
 
 /// The envelope format this crate writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
-
-/// The Redis pub/sub channel carrying `app`'s events for `channel`; the same as
-/// [`KeySpace::channel`] of [`KeySpace::DEFAULT`], kept for callers not yet
-/// using the key space.
-pub fn redis_channel(app_id: &str, channel: &ChannelName) -> String {
-    KeySpace::DEFAULT.channel(app_id, channel)
-}
 
 /// One event on one channel, as it travels through Redis.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

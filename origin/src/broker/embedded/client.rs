@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use pushwire_shared::ChannelName;
-use pushwire_shared::channel_query::ChannelStats;
+use pushwire_shared::directory::ChannelStats;
 use pushwire_shared::history::StreamId;
 
 use super::protocol::{DirectoryReply, DirectoryRequest, Reply, Request};

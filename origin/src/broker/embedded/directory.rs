@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use pushwire_shared::channel_query::ChannelStats;
+use pushwire_shared::directory::ChannelStats;
 
 use super::WorkerId;
 

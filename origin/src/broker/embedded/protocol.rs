@@ -7,7 +7,7 @@
 //! subscribed to) on the same socket, in order with the replies: a
 //! [`Request::Barrier`]'s reply arrives after every delivery sent before it.
 
-use pushwire_shared::channel_query::ChannelStats;
+use pushwire_shared::directory::ChannelStats;
 
 /// A worker's request to the server.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use pushwire_shared::envelope::{ENVELOPE_VERSION, redis_channel};
+use pushwire_shared::event_id::{IdIssuer, event_id};
 use pushwire_shared::history::{HistoryPolicy, with_position};
+use pushwire_shared::keys::KeySpace;
 use pushwire_shared::presence::Member;
 use pushwire_shared::{ChannelName, Envelope};
 
@@ -190,18 +191,15 @@ impl EmbeddedBrokerServer {
                     user_info: "null".into(),
                 };
                 let (event, data) = member.removed_event();
-                let envelope = Envelope {
-                    v: ENVELOPE_VERSION,
-                    id: format!("{now:x}-m{worker:x}-{n:x}"),
-                    app: app.clone(),
-                    channel: channel.clone(),
+                let envelope = Envelope::new(
+                    event_id(IdIssuer::EmbeddedBroker, now, worker as u64, n),
+                    app.clone(),
+                    channel.clone(),
                     event,
                     data,
-                    exclude: None,
-                    ts: now,
-                    pos: None,
-                };
-                Some((redis_channel(&app, &channel), envelope.encode()))
+                    now,
+                );
+                Some((KeySpace::DEFAULT.channel(&app, &channel), envelope.encode()))
             })
             .collect();
         if !messages.is_empty() {
