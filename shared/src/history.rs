@@ -24,7 +24,8 @@ use crate::keys::KeySpace;
 /// `recovered: true` (nothing missed) rather than "unknown".
 pub const IDLE_KEY_TTL_SECS: u64 = 24 * 60 * 60;
 
-/// How much history each channel keeps. Trimming happens when a channel is
+/// How much history each channel keeps (defaults and bounds:
+/// [`settings`](crate::settings)). Trimming happens when a channel is
 /// published to: the newest `max_events` events younger than `max_age_secs`
 /// are kept, and the newest event is always kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,8 +40,8 @@ pub struct HistoryPolicy {
 impl Default for HistoryPolicy {
     fn default() -> Self {
         HistoryPolicy {
-            max_events: 100,
-            max_age_secs: 300,
+            max_events: crate::settings::DEFAULT_HISTORY_MAX_EVENTS,
+            max_age_secs: crate::settings::DEFAULT_HISTORY_MAX_AGE_SECS,
         }
     }
 }

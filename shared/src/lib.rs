@@ -22,7 +22,8 @@
 //! - [`publishing`]: the atomic publish script, its digest and the commands that run it;
 //! - [`delivery`]: how a trigger's `data` becomes the Socket.IO argument clients receive;
 //! - [`client_protocol`]: the Socket.IO `subscribe`/`unsubscribe` payloads and ack shapes;
-//! - [`http`]: the JSON error body every HTTP endpoint uses.
+//! - [`http`]: the JSON error body every HTTP endpoint uses;
+//! - [`settings`]: defaults and bounds of the settings the edge and the origin share.
 //!
 //! The crate is pure: no runtime, no I/O, no clock or randomness. Callers pass the
 //! current time and generated ids in, so it compiles to `wasm32-unknown-unknown`
@@ -44,6 +45,7 @@ pub mod http;
 pub mod keys;
 pub mod presence;
 pub mod publishing;
+pub mod settings;
 pub mod signing;
 pub mod socket_id;
 pub mod trigger;
