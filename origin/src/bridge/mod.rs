@@ -14,9 +14,9 @@
 //! - bodies over the cap get 413; Redis unreachable gets 503.
 
 mod command;
+mod config;
 mod reply;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -31,36 +31,10 @@ use pushwire_shared::upstash;
 use serde_json::{Value, json};
 
 pub use self::command::{DEFAULT_ALLOWED, RedisCommand};
+pub use self::config::{BridgeConfig, BridgeConfigError, BridgeSettings, MIN_TOKEN_LEN};
 pub use self::reply::Encoding;
 
 use crate::redis_connection::{CommandConnection, PUBLISH_TIMEOUT, RedisUnavailable, within};
-
-/// The bridge's settings.
-#[derive(Clone)]
-pub struct BridgeConfig {
-    /// Listen address.
-    pub addr: SocketAddr,
-    /// Redis URL.
-    pub redis_url: String,
-    /// The bearer token clients must send.
-    pub token: String,
-    /// Allowed command names, upper-case.
-    pub allowed: Vec<String>,
-    /// Request body cap in bytes.
-    pub max_request_bytes: usize,
-}
-
-impl std::fmt::Debug for BridgeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BridgeConfig")
-            .field("addr", &self.addr)
-            .field("redis_url", &self.redis_url)
-            .field("token", &"<redacted>")
-            .field("allowed", &self.allowed)
-            .field("max_request_bytes", &self.max_request_bytes)
-            .finish()
-    }
-}
 
 /// Why a bridge request failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,14 +4,18 @@
 //! through `tracing` to stderr. Exit codes: 0 success, 1 the operation failed
 //! (e.g. the server refused a trigger), 2 usage or configuration error.
 
+mod bridge;
 mod serve;
 mod trigger;
+mod worker_process;
 
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub use self::trigger::TriggerArgs;
+use crate::bridge::BridgeSettings;
+use crate::config::ServeSettings;
 
 /// pushwire: realtime push over Socket.IO with a Pusher-compatible trigger API.
 #[derive(Debug, Parser)]
@@ -27,119 +31,21 @@ pub struct Cli {
     pub command: Option<Command>,
     /// `serve` flags, when no subcommand is given.
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub serve: ServeSettings,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an origin: Socket.IO clients, the trigger API and broker fan-out.
-    Serve(ServeArgs),
+    Serve(ServeSettings),
     /// Send one signed trigger to a pushwire (or Pusher-compatible) endpoint.
     Trigger(TriggerArgs),
     /// Run the Upstash-compatible Redis REST bridge the edge worker publishes through.
-    Bridge(BridgeArgs),
+    Bridge(BridgeSettings),
     /// Internal: a worker process, spawned by `serve`.
     #[command(hide = true)]
     WorkerProcess,
-}
-
-/// `pushwire serve` flags; each can also come from its environment variable.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Address to listen on [default: 0.0.0.0].
-    #[arg(long, env = "PUSHWIRE_HOST")]
-    pub host: Option<IpAddr>,
-    /// Port to listen on; 0 picks a free one [default: 3000].
-    #[arg(long, env = "PUSHWIRE_PORT")]
-    pub port: Option<u16>,
-    /// Apps as `id:key:secret[,id:key:secret…]` [default: the dev app 1000001:app-key:app-secret].
-    #[arg(long, env = "PUSHWIRE_APPS", hide_env_values = true)]
-    pub apps: Option<String>,
-    /// Redis URL; without it an embedded broker is used.
-    #[arg(long = "redis", env = "PUSHWIRE_REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// Worker processes [default: one per CPU].
-    #[arg(long, env = "PUSHWIRE_WORKERS")]
-    pub workers: Option<usize>,
-    /// Serve the live demo page at `/` [default: true].
-    #[arg(long, env = "PUSHWIRE_DEMO")]
-    pub demo: Option<bool>,
-    /// Heartbeat interval in ms [default: 25000].
-    #[arg(long, env = "PUSHWIRE_PING_INTERVAL_MS")]
-    pub ping_interval_ms: Option<u64>,
-    /// Heartbeat timeout in ms; a client whose send buffer is full at a ping, or that
-    /// does not answer in time, is disconnected [default: 20000].
-    #[arg(long, env = "PUSHWIRE_PING_TIMEOUT_MS")]
-    pub ping_timeout_ms: Option<u64>,
-    /// Trigger API request body cap in bytes [default: 262144].
-    #[arg(long, env = "PUSHWIRE_MAX_REQUEST_BYTES")]
-    pub max_request_bytes: Option<usize>,
-    /// History kept per channel for recovery (`subscribe` with `since`) [default: 100].
-    #[arg(long, env = "PUSHWIRE_HISTORY_MAX_EVENTS")]
-    pub history_max_events: Option<u32>,
-    /// Age in seconds after which history is trimmed [default: 300].
-    #[arg(long, env = "PUSHWIRE_HISTORY_MAX_AGE_SECS")]
-    pub history_max_age_secs: Option<u32>,
-    /// Web origins whose browser pages may connect, comma-separated
-    /// (`https://app.example.com,…`); pages of other origins are refused [default: * (any)].
-    #[arg(long, env = "PUSHWIRE_ALLOWED_ORIGINS")]
-    pub allowed_origins: Option<String>,
-    /// JSON config file, read under flags and environment.
-    #[arg(long = "config", env = "PUSHWIRE_CONFIG")]
-    pub config_file: Option<PathBuf>,
-}
-
-/// `pushwire bridge` flags.
-#[derive(Debug, clap::Args)]
-pub struct BridgeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "PUSHWIRE_BRIDGE_HOST", default_value = "127.0.0.1")]
-    pub host: std::net::IpAddr,
-    /// Port to listen on; 0 picks a free one.
-    #[arg(long, env = "PUSHWIRE_BRIDGE_PORT", default_value_t = 8079)]
-    pub port: u16,
-    /// Redis URL.
-    #[arg(
-        long = "redis",
-        env = "PUSHWIRE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis_url: String,
-    /// Bearer token clients must present (required).
-    #[arg(long, env = "PUSHWIRE_BRIDGE_TOKEN", hide_env_values = true)]
-    pub token: String,
-    /// Allowed commands, comma-separated [default: PING,PUBLISH,EVAL,EVALSHA,
-    /// ZRANGEBYSCORE,HGET,HGETALL,HLEN]; EVAL and EVALSHA run only pushwire's
-    /// publish script (EVAL allows EVALSHA too), the reads only on `pushwire:` keys.
-    #[arg(long, env = "PUSHWIRE_BRIDGE_ALLOW", value_delimiter = ',')]
-    pub allow: Vec<String>,
-    /// Request body cap in bytes.
-    #[arg(long, env = "PUSHWIRE_BRIDGE_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
-    pub max_request_bytes: usize,
-}
-
-/// `pushwire trigger` flags.
-#[derive(Debug, clap::Args)]
-pub struct TriggerArgs {
-    /// Base URL of the trigger endpoint.
-    #[arg(long, env = "PUSHWIRE_URL", default_value = "http://127.0.0.1:3000")]
-    pub url: String,
-    /// Credentials as `id:key:secret`; with several apps listed, the first is used.
-    #[arg(long = "app", env = "PUSHWIRE_APPS", hide_env_values = true, default_value = crate::config::DEV_APPS)]
-    pub app: String,
-    /// Target channel; repeat for several.
-    #[arg(long = "channel", short = 'c', required = true)]
-    pub channels: Vec<String>,
-    /// Event name.
-    #[arg(long, short = 'e')]
-    pub event: String,
-    /// Event data, sent as the `data` string (clients receive it JSON-parsed when it is JSON).
-    #[arg(long, short = 'd', default_value = "")]
-    pub data: String,
-    /// Socket id to leave out.
-    #[arg(long)]
-    pub socket_id: Option<String>,
 }
 
 /// Parses the command line, runs it and turns the outcome into an exit code.
@@ -174,8 +80,8 @@ pub fn main() -> ExitCode {
                 None => serve::run(cli.serve).await,
                 Some(Command::Serve(args)) => serve::run(args).await,
                 Some(Command::Trigger(args)) => trigger::run(args).await,
-                Some(Command::WorkerProcess) => serve::run_worker().await,
-                Some(Command::Bridge(args)) => serve::run_bridge(args).await,
+                Some(Command::WorkerProcess) => worker_process::run().await,
+                Some(Command::Bridge(args)) => bridge::run(args).await,
             }
         });
         command
@@ -188,5 +94,97 @@ pub fn main() -> ExitCode {
             eprintln!("pushwire: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    const README: &str = include_str!("../../../README.md");
+
+    /// `(flag, variable)` of each setting `pushwire <subcommand> --help` lists.
+    fn help_settings(subcommand: &str) -> BTreeSet<(String, String)> {
+        let cli = Cli::command();
+        let command = cli
+            .find_subcommand(subcommand)
+            .unwrap_or_else(|| panic!("no subcommand {subcommand}"));
+        let help = command.clone().render_long_help().to_string();
+        command
+            .get_arguments()
+            .filter(|arg| !arg.is_hide_set())
+            .filter_map(|arg| {
+                let long = format!("--{}", arg.get_long()?);
+                (long != "--help").then(|| {
+                    assert!(help.contains(&long), "{long} not in --help");
+                    let env = arg
+                        .get_env()
+                        .map_or_else(String::new, |e| e.to_string_lossy().into_owned());
+                    (long, env)
+                })
+            })
+            .collect()
+    }
+
+    /// `(flag, variable)` of each row of the first README table after `marker`.
+    fn readme_settings(marker: &str) -> BTreeSet<(String, String)> {
+        let after = README
+            .split_once(marker)
+            .unwrap_or_else(|| panic!("README has no {marker:?}"))
+            .1;
+        let rows: BTreeSet<_> = after
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .filter(|line| line.starts_with("| `--"))
+            .map(|line| {
+                let cells: Vec<&str> = line
+                    .split('|')
+                    .map(|c| c.trim().trim_matches('`'))
+                    .collect();
+                (cells[1].to_owned(), cells[2].to_owned())
+            })
+            .collect();
+        assert!(!rows.is_empty(), "no settings table after {marker:?}");
+        rows
+    }
+
+    #[test]
+    fn the_readme_documents_every_serve_setting_and_no_other() {
+        assert_eq!(
+            readme_settings("## Configuration"),
+            help_settings("serve"),
+            "README's configuration table (left) and `pushwire serve --help` (right) differ"
+        );
+    }
+
+    #[test]
+    fn the_readme_documents_every_bridge_setting_and_no_other() {
+        assert_eq!(
+            readme_settings("**Bridge**"),
+            help_settings("bridge"),
+            "README's bridge table (left) and `pushwire bridge --help` (right) differ"
+        );
     }
 }

@@ -35,7 +35,6 @@ use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
 pub use self::client_script::RECOVERY_HELPER;
-pub use self::cross_origin::{AllowedOrigins, AllowedOriginsError};
 pub use self::registry::ChannelRegistry;
 pub use self::session::{
     HandshakeError, MAX_HANDSHAKE_CHANNELS, SocketSession, handshake_channels, resolve_app,

@@ -1,0 +1,146 @@
+//! The bridge's settings: [`BridgeSettings`] as `pushwire bridge` takes them,
+//! checked into the [`BridgeConfig`] the server runs with.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::DEFAULT_ALLOWED;
+
+/// The shortest bearer token the bridge accepts.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// `pushwire bridge` flags; each can also come from its environment variable.
+#[derive(clap::Args)]
+pub struct BridgeSettings {
+    /// Address to listen on.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_PORT", default_value_t = 8079)]
+    pub port: u16,
+    /// Redis URL.
+    #[arg(
+        long = "redis",
+        env = "PUSHWIRE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Bearer token clients must present (required, at least 16 characters).
+    #[arg(long, env = "PUSHWIRE_BRIDGE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Allowed commands, comma-separated [default: PING,PUBLISH,EVAL,EVALSHA,
+    /// ZRANGEBYSCORE,HGET,HGETALL,HLEN]; EVAL and EVALSHA run only pushwire's
+    /// publish script (EVAL allows EVALSHA too), the reads only on `pushwire:` keys.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_ALLOW", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// Request body cap in bytes.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
+    pub max_request_bytes: usize,
+}
+
+impl std::fmt::Debug for BridgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("redis_url", &self.redis_url)
+            .field("token", &"<redacted>")
+            .field("allow", &self.allow)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .finish()
+    }
+}
+
+/// Why the bridge's settings are unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BridgeConfigError {
+    /// The token is too easy to guess.
+    #[error("--token / PUSHWIRE_BRIDGE_TOKEN must be at least {MIN_TOKEN_LEN} characters")]
+    TokenTooShort,
+}
+
+/// The bridge's settings.
+#[derive(Clone)]
+pub struct BridgeConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Redis URL.
+    pub redis_url: String,
+    /// The bearer token clients must send.
+    pub token: String,
+    /// Allowed command names, upper-case.
+    pub allowed: Vec<String>,
+    /// Request body cap in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl std::fmt::Debug for BridgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeConfig")
+            .field("addr", &self.addr)
+            .field("redis_url", &self.redis_url)
+            .field("token", &"<redacted>")
+            .field("allowed", &self.allowed)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .finish()
+    }
+}
+
+impl BridgeSettings {
+    /// Checks the settings; an empty allow-list means [`DEFAULT_ALLOWED`].
+    pub fn validate(self) -> Result<BridgeConfig, BridgeConfigError> {
+        if self.token.len() < MIN_TOKEN_LEN {
+            return Err(BridgeConfigError::TokenTooShort);
+        }
+        let allowed = if self.allow.is_empty() {
+            DEFAULT_ALLOWED.iter().map(|c| c.to_string()).collect()
+        } else {
+            self.allow
+                .iter()
+                .map(|c| c.trim().to_ascii_uppercase())
+                .filter(|c| !c.is_empty())
+                .collect()
+        };
+        Ok(BridgeConfig {
+            addr: SocketAddr::new(self.host, self.port),
+            redis_url: self.redis_url,
+            token: self.token,
+            allowed,
+            max_request_bytes: self.max_request_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(token: &str, allow: &[&str]) -> BridgeSettings {
+        BridgeSettings {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8079,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            token: token.into(),
+            allow: allow.iter().map(|c| c.to_string()).collect(),
+            max_request_bytes: 4096,
+        }
+    }
+
+    #[test]
+    fn short_tokens_are_refused_by_name() {
+        let err = settings("short", &[]).validate().unwrap_err();
+        assert_eq!(err, BridgeConfigError::TokenTooShort);
+        assert!(err.to_string().contains("PUSHWIRE_BRIDGE_TOKEN"));
+        assert!(!format!("{:?}", settings("a-secret-token-value", &[])).contains("a-secret"));
+    }
+
+    #[test]
+    fn the_allow_list_defaults_and_is_normalised() {
+        let config = settings("0123456789abcdef", &[]).validate().unwrap();
+        assert_eq!(config.allowed, DEFAULT_ALLOWED);
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8079");
+        let config = settings("0123456789abcdef", &[" publish", "", "ping "])
+            .validate()
+            .unwrap();
+        assert_eq!(config.allowed, ["PUBLISH", "PING"]);
+    }
+}

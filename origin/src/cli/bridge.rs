@@ -1,0 +1,18 @@
+//! `pushwire bridge`: the Upstash-compatible Redis REST bridge.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::bridge::BridgeSettings;
+
+pub(super) async fn run(settings: BridgeSettings) -> anyhow::Result<ExitCode> {
+    let config = settings.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding {}", config.addr))?;
+    crate::bridge::run(listener, config, super::shutdown_signal())
+        .await
+        .context("bridge")?;
+    Ok(ExitCode::SUCCESS)
+}

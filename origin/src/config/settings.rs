@@ -1,0 +1,166 @@
+//! [`ServeSettings`]: every `pushwire serve` setting, defined once for the
+//! command line, the environment and the config file.
+//!
+//! Each field is a flag (`#[arg]`, which also names its environment variable)
+//! and a config file key (its serde name); its doc comment is the `--help` text.
+//! `None` means "not given here", so the same struct holds what the command line
+//! gave and what the file gave, and [`ServeConfig::merge`](super::ServeConfig::merge)
+//! takes the first one given, then the default. Adding a setting: a field here,
+//! its line in the README's configuration table, and its resolution in `merge`.
+
+use std::ffi::OsStr;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use pushwire_shared::AppList;
+
+use super::{AllowedOrigins, ConfigError};
+
+/// The settings of `pushwire serve`, as given in one place (flags and
+/// environment, or the config file); `None` = not given there.
+///
+/// The config file is JSON; every key is optional:
+///
+/// ```json
+/// {
+///   "host": "0.0.0.0",
+///   "port": 3000,
+///   "redis_url": "redis://127.0.0.1:6379",
+///   "max_request_bytes": 262144,
+///   "workers": 4,
+///   "demo": false,
+///   "history": {"max_events": 100, "max_age_secs": 300},
+///   "allowed_origins": ["https://app.example.com"],
+///   "apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
+///             "limits": {"max_data_bytes": 10240}}]
+/// }
+/// ```
+#[derive(Debug, Clone, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "PUSHWIRE_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one [default: 3000].
+    #[arg(long, env = "PUSHWIRE_PORT")]
+    pub port: Option<u16>,
+    /// Apps as `id:key:secret[,id:key:secret…]` (in the config file, a list of apps
+    /// with their limits) [default: the dev app 1000001:app-key:app-secret].
+    #[arg(long, env = "PUSHWIRE_APPS", hide_env_values = true, value_parser = AppsParser)]
+    pub apps: Option<AppList>,
+    /// Redis URL; without it an embedded broker is used.
+    #[arg(long = "redis", env = "PUSHWIRE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Worker processes [default: one per CPU].
+    #[arg(long, env = "PUSHWIRE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Serve the live demo page at `/` [default: true].
+    #[arg(long, env = "PUSHWIRE_DEMO")]
+    pub demo: Option<bool>,
+    /// Heartbeat interval in ms [default: 25000].
+    #[arg(long, env = "PUSHWIRE_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    /// Heartbeat timeout in ms; a client whose send buffer is full at a ping, or that
+    /// does not answer in time, is disconnected [default: 20000].
+    #[arg(long, env = "PUSHWIRE_PING_TIMEOUT_MS")]
+    pub ping_timeout_ms: Option<u64>,
+    /// Trigger API request body cap in bytes, at least 1024 [default: 262144].
+    #[arg(long, env = "PUSHWIRE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<u64>,
+    /// Channel history retention; in the config file, the `history` object.
+    #[command(flatten)]
+    #[serde(default)]
+    pub history: HistorySettings,
+    /// Web origins whose browser pages may connect, comma-separated
+    /// (`https://app.example.com,…`; in the config file, a list); pages of other
+    /// origins are refused [default: * (any)].
+    #[arg(long, env = "PUSHWIRE_ALLOWED_ORIGINS", value_parser = AllowedOrigins::parse)]
+    pub allowed_origins: Option<AllowedOrigins>,
+    /// JSON config file, read under flags and environment.
+    #[arg(long = "config", env = "PUSHWIRE_CONFIG")]
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+}
+
+/// History retention settings: flags `--history-…`, the config file's `history` object.
+#[derive(Debug, Clone, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySettings {
+    /// History kept per channel for recovery (`subscribe` with `since`), 1 to 9999 [default: 100].
+    #[arg(
+        long = "history-max-events",
+        env = "PUSHWIRE_HISTORY_MAX_EVENTS",
+        value_name = "HISTORY_MAX_EVENTS"
+    )]
+    pub max_events: Option<u64>,
+    /// Age in seconds after which history is trimmed [default: 300].
+    #[arg(
+        long = "history-max-age-secs",
+        env = "PUSHWIRE_HISTORY_MAX_AGE_SECS",
+        value_name = "HISTORY_MAX_AGE_SECS"
+    )]
+    pub max_age_secs: Option<u64>,
+}
+
+impl ServeSettings {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ConfigError::ParseFile {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// How the command line names the setting whose field is `id`:
+    /// `--flag / VARIABLE`.
+    pub fn flag_of(id: &str) -> String {
+        let command = <Self as clap::Args>::augment_args(clap::Command::new("serve"));
+        command
+            .get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .map_or_else(
+                || id.to_owned(),
+                |arg| {
+                    let long = arg.get_long().unwrap_or(id);
+                    match arg.get_env() {
+                        Some(env) => format!("--{long} / {}", env.to_string_lossy()),
+                        None => format!("--{long}"),
+                    }
+                },
+            )
+    }
+}
+
+/// Parses `--apps` without echoing the value in its error: it holds secrets.
+#[derive(Debug, Clone, Copy)]
+struct AppsParser;
+
+impl clap::builder::TypedValueParser for AppsParser {
+    type Value = AppList;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<AppList, clap::Error> {
+        let name = arg.map_or_else(
+            || "--apps".to_owned(),
+            |a| ServeSettings::flag_of(a.get_id().as_str()),
+        );
+        let invalid = |why: String| {
+            command.clone().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid apps ({name}): {why}"),
+            )
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("not valid UTF-8".to_owned()))?;
+        AppList::parse(text).map_err(|e| invalid(e.to_string()))
+    }
+}
