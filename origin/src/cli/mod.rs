@@ -187,4 +187,22 @@ mod tests {
             "README's bridge table (left) and `pushwire bridge --help` (right) differ"
         );
     }
+
+    #[test]
+    fn serve_help_states_the_shared_defaults_and_bounds() {
+        use pushwire_shared::settings::*;
+        let help = Cli::command()
+            .find_subcommand("serve")
+            .expect("serve")
+            .clone()
+            .render_long_help()
+            .to_string();
+        for text in [
+            format!("at least {MIN_MAX_REQUEST_BYTES} [default: {DEFAULT_MAX_REQUEST_BYTES}]"),
+            format!("1 to {MAX_HISTORY_EVENTS} [default: {DEFAULT_HISTORY_MAX_EVENTS}]"),
+            format!("trimmed [default: {DEFAULT_HISTORY_MAX_AGE_SECS}]"),
+        ] {
+            assert!(help.contains(&text), "{text:?} not in {help}");
+        }
+    }
 }
