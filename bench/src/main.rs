@@ -29,7 +29,7 @@ struct BenchArgs {
     #[arg(long)]
     trigger_url: Option<String>,
     /// Credentials as `id:key:secret`; with several apps listed, the first is used.
-    #[arg(long = "app", env = "PUSHWIRE_APPS", hide_env_values = true, default_value = pushwire_origin::config::DEV_APPS)]
+    #[arg(long = "app", env = "PUSHWIRE_APPS", hide_env_values = true, default_value = pushwire_origin::DEV_APPS)]
     app: String,
     /// Connections to open (raise `ulimit -n` above this).
     #[arg(long, short = 'c', default_value_t = 1000)]

@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, in milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -11,6 +11,6 @@ pub fn now_ms() -> u64 {
 }
 
 /// Now, in whole seconds since the Unix epoch: the unit of request signatures.
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     now_ms() / 1000
 }

@@ -1,26 +1,37 @@
 //! pushwire's origin: Socket.IO workers fed by a pub/sub broker, the
 //! Pusher-compatible trigger API, and the `pushwire` command line.
 //!
-//! - [`cluster`]: the master process and its worker processes on one port;
-//! - [`worker`]: one Socket.IO + trigger API server ([`worker::serve`]);
-//! - [`broker`]: the pub/sub backends (Redis, the embedded broker);
-//! - [`trigger_api`]: `POST /apps/{id}/events` and `/batch_events`;
-//! - [`bridge`]: the Upstash-compatible Redis REST bridge (`pushwire bridge`);
-//! - [`config`]: [`config::ServeConfig`], resolved from flags, env and file;
-//! - [`cli`]: the `pushwire` subcommands.
+//! The library exists for the `pushwire` binary ([`cli::main`]) and the load
+//! generator (`pushwire-bench`, which signs triggers with [`trigger_client`]);
+//! everything else is private to the crate:
+//!
+//! - `cluster`: the master process, sticky routing, descriptor hand-off, IPC
+//!   framing and worker supervision;
+//! - `worker`: one Socket.IO + trigger API server;
+//! - `broker`: the pub/sub backends (Redis, and the embedded broker in
+//!   `broker/embedded/`);
+//! - `trigger_api`: the Pusher-compatible HTTP API (triggers and queries);
+//! - `bridge`: the Upstash-compatible Redis REST bridge (`pushwire bridge`);
+//! - `config`: the settings of `pushwire serve`, resolved from flags,
+//!   environment and file in one step;
+//! - `cli`: one file per subcommand.
+//!
+//! `CONTRIBUTING.md` describes how a trigger flows through them.
 
-pub mod backoff;
-pub mod bridge;
-pub mod broker;
+mod backoff;
+mod bridge;
+mod broker;
 pub mod cli;
-pub mod clock;
-pub mod cluster;
-pub mod config;
+mod clock;
+mod cluster;
+mod config;
 #[cfg(test)]
 mod module_graph;
 mod paths;
-pub mod redis_connection;
+mod redis_connection;
 pub mod telemetry;
-pub mod trigger_api;
+mod trigger_api;
 pub mod trigger_client;
-pub mod worker;
+mod worker;
+
+pub use config::DEV_APPS;

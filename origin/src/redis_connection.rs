@@ -8,16 +8,16 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// How long connecting may take before the attempt counts as failed.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one command or pipeline may take before it counts as failed.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a trigger waits for the publish script's reply before answering `503`.
 ///
 /// Longer than [`COMMAND_TIMEOUT`] because the outcome of a timed-out publish is
 /// unknown: Redis may have run the script, and a caller retrying on the `503`
 /// then publishes the event twice. A worker saturated by fan-out was seen reading
 /// the reply after more than 2 s; an unreachable Redis still fails at once.
-pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause between the connection manager's reconnection attempts.
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 
@@ -27,7 +27,7 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 pub struct RedisUnavailable(pub String);
 
 /// Awaits a Redis operation for at most `limit`; every failure is [`RedisUnavailable`].
-pub async fn within<T>(
+pub(crate) async fn within<T>(
     limit: Duration,
     what: &str,
     fut: impl Future<Output = redis::RedisResult<T>>,
@@ -43,14 +43,14 @@ pub async fn within<T>(
 
 /// A lazily opened, auto-reconnecting command connection.
 #[derive(Debug)]
-pub struct CommandConnection {
+pub(crate) struct CommandConnection {
     client: redis::Client,
     slot: tokio::sync::Mutex<Option<ConnectionManager>>,
 }
 
 impl CommandConnection {
     /// A connection to `client`'s server, opened on first use.
-    pub fn new(client: redis::Client) -> Self {
+    pub(crate) fn new(client: redis::Client) -> Self {
         CommandConnection {
             client,
             slot: tokio::sync::Mutex::new(None),
@@ -58,7 +58,7 @@ impl CommandConnection {
     }
 
     /// The connection, opening it if needed (at most [`CONNECT_TIMEOUT`] × 2).
-    pub async fn get(&self) -> Result<ConnectionManager, RedisUnavailable> {
+    pub(crate) async fn get(&self) -> Result<ConnectionManager, RedisUnavailable> {
         let mut slot = self.slot.lock().await;
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());

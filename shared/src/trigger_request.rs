@@ -180,8 +180,8 @@ pub fn info_body(request: &InfoRequest, stats: &[ChannelStats], batch: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::KeySpace;
     use crate::http::HttpError;
+    use crate::keys::KeySpace;
     use crate::trigger::TriggerError;
 
     fn apps() -> AppList {

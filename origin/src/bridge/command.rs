@@ -11,7 +11,7 @@ use super::BridgeError;
 /// `EVAL` and `EVALSHA` are only ever allowed for pushwire's own publish script
 /// ([`pushwire_shared::publishing::PUBLISH_SCRIPT`], by text or by digest), and
 /// the [`READ_COMMANDS`] only on pushwire's own keys, whatever the list says.
-pub const DEFAULT_ALLOWED: [&str; 8] = [
+pub(crate) const DEFAULT_ALLOWED: [&str; 8] = [
     "PING",
     "PUBLISH",
     "EVAL",
@@ -24,11 +24,11 @@ pub const DEFAULT_ALLOWED: [&str; 8] = [
 
 /// Reads the edge makes for channel queries (`pushwire_shared::directory`);
 /// their key must be one of pushwire's ([`KeySpace::owns`]).
-pub const READ_COMMANDS: [&str; 4] = ["ZRANGEBYSCORE", "HGET", "HGETALL", "HLEN"];
+pub(super) const READ_COMMANDS: [&str; 4] = ["ZRANGEBYSCORE", "HGET", "HGETALL", "HLEN"];
 
 /// A validated command: an allowed name (upper-case) and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisCommand {
+pub(crate) struct RedisCommand {
     /// The command name, upper-case.
     pub name: String,
     /// The arguments, as Redis receives them.
@@ -38,7 +38,7 @@ pub struct RedisCommand {
 impl RedisCommand {
     /// Parses `["PUBLISH", "channel", "payload"]` (names in any case; numbers and
     /// booleans become their text) and checks the name against `allowed`.
-    pub fn parse(value: &Value, allowed: &[String]) -> Result<Self, BridgeError> {
+    pub(crate) fn parse(value: &Value, allowed: &[String]) -> Result<Self, BridgeError> {
         let Value::Array(items) = value else {
             return Err(BridgeError::BadRequest(
                 "a command must be a JSON array like [\"PUBLISH\", \"channel\", \"message\"]"
@@ -86,7 +86,7 @@ impl RedisCommand {
 
     /// Parses a pipeline or transaction body: an array of commands. All must be
     /// valid and allowed; otherwise none runs.
-    pub fn parse_many(value: &Value, allowed: &[String]) -> Result<Vec<Self>, BridgeError> {
+    pub(crate) fn parse_many(value: &Value, allowed: &[String]) -> Result<Vec<Self>, BridgeError> {
         match value {
             Value::Array(commands) if !commands.is_empty() => {
                 commands.iter().map(|c| Self::parse(c, allowed)).collect()
@@ -99,7 +99,7 @@ impl RedisCommand {
     }
 
     /// The command for the Redis client.
-    pub fn to_cmd(&self) -> redis::Cmd {
+    pub(crate) fn to_cmd(&self) -> redis::Cmd {
         let mut cmd = redis::cmd(&self.name);
         for arg in &self.args {
             cmd.arg(arg);

@@ -6,11 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use super::DEFAULT_ALLOWED;
 
 /// The shortest bearer token the bridge accepts.
-pub const MIN_TOKEN_LEN: usize = 16;
+pub(crate) const MIN_TOKEN_LEN: usize = 16;
 
 /// `pushwire bridge` flags; each can also come from its environment variable.
 #[derive(clap::Args)]
-pub struct BridgeSettings {
+pub(crate) struct BridgeSettings {
     /// Address to listen on.
     #[arg(long, env = "PUSHWIRE_BRIDGE_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -52,7 +52,7 @@ impl std::fmt::Debug for BridgeSettings {
 
 /// Why the bridge's settings are unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BridgeConfigError {
+pub(crate) enum BridgeConfigError {
     /// The token is too easy to guess.
     #[error("--token / PUSHWIRE_BRIDGE_TOKEN must be at least {MIN_TOKEN_LEN} characters")]
     TokenTooShort,
@@ -60,7 +60,7 @@ pub enum BridgeConfigError {
 
 /// The bridge's settings.
 #[derive(Clone)]
-pub struct BridgeConfig {
+pub(crate) struct BridgeConfig {
     /// Listen address.
     pub addr: SocketAddr,
     /// Redis URL.
@@ -87,7 +87,7 @@ impl std::fmt::Debug for BridgeConfig {
 
 impl BridgeSettings {
     /// Checks the settings; an empty allow-list means [`DEFAULT_ALLOWED`].
-    pub fn validate(self) -> Result<BridgeConfig, BridgeConfigError> {
+    pub(crate) fn validate(self) -> Result<BridgeConfig, BridgeConfigError> {
         if self.token.len() < MIN_TOKEN_LEN {
             return Err(BridgeConfigError::TokenTooShort);
         }

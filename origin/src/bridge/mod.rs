@@ -30,15 +30,15 @@ use pushwire_shared::http::error_body;
 use pushwire_shared::upstash;
 use serde_json::{Value, json};
 
-pub use self::command::{DEFAULT_ALLOWED, RedisCommand};
-pub use self::config::{BridgeConfig, BridgeConfigError, BridgeSettings, MIN_TOKEN_LEN};
-pub use self::reply::Encoding;
+pub(crate) use self::command::{DEFAULT_ALLOWED, RedisCommand};
+pub(crate) use self::config::{BridgeConfig, BridgeSettings};
+pub(crate) use self::reply::Encoding;
 
 use crate::redis_connection::{CommandConnection, PUBLISH_TIMEOUT, RedisUnavailable, within};
 
 /// Why a bridge request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum BridgeError {
+pub(crate) enum BridgeError {
     /// Missing or wrong token.
     #[error("Unauthorized")]
     Unauthorized,
@@ -93,7 +93,7 @@ struct Bridge {
 }
 
 /// Serves the bridge on `listener` until `shutdown` resolves.
-pub async fn run(
+pub(crate) async fn run(
     listener: tokio::net::TcpListener,
     config: BridgeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 /// How strings are written into the JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     /// As text (non-UTF-8 bytes replaced).
     Plain,
     /// Base64 (standard alphabet, padded), so any bytes survive.
@@ -20,7 +20,7 @@ fn string(bytes: &[u8], encoding: Encoding) -> Value {
 }
 
 /// Standard base64 with padding.
-pub fn base64(bytes: &[u8]) -> String {
+pub(super) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -40,7 +40,7 @@ pub fn base64(bytes: &[u8]) -> String {
 }
 
 /// A reply value as JSON (`Err` for a Redis error reply).
-pub fn to_json(value: &redis::Value, encoding: Encoding) -> Result<Value, String> {
+pub(super) fn to_json(value: &redis::Value, encoding: Encoding) -> Result<Value, String> {
     use redis::Value as R;
     Ok(match value {
         R::Nil => Value::Null,
@@ -79,7 +79,7 @@ fn redis_error_text(e: &redis::ServerError) -> String {
 }
 
 /// `{"result": …}` or `{"error": "…"}` for one reply.
-pub fn entry(value: &redis::Value, encoding: Encoding) -> Value {
+pub(super) fn entry(value: &redis::Value, encoding: Encoding) -> Value {
     match to_json(value, encoding) {
         Ok(result) => json!({ "result": result }),
         Err(error) => json!({ "error": error }),

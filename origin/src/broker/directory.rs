@@ -14,15 +14,15 @@ use pushwire_shared::history::PublishMessage;
 use pushwire_shared::presence::Member;
 
 /// How often a node reports itself alive (and its subscription counts).
-pub const NODE_HEARTBEAT: Duration = Duration::from_secs(2);
+pub(crate) const NODE_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// How long a node may stay silent before it is considered dead.
-pub const NODE_TIMEOUT: Duration =
+pub(crate) const NODE_TIMEOUT: Duration =
     Duration::from_millis(pushwire_shared::directory::NODE_TIMEOUT_MS);
 
 /// One socket joining or leaving a presence channel.
 #[derive(Debug, Clone)]
-pub struct PresenceChange {
+pub(crate) struct PresenceChange {
     /// The app id.
     pub app: String,
     /// The presence channel.
@@ -38,7 +38,7 @@ pub struct PresenceChange {
 
 /// What a presence join did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JoinOutcome {
+pub(crate) enum JoinOutcome {
     /// Joined; the channel's members (`(user_id, user_info JSON)`) right after.
     Joined(Vec<(String, String)>),
     /// The channel already has the maximum number of members.

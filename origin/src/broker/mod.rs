@@ -8,8 +8,8 @@
 //! - [`EmbeddedBroker`]: the embedded broker ([`embedded`]), whose server runs in
 //!   the cluster master, for a single machine with no Redis configured.
 
-pub mod directory;
-pub mod embedded;
+pub(crate) mod directory;
+pub(crate) mod embedded;
 mod redis;
 mod redis_directory;
 
@@ -22,8 +22,8 @@ use pushwire_shared::history::StreamId;
 
 use self::directory::{JoinOutcome, PresenceChange};
 
-pub use self::embedded::EmbeddedBroker;
-pub use self::redis::RedisBroker;
+pub(crate) use self::embedded::EmbeddedBroker;
+pub(crate) use self::redis::RedisBroker;
 
 /// A fresh random token for a new history epoch (see `pushwire_shared::history`):
 /// the embedded broker's, or the one a publishing script sets when Redis has none.
@@ -32,11 +32,12 @@ pub(crate) fn epoch_candidate() -> String {
 }
 
 /// A boxed future returned by [`Broker`] methods (keeps the trait object-safe).
-pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
+pub(crate) type BrokerFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
 
 /// What a broker hands to the worker's delivery task, in arrival order.
 #[derive(Debug)]
-pub enum Inbound {
+pub(crate) enum Inbound {
     /// A payload published on a subscribed channel.
     Payload(Vec<u8>),
     /// A [`Broker::barrier`] marker: answered by the delivery task when it
@@ -48,18 +49,18 @@ pub enum Inbound {
 }
 
 /// Where a broker delivers what arrives on subscribed channels, in arrival order.
-pub type InboundSender = tokio::sync::mpsc::Sender<Inbound>;
+pub(crate) type InboundSender = tokio::sync::mpsc::Sender<Inbound>;
 
 /// One message to publish: its pub/sub channel, history stream and envelope.
-pub type Outbound = pushwire_shared::history::PublishMessage;
+pub(crate) type Outbound = pushwire_shared::history::PublishMessage;
 
 /// The most history entries one read returns (a policy larger than this is
 /// read only this far: recovery then reports `recovered: false`).
-pub const MAX_HISTORY_READ: usize = 10_000;
+pub(crate) const MAX_HISTORY_READ: usize = 10_000;
 
 /// A channel's retained history, read at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HistorySnapshot {
+pub(crate) struct HistorySnapshot {
     /// The history epoch; `None` when nothing was ever published since the
     /// backend started empty.
     pub epoch: Option<String>,
@@ -87,7 +88,7 @@ impl From<crate::redis_connection::RedisUnavailable> for BrokerError {
 }
 
 /// A pub/sub backend.
-pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
+pub(crate) trait Broker: Send + Sync + std::fmt::Debug + 'static {
     /// Appends every message to its channel's history and publishes it with its
     /// position, all or none; resolves once the backend accepted them.
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()>;
@@ -141,7 +142,7 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
 
 /// What `/health` reports about the broker.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BrokerHealth {
+pub(crate) struct BrokerHealth {
     /// `"redis"` or `"embedded"`.
     pub kind: &'static str,
     /// Whether the subscriber side is connected (always true for `embedded`).

@@ -68,7 +68,7 @@ enum Command {
 
 /// A [`Broker`] over Redis pub/sub.
 #[derive(Debug)]
-pub struct RedisBroker {
+pub(crate) struct RedisBroker {
     publisher: Arc<CommandConnection>,
     directory: RedisDirectory,
     policy: HistoryPolicy,
@@ -81,7 +81,7 @@ pub struct RedisBroker {
 impl RedisBroker {
     /// Builds the broker and starts its subscriber and directory tasks, reporting
     /// as `node`; does not wait for Redis, which may come up later.
-    pub fn start(
+    pub(crate) fn start(
         url: &str,
         node: String,
         policy: HistoryPolicy,

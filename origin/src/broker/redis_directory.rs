@@ -150,7 +150,7 @@ fn script(body: &str) -> redis::Script {
 
 /// This node's view of the directory in Redis.
 #[derive(Debug)]
-pub struct RedisDirectory {
+pub(super) struct RedisDirectory {
     conn: Arc<CommandConnection>,
     node: String,
     policy: HistoryPolicy,
@@ -159,7 +159,7 @@ pub struct RedisDirectory {
 
 impl RedisDirectory {
     /// Starts reporting as `node` (heartbeat, counts, reaping dead nodes).
-    pub fn start(conn: Arc<CommandConnection>, node: String, policy: HistoryPolicy) -> Self {
+    pub(super) fn start(conn: Arc<CommandConnection>, node: String, policy: HistoryPolicy) -> Self {
         let (counts, rx) = mpsc::unbounded_channel();
         tokio::spawn(heartbeat(conn.clone(), node.clone(), policy, rx));
         RedisDirectory {
@@ -175,7 +175,7 @@ impl RedisDirectory {
     }
 
     /// See `Broker::report_count`.
-    pub fn report_count(&self, app: &str, channel: &ChannelName, count: usize) {
+    pub(super) fn report_count(&self, app: &str, channel: &ChannelName, count: usize) {
         let _ = self.counts.send((channel_field(app, channel), count));
     }
 
@@ -199,7 +199,7 @@ impl RedisDirectory {
     }
 
     /// See `Broker::presence_join`.
-    pub async fn join(&self, change: &PresenceChange) -> Result<JoinOutcome, BrokerError> {
+    pub(super) async fn join(&self, change: &PresenceChange) -> Result<JoinOutcome, BrokerError> {
         let mut conn = self.conn().await?;
         let mut join = JOIN_SCRIPT.prepare_invoke();
         join.key(&self.presence_keys(change)[..])
@@ -229,7 +229,7 @@ impl RedisDirectory {
     }
 
     /// See `Broker::presence_leave`.
-    pub async fn leave(&self, change: &PresenceChange) -> Result<(), BrokerError> {
+    pub(super) async fn leave(&self, change: &PresenceChange) -> Result<(), BrokerError> {
         let mut conn = self.conn().await?;
         let mut leave = LEAVE_SCRIPT.prepare_invoke();
         leave
@@ -276,7 +276,7 @@ impl RedisDirectory {
     }
 
     /// See `Broker::channel_stats`.
-    pub async fn stats(
+    pub(super) async fn stats(
         &self,
         app: &str,
         channels: &[ChannelName],
@@ -288,7 +288,7 @@ impl RedisDirectory {
     }
 
     /// See `Broker::occupied_channels`.
-    pub async fn occupied(
+    pub(super) async fn occupied(
         &self,
         app: &str,
         prefix: &str,
@@ -300,7 +300,7 @@ impl RedisDirectory {
     }
 
     /// See `Broker::presence_members`.
-    pub async fn members(
+    pub(super) async fn members(
         &self,
         app: &str,
         channel: &ChannelName,

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use self::trigger::TriggerArgs;
+pub(crate) use self::trigger::TriggerArgs;
 use crate::bridge::BridgeSettings;
 use crate::config::ServeSettings;
 
@@ -25,7 +25,7 @@ use crate::config::ServeSettings;
     about,
     args_conflicts_with_subcommands = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to run; without a subcommand, `serve`.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -36,7 +36,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run an origin: Socket.IO clients, the trigger API and broker fan-out.
     Serve(ServeSettings),
     /// Send one signed trigger to a pushwire (or Pusher-compatible) endpoint.

@@ -9,7 +9,7 @@ use crate::trigger_client::TriggerClient;
 
 /// `pushwire trigger` flags.
 #[derive(Debug, clap::Args)]
-pub struct TriggerArgs {
+pub(crate) struct TriggerArgs {
     /// Base URL of the trigger endpoint.
     #[arg(long, env = "PUSHWIRE_URL", default_value = "http://127.0.0.1:3000")]
     pub url: String,

@@ -19,7 +19,7 @@ use crate::worker::SessionClaims;
 
 /// Sends frames to the master and matches acks to requests.
 #[derive(Debug)]
-pub struct ControlClient {
+pub(crate) struct ControlClient {
     frames: mpsc::UnboundedSender<Vec<u8>>,
     pending: Mutex<HashMap<RequestId, oneshot::Sender<ToWorker>>>,
     next_id: AtomicU64,
@@ -27,7 +27,7 @@ pub struct ControlClient {
 
 impl ControlClient {
     /// A client writing to `writer` from a background task.
-    pub fn spawn(mut writer: impl AsyncWrite + Unpin + Send + 'static) -> Self {
+    pub(crate) fn spawn(mut writer: impl AsyncWrite + Unpin + Send + 'static) -> Self {
         let (frames, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
@@ -49,7 +49,7 @@ impl ControlClient {
     }
 
     /// Sends a message that expects no answer.
-    pub fn send(&self, message: &ToMaster) -> Result<(), IpcError> {
+    pub(crate) fn send(&self, message: &ToMaster) -> Result<(), IpcError> {
         self.frames
             .send(message.encode())
             .map_err(|_| IpcError::Closed)
@@ -57,7 +57,7 @@ impl ControlClient {
 
     /// Sends the message built from a fresh request id and waits for the answer
     /// carrying that id (an `Ack`, or the reply the request asks for).
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         make: impl FnOnce(RequestId) -> ToMaster,
     ) -> Result<ToWorker, IpcError> {
@@ -72,14 +72,14 @@ impl ControlClient {
     }
 
     /// Completes the request `id` with `answer` (called by the control reader).
-    pub fn complete(&self, id: RequestId, answer: ToWorker) {
+    pub(crate) fn complete(&self, id: RequestId, answer: ToWorker) {
         if let Some(tx) = self.pending().remove(&id) {
             let _ = tx.send(answer);
         }
     }
 
     /// Fails every waiting request (the master is gone).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.pending().clear();
     }
 }

@@ -6,7 +6,7 @@ use super::ipc::IpcError;
 
 /// Why the cluster could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
+pub(crate) enum ClusterError {
     /// The public address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -17,7 +17,7 @@ use tokio::net::{TcpStream, UnixDatagram};
 
 /// Sends `stream` to the worker behind `socket`. The master keeps its copy
 /// until it drops `stream`; the worker's copy is independent.
-pub async fn send_connection(
+pub(super) async fn send_connection(
     socket: &UnixDatagram,
     stream: &std::net::TcpStream,
 ) -> io::Result<()> {
@@ -33,7 +33,7 @@ pub async fn send_connection(
 }
 
 /// Receives the next connection sent with [`send_connection`].
-pub async fn recv_connection(socket: &UnixDatagram) -> io::Result<TcpStream> {
+pub(super) async fn recv_connection(socket: &UnixDatagram) -> io::Result<TcpStream> {
     loop {
         socket.readable().await?;
         let mut byte = [0u8; 1];
@@ -56,7 +56,7 @@ pub async fn recv_connection(socket: &UnixDatagram) -> io::Result<TcpStream> {
 
 /// The worker's listener: yields the connections the master hands over.
 #[derive(Debug)]
-pub struct HandoffListener {
+pub(super) struct HandoffListener {
     socket: UnixDatagram,
     /// Reported as the local address (the public address the master listens on).
     public_addr: SocketAddr,
@@ -64,7 +64,7 @@ pub struct HandoffListener {
 
 impl HandoffListener {
     /// A listener receiving on `socket`.
-    pub fn new(socket: UnixDatagram, public_addr: SocketAddr) -> Self {
+    pub(super) fn new(socket: UnixDatagram, public_addr: SocketAddr) -> Self {
         HandoffListener {
             socket,
             public_addr,

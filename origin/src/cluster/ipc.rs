@@ -11,14 +11,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::broker::embedded::protocol::{Reply, Request};
 
 /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
-pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// A request id, echoed in the answer.
-pub type RequestId = u64;
+pub(crate) type RequestId = u64;
 
 /// Worker → master.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToMaster {
+pub(crate) enum ToMaster {
     /// The worker serves: route connections to it.
     Ready,
     /// Route Engine.IO session `sid` to this worker from now on. Acked.
@@ -30,7 +30,7 @@ pub enum ToMaster {
 
 /// Master → worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToWorker {
+pub(crate) enum ToWorker {
     /// The worker's settings, JSON (the first frame a worker receives).
     Init(String),
     /// The request with this id is done.
@@ -45,7 +45,7 @@ pub enum ToWorker {
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum IpcError {
+pub(crate) enum IpcError {
     /// The peer closed the socket.
     #[error("the peer closed the control socket")]
     Closed,
@@ -145,7 +145,7 @@ impl Reader<'_> {
 
 impl ToMaster {
     /// The frame bytes.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
             ToMaster::Ready => Writer::default().tag(1),
             ToMaster::Claim(id, sid) => Writer::default().tag(2).u64(*id).str(sid),
@@ -189,7 +189,7 @@ impl ToMaster {
 
 impl ToWorker {
     /// The frame bytes.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
             ToWorker::Init(settings) => Writer::default().tag(1).str(settings),
             ToWorker::Ack(id) => Writer::default().tag(2).u64(*id),
@@ -246,17 +246,21 @@ async fn read_body(reader: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, Ipc
 }
 
 /// Reads one worker → master frame.
-pub async fn read_to_master(reader: &mut (impl AsyncRead + Unpin)) -> Result<ToMaster, IpcError> {
+pub(crate) async fn read_to_master(
+    reader: &mut (impl AsyncRead + Unpin),
+) -> Result<ToMaster, IpcError> {
     ToMaster::decode(&read_body(reader).await?)
 }
 
 /// Reads one master → worker frame.
-pub async fn read_to_worker(reader: &mut (impl AsyncRead + Unpin)) -> Result<ToWorker, IpcError> {
+pub(crate) async fn read_to_worker(
+    reader: &mut (impl AsyncRead + Unpin),
+) -> Result<ToWorker, IpcError> {
     ToWorker::decode(&read_body(reader).await?)
 }
 
 /// Writes one frame.
-pub async fn write_frame(
+pub(crate) async fn write_frame(
     writer: &mut (impl AsyncWrite + Unpin),
     frame: &[u8],
 ) -> Result<(), IpcError> {

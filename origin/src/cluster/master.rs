@@ -96,7 +96,7 @@ impl Deliver for Master {
 }
 
 /// Runs the master until `shutdown` resolves, then drains the workers and returns.
-pub async fn run_master(
+pub(crate) async fn run_master(
     config: &ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ClusterError> {

@@ -19,13 +19,10 @@ mod control;
 mod drain;
 mod error;
 mod handoff;
-pub mod ipc;
+pub(crate) mod ipc;
 mod master;
 mod sticky;
 mod worker_process;
 
-pub use self::control::ControlClient;
-pub use self::error::ClusterError;
-pub use self::master::run_master;
-pub use self::sticky::{RouteHint, SESSION_TTL, StickyRouter, WorkerId, route_hint};
-pub use self::worker_process::{WORKER_ID_ENV, run_worker_process};
+pub(crate) use self::master::run_master;
+pub(crate) use self::worker_process::{WORKER_ID_ENV, run_worker_process};

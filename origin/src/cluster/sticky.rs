@@ -15,14 +15,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-pub use crate::broker::embedded::WorkerId;
+pub(crate) use crate::broker::embedded::WorkerId;
 
 /// How long a claimed session is remembered without a request naming it.
-pub const SESSION_TTL: Duration = Duration::from_secs(120);
+pub(crate) const SESSION_TTL: Duration = Duration::from_secs(120);
 
 /// What a request line says about where it must go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteHint {
+pub(crate) enum RouteHint {
     /// A request of an existing Engine.IO session.
     Session(String),
     /// Anything else.
@@ -31,15 +31,7 @@ pub enum RouteHint {
 
 /// Reads the request line at the start of `head` (the bytes peeked so far).
 /// Returns `None` while the line is incomplete.
-///
-/// ```
-/// use pushwire_origin::cluster::{RouteHint, route_hint};
-/// let hint = route_hint(b"GET /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\n");
-/// assert_eq!(hint, Some(RouteHint::Session("abc".into())));
-/// assert_eq!(route_hint(b"POST /apps/1/events HTTP/1.1\r\n"), Some(RouteHint::Fresh));
-/// assert_eq!(route_hint(b"GET /socket.io/?sid="), None);
-/// ```
-pub fn route_hint(head: &[u8]) -> Option<RouteHint> {
+pub(crate) fn route_hint(head: &[u8]) -> Option<RouteHint> {
     let end = head.iter().position(|&b| b == b'\n')?;
     let line = std::str::from_utf8(&head[..end]).unwrap_or("");
     let target = line.split(' ').nth(1).unwrap_or("");
@@ -61,7 +53,7 @@ pub fn route_hint(head: &[u8]) -> Option<RouteHint> {
 
 /// Session → worker table plus round-robin over ready workers.
 #[derive(Debug, Default)]
-pub struct StickyRouter {
+pub(crate) struct StickyRouter {
     sessions: HashMap<String, (WorkerId, Instant)>,
     ready: Vec<WorkerId>,
     next: usize,
@@ -69,12 +61,12 @@ pub struct StickyRouter {
 
 impl StickyRouter {
     /// An empty router: no worker ready yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         StickyRouter::default()
     }
 
     /// Marks `worker` ready for new connections.
-    pub fn add_ready(&mut self, worker: WorkerId) {
+    pub(crate) fn add_ready(&mut self, worker: WorkerId) {
         if !self.ready.contains(&worker) {
             self.ready.push(worker);
             self.ready.sort_unstable();
@@ -82,23 +74,18 @@ impl StickyRouter {
     }
 
     /// Forgets `worker` (it died or is stopping) and every session it held.
-    pub fn remove_worker(&mut self, worker: WorkerId) {
+    pub(crate) fn remove_worker(&mut self, worker: WorkerId) {
         self.ready.retain(|&w| w != worker);
         self.sessions.retain(|_, (w, _)| *w != worker);
     }
 
     /// Records that `worker` holds session `sid`.
-    pub fn claim(&mut self, sid: String, worker: WorkerId, now: Instant) {
+    pub(crate) fn claim(&mut self, sid: String, worker: WorkerId, now: Instant) {
         self.sessions.insert(sid, (worker, now));
     }
 
-    /// How many workers are ready.
-    pub fn ready_count(&self) -> usize {
-        self.ready.len()
-    }
-
     /// Picks the worker for a connection; `None` when no worker is ready.
-    pub fn pick(&mut self, hint: &RouteHint, now: Instant) -> Option<WorkerId> {
+    pub(crate) fn pick(&mut self, hint: &RouteHint, now: Instant) -> Option<WorkerId> {
         // An unknown session falls through: any worker answers "Session ID unknown".
         if let RouteHint::Session(sid) = hint
             && let Some((worker, seen)) = self.sessions.get_mut(sid.as_str())
@@ -115,13 +102,14 @@ impl StickyRouter {
     }
 
     /// Drops sessions not seen for [`SESSION_TTL`].
-    pub fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Instant) {
         self.sessions
             .retain(|_, (_, seen)| now.saturating_duration_since(*seen) < SESSION_TTL);
     }
 
     /// How many sessions are remembered.
-    pub fn session_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn session_count(&self) -> usize {
         self.sessions.len()
     }
 }
@@ -129,6 +117,17 @@ impl StickyRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_line_names_its_session() {
+        let hint = route_hint(b"GET /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\n");
+        assert_eq!(hint, Some(RouteHint::Session("abc".into())));
+        assert_eq!(
+            route_hint(b"POST /apps/1/events HTTP/1.1\r\n"),
+            Some(RouteHint::Fresh)
+        );
+        assert_eq!(route_hint(b"GET /socket.io/?sid="), None);
+    }
 
     #[test]
     fn hints() {

@@ -17,11 +17,11 @@ use crate::config::ServeConfig;
 use crate::worker::{self, INBOUND_QUEUE};
 
 /// The environment variable carrying the worker's id.
-pub const WORKER_ID_ENV: &str = "PUSHWIRE_WORKER_ID";
+pub(crate) const WORKER_ID_ENV: &str = "PUSHWIRE_WORKER_ID";
 
 /// Runs a worker: reads its settings from the master, serves the connections the
 /// master hands over, and returns when told to stop or when the master is gone.
-pub async fn run_worker_process() -> Result<(), ClusterError> {
+pub(crate) async fn run_worker_process() -> Result<(), ClusterError> {
     let id: usize = std::env::var(WORKER_ID_ENV)
         .ok()
         .and_then(|v| v.parse().ok())

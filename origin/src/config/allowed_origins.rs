@@ -2,15 +2,6 @@
 //! `allowed_origins` setting; the worker's CORS layer applies it).
 
 /// The web origins whose pages may connect.
-///
-/// ```
-/// use pushwire_origin::config::AllowedOrigins;
-/// let list = AllowedOrigins::parse("https://app.example.com, http://localhost:8080").unwrap();
-/// assert!(list.allows("https://app.example.com"));
-/// assert!(!list.allows("https://evil.example"));
-/// assert!(AllowedOrigins::parse("*").unwrap().allows("https://anything.example"));
-/// assert!(AllowedOrigins::parse("https://app.example.com/path").is_err());
-/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub enum AllowedOrigins {
@@ -116,6 +107,19 @@ impl From<AllowedOrigins> for Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_allows_its_origins_only() {
+        let list = AllowedOrigins::parse("https://app.example.com, http://localhost:8080").unwrap();
+        assert!(list.allows("https://app.example.com"));
+        assert!(!list.allows("https://evil.example"));
+        assert!(
+            AllowedOrigins::parse("*")
+                .unwrap()
+                .allows("https://anything.example")
+        );
+        assert!(AllowedOrigins::parse("https://app.example.com/path").is_err());
+    }
 
     #[test]
     fn lists_parse_and_compare_without_case() {

@@ -17,22 +17,22 @@ use pushwire_shared::history::HistoryPolicy;
 use pushwire_shared::settings::{self as shared, Bounds, SettingError};
 use pushwire_shared::{AppList, AppsParseError};
 
-pub use self::allowed_origins::{AllowedOrigins, AllowedOriginsError};
-pub use self::settings::{HistorySettings, ServeSettings};
+pub(crate) use self::allowed_origins::AllowedOrigins;
+pub(crate) use self::settings::ServeSettings;
 
 /// The app used when none is configured: for development only.
 pub const DEV_APPS: &str = "1000001:app-key:app-secret";
 /// The default listening port.
-pub const DEFAULT_PORT: u16 = 3000;
+pub(crate) const DEFAULT_PORT: u16 = 3000;
 /// Socket.IO's default heartbeat interval.
-pub const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
+pub(crate) const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
 /// Socket.IO's default heartbeat timeout.
-pub const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
+pub(crate) const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 /// The shortest heartbeat interval or timeout; shorter settings are raised to it.
-pub const MIN_PING_MS: u64 = 100;
+pub(crate) const MIN_PING_MS: u64 = 100;
 
 /// The most worker processes `pushwire serve` starts.
-pub const MAX_WORKERS: usize = 256;
+pub(crate) const MAX_WORKERS: usize = 256;
 
 /// The bounds of the worker count.
 const WORKERS_BOUNDS: Bounds = Bounds {
@@ -45,13 +45,13 @@ const WORKERS_BOUNDS: Bounds = Bounds {
 const _: () = assert!((shared::MAX_HISTORY_EVENTS as usize) < crate::broker::MAX_HISTORY_READ);
 
 /// One worker per CPU.
-pub fn default_workers() -> usize {
+pub(crate) fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The resolved configuration of one origin (the master sends it to each worker).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     /// Address to listen on.
     pub host: IpAddr,
     /// Port to listen on (0: any free port, logged at start).
@@ -83,7 +83,7 @@ pub struct ServeConfig {
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The config file cannot be read.
     #[error("cannot read config file {path}: {source}")]
     ReadFile {
@@ -116,7 +116,7 @@ pub enum ConfigError {
 
 impl ServeConfig {
     /// Resolves flags/env over the config file they name (if any) over defaults.
-    pub fn resolve(given: ServeSettings) -> Result<Self, ConfigError> {
+    pub(crate) fn resolve(given: ServeSettings) -> Result<Self, ConfigError> {
         let file = match &given.config_file {
             Some(path) => ServeSettings::load(path)?,
             None => ServeSettings::default(),
@@ -126,7 +126,7 @@ impl ServeConfig {
 
     /// The pure part of [`ServeConfig::resolve`]: each setting from `given`
     /// (flags and environment), else from `file`, else its default; then checked.
-    pub fn merge(given: ServeSettings, file: ServeSettings) -> Result<Self, ConfigError> {
+    pub(crate) fn merge(given: ServeSettings, file: ServeSettings) -> Result<Self, ConfigError> {
         let (apps, uses_dev_app) = match given.apps.or(file.apps) {
             Some(apps) => (apps, false),
             None => (AppList::parse(DEV_APPS)?, true),

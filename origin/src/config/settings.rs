@@ -37,7 +37,7 @@ use super::{AllowedOrigins, ConfigError};
 /// ```
 #[derive(Debug, Clone, Default, clap::Args, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServeSettings {
+pub(crate) struct ServeSettings {
     /// Address to listen on [default: 0.0.0.0].
     #[arg(long, env = "PUSHWIRE_HOST")]
     pub host: Option<IpAddr>,
@@ -85,7 +85,7 @@ pub struct ServeSettings {
 /// History retention settings: flags `--history-…`, the config file's `history` object.
 #[derive(Debug, Clone, Default, clap::Args, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HistorySettings {
+pub(crate) struct HistorySettings {
     /// History kept per channel for recovery (`subscribe` with `since`), 1 to 9999 [default: 100].
     #[arg(
         long = "history-max-events",
@@ -104,7 +104,7 @@ pub struct HistorySettings {
 
 impl ServeSettings {
     /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.to_owned(),
             source,
@@ -117,7 +117,7 @@ impl ServeSettings {
 
     /// How the command line names the setting whose field is `id`:
     /// `--flag / VARIABLE`.
-    pub fn flag_of(id: &str) -> String {
+    pub(crate) fn flag_of(id: &str) -> String {
         let command = <Self as clap::Args>::augment_args(clap::Command::new("serve"));
         command
             .get_arguments()

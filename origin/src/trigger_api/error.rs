@@ -22,7 +22,7 @@ impl From<BrokerError> for ApiError {
 /// An [`ApiError`] as the response axum sends (the shared crate knows no
 /// HTTP framework, so the conversion lives here).
 #[derive(Debug)]
-pub struct ApiErrorResponse(pub ApiError);
+pub(crate) struct ApiErrorResponse(pub ApiError);
 
 impl From<ApiError> for ApiErrorResponse {
     fn from(e: ApiError) -> Self {

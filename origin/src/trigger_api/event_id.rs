@@ -7,7 +7,7 @@ use pushwire_shared::event_id::{IdIssuer, event_id};
 /// Generates [`IdIssuer::Origin`] ids: milliseconds of acceptance, a random number
 /// per process, and a per-process counter. Unique across processes without coordination.
 #[derive(Debug)]
-pub struct EventIdGenerator {
+pub(crate) struct EventIdGenerator {
     node: u64,
     next: AtomicU64,
 }
@@ -23,7 +23,7 @@ impl Default for EventIdGenerator {
 
 impl EventIdGenerator {
     /// The next id, for an event accepted at `ts_ms`.
-    pub fn next(&self, ts_ms: u64) -> String {
+    pub(crate) fn next(&self, ts_ms: u64) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         event_id(IdIssuer::Origin, ts_ms, self.node, n)
     }

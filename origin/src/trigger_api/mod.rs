@@ -29,14 +29,14 @@ use pushwire_shared::http::EMPTY_OBJECT;
 use pushwire_shared::signing::RequestParts;
 use pushwire_shared::trigger_request::{self, TriggerRoute};
 
-pub use self::error::ApiErrorResponse;
-pub use self::event_id::EventIdGenerator;
+pub(crate) use self::error::ApiErrorResponse;
+pub(crate) use self::event_id::EventIdGenerator;
 
 use crate::broker::Broker;
 
 /// The trigger API's shared state.
 #[derive(Debug)]
-pub struct TriggerApi {
+pub(crate) struct TriggerApi {
     apps: Arc<AppList>,
     broker: Arc<dyn Broker>,
     max_request_bytes: usize,
@@ -45,7 +45,11 @@ pub struct TriggerApi {
 
 impl TriggerApi {
     /// The API for `apps`, publishing through `broker`.
-    pub fn new(apps: Arc<AppList>, broker: Arc<dyn Broker>, max_request_bytes: usize) -> Arc<Self> {
+    pub(crate) fn new(
+        apps: Arc<AppList>,
+        broker: Arc<dyn Broker>,
+        max_request_bytes: usize,
+    ) -> Arc<Self> {
         Arc::new(TriggerApi {
             apps,
             broker,
@@ -56,7 +60,7 @@ impl TriggerApi {
 }
 
 /// The trigger API routes; any other path or method gets a JSON 404, as at the edge.
-pub fn routes(api: Arc<TriggerApi>) -> Router {
+pub(crate) fn routes(api: Arc<TriggerApi>) -> Router {
     let queries = api.clone();
     let query = any(move |method: Method, uri: Uri| {
         let api = queries.clone();

@@ -32,7 +32,7 @@ use super::delivery::{emit_to_socket, evict};
 
 /// The most live events kept for one socket between two drains; past this the
 /// catch-up fails (the client may subscribe again).
-pub const MAX_KEPT_EVENTS: usize = 10_000;
+pub(super) const MAX_KEPT_EVENTS: usize = 10_000;
 
 /// A drain this small ends the catch-up: the rest is sent by the delivery task,
 /// which cannot wait for a full buffer, so it must fit.
@@ -43,7 +43,7 @@ const PACE: Duration = Duration::from_millis(2);
 
 /// Why a catch-up stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CatchUpError {
+pub(crate) enum CatchUpError {
     /// Live events arrived faster than the socket took the replay.
     #[error("more than {MAX_KEPT_EVENTS} events arrived during the replay; subscribe again")]
     Overflow,

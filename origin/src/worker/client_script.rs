@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::routing::get;
 
 /// The helper's source, served as is.
-pub const RECOVERY_HELPER: &str = include_str!("../../assets/pushwire-recovery.js");
+pub(crate) const RECOVERY_HELPER: &str = include_str!("../../assets/pushwire-recovery.js");
 
 /// The route serving [`RECOVERY_HELPER`].
 pub(crate) fn routes() -> Router {

@@ -34,12 +34,9 @@ use pushwire_shared::AppList;
 use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
-pub use self::client_script::RECOVERY_HELPER;
-pub use self::registry::ChannelRegistry;
-pub use self::session::{
-    HandshakeError, MAX_HANDSHAKE_CHANNELS, SocketSession, handshake_channels, resolve_app,
-};
-pub use self::socket_ids::SocketIdGenerator;
+pub(crate) use self::registry::ChannelRegistry;
+pub(crate) use self::session::SocketSession;
+pub(crate) use self::socket_ids::SocketIdGenerator;
 
 use crate::broker::{Broker, Inbound};
 use crate::config::ServeConfig;
@@ -53,10 +50,10 @@ pub(crate) use crate::paths::is_socket_io;
 const WS_READ_BUFFER: usize = 256;
 
 /// How many broker messages may wait for delivery before the broker side waits.
-pub const INBOUND_QUEUE: usize = 16 * 1024;
+pub(crate) const INBOUND_QUEUE: usize = 16 * 1024;
 
 /// Lets the cluster master route a polling session's later requests here.
-pub trait SessionClaims: Send + Sync + std::fmt::Debug + 'static {
+pub(crate) trait SessionClaims: Send + Sync + std::fmt::Debug + 'static {
     /// Records that this worker holds Engine.IO session `sid`; resolves once the
     /// master knows.
     fn claim(&self, sid: String) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
@@ -81,7 +78,7 @@ pub(crate) struct WorkerContext {
 /// Who a worker is: its index in the cluster and its socket ids (whose node
 /// number also names it in the broker's directory).
 #[derive(Debug)]
-pub struct WorkerIdentity {
+pub(crate) struct WorkerIdentity {
     /// The worker's index, 0-based.
     pub id: usize,
     /// Its socket id generator.
@@ -92,7 +89,7 @@ pub struct WorkerIdentity {
 /// yields until `shutdown` resolves; then closes all sessions and returns.
 ///
 /// `broker` publishes and subscribes; what it receives arrives on `inbound`.
-pub async fn serve<L>(
+pub(crate) async fn serve<L>(
     listener: L,
     config: &ServeConfig,
     identity: WorkerIdentity,

@@ -16,7 +16,7 @@ use crate::broker::{Broker, BrokerError};
 
 /// Local subscriber counts per broker channel.
 #[derive(Debug)]
-pub struct ChannelRegistry {
+pub(crate) struct ChannelRegistry {
     broker: Arc<dyn Broker>,
     // An async mutex held across the broker round trip: a second subscriber of a
     // channel whose SUBSCRIBE is in flight waits for it instead of racing it.
@@ -25,7 +25,7 @@ pub struct ChannelRegistry {
 
 impl ChannelRegistry {
     /// A registry subscribing through `broker`.
-    pub fn new(broker: Arc<dyn Broker>) -> Self {
+    pub(crate) fn new(broker: Arc<dyn Broker>) -> Self {
         ChannelRegistry {
             broker,
             counts: tokio::sync::Mutex::new(HashMap::new()),
@@ -34,7 +34,7 @@ impl ChannelRegistry {
 
     /// Adds a local subscriber of `app`'s `channel`; subscribes on the broker for
     /// the first one. On error nothing was counted.
-    pub async fn join(&self, app: &str, channel: &ChannelName) -> Result<(), BrokerError> {
+    pub(crate) async fn join(&self, app: &str, channel: &ChannelName) -> Result<(), BrokerError> {
         let room = KeySpace::DEFAULT.channel(app, channel);
         let mut counts = self.counts.lock().await;
         let n = match counts.get_mut(&room) {
@@ -54,7 +54,7 @@ impl ChannelRegistry {
 
     /// Removes a local subscriber of `app`'s `channel`; unsubscribes on the broker
     /// after the last one.
-    pub async fn leave(&self, app: &str, channel: &ChannelName) {
+    pub(crate) async fn leave(&self, app: &str, channel: &ChannelName) {
         let room = KeySpace::DEFAULT.channel(app, channel);
         let mut counts = self.counts.lock().await;
         let Some(n) = counts.get_mut(&room) else {
@@ -71,8 +71,9 @@ impl ChannelRegistry {
         }
     }
 
-    /// Channels with local subscribers and their counts (for `/health` and tests).
-    pub async fn snapshot(&self) -> HashMap<String, usize> {
+    /// Channels with local subscribers and their counts.
+    #[cfg(test)]
+    pub(crate) async fn snapshot(&self) -> HashMap<String, usize> {
         self.counts.lock().await.clone()
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// What a connected socket is, kept in its socketioxide extensions.
 #[derive(Debug)]
-pub struct SocketSession {
+pub(crate) struct SocketSession {
     /// The app chosen by the handshake.
     pub app: App,
     /// The Pusher-style id announced in `pushwire:connection_established`.
@@ -28,7 +28,7 @@ pub struct SocketSession {
 
 /// Why a handshake was refused (sent to the client as `connect_error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     /// No `app_key` and several apps configured.
     #[error("auth.app_key is required: this server hosts several apps")]
     AppKeyRequired,
@@ -44,11 +44,11 @@ pub enum HandshakeError {
 }
 
 /// The most channels a handshake may ask to subscribe.
-pub const MAX_HANDSHAKE_CHANNELS: usize = 100;
+pub(crate) const MAX_HANDSHAKE_CHANNELS: usize = 100;
 
 /// The `subscribe` payloads a handshake asks for in `auth.channels`: each item a
 /// channel name or a `subscribe` object (`{"channel", "auth"?, …}`).
-pub fn handshake_channels(auth: Option<&Value>) -> Result<Vec<Value>, HandshakeError> {
+pub(crate) fn handshake_channels(auth: Option<&Value>) -> Result<Vec<Value>, HandshakeError> {
     match auth.and_then(|a| a.get("channels")) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) if items.len() <= MAX_HANDSHAKE_CHANNELS => Ok(items
@@ -63,7 +63,10 @@ pub fn handshake_channels(auth: Option<&Value>) -> Result<Vec<Value>, HandshakeE
 }
 
 /// Picks the app for a handshake's `auth` payload.
-pub fn resolve_app<'a>(apps: &'a AppList, auth: Option<&Value>) -> Result<&'a App, HandshakeError> {
+pub(crate) fn resolve_app<'a>(
+    apps: &'a AppList,
+    auth: Option<&Value>,
+) -> Result<&'a App, HandshakeError> {
     let key = match auth {
         None | Some(Value::Null) => None,
         Some(Value::Object(obj)) => match obj.get("app_key") {
@@ -83,7 +86,7 @@ pub fn resolve_app<'a>(apps: &'a AppList, auth: Option<&Value>) -> Result<&'a Ap
 
 impl SocketSession {
     /// A session with no channels yet.
-    pub fn new(app: App, socket_id: SocketId) -> Self {
+    pub(crate) fn new(app: App, socket_id: SocketId) -> Self {
         SocketSession {
             app,
             socket_id,
@@ -94,7 +97,7 @@ impl SocketSession {
     }
 
     /// Counts one client event; false when the socket is over its per-second limit.
-    pub fn allow_client_event(&self, now: Instant) -> bool {
+    pub(crate) fn allow_client_event(&self, now: Instant) -> bool {
         let mut window = self.client_events.lock().unwrap_or_else(|e| e.into_inner());
         if now.duration_since(window.0) >= Duration::from_secs(1) {
             *window = (now, 0);
@@ -107,7 +110,7 @@ impl SocketSession {
     }
 
     /// The members map (a poisoned lock is still consistent: inserts and removes only).
-    pub fn members(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelName, Member>> {
+    pub(crate) fn members(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelName, Member>> {
         self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -7,19 +7,19 @@ use pushwire_shared::SocketId;
 /// Generates socket ids `{node}.{n}`: `node` is random per process, so ids from
 /// different processes and machines do not collide; `n` counts up.
 #[derive(Debug)]
-pub struct SocketIdGenerator {
+pub(crate) struct SocketIdGenerator {
     node: u64,
     next: AtomicU64,
 }
 
 impl SocketIdGenerator {
     /// A generator for this process with a random node number.
-    pub fn random() -> Self {
+    pub(crate) fn random() -> Self {
         SocketIdGenerator::with_node(rand::random_range(1..=u64::from(u32::MAX)))
     }
 
     /// A generator with a fixed node number (tests).
-    pub fn with_node(node: u64) -> Self {
+    pub(crate) fn with_node(node: u64) -> Self {
         SocketIdGenerator {
             node,
             next: AtomicU64::new(1),
@@ -27,12 +27,12 @@ impl SocketIdGenerator {
     }
 
     /// The node number: the part before the dot of every id this generator makes.
-    pub fn node(&self) -> u64 {
+    pub(crate) fn node(&self) -> u64 {
         self.node
     }
 
     /// The next id.
-    pub fn next(&self) -> SocketId {
+    pub(crate) fn next(&self) -> SocketId {
         SocketId::from_parts(self.node, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }

@@ -20,7 +20,7 @@ use crate::broker::{
 /// The transport queues each delivery the server pushes into the client's
 /// [`InboundSender`] before it reads the next message, so a reply arrives after
 /// the deliveries sent before it.
-pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
+pub(crate) trait Transport: Send + Sync + std::fmt::Debug + 'static {
     /// Sends `request` and waits for the server's reply; [`BrokerError::Closed`]
     /// once the server is gone.
     fn request(&self, request: Request) -> BrokerFuture<'_, Reply>;
@@ -30,7 +30,7 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
 
 /// A [`Broker`] whose server is the cluster master.
 #[derive(Debug)]
-pub struct EmbeddedBroker {
+pub(crate) struct EmbeddedBroker {
     transport: Arc<dyn Transport>,
     inbound: InboundSender,
 }
@@ -38,7 +38,7 @@ pub struct EmbeddedBroker {
 impl EmbeddedBroker {
     /// A broker talking to the server through `transport`; `inbound` is where
     /// the transport queues the server's deliveries.
-    pub fn new(transport: Arc<dyn Transport>, inbound: InboundSender) -> Self {
+    pub(crate) fn new(transport: Arc<dyn Transport>, inbound: InboundSender) -> Self {
         EmbeddedBroker { transport, inbound }
     }
 

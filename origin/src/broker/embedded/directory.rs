@@ -23,14 +23,14 @@ struct Presence {
 
 /// Counts and members, cluster-wide (for one server).
 #[derive(Debug, Default)]
-pub struct Directory {
+pub(super) struct Directory {
     counts: HashMap<ChannelKey, HashMap<WorkerId, usize>>,
     presence: HashMap<ChannelKey, Presence>,
 }
 
 impl Directory {
     /// Records `worker`'s socket count on a channel.
-    pub fn count(&mut self, worker: WorkerId, key: ChannelKey, count: usize) {
+    pub(super) fn count(&mut self, worker: WorkerId, key: ChannelKey, count: usize) {
         let workers = self.counts.entry(key.clone()).or_default();
         if count == 0 {
             workers.remove(&worker);
@@ -44,7 +44,7 @@ impl Directory {
 
     /// Adds a socket of `user_id` on `worker`; `None` when the channel is full.
     /// Returns whether the user is new, and the members after the join.
-    pub fn join(
+    pub(super) fn join(
         &mut self,
         worker: WorkerId,
         key: ChannelKey,
@@ -77,7 +77,7 @@ impl Directory {
     }
 
     /// Removes a socket of `user_id` on `worker`; true when it was the user's last.
-    pub fn leave(&mut self, worker: WorkerId, key: &ChannelKey, user_id: &str) -> bool {
+    pub(super) fn leave(&mut self, worker: WorkerId, key: &ChannelKey, user_id: &str) -> bool {
         let Some(presence) = self.presence.get_mut(key) else {
             return false;
         };
@@ -104,7 +104,7 @@ impl Directory {
 
     /// Forgets everything of a dead `worker`; returns the users it was the last
     /// socket of, as `(app, channel, user_id)`.
-    pub fn remove_worker(&mut self, worker: WorkerId) -> Vec<(String, String, String)> {
+    pub(super) fn remove_worker(&mut self, worker: WorkerId) -> Vec<(String, String, String)> {
         self.counts.retain(|_, workers| {
             workers.remove(&worker);
             !workers.is_empty()
@@ -127,7 +127,7 @@ impl Directory {
     }
 
     /// A channel's subscription and member counts.
-    pub fn stats(&self, key: &ChannelKey) -> ChannelStats {
+    pub(super) fn stats(&self, key: &ChannelKey) -> ChannelStats {
         let subscriptions = self
             .counts
             .get(key)
@@ -140,7 +140,7 @@ impl Directory {
     }
 
     /// Occupied channels of `app` starting with `prefix`, sorted by name, with stats.
-    pub fn occupied(&self, app: &str, prefix: &str) -> Vec<(String, ChannelStats)> {
+    pub(super) fn occupied(&self, app: &str, prefix: &str) -> Vec<(String, ChannelStats)> {
         let mut list: Vec<(String, ChannelStats)> = self
             .counts
             .keys()
@@ -152,7 +152,7 @@ impl Directory {
     }
 
     /// A presence channel's members.
-    pub fn members(&self, key: &ChannelKey) -> Vec<(String, String)> {
+    pub(super) fn members(&self, key: &ChannelKey) -> Vec<(String, String)> {
         self.presence.get(key).map_or_else(Vec::new, |p| {
             p.members
                 .iter()

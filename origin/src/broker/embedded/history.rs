@@ -11,7 +11,7 @@ use pushwire_shared::history::{HistoryPolicy, IDLE_KEY_TTL_SECS, Position, Strea
 
 /// Channel → retained `(id, envelope)` entries, oldest first.
 #[derive(Debug)]
-pub struct History {
+pub(super) struct History {
     policy: HistoryPolicy,
     epoch: String,
     channels: HashMap<String, VecDeque<(StreamId, String)>>,
@@ -20,7 +20,7 @@ pub struct History {
 
 impl History {
     /// An empty store with its own `epoch`.
-    pub fn new(policy: HistoryPolicy, epoch: String) -> Self {
+    pub(super) fn new(policy: HistoryPolicy, epoch: String) -> Self {
         History {
             policy,
             epoch,
@@ -30,12 +30,12 @@ impl History {
     }
 
     /// The epoch of every position this store hands out.
-    pub fn epoch(&self) -> &str {
+    pub(super) fn epoch(&self) -> &str {
         &self.epoch
     }
 
     /// Appends `envelope` to `channel`'s history at `now_ms`; returns its position.
-    pub fn append(&mut self, channel: &str, envelope: String, now_ms: u64) -> Position {
+    pub(super) fn append(&mut self, channel: &str, envelope: String, now_ms: u64) -> Position {
         self.sweep(now_ms);
         let entries = self.channels.entry(channel.to_owned()).or_default();
         let last = entries.back().map(|(id, _)| *id).unwrap_or_default();
@@ -53,7 +53,7 @@ impl History {
     }
 
     /// `channel`'s entries with ids `>= from`, oldest first.
-    pub fn read(&self, channel: &str, from: StreamId) -> Vec<(StreamId, String)> {
+    pub(super) fn read(&self, channel: &str, from: StreamId) -> Vec<(StreamId, String)> {
         self.channels
             .get(channel)
             .map(|entries| {

@@ -7,18 +7,18 @@ use super::WorkerId;
 
 /// Channel → subscribed workers.
 #[derive(Debug, Default)]
-pub struct Hub {
+pub(super) struct Hub {
     channels: HashMap<String, HashSet<WorkerId>>,
 }
 
 impl Hub {
     /// Delivers `channel` to `worker`.
-    pub fn subscribe(&mut self, channel: String, worker: WorkerId) {
+    pub(super) fn subscribe(&mut self, channel: String, worker: WorkerId) {
         self.channels.entry(channel).or_default().insert(worker);
     }
 
     /// Stops delivering `channel` to `worker`.
-    pub fn unsubscribe(&mut self, channel: &str, worker: WorkerId) {
+    pub(super) fn unsubscribe(&mut self, channel: &str, worker: WorkerId) {
         if let Some(workers) = self.channels.get_mut(channel) {
             workers.remove(&worker);
             if workers.is_empty() {
@@ -28,7 +28,7 @@ impl Hub {
     }
 
     /// Forgets every subscription of `worker`.
-    pub fn remove_worker(&mut self, worker: WorkerId) {
+    pub(super) fn remove_worker(&mut self, worker: WorkerId) {
         self.channels.retain(|_, workers| {
             workers.remove(&worker);
             !workers.is_empty()
@@ -36,7 +36,7 @@ impl Hub {
     }
 
     /// The workers subscribed to `channel`, in a stable order.
-    pub fn subscribers(&self, channel: &str) -> Vec<WorkerId> {
+    pub(super) fn subscribers(&self, channel: &str) -> Vec<WorkerId> {
         let mut workers: Vec<WorkerId> = self
             .channels
             .get(channel)

@@ -18,12 +18,12 @@ mod client;
 mod directory;
 mod history;
 mod hub;
-pub mod protocol;
+pub(crate) mod protocol;
 mod server;
 
-pub use self::client::{EmbeddedBroker, Transport};
-pub use self::server::{Deliver, EmbeddedBrokerServer};
+pub(crate) use self::client::{EmbeddedBroker, Transport};
+pub(crate) use self::server::{Deliver, EmbeddedBrokerServer};
 
 /// A worker's index in the cluster, `0..workers`: how the server tells the
 /// workers it serves apart (the master routes connections by the same index).
-pub type WorkerId = usize;
+pub(crate) type WorkerId = usize;

@@ -11,7 +11,7 @@ use pushwire_shared::directory::ChannelStats;
 
 /// A worker's request to the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
+pub(crate) enum Request {
     /// Deliver `channel` to this worker. Answered [`Reply::Done`].
     Subscribe(String),
     /// Stop delivering `channel`. Answered [`Reply::Done`].
@@ -35,7 +35,7 @@ pub enum Request {
 
 /// The server's answer to one [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// Done.
     Done,
     /// A channel's history: the epoch and `(stream id, envelope)` entries,
@@ -52,7 +52,7 @@ pub enum Reply {
 
 /// A directory operation a worker asks the server for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum DirectoryRequest {
+pub(crate) enum DirectoryRequest {
     /// This worker's local socket count on a channel.
     Count {
         /// App id.
@@ -117,7 +117,7 @@ pub enum DirectoryRequest {
 
 /// The server's answer to a [`DirectoryRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum DirectoryReply {
+pub(crate) enum DirectoryReply {
     /// Done (counts, leaves).
     Done,
     /// A join: the members after it, or `None` when the channel is full.

@@ -25,7 +25,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// How the server reaches the workers it serves (the cluster's links to them).
-pub trait Deliver {
+pub(crate) trait Deliver {
     /// Queues `payload`, published on a channel they subscribed to, to each of
     /// `workers`, without waiting: one slow worker must not hold up the others.
     fn deliver(&self, workers: &[WorkerId], payload: String);
@@ -33,7 +33,7 @@ pub trait Deliver {
 
 /// Subscriptions, histories and directory.
 #[derive(Debug)]
-pub struct EmbeddedBrokerServer {
+pub(crate) struct EmbeddedBrokerServer {
     hub: Mutex<Hub>,
     history: Mutex<History>,
     directory: Mutex<Directory>,
@@ -42,7 +42,7 @@ pub struct EmbeddedBrokerServer {
 
 impl EmbeddedBrokerServer {
     /// An empty server keeping history by `policy`, with a fresh epoch.
-    pub fn new(policy: HistoryPolicy) -> Self {
+    pub(crate) fn new(policy: HistoryPolicy) -> Self {
         EmbeddedBrokerServer {
             hub: Mutex::new(Hub::default()),
             history: Mutex::new(History::new(policy, epoch_candidate())),
@@ -52,7 +52,12 @@ impl EmbeddedBrokerServer {
     }
 
     /// Answers `worker`'s `request`; what it publishes goes out through `deliver`.
-    pub fn handle(&self, worker: WorkerId, request: Request, deliver: &dyn Deliver) -> Reply {
+    pub(crate) fn handle(
+        &self,
+        worker: WorkerId,
+        request: Request,
+        deliver: &dyn Deliver,
+    ) -> Reply {
         match request {
             Request::Subscribe(channel) => {
                 lock(&self.hub).subscribe(channel, worker);
@@ -177,7 +182,7 @@ impl EmbeddedBrokerServer {
 
     /// Forgets a dead `worker`: its subscriptions, counts and presence sockets,
     /// publishing `member_removed` for each user it was the last socket of.
-    pub fn remove_worker(&self, worker: WorkerId, deliver: &dyn Deliver) {
+    pub(crate) fn remove_worker(&self, worker: WorkerId, deliver: &dyn Deliver) {
         lock(&self.hub).remove_worker(worker);
         let gone = lock(&self.directory).remove_worker(worker);
         let now = now_ms();
