@@ -10,6 +10,7 @@
 
 pub(crate) mod directory;
 pub(crate) mod embedded;
+mod presence_scripts;
 mod redis;
 mod redis_directory;
 
