@@ -14,15 +14,6 @@ cd "$(dirname "$0")/.."
 before_bin=${1:?usage: bench-ab.sh <other pushwire binary>}
 source scripts/bench-lib.sh
 
-start_redis() {
-  redis_port=$(free_port)
-  setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 &
-  redis_pid=$!; pids+=("$redis_pid")
-  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
-}
-
-stop() { kill -TERM -- "-$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
 start() { # server-binary
   start_redis
   port=$(free_port)

@@ -12,15 +12,6 @@ cd "$(dirname "$0")/.."
 peer_dir=${1:-}
 source scripts/bench-lib.sh
 
-start_redis() {
-  redis_port=$(free_port)
-  setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 &
-  redis_pid=$!; pids+=("$redis_pid")
-  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
-}
-
-stop() { kill -TERM -- "-$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
 bench() { # label server_pid url args...
   local label=$1 pid=$2 url=$3; shift 3
   local json
