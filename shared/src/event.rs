@@ -1,5 +1,5 @@
-//! Event names: 1–200 bytes of UTF-8, none of the reserved names; and the
-//! names of pushwire's own events, spelled here once.
+//! Event names: 1–200 bytes of UTF-8 without control characters, none of the
+//! reserved names; and the names of pushwire's own events, spelled here once.
 
 use std::fmt;
 
@@ -48,6 +48,10 @@ pub enum EventNameError {
     /// The name is longer than [`MAX_EVENT_NAME_LEN`] bytes.
     #[error("event name is {0} bytes long; the limit is 200")]
     TooLong(usize),
+    /// The name holds a control character (NUL, newline, …), which no client
+    /// could match and which would reach logs as is.
+    #[error("event name contains the control character {0:?}")]
+    ControlCharacter(char),
     /// The name is reserved by pushwire, Pusher or Socket.IO.
     #[error("event name {0:?} is reserved")]
     Reserved(String),
@@ -61,6 +65,7 @@ impl EventName {
     /// assert!(EventName::new("price").is_ok());
     /// assert!(EventName::new("pushwire:hack").is_err());
     /// assert!(EventName::new("disconnect").is_err());
+    /// assert!(EventName::new("price\0").is_err());
     /// ```
     pub fn new(name: &str) -> Result<Self, EventNameError> {
         if name.is_empty() {
@@ -68,6 +73,9 @@ impl EventName {
         }
         if name.len() > MAX_EVENT_NAME_LEN {
             return Err(EventNameError::TooLong(name.len()));
+        }
+        if let Some(bad) = name.chars().find(|c| c.is_control()) {
+            return Err(EventNameError::ControlCharacter(bad));
         }
         if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
             || SOCKET_IO_RESERVED.contains(&name)
@@ -154,5 +162,24 @@ mod tests {
         assert!(EventName::new("connected").is_ok());
         assert!(EventName::new("client-x").is_ok());
         assert_eq!(EventName::new(""), Err(EventNameError::Empty));
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        for (name, bad) in [
+            ("a\0b", '\0'),
+            ("line\n", '\n'),
+            ("\tx", '\t'),
+            ("del\u{7f}", '\u{7f}'),
+            ("c1\u{85}", '\u{85}'),
+        ] {
+            assert_eq!(
+                EventName::new(name),
+                Err(EventNameError::ControlCharacter(bad))
+            );
+        }
+        assert!(EventName::new("price update é✓").is_ok());
+        // Envelopes are checked the same way when read back.
+        assert!(serde_json::from_str::<EventName>(r#""a\u0000b""#).is_err());
     }
 }

@@ -46,8 +46,10 @@ pub enum SigningError {
     /// `auth_timestamp` is not a number of seconds.
     #[error("auth_timestamp {0:?} is not a unix time in seconds")]
     BadTimestamp(String),
-    /// `auth_timestamp` is outside the accepted window.
-    #[error("auth_timestamp is {0} s away from the server's clock; the limit is 600 s")]
+    /// `auth_timestamp` is outside the accepted window by this many seconds.
+    /// The message leaves the number out: it would tell an unauthenticated
+    /// caller the server's clock. Servers log it (see [`SigningError::skew`]).
+    #[error("auth_timestamp is more than 600 s away from the server's clock")]
     StaleTimestamp(u64),
     /// The body is non-empty but no `body_md5` was sent.
     #[error("body_md5 is required for a request with a body")]
@@ -58,6 +60,17 @@ pub enum SigningError {
     /// `auth_signature` does not match.
     #[error("invalid auth_signature")]
     BadSignature,
+}
+
+impl SigningError {
+    /// How far `auth_timestamp` was from the server's clock, in seconds, when
+    /// that is why the request was refused: for the server's log, not the reply.
+    pub fn skew(&self) -> Option<u64> {
+        match self {
+            SigningError::StaleTimestamp(skew) => Some(*skew),
+            _ => None,
+        }
+    }
 }
 
 impl HttpError for SigningError {
@@ -359,10 +372,12 @@ mod tests {
             check(&q, DOC_BODY, DOC_TS + 601),
             Err(SigningError::StaleTimestamp(601))
         );
-        assert_eq!(
-            check(&q, DOC_BODY, DOC_TS - 601),
-            Err(SigningError::StaleTimestamp(601))
-        );
+        let stale = check(&q, DOC_BODY, DOC_TS - 12_345).unwrap_err();
+        assert_eq!(stale, SigningError::StaleTimestamp(12_345));
+        assert_eq!(stale.skew(), Some(12_345));
+        // The caller learns the window, not the server's clock.
+        assert!(!stale.to_string().contains("12345"), "{stale}");
+        assert_eq!(SigningError::BadSignature.skew(), None);
         let q = q.replace(&DOC_TS.to_string(), "soon");
         assert_eq!(
             check(&q, DOC_BODY, DOC_TS),

@@ -200,6 +200,16 @@ pub(crate) fn bad_request_cases(addr: SocketAddr) -> Vec<(&'static str, Response
             400,
         ),
         (
+            "event name with a NUL",
+            json!({"name": "a\u{0}b", "channel": "c", "data": ""}).to_string(),
+            400,
+        ),
+        (
+            "event name with a newline",
+            json!({"name": "a\nb", "channel": "c", "data": ""}).to_string(),
+            400,
+        ),
+        (
             "empty event name",
             json!({"name": "", "channel": "c", "data": ""}).to_string(),
             400,
@@ -313,6 +323,12 @@ fn bad_inputs(deployment: &Deployment) {
     for (case, resp, status) in &cases {
         assert_error(resp, *status, case);
     }
+    // A stale timestamp's refusal does not tell the caller the server's clock.
+    let (_, stale, _) = cases
+        .iter()
+        .find(|(case, _, _)| *case == "timestamp 601 s old")
+        .expect("the stale timestamp case");
+    assert!(!stale.body.contains("601"), "{}", stale.body);
 
     // Still serving, and a good request is accepted.
     let resp = http::signed(origin.addr, "POST", EVENTS, ok, &app);

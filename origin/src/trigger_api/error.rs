@@ -37,6 +37,9 @@ impl IntoResponse for ApiErrorResponse {
             StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = %error, "trigger refused: broker unavailable");
+        } else if let ApiError::Signing(signing) = &error {
+            // The reply leaves the clock difference out; the log keeps it.
+            tracing::debug!(status = status.as_u16(), error = %error, skew_secs = signing.skew(), "trigger refused");
         } else {
             tracing::debug!(status = status.as_u16(), error = %error, "trigger refused");
         }
