@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream, UnixDatagram};
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use super::control_queue::{CONTROL_QUEUE_FRAMES, ControlQueue};
 use super::drain::DRAIN_GRACE;
 use super::error::ClusterError;
 use super::handoff::send_connection;
@@ -39,7 +40,7 @@ const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// The master's end of one worker's sockets.
 #[derive(Debug)]
 struct Link {
-    control: mpsc::UnboundedSender<Vec<u8>>,
+    control: ControlQueue,
     handoff: Arc<UnixDatagram>,
 }
 
@@ -62,19 +63,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Master {
     fn send(&self, worker: WorkerId, message: &ToWorker) {
-        self.send_frame(worker, &message.encode());
+        self.send_frame(&[worker], &message.encode());
     }
 
     fn broadcast(&self, message: &ToWorker) {
-        let frame = message.encode();
-        for link in lock(&self.links).values() {
-            let _ = link.control.send(frame.clone());
-        }
+        let workers: Vec<WorkerId> = lock(&self.links).keys().copied().collect();
+        self.send_frame(&workers, &message.encode());
     }
 
-    fn send_frame(&self, worker: WorkerId, frame: &[u8]) {
-        if let Some(link) = lock(&self.links).get(&worker) {
-            let _ = link.control.send(frame.to_vec());
+    /// Queues `frame` for each of `workers`. A worker whose queue is full has
+    /// stopped reading: it gets no more connections or frames, and its queue
+    /// has already asked its supervisor to kill it (which then forgets it).
+    fn send_frame(&self, workers: &[WorkerId], frame: &[u8]) {
+        let mut stuck = Vec::new();
+        {
+            let mut links = lock(&self.links);
+            for &worker in workers {
+                if let Some(link) = links.get(&worker)
+                    && link.control.push(frame.to_vec()).is_err()
+                {
+                    links.remove(&worker);
+                    stuck.push(worker);
+                }
+            }
+        }
+        for worker in stuck {
+            tracing::error!(
+                worker,
+                queued = CONTROL_QUEUE_FRAMES,
+                "worker stopped reading its control frames; stopping it (it restarts and its clients recover from history)"
+            );
+            lock(&self.router).remove_worker(worker);
         }
     }
 
@@ -89,9 +108,7 @@ impl Deliver for Master {
     fn deliver(&self, workers: &[WorkerId], payload: String) {
         // Encoded once for every subscriber.
         let frame = ToWorker::BrokerDelivery(payload).encode();
-        for &worker in workers {
-            self.send_frame(worker, &frame);
-        }
+        self.send_frame(workers, &frame);
     }
 }
 
@@ -182,8 +199,14 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
     loop {
         let started = Instant::now();
         match spawn_worker(&master, id) {
-            Ok(mut child) => {
-                let status = child.wait().await;
+            Ok((mut child, stuck)) => {
+                let status = tokio::select! {
+                    status = child.wait() => status,
+                    _ = stuck.notified() => {
+                        let _ = child.start_kill();
+                        child.wait().await
+                    }
+                };
                 master.forget(id);
                 if *stopping.borrow() {
                     tracing::info!(worker = id, "worker stopped");
@@ -210,8 +233,9 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
 }
 
 /// Starts worker `id`: re-executes this binary with its control socket as stdin
-/// and its hand-off socket as stdout, and sends it the settings.
-fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<Child, ClusterError> {
+/// and its hand-off socket as stdout, and sends it the settings. Returns the
+/// child and what signals that it is stuck and must be killed.
+fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<(Child, Arc<Notify>), ClusterError> {
     let (control_master, control_worker) = std::os::unix::net::UnixStream::pair()?;
     let (handoff_master, handoff_worker) = std::os::unix::net::UnixDatagram::pair()?;
     let child = Command::new(std::env::current_exe()?)
@@ -228,10 +252,8 @@ fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<Child, ClusterErro
     handoff_master.set_nonblocking(true)?;
     let (mut reader, mut writer) = tokio::net::UnixStream::from_std(control_master)?.into_split();
     let handoff = Arc::new(UnixDatagram::from_std(handoff_master)?);
-    // Unbounded: delivering must never wait on one slow worker; a worker that stops
-    // reading is a dead worker and gets restarted.
-    let (control, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
-    let _ = control.send(ToWorker::Init(master.settings.clone()).encode());
+    let (control, mut frames, stuck) = ControlQueue::new(CONTROL_QUEUE_FRAMES);
+    let _ = control.push(ToWorker::Init(master.settings.clone()).encode());
     lock(&master.links).insert(id, Link { control, handoff });
     // The stop may have begun between the supervisor's check and the insert above,
     // so after the broadcast: this worker is told itself.
@@ -259,7 +281,7 @@ fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<Child, ClusterErro
         }
         master.forget(id);
     });
-    Ok(child)
+    Ok((child, stuck))
 }
 
 /// Handles one message from worker `id`.
@@ -353,6 +375,41 @@ async fn route(master: Arc<Master>, stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_worker_that_stops_reading_is_dropped_and_stopped() {
+        let master = Master {
+            settings: String::new(),
+            router: Mutex::new(StickyRouter::new()),
+            broker: EmbeddedBrokerServer::new(Default::default()),
+            links: Mutex::new(HashMap::new()),
+            ready: Notify::new(),
+            stopping: watch::Sender::new(false),
+        };
+        let (handoff, _other_end) = UnixDatagram::pair().unwrap();
+        let (control, _frames_never_read, stuck) = ControlQueue::new(3);
+        lock(&master.links).insert(
+            7,
+            Link {
+                control,
+                handoff: Arc::new(handoff),
+            },
+        );
+        lock(&master.router).add_ready(7);
+        for n in 0..3 {
+            master.deliver(&[7], format!("event {n}"));
+            assert!(lock(&master.links).contains_key(&7));
+        }
+        master.deliver(&[7], "one too many".to_owned());
+        assert!(!lock(&master.links).contains_key(&7));
+        assert_eq!(
+            lock(&master.router).pick(&RouteHint::Fresh, Instant::now()),
+            None
+        );
+        tokio::time::timeout(Duration::from_secs(5), stuck.notified())
+            .await
+            .expect("the supervisor is told to stop it");
+    }
 
     #[test]
     fn restart_backoff_doubles_then_caps() {

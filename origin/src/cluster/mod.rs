@@ -16,6 +16,7 @@
 //! closes, so killing the master never leaves workers behind.
 
 mod control;
+mod control_queue;
 mod drain;
 mod error;
 mod handoff;
