@@ -1,8 +1,14 @@
 //! Applications: `{id, key, secret}` credentials and their limits.
 //!
-//! Both halves read the same `PUSHWIRE_APPS` value, `id:key:secret[,id:key:secret…]`.
+//! Both halves read the same `PUSHWIRE_APPS` value, `id:key:secret[,id:key:secret…]`;
+//! the origin's config file lists apps as objects. Every source goes through
+//! [`AppList::new`], so every app is held to the same rules.
 
 use std::fmt;
+
+/// A secret shorter than this many bytes is accepted but worth a warning:
+/// it can be guessed. Pusher issues 20-character secrets.
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// Per-app limits. The defaults are Pusher's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -52,6 +58,48 @@ pub struct App {
     pub limits: Limits,
 }
 
+impl App {
+    /// Whether the secret is shorter than [`MIN_SECRET_LEN`]: accepted, but
+    /// the server should say so at start-up.
+    ///
+    /// ```
+    /// use pushwire_shared::AppList;
+    /// let apps = AppList::parse("1:k:short,2:k2:0123456789abcdef0123").unwrap();
+    /// let short: Vec<&str> = apps.iter().filter(|a| a.has_short_secret()).map(|a| a.id.as_str()).collect();
+    /// assert_eq!(short, ["1"]);
+    /// ```
+    pub fn has_short_secret(&self) -> bool {
+        self.secret.len() < MIN_SECRET_LEN
+    }
+
+    /// Checks the rules every app obeys, wherever it was configured; `index`
+    /// (1-based) names it in the error.
+    fn validate(&self, index: usize) -> Result<(), AppsParseError> {
+        // The id is a segment of Redis keys (`…:{id}:…`) and of `/apps/{id}/…`
+        // paths: a `:` or `/` in it would make two apps' keys or routes meet.
+        let id_is_valid = !self.id.is_empty()
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !id_is_valid {
+            return Err(AppsParseError::InvalidId {
+                index,
+                id: self.id.clone(),
+            });
+        }
+        if self.key.is_empty() {
+            return Err(AppsParseError::EmptyKey { index });
+        }
+        // An empty secret signs every request with an empty HMAC key: anyone
+        // can compute it.
+        if self.secret.is_empty() {
+            return Err(AppsParseError::EmptySecret { index });
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("App")
@@ -83,6 +131,26 @@ pub enum AppsParseError {
     /// No app at all.
     #[error("no app configured")]
     Empty,
+    /// An id is not `[A-Za-z0-9_-]+`.
+    #[error("app #{index}: id {id:?} must be letters, digits, '_' or '-'")]
+    InvalidId {
+        /// 1-based position of the app.
+        index: usize,
+        /// The id given.
+        id: String,
+    },
+    /// A key is empty.
+    #[error("app #{index}: the key is empty")]
+    EmptyKey {
+        /// 1-based position of the app.
+        index: usize,
+    },
+    /// A secret is empty (anyone could sign with it).
+    #[error("app #{index}: the secret is empty")]
+    EmptySecret {
+        /// 1-based position of the app.
+        index: usize,
+    },
 }
 
 /// The configured apps, looked up by id or by key.
@@ -95,12 +163,14 @@ pub struct AppList {
 }
 
 impl AppList {
-    /// Builds the list, refusing duplicate ids or keys and an empty list.
+    /// Builds the list, refusing an empty list, an id that is not
+    /// `[A-Za-z0-9_-]+`, an empty key or secret, and duplicate ids or keys.
     pub fn new(apps: Vec<App>) -> Result<Self, AppsParseError> {
         if apps.is_empty() {
             return Err(AppsParseError::Empty);
         }
         for (i, app) in apps.iter().enumerate() {
+            app.validate(i + 1)?;
             for other in &apps[..i] {
                 if other.id == app.id {
                     return Err(AppsParseError::Duplicate {
@@ -120,13 +190,15 @@ impl AppList {
     }
 
     /// Parses `id:key:secret[,id:key:secret…]`; surrounding whitespace is ignored.
-    /// The secret is everything after the second colon.
+    /// The secret is everything after the second colon. Each app is then
+    /// checked as [`AppList::new`] checks it.
     ///
     /// ```
-    /// use pushwire_shared::AppList;
+    /// use pushwire_shared::{AppList, AppsParseError};
     /// let apps = AppList::parse("1000001:app-key:app-secret").unwrap();
     /// assert_eq!(apps.by_id("1000001").unwrap().key, "app-key");
     /// assert!(AppList::parse("1000001:app-key").is_err());
+    /// assert_eq!(AppList::parse("1:k:"), Err(AppsParseError::EmptySecret { index: 1 }));
     /// ```
     pub fn parse(value: &str) -> Result<Self, AppsParseError> {
         let apps = value
@@ -137,16 +209,12 @@ impl AppList {
             .map(|(i, entry)| {
                 let mut parts = entry.splitn(3, ':');
                 match (parts.next(), parts.next(), parts.next()) {
-                    (Some(id), Some(key), Some(secret))
-                        if !id.is_empty() && !key.is_empty() && !secret.is_empty() =>
-                    {
-                        Ok(App {
-                            id: id.to_owned(),
-                            key: key.to_owned(),
-                            secret: secret.to_owned(),
-                            limits: Limits::default(),
-                        })
-                    }
+                    (Some(id), Some(key), Some(secret)) => Ok(App {
+                        id: id.to_owned(),
+                        key: key.to_owned(),
+                        secret: secret.to_owned(),
+                        limits: Limits::default(),
+                    }),
                     _ => Err(AppsParseError::Malformed { index: i + 1 }),
                 }
             })
@@ -208,8 +276,12 @@ mod tests {
     fn refuses_bad_lists() {
         assert_eq!(AppList::parse(""), Err(AppsParseError::Empty));
         assert_eq!(
-            AppList::parse("1:k:s,2::s"),
+            AppList::parse("1:k:s,2:s"),
             Err(AppsParseError::Malformed { index: 2 })
+        );
+        assert_eq!(
+            AppList::parse("1:k:s,2::s"),
+            Err(AppsParseError::EmptyKey { index: 2 })
         );
         assert!(matches!(
             AppList::parse("1:k:s,1:k2:s"),
@@ -219,6 +291,56 @@ mod tests {
             AppList::parse("1:k:s,2:k:s"),
             Err(AppsParseError::Duplicate { field: "key", .. })
         ));
+    }
+
+    #[test]
+    fn every_source_gets_the_same_app_rules() {
+        let from_json = |app: &str| serde_json::from_str::<AppList>(&format!("[{app}]"));
+        // An empty secret: anyone could sign.
+        assert_eq!(
+            AppList::parse("1:k:"),
+            Err(AppsParseError::EmptySecret { index: 1 })
+        );
+        let err = from_json(r#"{"id":"1","key":"k","secret":""}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("app #1: the secret is empty"),
+            "{err}"
+        );
+        let err = from_json(r#"{"id":"1","key":"","secret":"s"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("app #1: the key is empty"),
+            "{err}"
+        );
+        // Ids are key and path segments.
+        for id in ["a:b", "a/b", "a b", "", "é", "a\u{0}"] {
+            let app = serde_json::json!({"id": id, "key": "k", "secret": "s"}).to_string();
+            assert!(
+                matches!(
+                    from_json(&app),
+                    Err(e) if e.to_string().contains("must be letters, digits")
+                ),
+                "{id:?}"
+            );
+        }
+        assert_eq!(
+            AppList::parse("a/b:k:s"),
+            Err(AppsParseError::InvalidId {
+                index: 1,
+                id: "a/b".into()
+            })
+        );
+        assert!(AppList::parse("1000001:k:s,my_app-2:k2:s").is_ok());
+    }
+
+    #[test]
+    fn short_secrets_are_reported_not_refused() {
+        let apps = AppList::parse("1:k:app-secret,2:k2:0123456789abcdef").unwrap();
+        let short: Vec<&str> = apps
+            .iter()
+            .filter(|a| a.has_short_secret())
+            .map(|a| a.id.as_str())
+            .collect();
+        assert_eq!(short, ["1"]);
     }
 
     #[test]

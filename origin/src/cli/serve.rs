@@ -13,6 +13,14 @@ pub(super) async fn run(settings: ServeSettings) -> anyhow::Result<ExitCode> {
             "no apps configured: using the development app {} (set PUSHWIRE_APPS in production)",
             crate::config::DEV_APPS
         );
+    } else {
+        for app in config.apps.iter().filter(|app| app.has_short_secret()) {
+            tracing::warn!(
+                app = %app.id,
+                "the app's secret is shorter than {} bytes: anyone who guesses it can trigger; use a long random one",
+                pushwire_shared::app::MIN_SECRET_LEN
+            );
+        }
     }
     // Each worker holds one descriptor per connection, so the soft limit (often
     // 1,024 in a login shell) would cap it long before memory does. Workers

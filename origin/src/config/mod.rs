@@ -103,6 +103,16 @@ pub(crate) enum ConfigError {
     /// The app list is not valid.
     #[error("invalid apps: {0}")]
     Apps(#[from] AppsParseError),
+    /// The development app would be served beyond this machine.
+    #[error(
+        "the development app (its secret is public) would be served on {host}, where others can reach it: \
+         set --apps / PUSHWIRE_APPS (or \"apps\" in the config file) to your own apps, \
+         listen on 127.0.0.1, or pass --allow-dev-app to serve it there anyway"
+    )]
+    DevAppExposed {
+        /// The address asked for.
+        host: IpAddr,
+    },
     /// A setting is out of its bounds.
     #[error("{setting}: {error}")]
     OutOfRange {
@@ -167,11 +177,22 @@ impl ServeConfig {
                 shared::history_max_age_secs,
             )?,
         };
+        let host = match given.host.or(file.host) {
+            // Anyone who reaches the development app can sign with its public
+            // secret, so by default it stays on this machine.
+            None if uses_dev_app => IpAddr::from([127, 0, 0, 1]),
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(host)
+                if uses_dev_app
+                    && !host.is_loopback()
+                    && !given.allow_dev_app.or(file.allow_dev_app).unwrap_or(false) =>
+            {
+                return Err(ConfigError::DevAppExposed { host });
+            }
+            Some(host) => host,
+        };
         Ok(ServeConfig {
-            host: given
-                .host
-                .or(file.host)
-                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            host,
             port: given.port.or(file.port).unwrap_or(DEFAULT_PORT),
             apps,
             redis_url: given.redis_url.or(file.redis_url).filter(|u| !u.is_empty()),
@@ -279,6 +300,67 @@ mod tests {
         assert!(c.redis_url.is_none());
         assert_eq!(c.history, HistoryPolicy::default());
         assert_eq!(c.max_request_bytes, shared::DEFAULT_MAX_REQUEST_BYTES);
+    }
+
+    #[test]
+    fn the_dev_app_stays_on_loopback_unless_allowed() {
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(ServeConfig::merge(none(), none()).unwrap().host, loopback);
+        let given = flags(&["--host", "::1"]).unwrap();
+        assert!(
+            ServeConfig::merge(given, none())
+                .unwrap()
+                .host
+                .is_loopback()
+        );
+        for (given, f) in [
+            (flags(&["--host", "0.0.0.0"]).unwrap(), none()),
+            (none(), file(r#"{"host": "10.0.0.5"}"#)),
+            (
+                flags(&["--host", "0.0.0.0", "--allow-dev-app", "false"]).unwrap(),
+                none(),
+            ),
+        ] {
+            let err = ServeConfig::merge(given, f).unwrap_err();
+            assert!(matches!(err, ConfigError::DevAppExposed { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains("PUSHWIRE_APPS") && message.contains("--allow-dev-app"),
+                "{message}"
+            );
+        }
+        let given = flags(&["--host", "0.0.0.0", "--allow-dev-app"]).unwrap();
+        let c = ServeConfig::merge(given, none()).unwrap();
+        assert!(c.uses_dev_app && c.host.is_unspecified());
+        let f = file(r#"{"host": "0.0.0.0", "allow_dev_app": true}"#);
+        assert!(ServeConfig::merge(none(), f).unwrap().host.is_unspecified());
+        // With real apps, the default is every interface.
+        let given = flags(&["--apps", "1:k:s"]).unwrap();
+        assert!(
+            ServeConfig::merge(given, none())
+                .unwrap()
+                .host
+                .is_unspecified()
+        );
+    }
+
+    #[test]
+    fn config_file_apps_are_validated() {
+        for (apps, why) in [
+            (
+                r#"[{"id": "1", "key": "k", "secret": ""}]"#,
+                "secret is empty",
+            ),
+            (
+                r#"[{"id": "a:b", "key": "k", "secret": "s"}]"#,
+                "must be letters",
+            ),
+        ] {
+            let err = serde_json::from_str::<ServeSettings>(&format!(r#"{{"apps": {apps}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::{AllowedOrigins, ConfigError};
 /// {
 ///   "host": "0.0.0.0",
 ///   "port": 3000,
+///   "allow_dev_app": false,
 ///   "redis_url": "redis://127.0.0.1:6379",
 ///   "max_request_bytes": 262144,
 ///   "workers": 4,
@@ -38,7 +39,7 @@ use super::{AllowedOrigins, ConfigError};
 #[derive(Debug, Clone, Default, clap::Args, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServeSettings {
-    /// Address to listen on [default: 0.0.0.0].
+    /// Address to listen on [default: 127.0.0.1 with the development app, else 0.0.0.0].
     #[arg(long, env = "PUSHWIRE_HOST")]
     pub host: Option<IpAddr>,
     /// Port to listen on; 0 picks a free one [default: 3000].
@@ -48,6 +49,15 @@ pub(crate) struct ServeSettings {
     /// with their limits) [default: the dev app 1000001:app-key:app-secret].
     #[arg(long, env = "PUSHWIRE_APPS", hide_env_values = true, value_parser = AppsParser)]
     pub apps: Option<AppList>,
+    /// Serve the development app (whose secret is public) on a --host other than
+    /// loopback, where anyone who can reach it can trigger [default: false].
+    #[arg(
+        long,
+        env = "PUSHWIRE_ALLOW_DEV_APP",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_dev_app: Option<bool>,
     /// Redis URL; without it an embedded broker is used.
     #[arg(long = "redis", env = "PUSHWIRE_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -103,16 +113,28 @@ pub(crate) struct HistorySettings {
 }
 
 impl ServeSettings {
-    /// Reads and parses a config file.
+    /// Reads and parses a config file; warns when it holds app secrets that
+    /// other users can read.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.to_owned(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| ConfigError::ParseFile {
-            path: path.to_owned(),
-            source,
-        })
+        let settings: Self =
+            serde_json::from_str(&text).map_err(|source| ConfigError::ParseFile {
+                path: path.to_owned(),
+                source,
+            })?;
+        if settings.apps.is_some()
+            && let Some(mode) = readable_by_others(path)
+        {
+            tracing::warn!(
+                file = %path.display(),
+                mode = %format!("{mode:03o}"),
+                "the config file holds app secrets and other users can read it: run chmod 600 on it"
+            );
+        }
+        Ok(settings)
     }
 
     /// How the command line names the setting whose field is `id`:
@@ -133,6 +155,14 @@ impl ServeSettings {
                 },
             )
     }
+}
+
+/// The file's permission bits when its group or other users may read or
+/// write it; `None` when only its owner may (or they cannot be read).
+fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 /// Parses `--apps` without echoing the value in its error: it holds secrets.
@@ -162,5 +192,28 @@ impl clap::builder::TypedValueParser for AppsParser {
             .to_str()
             .ok_or_else(|| invalid("not valid UTF-8".to_owned()))?;
         AppList::parse(text).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_config_file_others_can_read_is_noticed() {
+        let path = std::env::temp_dir().join(format!("pushwire-mode-{}.json", std::process::id()));
+        std::fs::write(&path, "{}").unwrap();
+        let mode = |bits| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+            readable_by_others(&path)
+        };
+        assert_eq!(mode(0o644), Some(0o644));
+        assert_eq!(mode(0o640), Some(0o640));
+        assert_eq!(mode(0o600), None);
+        assert_eq!(mode(0o400), None);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(readable_by_others(&path), None);
     }
 }
