@@ -1,10 +1,12 @@
-//! The Workers entry point (wasm only): reads the request, runs [`handler`],
+//! The Workers entry point (wasm only): reads the request (its body up to the
+//! request cap), runs [`handler`],
 //! makes the bridge calls (the publish, sent again with the script's text if
 //! Redis did not have it, or a directory read's steps) with a bounded wait
 //! each, writes the reply.
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use pushwire_shared::api_error::ApiError;
 use pushwire_shared::directory;
@@ -21,6 +23,9 @@ use crate::handler::{self, AfterPublish, BridgeRequest, Outcome, Reply};
 use crate::query::{self, Query};
 
 fn reply(reply: Reply) -> Result<Response> {
+    if let Some(log) = &reply.log {
+        worker::console_debug!("refused with {}: {log}", reply.status);
+    }
     let headers = Headers::new();
     headers.set("Content-Type", "application/json")?;
     Ok(Response::from_bytes(reply.body.into_bytes())?
@@ -87,7 +92,10 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     let method = req.method().to_string();
     let url = req.url()?;
-    let body = req.bytes().await.unwrap_or_default();
+    let body = match read_body(&mut req, config.max_request_bytes).await {
+        Ok(body) => body,
+        Err(e) => return reply(Reply::error(&e)),
+    };
     let now_ms = js_sys::Date::now() as u64;
     let incoming = RequestParts {
         method: &method,
@@ -117,6 +125,30 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         }
         Outcome::Query(query) => reply(read_directory(&config, &query, now_ms).await),
     }
+}
+
+/// Reads the request body, refusing one over `cap` bytes without holding more
+/// than `cap` of it: a declared `Content-Length` over the cap before reading
+/// anything, and a body that turns out longer at the first chunk past the cap.
+async fn read_body(req: &mut Request, cap: usize) -> std::result::Result<Vec<u8>, ApiError> {
+    let declared = req.headers().get("Content-Length").ok().flatten();
+    if handler::declared_length_over_cap(declared.as_deref(), cap) {
+        return Err(ApiError::BodyTooLarge(cap));
+    }
+    // The body is unread here, so the only refusal is "no body" (a GET).
+    let Ok(chunks) = req.stream() else {
+        return Ok(Vec::new());
+    };
+    let mut chunks = std::pin::pin!(chunks);
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BodyUnreadable)?;
+        if body.len() + chunk.len() > cap {
+            return Err(ApiError::BodyTooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Runs a directory read through the bridge, one `/pipeline` request per step.

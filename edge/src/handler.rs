@@ -24,14 +24,33 @@ pub struct Reply {
     pub status: u16,
     /// JSON body.
     pub body: String,
+    /// What the worker logs about a refusal but does not tell the caller
+    /// (a stale timestamp's distance from the clock).
+    pub log: Option<String>,
 }
 
 impl Reply {
     /// The answer to a failed request: its status and `{"error": …}` body.
     pub(crate) fn error(e: &ApiError) -> Self {
+        let log = match e {
+            ApiError::Signing(signing) => signing
+                .skew()
+                .map(|skew| format!("auth_timestamp is {skew} s away from the clock")),
+            _ => None,
+        };
         Reply {
             status: e.status(),
             body: e.body(),
+            log,
+        }
+    }
+
+    /// A `200` with this body.
+    pub(crate) fn ok(body: String) -> Self {
+        Reply {
+            status: 200,
+            body,
+            log: None,
         }
     }
 }
@@ -75,6 +94,21 @@ pub enum AfterPublish {
     SendScript(BridgeRequest),
 }
 
+/// Whether a request's declared `Content-Length` is already over the body cap,
+/// so it is refused before a byte of the body is read. A missing or unreadable
+/// header is not: the read counts the bytes as they come.
+pub fn declared_length_over_cap(content_length: Option<&str>, cap: usize) -> bool {
+    let Some(digits) = content_length.map(str::trim) else {
+        return false;
+    };
+    // All digits but too long for a u64 is over any cap.
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits
+            .parse::<u64>()
+            .map_or(true, |length| length > cap as u64)
+}
+
 /// Decides what to do with the incoming `request` at `now_ms`; `next_id` makes event ids.
 pub fn handle(
     config: &EdgeConfig,
@@ -83,10 +117,7 @@ pub fn handle(
     mut next_id: impl FnMut() -> String,
 ) -> Outcome {
     if request.path == "/health" && request.method == "GET" {
-        return Outcome::Reply(Reply {
-            status: 200,
-            body: r#"{"status":"ok"}"#.to_owned(),
-        });
+        return Outcome::Reply(Reply::ok(r#"{"status":"ok"}"#.to_owned()));
     }
     if let Some(route) = ChannelQueryRoute::parse(request.path) {
         return query::handle(config, route, request, now_ms);
@@ -145,10 +176,7 @@ pub fn after_publish(
         upstash::check_publish_reply(status, &body, request.commands).map_err(BridgeError::from)
     });
     match result {
-        Ok(()) => AfterPublish::Reply(Reply {
-            status: 200,
-            body: EMPTY_OBJECT.to_owned(),
-        }),
+        Ok(()) => AfterPublish::Reply(Reply::ok(EMPTY_OBJECT.to_owned())),
         Err(e) => match e
             .asks_for_script_text()
             .then(|| with_script_text(request))
@@ -255,6 +283,42 @@ mod tests {
         assert_eq!(
             unauthorized.body,
             r#"{"error":"missing auth_key query parameter"}"#
+        );
+        assert_eq!(unauthorized.log, None);
+    }
+
+    #[test]
+    fn a_declared_length_over_the_cap_is_refused_before_reading() {
+        assert!(declared_length_over_cap(Some("1025"), 1024));
+        assert!(declared_length_over_cap(
+            Some(" 99999999999999999999 "),
+            1024
+        ));
+        assert!(declared_length_over_cap(Some("18446744073709551615"), 1024));
+        assert!(!declared_length_over_cap(Some("1024"), 1024));
+        assert!(!declared_length_over_cap(Some("ten"), 1024));
+        assert!(!declared_length_over_cap(None, 1024));
+    }
+
+    #[test]
+    fn a_stale_timestamp_is_logged_with_its_skew_but_answered_without() {
+        let body = br#"{"name":"e","channel":"a","data":"{}"}"#;
+        let query = signed("/apps/1000001/events", body, 1_700_000_000);
+        let request = RequestParts {
+            method: "POST",
+            path: "/apps/1000001/events",
+            query: &query,
+            body,
+        };
+        let Outcome::Reply(reply) = handle(&config(), request, 1_700_004_321_000, || "x".into())
+        else {
+            panic!("not refused");
+        };
+        assert_eq!(reply.status, 401);
+        assert!(!reply.body.contains("4321"), "{}", reply.body);
+        assert_eq!(
+            reply.log.as_deref(),
+            Some("auth_timestamp is 4321 s away from the clock")
         );
     }
 

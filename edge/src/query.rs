@@ -145,10 +145,7 @@ pub fn render(found: Result<Found, BridgeError>, render: &Render) -> Reply {
         }
         (Err(e), _) => return Reply::error(&ApiError::Unavailable(e.to_string())),
     };
-    Reply {
-        status: 200,
-        body: body.to_string(),
-    }
+    Reply::ok(body.to_string())
 }
 
 #[cfg(test)]
