@@ -10,7 +10,10 @@ use std::fmt;
 /// it can be guessed. Pusher issues 20-character secrets.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// Per-app limits. The defaults are Pusher's.
+/// Per-app limits. The defaults are Pusher's, save the two per-socket
+/// subscription limits, which Pusher does not publish: 100 channels, like a
+/// handshake's channel list and the channels of one event, and 10 subscribes a
+/// second after a burst of that many.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -26,6 +29,11 @@ pub struct Limits {
     pub max_presence_user_info_bytes: usize,
     /// Client events (`client-*`) one socket may send per second.
     pub max_client_events_per_sec: u32,
+    /// Most channels one socket may be on at once (handshake channels included).
+    pub max_channels_per_socket: usize,
+    /// Subscribes one socket may make per second, on average; bursts of up to
+    /// `max_channels_per_socket` pass at once.
+    pub max_subscribes_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -37,6 +45,8 @@ impl Default for Limits {
             max_presence_members: 100,
             max_presence_user_info_bytes: 1024,
             max_client_events_per_sec: 10,
+            max_channels_per_socket: 100,
+            max_subscribes_per_sec: 10,
         }
     }
 }

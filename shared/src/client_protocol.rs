@@ -23,6 +23,10 @@ pub enum AckCode {
     Unauthorized = 4009,
     /// 4100: over a limit.
     OverLimit = 4100,
+    /// 4101: the socket is on as many channels as its app allows.
+    TooManyChannels = 4101,
+    /// 4102: the socket subscribes faster than its app allows; retry later.
+    SubscribeRateLimited = 4102,
     /// 4200: temporarily unavailable; retry.
     Unavailable = 4200,
 }

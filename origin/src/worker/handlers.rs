@@ -1,6 +1,7 @@
 //! Socket.IO handlers: handshake, `subscribe`, `unsubscribe`, client events, disconnect.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use pushwire_shared::channel_auth;
 use pushwire_shared::client_protocol::{
@@ -150,12 +151,22 @@ async fn subscribe(
     session: &SocketSession,
 ) -> Result<Subscribed, AckError> {
     let req = SubscribeRequest::parse(payload)?;
-    let member = authorize(&req, session)?;
     let mut channels = session.channels.lock().await;
     if channels.contains(&req.channel) {
         // Already subscribed: idempotent, and it has missed nothing since then.
         return Ok(Subscribed::default());
     }
+    let cap = session.app.limits.max_channels_per_socket;
+    if channels.len() >= cap {
+        return Err(AckError::new(
+            AckCode::TooManyChannels,
+            format!("this socket is on {cap} channels, the most allowed; unsubscribe one first"),
+        ));
+    }
+    // Counted only now, so that refusals and repeats cost no budget, while
+    // everything past this point (signature check, broker round trip) does.
+    session.allow_subscribe(Instant::now())?;
+    let member = authorize(&req, session)?;
     let app = session.app.id.as_str();
     ctx.registry
         .join(app, &req.channel)

@@ -13,6 +13,7 @@ mod cross_origin;
 mod delivery;
 mod demo;
 mod handlers;
+mod message_cap;
 mod presence;
 mod registry;
 mod replay;
@@ -20,6 +21,7 @@ mod request_head;
 mod session;
 mod socket_events;
 mod socket_ids;
+mod subscribe_rate;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -135,8 +137,12 @@ where
     // One Socket.IO service in front of all routes. (`Router::layer` would build
     // one Engine.IO instance per route, and a session opened through one would be
     // unknown to the others.)
+    let message_cap = message_cap::max_client_message_bytes(&config.apps);
     let (socketio, io) = SocketIo::builder()
         .ws_read_buffer_size(WS_READ_BUFFER)
+        .max_payload(message_cap as u64)
+        .ws_max_message_size(message_cap)
+        .ws_max_frame_size(message_cap)
         .ping_interval(Duration::from_millis(config.ping_interval_ms))
         .ping_timeout(Duration::from_millis(config.ping_timeout_ms))
         .build_with_inner_svc(routes);

@@ -4,9 +4,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use pushwire_shared::client_protocol::{AckCode, AckError};
 use pushwire_shared::presence::Member;
 use pushwire_shared::{App, AppList, ChannelName, SocketId};
 use serde_json::Value;
+
+use super::subscribe_rate::SubscribeRate;
 
 /// What a connected socket is, kept in its socketioxide extensions.
 #[derive(Debug)]
@@ -24,6 +27,8 @@ pub(crate) struct SocketSession {
     pub members: Mutex<HashMap<ChannelName, Member>>,
     /// Client events sent in the current one-second window: `(window start, count)`.
     client_events: Mutex<(Instant, u32)>,
+    /// The socket's subscribe budget.
+    subscribes: Mutex<SubscribeRate>,
 }
 
 /// Why a handshake was refused (sent to the client as `connect_error`).
@@ -87,13 +92,35 @@ pub(crate) fn resolve_app<'a>(
 impl SocketSession {
     /// A session with no channels yet.
     pub(crate) fn new(app: App, socket_id: SocketId) -> Self {
+        let subscribes = SubscribeRate::new(
+            app.limits.max_channels_per_socket,
+            app.limits.max_subscribes_per_sec,
+            Instant::now(),
+        );
         SocketSession {
             app,
             socket_id,
             channels: tokio::sync::Mutex::new(HashSet::new()),
             members: Mutex::new(HashMap::new()),
             client_events: Mutex::new((Instant::now(), 0)),
+            subscribes: Mutex::new(subscribes),
         }
+    }
+
+    /// Counts one subscribe; the refusal when the socket is over its rate.
+    pub(crate) fn allow_subscribe(&self, now: Instant) -> Result<(), AckError> {
+        let mut rate = self.subscribes.lock().unwrap_or_else(|e| e.into_inner());
+        if rate.allow(now) {
+            return Ok(());
+        }
+        Err(AckError::new(
+            AckCode::SubscribeRateLimited,
+            format!(
+                "over {} subscribes per second; retry in {} ms",
+                self.app.limits.max_subscribes_per_sec,
+                rate.retry_after().as_millis().max(1)
+            ),
+        ))
     }
 
     /// Counts one client event; false when the socket is over its per-second limit.
