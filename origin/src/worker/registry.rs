@@ -65,6 +65,7 @@ impl ChannelRegistry {
         self.broker.report_count(app, channel, left);
         if left == 0 {
             counts.remove(&room);
+            shrink_if_sparse(&mut counts);
             if let Err(e) = self.broker.unsubscribe(&room).await {
                 tracing::warn!(%room, error = %e, "broker unsubscribe failed");
             }
@@ -78,6 +79,17 @@ impl ChannelRegistry {
     }
 }
 
+/// Gives back a map's room once most of it is empty: a crowd of subscribers
+/// that left (or one socket that subscribed to thousands of channels) would
+/// otherwise keep its peak size for the worker's life. Shrinking only below a
+/// quarter of the capacity keeps the cost amortised.
+fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    const SMALL: usize = 1024;
+    if map.capacity() > SMALL && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +97,16 @@ mod tests {
     use crate::broker::{BrokerFuture, BrokerHealth, Outbound};
     use pushwire_shared::directory::ChannelStats;
     use std::sync::Mutex;
+
+    #[test]
+    fn emptied_maps_give_their_room_back() {
+        let mut map: HashMap<usize, usize> = (0..100_000).map(|i| (i, i)).collect();
+        for i in 1..100_000 {
+            map.remove(&i);
+            shrink_if_sparse(&mut map);
+        }
+        assert!(map.capacity() <= 2048, "capacity {}", map.capacity());
+    }
 
     /// Records broker calls; fails subscribes to channels named "down".
     #[derive(Debug, Default)]
