@@ -2,6 +2,7 @@
 //! `socket.io-client` and `pusher` packages. One test binary; each test owns
 //! its processes and scratch directory.
 
+mod abuse;
 mod bench;
 mod bridge;
 mod cli;

@@ -1,6 +1,6 @@
 //! A deliberately minimal WebSocket Socket.IO client over `std::net`, for
 //! behaviour stock clients cannot show: one that subscribes and then stops
-//! reading (a stalled consumer).
+//! reading (a stalled consumer), or one that sends what no stock client would.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -82,18 +82,82 @@ impl StalledClient {
     }
 
     fn send_text(&mut self, text: &str) {
+        self.send_frame(0x81, text.as_bytes()).expect("send frame");
+    }
+
+    /// Sends one WebSocket frame (`first_byte`: FIN bit and opcode), masked as a
+    /// client must; an error when the server has closed the connection.
+    fn send_frame(&mut self, first_byte: u8, payload: &[u8]) -> std::io::Result<()> {
         let mask = [0x12u8, 0x34, 0x56, 0x78];
-        let mut frame = vec![0x81];
-        let len = text.len();
+        let mut frame = vec![first_byte];
+        let len = payload.len();
         if len < 126 {
             frame.push(0x80 | len as u8);
-        } else {
+        } else if len <= usize::from(u16::MAX) {
             frame.push(0x80 | 126);
             frame.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
         }
         frame.extend_from_slice(&mask);
-        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&frame).expect("send frame");
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&frame)
+    }
+
+    /// Joins `/` and waits for the connection announcement.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let mut client = Self::open_session(addr);
+        client.send_text("40");
+        assert!(client.read_text().starts_with("40"), "namespace connect");
+        loop {
+            if client
+                .read_text()
+                .starts_with(&format!("42[\"{CONNECTION_ESTABLISHED}\""))
+            {
+                return client;
+            }
+        }
+    }
+
+    /// Sends `text` as one message split in frames of `piece` bytes, stopping at
+    /// the first write the server refuses; whether every frame was written.
+    /// `finish: false` leaves the message open (no final frame).
+    pub fn send_in_pieces(&mut self, text: &[u8], piece: usize, finish: bool) -> bool {
+        let pieces: Vec<&[u8]> = text.chunks(piece).collect();
+        for (i, chunk) in pieces.iter().enumerate() {
+            let last = i + 1 == pieces.len();
+            let opcode = if i == 0 { 0x1 } else { 0x0 };
+            let fin = if last && finish { 0x80 } else { 0 };
+            if self.send_frame(fin | opcode, chunk).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends every `(event, payload)` as a Socket.IO event with ack ids 1, 2, …,
+    /// in one write, then returns the acks in that order.
+    pub fn emit_all(&mut self, events: &[(&str, serde_json::Value)]) -> Vec<serde_json::Value> {
+        for (i, (event, payload)) in events.iter().enumerate() {
+            let packet = serde_json::json!([event, payload]);
+            self.send_text(&format!("42{}{packet}", i + 1));
+        }
+        let mut acks = vec![serde_json::Value::Null; events.len()];
+        let mut missing = events.len();
+        while missing > 0 {
+            let frame = self.read_text();
+            let Some(rest) = frame.strip_prefix("43") else {
+                continue;
+            };
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let (id, body) = rest.split_at(digits);
+            let id: usize = id.parse().expect("ack id");
+            let mut args: Vec<serde_json::Value> = serde_json::from_str(body).expect("ack body");
+            acks[id - 1] = args.remove(0);
+            missing -= 1;
+        }
+        acks
     }
 
     /// The next Engine.IO packet, answering heartbeat pings on the way (during the

@@ -1,0 +1,209 @@
+//! Abuse by one client, in bounded form, against a 2-worker origin: the server
+//! refuses it, stays healthy, and the other clients keep receiving.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pushwire_tests::clients::TEST_APP;
+use pushwire_tests::origin::OriginOptions;
+use pushwire_tests::process::children_of;
+use pushwire_tests::raw_ws::StalledClient;
+use pushwire_tests::{Clients, Origin, Scratch, http, wait};
+use serde_json::{Value, json};
+
+/// How much a worker's resident memory may grow while it refuses the oversized
+/// messages: a few of its 100 KB buffers and allocator slack, far below the
+/// 32 MB each attacker sends.
+const RSS_GROWTH_BOUND_KIB: u64 = 16 * 1024;
+
+/// The default per-socket channel cap (`limits.max_channels_per_socket`).
+const CHANNEL_CAP: usize = 100;
+
+fn two_workers(scratch: &Scratch) -> Origin {
+    let mut options = OriginOptions::embedded();
+    options.workers = 2;
+    Origin::start(scratch, "origin", options)
+}
+
+/// The largest resident set of the origin's workers, in KiB.
+fn worker_rss_kib(origin: &Origin) -> u64 {
+    let workers = children_of(origin.pid());
+    assert!(!workers.is_empty(), "the origin has no workers");
+    workers
+        .iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .max()
+        .expect("a worker's VmRSS")
+}
+
+/// A stock client on `channel` that must keep receiving while others misbehave.
+fn watcher(scratch: &Scratch, origin: &Origin, channel: &str) -> Clients {
+    let mut clients = Clients::start(scratch, "clients");
+    clients.connect(
+        "watcher",
+        &origin.url(),
+        json!({"transports": ["websocket"], "auth": {"channels": [channel]}}),
+    );
+    clients
+}
+
+fn still_receives(clients: &mut Clients, origin: &Origin, channel: &str, event: &str) {
+    clients.trigger_ok(origin.addr, TEST_APP, &[channel], event, json!({"n": 1}));
+    assert_eq!(clients.event("watcher", event)[0], json!({"n": 1}));
+    assert_eq!(
+        http::request(origin.addr, "GET", "/health", b"").status,
+        200
+    );
+}
+
+fn code(ack: &Value) -> Option<u64> {
+    ack["error"]["code"].as_u64()
+}
+
+/// A `subscribe` message as large as `bytes`, its bulk a channel name.
+fn huge_subscribe(bytes: usize) -> Vec<u8> {
+    let mut message = br#"42["subscribe",{"channel":""#.to_vec();
+    message.resize(bytes, b'x');
+    message.extend_from_slice(br#""}]"#);
+    message
+}
+
+/// One 2 MB WebSocket message, and four 32 MB messages in 64 KiB fragments (each
+/// fragment under the cap, their sum far above): every attacker is disconnected,
+/// no worker grows by more than [`RSS_GROWTH_BOUND_KIB`], and the watcher keeps
+/// receiving.
+#[test]
+fn oversized_messages_close_the_connection() {
+    let scratch = Scratch::new("abuse-oversized");
+    let origin = two_workers(&scratch);
+    let mut clients = watcher(&scratch, &origin, "news");
+    let before = worker_rss_kib(&origin);
+
+    let mut whole = StalledClient::connect(origin.addr);
+    let message = huge_subscribe(2_000_000);
+    whole.send_in_pieces(&message, message.len(), true);
+    assert!(
+        whole.closed_by_server_within(Duration::from_secs(5)),
+        "a 2 MB message was accepted"
+    );
+
+    let addr = origin.addr;
+    let message = Arc::new(huge_subscribe(32 << 20));
+    let attackers: Vec<_> = (0..4)
+        .map(|_| {
+            let message = message.clone();
+            std::thread::spawn(move || {
+                let mut client = StalledClient::connect(addr);
+                // Left unfinished: a server without a cap would hold all of it.
+                client.send_in_pieces(&message, 64 * 1024, false);
+                client.closed_by_server_within(Duration::from_secs(5))
+            })
+        })
+        .collect();
+    for attacker in attackers {
+        assert!(
+            attacker.join().expect("attacker thread"),
+            "a 32 MB fragmented message was not refused (worker RSS {} KiB, {before} KiB before)",
+            worker_rss_kib(&origin)
+        );
+    }
+    let after = worker_rss_kib(&origin);
+    assert!(
+        after < before + RSS_GROWTH_BOUND_KIB,
+        "worker RSS grew from {before} KiB to {after} KiB"
+    );
+    still_receives(&mut clients, &origin, "news", "after-oversized");
+}
+
+/// One socket asks for 50 channels past the cap: those acks are `4101`; a
+/// socket whose handshake took the whole cap gets `4101` too, until it leaves
+/// a channel; the watcher keeps receiving.
+#[test]
+fn channels_per_socket_are_capped() {
+    let scratch = Scratch::new("abuse-channel-cap");
+    let origin = two_workers(&scratch);
+    let mut clients = watcher(&scratch, &origin, "news");
+
+    let mut greedy = StalledClient::connect(origin.addr);
+    let subscribes: Vec<_> = (0..CHANNEL_CAP + 50)
+        .map(|i| ("subscribe", json!({"channel": format!("c{i}")})))
+        .collect();
+    let acks = greedy.emit_all(&subscribes);
+    for ack in &acks[..CHANNEL_CAP] {
+        assert_eq!(ack, &json!({"ok": true}));
+    }
+    for ack in &acks[CHANNEL_CAP..] {
+        assert_eq!(code(ack), Some(4101), "{ack}");
+    }
+    still_receives(&mut clients, &origin, "news", "after-cap");
+
+    let full: Vec<String> = (0..CHANNEL_CAP).map(|i| format!("h{i}")).collect();
+    let report = clients.connect_all(
+        &["full".to_owned()],
+        &origin.url(),
+        json!({"transports": ["websocket"], "auth": {"channels": full}}),
+    );
+    let subscriptions = report[0]["subscriptions"].as_array().expect("results");
+    assert!(subscriptions.iter().all(|s| s["ok"] == true), "{report:?}");
+    let extra = json!([{"channel": "extra"}]);
+    assert_eq!(
+        code(&clients.emit("full", "subscribe", extra.clone())),
+        Some(4101)
+    );
+    clients.unsubscribe("full", "h0");
+    // The handshake spent the socket's subscribe burst: the freed slot is usable
+    // as soon as the rate allows (a tenth of a second by default).
+    wait::until("a freed slot to be usable", Duration::from_secs(5), || {
+        let ack = clients.emit("full", "subscribe", extra.clone());
+        match code(&ack) {
+            None => Some(()),
+            Some(4102) => None,
+            Some(other) => panic!("unexpected refusal {other}: {ack}"),
+        }
+    });
+}
+
+/// After its burst, a socket churning subscriptions is held to the refill rate
+/// (10 a second by default): the excess gets `4102`, and no more than the burst
+/// plus the refill since the socket opened is granted.
+#[test]
+fn subscribes_are_rate_limited() {
+    let scratch = Scratch::new("abuse-subscribe-rate");
+    let origin = two_workers(&scratch);
+    let mut clients = watcher(&scratch, &origin, "news");
+
+    // Before the socket exists, so that the refill counted from here bounds
+    // what the server may have granted.
+    let start = Instant::now();
+    let mut churner = StalledClient::connect(origin.addr);
+    let burst: Vec<_> = (0..CHANNEL_CAP)
+        .map(|i| ("subscribe", json!({"channel": format!("a{i}")})))
+        .collect();
+    assert!(
+        churner
+            .emit_all(&burst)
+            .iter()
+            .all(|ack| ack == &json!({"ok": true}))
+    );
+    let churn: Vec<_> = (0..50)
+        .map(|i| ("unsubscribe", json!({"channel": format!("a{i}")})))
+        .chain((0..50).map(|i| ("subscribe", json!({"channel": format!("b{i}")}))))
+        .collect();
+    let acks = churner.emit_all(&churn);
+    let elapsed = start.elapsed().as_secs_f64();
+    let (left, joined) = acks.split_at(50);
+    assert!(left.iter().all(|ack| ack == &json!({"ok": true})));
+    let accepted = joined.iter().filter(|ack| code(ack).is_none()).count();
+    let refused = joined.iter().filter(|ack| code(ack) == Some(4102)).count();
+    assert_eq!(accepted + refused, 50, "{joined:?}");
+    assert!(
+        accepted as f64 <= 1.0 + elapsed * 10.0,
+        "{accepted} subscribes accepted in {elapsed:.2} s"
+    );
+    assert!(refused > 0, "no subscribe was refused in {elapsed:.2} s");
+    still_receives(&mut clients, &origin, "news", "after-churn");
+}
