@@ -119,7 +119,7 @@ fn oversized_messages_close_the_connection() {
     still_receives(&mut clients, &origin, "news", "after-oversized");
 }
 
-/// One socket asks for 50 channels past the cap: those acks are `4101`; a
+/// One socket asks for 50 channels past the cap: 50 acks are `4101`; a
 /// socket whose handshake took the whole cap gets `4101` too, until it leaves
 /// a channel; the watcher keeps receiving.
 #[test]
@@ -133,10 +133,15 @@ fn channels_per_socket_are_capped() {
         .map(|i| ("subscribe", json!({"channel": format!("c{i}")})))
         .collect();
     let acks = greedy.emit_all(&subscribes);
-    for ack in &acks[..CHANNEL_CAP] {
-        assert_eq!(ack, &json!({"ok": true}));
-    }
-    for ack in &acks[CHANNEL_CAP..] {
+    // The server handles one socket's events concurrently, so which of them
+    // took the last slots is not fixed: exactly the cap succeed, the rest are
+    // refused with 4101.
+    let granted = acks
+        .iter()
+        .filter(|ack| **ack == json!({"ok": true}))
+        .count();
+    assert_eq!(granted, CHANNEL_CAP, "{acks:?}");
+    for ack in acks.iter().filter(|ack| **ack != json!({"ok": true})) {
         assert_eq!(code(ack), Some(4101), "{ack}");
     }
     still_receives(&mut clients, &origin, "news", "after-cap");
@@ -189,14 +194,21 @@ fn subscribes_are_rate_limited() {
             .iter()
             .all(|ack| ack == &json!({"ok": true}))
     );
-    let churn: Vec<_> = (0..50)
+    // Slots freed first (their acks awaited: one socket's events are handled
+    // concurrently), so the subscribes below meet the rate limit, not the cap.
+    let leave: Vec<_> = (0..50)
         .map(|i| ("unsubscribe", json!({"channel": format!("a{i}")})))
-        .chain((0..50).map(|i| ("subscribe", json!({"channel": format!("b{i}")}))))
         .collect();
-    let acks = churner.emit_all(&churn);
+    let left = churner.emit_all(&leave);
+    assert!(
+        left.iter().all(|ack| ack == &json!({"ok": true})),
+        "{left:?}"
+    );
+    let join: Vec<_> = (0..50)
+        .map(|i| ("subscribe", json!({"channel": format!("b{i}")})))
+        .collect();
+    let joined = churner.emit_all(&join);
     let elapsed = start.elapsed().as_secs_f64();
-    let (left, joined) = acks.split_at(50);
-    assert!(left.iter().all(|ack| ack == &json!({"ok": true})));
     let accepted = joined.iter().filter(|ack| code(ack).is_none()).count();
     let refused = joined.iter().filter(|ack| code(ack) == Some(4102)).count();
     assert_eq!(accepted + refused, 50, "{joined:?}");
