@@ -129,6 +129,48 @@ impl KeySpace {
         self.per_channel(app, "hist", channel)
     }
 
+    /// The app and channel of a pub/sub channel [`channel`](Self::channel) built,
+    /// or `None` for any other name (another prefix or kind, an empty app id, an
+    /// invalid channel name).
+    ///
+    /// ```
+    /// use pushwire_shared::{keys::KeySpace, ChannelName};
+    /// let ch = ChannelName::new("news").unwrap();
+    /// let name = KeySpace::DEFAULT.channel("1000001", &ch);
+    /// assert_eq!(KeySpace::DEFAULT.parse_channel(&name), Some(("1000001", ch)));
+    /// assert_eq!(KeySpace::DEFAULT.parse_channel("victim:orders"), None);
+    /// assert_eq!(KeySpace::DEFAULT.parse_channel("pushwire:v1:1:hist:news"), None);
+    /// ```
+    pub fn parse_channel<'k>(&self, name: &'k str) -> Option<(&'k str, ChannelName)> {
+        self.parse_per_channel(name, "ch")
+    }
+
+    /// The app and channel of a history stream [`history`](Self::history) built,
+    /// or `None` for any other key.
+    ///
+    /// ```
+    /// use pushwire_shared::{keys::KeySpace, ChannelName};
+    /// let ch = ChannelName::new("news").unwrap();
+    /// let key = KeySpace::DEFAULT.history("1000001", &ch);
+    /// assert_eq!(KeySpace::DEFAULT.parse_history(&key), Some(("1000001", ch)));
+    /// assert_eq!(KeySpace::DEFAULT.parse_history("pushwire:v1:1:hist:a b"), None);
+    /// ```
+    pub fn parse_history<'k>(&self, key: &'k str) -> Option<(&'k str, ChannelName)> {
+        self.parse_per_channel(key, "hist")
+    }
+
+    fn parse_per_channel<'k>(&self, key: &'k str, kind: &str) -> Option<(&'k str, ChannelName)> {
+        let rest = key.strip_prefix(self.prefix())?.strip_prefix(':')?;
+        let (app, rest) = rest.split_once(':')?;
+        let channel = rest.strip_prefix(kind)?.strip_prefix(':')?;
+        // Slots mark templates, never a real app; a channel name holds no `:`,
+        // so the split above is the only one.
+        if app.is_empty() || app.contains('@') {
+            return None;
+        }
+        Some((app, ChannelName::new(channel).ok()?))
+    }
+
     /// The string holding the current history epoch: `{prefix}:epoch`.
     pub fn epoch(&self) -> String {
         format!("{}:epoch", self.prefix)
@@ -206,6 +248,33 @@ mod tests {
         );
         assert!(names.iter().all(|name| keys.owns(name)));
         assert!(!KeySpace::DEFAULT.owns(&names[0]));
+    }
+
+    #[test]
+    fn parsing_takes_apart_only_what_the_builders_make() {
+        let keys = KeySpace::new("t9");
+        let ch = ChannelName::new("private-a").unwrap();
+        assert_eq!(
+            keys.parse_history(&keys.history("1", &ch)),
+            Some(("1", ch.clone()))
+        );
+        assert_eq!(
+            keys.parse_channel(&keys.channel("1", &ch)),
+            Some(("1", ch.clone()))
+        );
+        for not_history in [
+            keys.channel("1", &ch),
+            keys.members("1", &ch),
+            KeySpace::DEFAULT.history("1", &ch),
+            "t9::hist:a".into(),
+            "t9:1:hist:".into(),
+            "t9:1:hist:a:b".into(),
+            "t9:@app@:hist:a".into(),
+            "t9:1:histx:a".into(),
+            "victim:orders".into(),
+        ] {
+            assert_eq!(keys.parse_history(&not_history), None, "{not_history}");
+        }
     }
 
     #[test]

@@ -68,10 +68,10 @@ impl RedisCommand {
             let whole: Vec<String> = std::iter::once(name.clone())
                 .chain(args.iter().cloned())
                 .collect();
-            if !publishing::is_publish_command(&whole) {
-                return Err(BridgeError::NotAllowed(format!(
-                    "{name} of a script other than pushwire's publish script"
-                )));
+            if let Err(why) =
+                publishing::check_publish_command(&whole, Some(crate::clock::now_ms()))
+            {
+                return Err(BridgeError::NotAllowed(format!("{name} with {why}")));
             }
         }
         if READ_COMMANDS.contains(&name.as_str())
@@ -189,5 +189,44 @@ mod tests {
                 .len(),
             2
         );
+    }
+    #[test]
+    fn a_publish_script_call_with_bent_arguments_is_not_allowed() {
+        use pushwire_shared::ChannelName;
+        use pushwire_shared::history::PublishMessage;
+        let channel = ChannelName::new("news").unwrap();
+        let message = PublishMessage {
+            channel: KeySpace::DEFAULT.channel("1000001", &channel),
+            history_key: KeySpace::DEFAULT.history("1000001", &channel),
+            envelope: r#"{"event":"e"}"#.into(),
+        };
+        let now = crate::clock::now_ms();
+        let edge_shaped = publishing::publish_command(
+            ScriptRef::Digest,
+            &Default::default(),
+            now,
+            "k3x",
+            std::slice::from_ref(&message),
+        );
+        assert!(RedisCommand::parse(&json!(edge_shaped), &allowed()).is_ok());
+        // (index in the command, value): a foreign stream, a foreign channel, a
+        // ttl of years, a min id wiping the history, an epoch breaking positions.
+        for (index, value) in [
+            (4, "victim:orders"),
+            (9, "victim:orders"),
+            (7, "999999999999999"),
+            (6, "99999999999999"),
+            (8, "x\"}"),
+        ] {
+            let mut bent = edge_shaped.clone();
+            bent[index] = value.into();
+            let refused = RedisCommand::parse(&json!(bent), &allowed());
+            assert!(
+                matches!(&refused, Err(BridgeError::NotAllowed(why)) if why.starts_with("EVALSHA with")),
+                "{index} = {value}: {refused:?}"
+            );
+            let text = refused.unwrap_err().to_string();
+            assert!(text.contains("is not allowed by this bridge"), "{text}");
+        }
     }
 }
