@@ -17,15 +17,15 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
         &redis.url(),
         &["--max-request-bytes", "4096"],
     );
-    let mut sub = redis.subscribe("ch");
+    let mut sub = redis.subscribe("pushwire:v1:1:ch:ch");
 
-    let one = bridge.post("/", r#"["publish","ch","hello"]"#, None);
+    let one = bridge.post("/", r#"["publish","pushwire:v1:1:ch:ch","hello"]"#, None);
     assert_eq!((one.status, one.json()), (200, json!({"result": 1})));
     assert_eq!(sub.next_message(), "hello");
 
     let pipeline = bridge.post(
         "/pipeline",
-        r#"[["PING"],["PUBLISH","ch","p"],["PING","x"]]"#,
+        r#"[["PING"],["PUBLISH","pushwire:v1:1:ch:ch","p"],["PING","x"]]"#,
         None,
     );
     assert_eq!(pipeline.status, 200);
@@ -35,7 +35,7 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
     );
     let multi = bridge.post(
         "/multi-exec",
-        r#"[["PUBLISH","ch","m1"],["PUBLISH","ch","m2"]]"#,
+        r#"[["PUBLISH","pushwire:v1:1:ch:ch","m1"],["PUBLISH","pushwire:v1:1:ch:ch","m2"]]"#,
         None,
     );
     assert_eq!(
@@ -52,7 +52,7 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
     assert_eq!(b64.json(), json!({"result": "UE9ORw=="}));
 
     // A Redis error on a single command is a 400 with Redis's message; in a pipeline, an item.
-    let wrong = bridge.post("/", r#"["PUBLISH","only-one-arg"]"#, None);
+    let wrong = bridge.post("/", r#"["PUBLISH","pushwire:v1:1:ch:only-one-arg"]"#, None);
     assert_eq!(wrong.status, 400);
     assert!(
         wrong.json()["error"]
@@ -62,23 +62,36 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
         "{}",
         wrong.body
     );
-    let mixed = bridge.post("/pipeline", r#"[["PUBLISH","x"],["PING"]]"#, None);
+    let mixed = bridge.post(
+        "/pipeline",
+        r#"[["PUBLISH","pushwire:v1:1:ch:x"],["PING"]]"#,
+        None,
+    );
     assert_eq!(mixed.status, 200);
     assert!(mixed.json()[0]["error"].is_string() && mixed.json()[1] == json!({"result": "PONG"}));
 
     // Refusals, none of which runs anything: (path, body, status, what the error says).
-    let long = format!(r#"["PUBLISH","ch","{}"]"#, "x".repeat(5000));
+    let long = format!(
+        r#"["PUBLISH","pushwire:v1:1:ch:ch","{}"]"#,
+        "x".repeat(5000)
+    );
     let cases = [
         ("/", r#"["SET","k","v"]"#, 400, "not allowed"),
         (
+            "/",
+            r#"["PUBLISH","victim:orders","x"]"#,
+            400,
+            "not allowed",
+        ),
+        (
             "/pipeline",
-            r#"[["PUBLISH","ch","never"],["FLUSHALL"]]"#,
+            r#"[["PUBLISH","pushwire:v1:1:ch:ch","never"],["FLUSHALL"]]"#,
             400,
             "not allowed",
         ),
         (
             "/multi-exec",
-            r#"[["publish","ch","never"],["config","get","*"]]"#,
+            r#"[["publish","pushwire:v1:1:ch:ch","never"],["config","get","*"]]"#,
             400,
             "not allowed",
         ),
@@ -117,7 +130,7 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
         "nothing was written"
     );
     // Published nothing refused: the next message is the one sent now.
-    bridge.post("/", r#"["PUBLISH","ch","after"]"#, None);
+    bridge.post("/", r#"["PUBLISH","pushwire:v1:1:ch:ch","after"]"#, None);
     assert_eq!(sub.next_message(), "after");
 }
 
@@ -126,7 +139,7 @@ fn upstash_redis_client_works_against_the_bridge() {
     let scratch = Scratch::new("bridge-upstash-js");
     let redis = RedisServer::start(&scratch);
     let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
-    let mut sub = redis.subscribe("upstash-ch");
+    let mut sub = redis.subscribe("pushwire:v1:1:ch:upstash-ch");
     let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
     let out = Command::new("node")
         .arg(js.join("upstash.js"))
@@ -170,7 +183,11 @@ fn bridge_answers_503_while_redis_is_down() {
     assert_eq!(bridge.post("/", r#"["PING"]"#, None).status, 200);
     redis.stop();
     for _ in 0..3 {
-        let resp = bridge.post("/multi-exec", r#"[["PUBLISH","c","x"]]"#, None);
+        let resp = bridge.post(
+            "/multi-exec",
+            r#"[["PUBLISH","pushwire:v1:1:ch:c","x"]]"#,
+            None,
+        );
         assert_eq!(resp.status, 503, "{}", resp.body);
     }
     redis.restart();
@@ -179,4 +196,73 @@ fn bridge_answers_503_while_redis_is_down() {
         std::time::Duration::from_secs(10),
         || (bridge.post("/", r#"["PING"]"#, None).status == 200).then_some(()),
     );
+}
+
+#[test]
+fn the_publish_script_runs_only_with_pushwire_s_own_arguments() {
+    use pushwire_shared::ChannelName;
+    use pushwire_shared::history::{HistoryPolicy, PublishMessage};
+    use pushwire_shared::keys::KeySpace;
+    use pushwire_shared::publishing::{ScriptRef, publish_command};
+
+    let scratch = Scratch::new("bridge-publish-args");
+    let redis = RedisServer::start(&scratch);
+    let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
+    redis
+        .command(&["XADD", "victim:orders", "*", "o", "1"])
+        .unwrap();
+    let news = ChannelName::new("news").unwrap();
+    let message = PublishMessage {
+        channel: KeySpace::DEFAULT.channel("1000001", &news),
+        history_key: KeySpace::DEFAULT.history("1000001", &news),
+        envelope: r#"{"event":"e","data":"{}"}"#.into(),
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let edge_shaped = publish_command(
+        ScriptRef::Text,
+        &HistoryPolicy::default(),
+        now_ms,
+        "k3x",
+        std::slice::from_ref(&message),
+    );
+    // (index, value): another app's stream, any channel, a ttl of years, a min
+    // id trimming everything, an epoch that breaks every position.
+    for (index, value) in [
+        (4, "victim:orders"),
+        (9, "victim:orders"),
+        (7, "999999999999999"),
+        (6, "99999999999999"),
+        (8, "x\"}"),
+    ] {
+        let mut bent = edge_shaped.clone();
+        bent[index] = value.into();
+        let resp = bridge.post("/", &json!(bent).to_string(), None);
+        assert_eq!(resp.status, 400, "{index} = {value}: {}", resp.body);
+        assert!(
+            resp.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not allowed")),
+            "{}",
+            resp.body
+        );
+    }
+    assert_eq!(
+        redis
+            .command(&["EXISTS", "victim:orders", &KeySpace::DEFAULT.epoch()])
+            .unwrap(),
+        ":1",
+        "the victim's stream is intact and no epoch was set"
+    );
+    let mut sub = redis.subscribe(&message.channel);
+    let ok = bridge.post("/", &json!(edge_shaped).to_string(), None);
+    assert_eq!(
+        (ok.status, ok.json()),
+        (200, json!({"result": 1})),
+        "{}",
+        ok.body
+    );
+    assert!(sub.next_message().contains(r#""pos":"k3x:"#));
 }

@@ -5,6 +5,8 @@
 const { Redis } = require("@upstash/redis");
 
 const [url, token] = process.argv.slice(2);
+// The bridge publishes only to pushwire's pub/sub channels.
+const channel = "pushwire:v1:1:ch:upstash-ch";
 
 async function attempt(fn) {
   try {
@@ -18,10 +20,10 @@ async function attempt(fn) {
   const redis = new Redis({ url, token });
   const out = {};
   out.ping = await attempt(() => redis.ping());
-  out.publish = await attempt(() => redis.publish("upstash-ch", "héllo {\"x\":1}"));
+  out.publish = await attempt(() => redis.publish(channel, "héllo {\"x\":1}"));
   // Issued together, so the client auto-pipelines them into one /pipeline request.
-  out.pipelined = await attempt(() => Promise.all([redis.publish("upstash-ch", "second"), redis.ping()]));
-  out.multi = await attempt(() => redis.multi().publish("upstash-ch", "third").ping().exec());
+  out.pipelined = await attempt(() => Promise.all([redis.publish(channel, "second"), redis.ping()]));
+  out.multi = await attempt(() => redis.multi().publish(channel, "third").ping().exec());
   out.not_allowed = await attempt(() => redis.set("k", "v"));
   out.unauthorized = await attempt(() => new Redis({ url, token: token + "x", retry: false }).ping());
   process.stdout.write(JSON.stringify(out) + "\n");

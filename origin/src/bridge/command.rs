@@ -10,7 +10,8 @@ use super::BridgeError;
 /// The commands allowed when none are configured: what the edge worker needs.
 /// `EVAL` and `EVALSHA` are only ever allowed for pushwire's own publish script
 /// ([`pushwire_shared::publishing::PUBLISH_SCRIPT`], by text or by digest), and
-/// the [`READ_COMMANDS`] only on pushwire's own keys, whatever the list says.
+/// the [`READ_COMMANDS`] only on pushwire's own keys, and `PUBLISH` only to
+/// pushwire's pub/sub channels ([`KeySpace::parse_channel`]), whatever the list says.
 pub(crate) const DEFAULT_ALLOWED: [&str; 8] = [
     "PING",
     "PUBLISH",
@@ -36,7 +37,7 @@ pub(crate) struct RedisCommand {
 }
 
 impl RedisCommand {
-    /// Parses `["PUBLISH", "channel", "payload"]` (names in any case; numbers and
+    /// Parses `["PUBLISH", "pushwire:v1:1:ch:news", "payload"]` (names in any case; numbers and
     /// booleans become their text) and checks the name against `allowed`.
     pub(crate) fn parse(value: &Value, allowed: &[String]) -> Result<Self, BridgeError> {
         let Value::Array(items) = value else {
@@ -73,6 +74,17 @@ impl RedisCommand {
             {
                 return Err(BridgeError::NotAllowed(format!("{name} with {why}")));
             }
+        }
+        // Only pushwire's own pub/sub channels: a token is for triggering
+        // pushwire, not for reaching every subscriber of the Redis it fronts.
+        if name == "PUBLISH"
+            && args
+                .first()
+                .is_none_or(|channel| KeySpace::DEFAULT.parse_channel(channel).is_none())
+        {
+            return Err(BridgeError::NotAllowed(
+                "PUBLISH outside pushwire's channels".into(),
+            ));
         }
         if READ_COMMANDS.contains(&name.as_str())
             && !args.first().is_some_and(|key| KeySpace::DEFAULT.owns(key))
@@ -120,14 +132,29 @@ mod tests {
 
     #[test]
     fn parses_and_upper_cases() {
-        let cmd = RedisCommand::parse(&json!(["publish", "c", 5]), &allowed()).unwrap();
+        let channel = "pushwire:v1:1:ch:c";
+        let cmd = RedisCommand::parse(&json!(["publish", channel, 5]), &allowed()).unwrap();
         assert_eq!(
             cmd,
             RedisCommand {
                 name: "PUBLISH".into(),
-                args: vec!["c".into(), "5".into()]
+                args: vec![channel.into(), "5".into()]
             }
         );
+        for elsewhere in [
+            json!(["PUBLISH", "victim:orders", "x"]),
+            json!(["PUBLISH", "pushwire:v1:1:hist:c", "x"]),
+            json!(["PUBLISH", "pushwire:v1:1:ch:a b", "x"]),
+            json!(["PUBLISH"]),
+        ] {
+            assert!(
+                matches!(
+                    RedisCommand::parse(&elsewhere, &allowed()),
+                    Err(BridgeError::NotAllowed(_))
+                ),
+                "{elsewhere}"
+            );
+        }
     }
 
     #[test]
