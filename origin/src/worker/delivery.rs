@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
 use pushwire_shared::event::HISTORY_LOST;
@@ -34,6 +34,49 @@ use tokio::sync::mpsc;
 use super::catch_up::{CatchUpCommand, CatchUpState};
 use crate::backoff::Backoff;
 use crate::broker::{Broker, Inbound};
+
+/// How often the worker reports envelopes it could not decode: each one is an
+/// event some subscribers never get, so it is an error, but a flood of them
+/// (anything may be published to a channel) must not flood the log.
+const UNDECODABLE_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Counts envelopes dropped because they do not decode, and says when to report
+/// them: the first at once, then at most once per [`UNDECODABLE_REPORT_EVERY`].
+#[derive(Debug, Default)]
+struct UndecodableEnvelopes {
+    dropped_since_report: u64,
+    last_report: Option<Instant>,
+}
+
+impl UndecodableEnvelopes {
+    /// Counts one dropped envelope; `Some(n)` when it is time to report the
+    /// `n` dropped since the last report.
+    fn dropped(&mut self, now: Instant) -> Option<u64> {
+        self.dropped_since_report += 1;
+        let due = self
+            .last_report
+            .is_none_or(|last| now.duration_since(last) >= UNDECODABLE_REPORT_EVERY);
+        if !due {
+            return None;
+        }
+        self.last_report = Some(now);
+        Some(std::mem::take(&mut self.dropped_since_report))
+    }
+
+    /// Counts and, when due, reports an envelope that did not decode; delivery
+    /// goes on with the next one, so the channel stays usable.
+    fn report(&mut self, payload: &[u8], error: &dyn std::fmt::Display) {
+        if let Some(dropped) = self.dropped(Instant::now()) {
+            let start: String = String::from_utf8_lossy(payload).chars().take(120).collect();
+            tracing::error!(
+                dropped,
+                error = %error,
+                payload = %start,
+                "dropping envelopes that do not decode: their subscribers miss these events"
+            );
+        }
+    }
+}
 
 /// How often an evicted socket retries its disconnect packet.
 const EVICT_RETRY: Duration = Duration::from_millis(50);
@@ -110,6 +153,7 @@ struct Deliverer {
     broker: Arc<dyn Broker>,
     catch_ups: CatchUpState,
     delivered: HashMap<String, Delivered>,
+    undecodable: UndecodableEnvelopes,
 }
 
 /// Delivers every inbound payload, in arrival order, until the broker side closes,
@@ -128,6 +172,7 @@ pub(crate) async fn run(
         broker,
         catch_ups: CatchUpState::default(),
         delivered: HashMap::new(),
+        undecodable: UndecodableEnvelopes::default(),
     };
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
@@ -140,7 +185,7 @@ pub(crate) async fn run(
             inbound = inbound.recv() => match inbound {
                 Some(Inbound::Payload(payload)) => match Envelope::decode(&payload) {
                     Ok(envelope) => deliverer.deliver(envelope).await,
-                    Err(e) => tracing::warn!(error = %e, "dropping an undecodable envelope"),
+                    Err(e) => deliverer.undecodable.report(&payload, &e),
                 },
                 Some(Inbound::Barrier(reached)) => {
                     let _ = reached.send(());
@@ -230,8 +275,12 @@ impl Deliverer {
                         tracing::info!(%room, missed = missed.len(), "delivering events published while disconnected");
                     }
                     for (id, json) in missed {
-                        let Ok(mut envelope) = Envelope::decode(json.as_bytes()) else {
-                            continue;
+                        let mut envelope = match Envelope::decode(json.as_bytes()) {
+                            Ok(envelope) => envelope,
+                            Err(e) => {
+                                self.undecodable.report(json.as_bytes(), &e);
+                                continue;
+                            }
                         };
                         envelope.pos = Some(Position {
                             epoch: last.epoch.clone(),
@@ -291,5 +340,23 @@ impl Deliverer {
     /// is gone, and `SocketIo::to` would panic).
     fn room(&self, room: String) -> Option<socketioxide::operators::BroadcastOperators> {
         self.io.of("/").map(|root| root.to(room))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undecodable_envelopes_are_reported_at_once_then_once_a_minute() {
+        let mut undecodable = UndecodableEnvelopes::default();
+        let start = Instant::now();
+        assert_eq!(undecodable.dropped(start), Some(1));
+        for n in 1..=5 {
+            assert_eq!(undecodable.dropped(start + Duration::from_secs(n)), None);
+        }
+        let later = start + UNDECODABLE_REPORT_EVERY;
+        assert_eq!(undecodable.dropped(later), Some(6));
+        assert_eq!(undecodable.dropped(later), None);
     }
 }
