@@ -14,9 +14,12 @@ use crate::settings::HISTORY_MAX_EVENTS_BOUNDS;
 macro_rules! publish_functions {
     () => {
         r#"-- pushwire publish v1
+local function is_epoch(text)
+  return type(text) == 'string' and #text <= 64 and string.match(text, '^[%w_-]+$') ~= nil
+end
 local function epoch_of(key, candidate)
   local epoch = redis.call('GET', key)
-  if not epoch then
+  if not is_epoch(epoch) then
     epoch = candidate
     redis.call('SET', key, epoch)
   end
@@ -32,17 +35,34 @@ end
     };
 }
 
-/// The Lua functions every publishing script starts with: `epoch_of(key,
-/// candidate)` and `publish(stream, channel, envelope, maxlen, minid, ttl,
+/// The Lua functions every publishing script starts with: `is_epoch(text)`,
+/// `epoch_of(key, candidate)` (the stored epoch, or `candidate` stored when
+/// there is none or it is not 1 to 64 of `[A-Za-z0-9_-]`, as a broken epoch
+/// would make every position undecodable) and `publish(stream, channel, envelope, maxlen, minid, ttl,
 /// epoch)` (append to the history, trim, refresh its expiry, publish with `pos`).
 /// Other scripts (presence) prepend them to publish exactly as triggers do.
 pub const PUBLISH_FUNCTIONS: &str = publish_functions!();
 
 /// The Lua script appending each message to its history stream and publishing
-/// it with its position, atomically. Arguments: see [`publish_command`].
+/// it with its position, atomically. Arguments: see [`publish_command`]. It
+/// checks its keys and arguments itself (as [`check_publish_command`] does, less
+/// the bounds) and answers a Redis error, having written nothing, if they are
+/// not pushwire's.
 pub const PUBLISH_SCRIPT: &str = concat!(
     publish_functions!(),
-    r#"local epoch = epoch_of(KEYS[1], ARGV[4])
+    r#"local prefix = string.match(KEYS[1], '^(.+):epoch$')
+if not prefix or not tonumber(ARGV[1]) or not tonumber(ARGV[2]) or not tonumber(ARGV[3])
+    or not is_epoch(ARGV[4]) then
+  return redis.error_reply('ERR pushwire publish: bad epoch key, retention or epoch candidate')
+end
+for i = 2, #KEYS do
+  local app, channel = string.match(string.sub(KEYS[i], #prefix + 1), '^:([^:@]+):hist:([^:]+)$')
+  if string.sub(KEYS[i], 1, #prefix) ~= prefix or not app
+      or ARGV[2 * i + 1] ~= prefix .. ':' .. app .. ':ch:' .. channel then
+    return redis.error_reply('ERR pushwire publish: a key that is not a history stream paired with its channel')
+  end
+end
+local epoch = epoch_of(KEYS[1], ARGV[4])
 for i = 1, #KEYS - 1 do
   publish(KEYS[i + 1], ARGV[3 + 2 * i], ARGV[4 + 2 * i], ARGV[1], ARGV[2], ARGV[3], epoch)
 end
@@ -114,7 +134,7 @@ pub fn publish_call(
 
 /// The SHA-1 digest of [`PUBLISH_SCRIPT`], by which Redis knows it once loaded
 /// (`EVALSHA`). The origin's unit tests check it against the script's text.
-pub const PUBLISH_SCRIPT_SHA1: &str = "2928526202d7f889068417c151cce0127e044de7";
+pub const PUBLISH_SCRIPT_SHA1: &str = "7058e3ef702e8847960fba5b9d8da18e2b6e6e6e";
 
 /// How a [`publish_command`] names [`PUBLISH_SCRIPT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -266,3 +266,64 @@ fn the_publish_script_runs_only_with_pushwire_s_own_arguments() {
     );
     assert!(sub.next_message().contains(r#""pos":"k3x:"#));
 }
+
+#[test]
+fn the_publish_script_checks_its_own_arguments_and_repairs_a_broken_epoch() {
+    use pushwire_shared::ChannelName;
+    use pushwire_shared::history::{HistoryPolicy, PublishMessage};
+    use pushwire_shared::keys::KeySpace;
+    use pushwire_shared::publishing::{ScriptRef, publish_command};
+
+    let scratch = Scratch::new("publish-script-checks");
+    let redis = RedisServer::start(&scratch);
+    redis
+        .command(&["XADD", "victim:orders", "*", "o", "1"])
+        .unwrap();
+    let news = ChannelName::new("news").unwrap();
+    let message = PublishMessage {
+        channel: KeySpace::DEFAULT.channel("1000001", &news),
+        history_key: KeySpace::DEFAULT.history("1000001", &news),
+        envelope: r#"{"event":"e","data":"{}"}"#.into(),
+    };
+    let good = publish_command(
+        ScriptRef::Text,
+        &HistoryPolicy::default(),
+        0,
+        "k3x",
+        std::slice::from_ref(&message),
+    );
+    // Straight to Redis, past any bridge: the script refuses by itself.
+    for (index, value) in [
+        (4, "victim:orders"),
+        (9, "victim:orders"),
+        (7, "years"),
+        (8, "x\"}"),
+        (3, "victim:orders"),
+    ] {
+        let mut bent = good.clone();
+        bent[index] = value.into();
+        let args: Vec<&str> = bent.iter().map(String::as_str).collect();
+        let reply = redis.command(&args).unwrap();
+        assert!(
+            reply.starts_with("-ERR pushwire publish"),
+            "{index} = {value}: {reply}"
+        );
+    }
+    assert_eq!(
+        redis.command(&["DBSIZE"]).unwrap(),
+        ":1",
+        "nothing was written"
+    );
+    // An epoch broken before the checks existed is replaced on the next publish.
+    redis
+        .command(&["SET", &KeySpace::DEFAULT.epoch(), "x\"}"])
+        .unwrap();
+    let mut sub = redis.subscribe(&message.channel);
+    let args: Vec<&str> = good.iter().map(String::as_str).collect();
+    assert_eq!(redis.command(&args).unwrap(), ":1");
+    assert!(sub.next_message().contains(r#""pos":"k3x:"#));
+    assert_eq!(
+        redis.command(&["GET", &KeySpace::DEFAULT.epoch()]).unwrap(),
+        "k3x"
+    );
+}
