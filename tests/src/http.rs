@@ -219,11 +219,22 @@ impl KeepAlive {
         self.read_response()
     }
 
-    /// Sends a signed POST's head and the first half of its body.
+    /// Sends a signed POST's head, waits until the server reads its body, and
+    /// sends the first half of it.
     pub fn start_signed_post(mut self, path: &str, body: &[u8], app: &App) -> PendingRequest {
-        let head = self.head(path, body, app);
+        // `Expect: 100-continue`: the server answers `100 Continue` once its
+        // handler starts reading the body, so when this returns the request is
+        // in the server's hands, not merely in a socket buffer it may never read.
+        let head =
+            self.head(path, body, app)
+                .replacen("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n", 1);
         let half = body.len() / 2;
         self.stream.write_all(head.as_bytes()).expect("write head");
+        let interim = read_head(&mut self.stream);
+        assert!(
+            interim.starts_with("HTTP/1.1 100"),
+            "expected 100 Continue, got {interim:?}"
+        );
         self.stream
             .write_all(&body[..half])
             .expect("write half the body");
@@ -248,4 +259,15 @@ impl PendingRequest {
             .expect("write the rest of the body");
         self.conn.read_response()
     }
+}
+
+/// Reads one response head, up to and including its blank line, and no further.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("read a response head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
