@@ -240,7 +240,7 @@ mod tests {
             ("http://bridge/", "tok", 2)
         );
         let command: Vec<String> = serde_json::from_str(&publish.body).unwrap();
-        assert!(publishing::is_publish_command(&command));
+        assert!(pushwire_shared::publish_check::is_publish_command(&command));
         assert_eq!(command[..2], ["EVALSHA", publishing::PUBLISH_SCRIPT_SHA1]);
         // keys: epoch, two history streams; then 4 settings, the epoch candidate
         // being the id after the event's.
@@ -374,7 +374,7 @@ mod tests {
         };
         let command: Vec<String> = serde_json::from_str(&retry.body).unwrap();
         assert_eq!(command[..2], ["EVAL", publishing::PUBLISH_SCRIPT]);
-        assert!(publishing::is_publish_command(&command));
+        assert!(pushwire_shared::publish_check::is_publish_command(&command));
         assert_eq!(
             (retry.url.as_str(), retry.commands),
             (request.url.as_str(), 2)

@@ -1,7 +1,7 @@
 //! The event envelope published on Redis.
 //!
 //! One envelope is published per (event, channel): on the Redis channel
-//! [`KeySpace::channel`]`(app, channel)`, as compact JSON. `PROTOCOL.md`
+//! [`KeySpace::channel`](crate::keys::KeySpace::channel)`(app, channel)`, as compact JSON. `PROTOCOL.md`
 //! documents the format byte for byte; bump [`ENVELOPE_VERSION`] on any
 //! incompatible change.
 

@@ -20,6 +20,7 @@
 //! - [`event_id`]: the event ids every publisher issues;
 //! - [`history`]: channel history positions, retention and recovery;
 //! - [`publishing`]: the atomic publish script, its digest and the commands that run it;
+//! - [`publish_check`]: the bridge's check that a command is that publish, with pushwire's own arguments;
 //! - [`delivery`]: how a trigger's `data` becomes the Socket.IO argument clients receive;
 //! - [`client_protocol`]: the Socket.IO `subscribe`/`unsubscribe` payloads and ack shapes;
 //! - [`http`]: the JSON error body every HTTP endpoint uses;
@@ -44,6 +45,7 @@ pub mod history;
 pub mod http;
 pub mod keys;
 pub mod presence;
+pub mod publish_check;
 pub mod publishing;
 pub mod settings;
 pub mod signing;

@@ -2,7 +2,7 @@
 //! array and checked against the allow-list.
 
 use pushwire_shared::keys::KeySpace;
-use pushwire_shared::publishing;
+use pushwire_shared::publish_check;
 use serde_json::Value;
 
 use super::BridgeError;
@@ -70,7 +70,7 @@ impl RedisCommand {
                 .chain(args.iter().cloned())
                 .collect();
             if let Err(why) =
-                publishing::check_publish_command(&whole, Some(crate::clock::now_ms()))
+                publish_check::check_publish_command(&whole, Some(crate::clock::now_ms()))
             {
                 return Err(BridgeError::NotAllowed(format!("{name} with {why}")));
             }
@@ -123,7 +123,7 @@ impl RedisCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushwire_shared::publishing::ScriptRef;
+    use pushwire_shared::publishing::{self, ScriptRef};
     use serde_json::json;
 
     fn allowed() -> Vec<String> {
