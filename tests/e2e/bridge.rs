@@ -3,7 +3,12 @@
 
 use std::process::Command;
 
+use pushwire_shared::ChannelName;
+use pushwire_shared::history::{HistoryPolicy, PublishMessage};
+use pushwire_shared::keys::KeySpace;
+use pushwire_shared::publishing::{ScriptRef, publish_command};
 use pushwire_tests::bridge::Bridge;
+use pushwire_tests::http::unix_now;
 use pushwire_tests::{RedisServer, Scratch, http};
 use serde_json::{Value, json};
 
@@ -200,34 +205,13 @@ fn bridge_answers_503_while_redis_is_down() {
 
 #[test]
 fn the_publish_script_runs_only_with_pushwire_s_own_arguments() {
-    use pushwire_shared::ChannelName;
-    use pushwire_shared::history::{HistoryPolicy, PublishMessage};
-    use pushwire_shared::keys::KeySpace;
-    use pushwire_shared::publishing::{ScriptRef, publish_command};
-
     let scratch = Scratch::new("bridge-publish-args");
     let redis = RedisServer::start(&scratch);
     let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
     redis
         .command(&["XADD", "victim:orders", "*", "o", "1"])
         .unwrap();
-    let news = ChannelName::new("news").unwrap();
-    let message = PublishMessage {
-        channel: KeySpace::DEFAULT.channel("1000001", &news),
-        history_key: KeySpace::DEFAULT.history("1000001", &news),
-        envelope: r#"{"event":"e","data":"{}"}"#.into(),
-    };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let edge_shaped = publish_command(
-        ScriptRef::Text,
-        &HistoryPolicy::default(),
-        now_ms,
-        "k3x",
-        std::slice::from_ref(&message),
-    );
+    let (channel, edge_shaped) = publish_to_news(unix_now() * 1000);
     // (index, value): another app's stream, any channel, a ttl of years, a min
     // id trimming everything, an epoch that breaks every position.
     for (index, value) in [
@@ -256,7 +240,7 @@ fn the_publish_script_runs_only_with_pushwire_s_own_arguments() {
         ":1",
         "the victim's stream is intact and no epoch was set"
     );
-    let mut sub = redis.subscribe(&message.channel);
+    let mut sub = redis.subscribe(&channel);
     let ok = bridge.post("/", &json!(edge_shaped).to_string(), None);
     assert_eq!(
         (ok.status, ok.json()),
@@ -269,29 +253,12 @@ fn the_publish_script_runs_only_with_pushwire_s_own_arguments() {
 
 #[test]
 fn the_publish_script_checks_its_own_arguments_and_repairs_a_broken_epoch() {
-    use pushwire_shared::ChannelName;
-    use pushwire_shared::history::{HistoryPolicy, PublishMessage};
-    use pushwire_shared::keys::KeySpace;
-    use pushwire_shared::publishing::{ScriptRef, publish_command};
-
     let scratch = Scratch::new("publish-script-checks");
     let redis = RedisServer::start(&scratch);
     redis
         .command(&["XADD", "victim:orders", "*", "o", "1"])
         .unwrap();
-    let news = ChannelName::new("news").unwrap();
-    let message = PublishMessage {
-        channel: KeySpace::DEFAULT.channel("1000001", &news),
-        history_key: KeySpace::DEFAULT.history("1000001", &news),
-        envelope: r#"{"event":"e","data":"{}"}"#.into(),
-    };
-    let good = publish_command(
-        ScriptRef::Text,
-        &HistoryPolicy::default(),
-        0,
-        "k3x",
-        std::slice::from_ref(&message),
-    );
+    let (channel, good) = publish_to_news(0);
     // Straight to Redis, past any bridge: the script refuses by itself.
     for (index, value) in [
         (4, "victim:orders"),
@@ -318,7 +285,7 @@ fn the_publish_script_checks_its_own_arguments_and_repairs_a_broken_epoch() {
     redis
         .command(&["SET", &KeySpace::DEFAULT.epoch(), "x\"}"])
         .unwrap();
-    let mut sub = redis.subscribe(&message.channel);
+    let mut sub = redis.subscribe(&channel);
     let args: Vec<&str> = good.iter().map(String::as_str).collect();
     assert_eq!(redis.command(&args).unwrap(), ":1");
     assert!(sub.next_message().contains(r#""pos":"k3x:"#));
@@ -326,4 +293,24 @@ fn the_publish_script_checks_its_own_arguments_and_repairs_a_broken_epoch() {
         redis.command(&["GET", &KeySpace::DEFAULT.epoch()]).unwrap(),
         "k3x"
     );
+}
+
+/// The publish command pushwire sends for one event on app 1000001's `news`
+/// (epoch candidate `k3x`, history trimmed as of `now_ms`), with that
+/// channel's pub/sub name.
+fn publish_to_news(now_ms: u64) -> (String, Vec<String>) {
+    let news = ChannelName::new("news").unwrap();
+    let message = PublishMessage {
+        channel: KeySpace::DEFAULT.channel("1000001", &news),
+        history_key: KeySpace::DEFAULT.history("1000001", &news),
+        envelope: r#"{"event":"e","data":"{}"}"#.into(),
+    };
+    let command = publish_command(
+        ScriptRef::Text,
+        &HistoryPolicy::default(),
+        now_ms,
+        "k3x",
+        std::slice::from_ref(&message),
+    );
+    (message.channel, command)
 }
