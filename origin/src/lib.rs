@@ -26,6 +26,8 @@ mod clock;
 mod cluster;
 mod config;
 #[cfg(test)]
+mod dependency_check;
+#[cfg(test)]
 mod module_graph;
 mod paths;
 mod redis_connection;
