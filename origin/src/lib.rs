@@ -11,6 +11,8 @@
 //! - `broker`: the pub/sub backends (Redis, and the embedded broker in
 //!   `broker/embedded/`);
 //! - `trigger_api`: the Pusher-compatible HTTP API (triggers and queries);
+//! - `http_server`: the HTTP/1.1 server under every listener, with its
+//!   deadlines and per-address connection cap;
 //! - `bridge`: the Upstash-compatible Redis REST bridge (`pushwire bridge`);
 //! - `config`: the settings of `pushwire serve`, resolved from flags,
 //!   environment and file in one step;
@@ -27,6 +29,7 @@ mod cluster;
 mod config;
 #[cfg(test)]
 mod dependency_check;
+mod http_server;
 #[cfg(test)]
 mod module_graph;
 mod paths;

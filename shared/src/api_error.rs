@@ -21,6 +21,9 @@ pub enum ApiError {
     /// The body could not be read, the client went away mid-request (`400`).
     #[error("could not read the request body")]
     BodyUnreadable,
+    /// The body did not arrive within the server's body-read timeout (`408`).
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     /// No app has this id (`404`).
     #[error("unknown app {0:?}")]
     UnknownApp(String),
@@ -55,6 +58,7 @@ impl HttpError for ApiError {
     fn status(&self) -> u16 {
         match self {
             ApiError::BodyTooLarge(_) => 413,
+            ApiError::BodyTimeout(_) => 408,
             ApiError::BodyUnreadable | ApiError::Query(_) => 400,
             ApiError::UnknownApp(_) | ApiError::NotFound | ApiError::HistoryNotAtTheEdge => 404,
             ApiError::Signing(e) => e.status(),
@@ -129,6 +133,11 @@ mod tests {
                 ApiError::BodyUnreadable,
                 400,
                 "could not read the request body",
+            ),
+            (
+                ApiError::BodyTimeout(10_000),
+                408,
+                "the request body did not arrive within 10000 ms",
             ),
             (
                 ApiError::UnknownApp("9".into()),

@@ -1,13 +1,17 @@
-//! Abuse by one client, in bounded form, against a 2-worker origin: the server
-//! refuses it, stays healthy, and the other clients keep receiving.
+//! Abuse by one client, in bounded form, against a 2-worker origin and the
+//! bridge: the server refuses it, stays healthy, and the other clients keep
+//! receiving.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pushwire_tests::bridge::Bridge;
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::origin::OriginOptions;
 use pushwire_tests::process::children_of;
 use pushwire_tests::raw_ws::StalledClient;
+use pushwire_tests::slow_client::SlowClient;
 use pushwire_tests::{Clients, Origin, Scratch, http, wait};
 use serde_json::{Value, json};
 
@@ -218,4 +222,170 @@ fn subscribes_are_rate_limited() {
     );
     assert!(refused > 0, "no subscribe was refused in {elapsed:.2} s");
     still_receives(&mut clients, &origin, "news", "after-churn");
+}
+
+/// Where the slow attacks below come from: another loopback address than the
+/// well-behaved clients', so that the per-address cap hits only the attacker.
+const ATTACKER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// The deadlines the slow attacks run against (the defaults are 10 s).
+const READ_TIMEOUT_MS: &str = "1000";
+
+/// How long past a deadline a connection may take to be closed.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The header-read, idle and body-read deadlines on one server: a head sent a
+/// byte at a time is cut off, an idle kept-alive connection is closed, and a
+/// body sent a byte at a time gets `408`. Returns nothing; panics naming the
+/// attack that held its connection.
+fn deadlines_hold(server: SocketAddr, post_path: &str, extra_headers: &str) {
+    let pause = Duration::from_millis(100);
+    // A head whose trickle would take 5 s, five times the deadline.
+    let mut head = SlowClient::connect_from(ATTACKER, server);
+    assert!(head.send(b"GET /health HTTP/1.1\r\n"));
+    let started = Instant::now();
+    let padding = format!("Host: x\r\nX-Padding: {}\r\n\r\n", "a".repeat(30));
+    assert!(
+        !head.trickle(padding.as_bytes(), pause),
+        "a request head sent over {:?} was read to its end: {}",
+        started.elapsed(),
+        head.received_text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(1) + GRACE);
+
+    let mut idle = SlowClient::connect_from(ATTACKER, server);
+    assert!(idle.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let started = Instant::now();
+    assert!(
+        idle.closed_within(Duration::from_secs(1) + GRACE),
+        "an idle kept-alive connection was held for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        idle.received_text().starts_with("HTTP/1.1 200"),
+        "{}",
+        idle.received_text()
+    );
+
+    let body = "x".repeat(50);
+    let mut slow_body = SlowClient::connect_from(ATTACKER, server);
+    let request = format!(
+        "POST {post_path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    assert!(slow_body.send(request.as_bytes()));
+    let started = Instant::now();
+    slow_body.trickle(body.as_bytes(), pause);
+    assert!(slow_body.closed_within(GRACE), "a body trickle was held");
+    let answer = slow_body.received_text();
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && answer.contains("did not arrive within 1000 ms"),
+        "after {:?}: {answer}",
+        started.elapsed()
+    );
+}
+
+/// Slow heads, idle connections and slow bodies against a 2-worker origin are
+/// cut off at their deadlines, and connections past the per-address cap are
+/// closed at once, while a client of another address keeps receiving and each
+/// refusal is logged.
+#[test]
+fn held_open_connections_are_closed_and_capped() {
+    const CAP: usize = 20;
+    let scratch = Scratch::new("abuse-held-open");
+    let mut options = OriginOptions::embedded();
+    options.workers = 2;
+    let cap = CAP.to_string();
+    for arg in [
+        "--header-read-timeout-ms",
+        READ_TIMEOUT_MS,
+        "--body-read-timeout-ms",
+        READ_TIMEOUT_MS,
+        "--max-connections-per-ip",
+        &cap,
+    ] {
+        options.args.push(arg.to_owned());
+    }
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = watcher(&scratch, &origin, "news");
+    let before = worker_rss_kib(&origin);
+
+    deadlines_hold(origin.addr, "/apps/1000001/events", "");
+
+    // WebSockets: connections with no deadline once upgraded. The master hands
+    // fresh connections to the workers in turn, and each holds half the cap.
+    let held: Vec<SlowClient> = (0..CAP * 2)
+        .filter_map(|_| SlowClient::websocket_from(ATTACKER, origin.addr))
+        .collect();
+    assert!(
+        (CAP / 2..=CAP).contains(&held.len()),
+        "{} of {} connections from one address were kept (cap {CAP})",
+        held.len(),
+        CAP * 2
+    );
+    still_receives(&mut clients, &origin, "news", "while-capped");
+    let after = worker_rss_kib(&origin);
+    assert!(
+        after < before + RSS_GROWTH_BOUND_KIB,
+        "worker RSS grew from {before} KiB to {after} KiB"
+    );
+    drop(held);
+    wait::until(
+        "the attacker's address to be admitted again",
+        Duration::from_secs(10),
+        || SlowClient::websocket_from(ATTACKER, origin.addr),
+    );
+
+    let log = origin.log();
+    for line in [
+        "refused a connection: its address holds the most connections allowed",
+        "closed a connection that sent no complete request head in time",
+        "dropped a request whose body did not arrive in time",
+    ] {
+        assert!(log.contains(line), "not logged: {line}");
+    }
+}
+
+/// The bridge has the same deadlines and cap as the origin.
+#[test]
+fn the_bridge_cuts_off_held_open_connections() {
+    let scratch = Scratch::new("abuse-bridge-held-open");
+    // Nothing here reaches Redis: every request ends before the bridge would use it.
+    let bridge = Bridge::start(
+        &scratch,
+        "bridge",
+        "redis://127.0.0.1:1",
+        &[
+            "--header-read-timeout-ms",
+            READ_TIMEOUT_MS,
+            "--body-read-timeout-ms",
+            READ_TIMEOUT_MS,
+            "--max-connections-per-ip",
+            "3",
+        ],
+    );
+    let authorization = format!("Authorization: Bearer {}\r\n", bridge.token);
+    deadlines_hold(bridge.addr, "/", &authorization);
+
+    // Three kept-alive connections from one address, then a fourth: closed at
+    // once, while a client of another address is served.
+    let held: Vec<SlowClient> = (0..3)
+        .map(|_| {
+            let mut client = SlowClient::connect_from(ATTACKER, bridge.addr);
+            assert!(client.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+            client
+        })
+        .collect();
+    let mut fourth = SlowClient::connect_from(ATTACKER, bridge.addr);
+    fourth.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        fourth.closed_within(Duration::from_secs(1)) && fourth.received.is_empty(),
+        "a fourth connection was served: {}",
+        fourth.received_text()
+    );
+    assert_eq!(
+        http::request(bridge.addr, "GET", "/health", b"").status,
+        200
+    );
+    drop(held);
 }

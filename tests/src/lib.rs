@@ -13,6 +13,7 @@ pub mod process;
 pub mod raw_ws;
 pub mod redis;
 pub mod reporter;
+pub mod slow_client;
 pub mod wait;
 
 pub use clients::Clients;

@@ -3,7 +3,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use pushwire_shared::settings::SettingError;
+
 use super::DEFAULT_ALLOWED;
+use crate::http_server::{
+    ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+};
 
 /// The shortest bearer token the bridge accepts.
 pub(crate) const MIN_TOKEN_LEN: usize = 16;
@@ -35,6 +41,17 @@ pub(crate) struct BridgeSettings {
     /// Request body cap in bytes.
     #[arg(long, env = "PUSHWIRE_BRIDGE_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// How long a client may take to send a request's head, and how long a
+    /// kept-alive connection may sit idle, in ms.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS)]
+    pub header_read_timeout_ms: u64,
+    /// How long a request body may take to arrive once its head has, in ms;
+    /// slower ones get 408.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_BODY_READ_TIMEOUT_MS", default_value_t = DEFAULT_BODY_READ_TIMEOUT_MS)]
+    pub body_read_timeout_ms: u64,
+    /// Open connections one client address (an IPv6 /64) may hold; 0 = no cap.
+    #[arg(long, env = "PUSHWIRE_BRIDGE_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: u64,
 }
 
 impl std::fmt::Debug for BridgeSettings {
@@ -46,6 +63,9 @@ impl std::fmt::Debug for BridgeSettings {
             .field("token", &"<redacted>")
             .field("allow", &self.allow)
             .field("max_request_bytes", &self.max_request_bytes)
+            .field("header_read_timeout_ms", &self.header_read_timeout_ms)
+            .field("body_read_timeout_ms", &self.body_read_timeout_ms)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .finish()
     }
 }
@@ -56,6 +76,9 @@ pub(crate) enum BridgeConfigError {
     /// The token is too easy to guess.
     #[error("--token / PUSHWIRE_BRIDGE_TOKEN must be at least {MIN_TOKEN_LEN} characters")]
     TokenTooShort,
+    /// A connection limit is out of its bounds.
+    #[error(transparent)]
+    Connections(#[from] SettingError),
 }
 
 /// The bridge's settings.
@@ -71,6 +94,8 @@ pub(crate) struct BridgeConfig {
     pub allowed: Vec<String>,
     /// Request body cap in bytes.
     pub max_request_bytes: usize,
+    /// Deadlines and the per-address cap of every connection.
+    pub connections: ConnectionLimits,
 }
 
 impl std::fmt::Debug for BridgeConfig {
@@ -81,6 +106,7 @@ impl std::fmt::Debug for BridgeConfig {
             .field("token", &"<redacted>")
             .field("allowed", &self.allowed)
             .field("max_request_bytes", &self.max_request_bytes)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -100,7 +126,13 @@ impl BridgeSettings {
                 .filter(|c| !c.is_empty())
                 .collect()
         };
+        let connections = ConnectionLimits::checked(
+            self.header_read_timeout_ms,
+            self.body_read_timeout_ms,
+            self.max_connections_per_ip,
+        )?;
         Ok(BridgeConfig {
+            connections,
             addr: SocketAddr::new(self.host, self.port),
             redis_url: self.redis_url,
             token: self.token,
@@ -122,6 +154,9 @@ mod tests {
             token: token.into(),
             allow: allow.iter().map(|c| c.to_string()).collect(),
             max_request_bytes: 4096,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 

@@ -11,7 +11,10 @@
 //!   EVAL/EVALSHA of pushwire's publish script only, and ZRANGEBYSCORE/HGET/HGETALL/HLEN on
 //!   pushwire's own keys only); a request naming any other is refused whole (400)
 //!   before anything runs;
-//! - bodies over the cap get 413; Redis unreachable gets 503.
+//! - bodies over the cap get 413, bodies slower than the body-read timeout 408;
+//!   Redis unreachable gets 503;
+//! - connections live under `ConnectionLimits` (header and body deadlines,
+//!   idle timeout, a per-address cap), as on the origin.
 
 mod command;
 mod config;
@@ -34,6 +37,7 @@ pub(crate) use self::command::{DEFAULT_ALLOWED, RedisCommand};
 pub(crate) use self::config::{BridgeConfig, BridgeSettings};
 pub(crate) use self::reply::Encoding;
 
+use crate::http_server::{self, body_deadline_of};
 use crate::redis_connection::{CommandConnection, PUBLISH_TIMEOUT, RedisUnavailable, within};
 
 /// Why a bridge request failed.
@@ -54,6 +58,9 @@ pub(crate) enum BridgeError {
     /// The body is over the cap.
     #[error("ERR request body is over the {0} byte limit")]
     TooLarge(usize),
+    /// The body did not arrive within the body-read timeout.
+    #[error("ERR the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     /// Redis cannot be reached.
     #[error("ERR redis unavailable: {0}")]
     Unavailable(#[from] RedisUnavailable),
@@ -70,6 +77,7 @@ impl IntoResponse for BridgeError {
                 StatusCode::BAD_REQUEST
             }
             BridgeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BridgeError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             BridgeError::Unavailable(_) | BridgeError::InvalidUrl(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -122,9 +130,9 @@ pub(crate) async fn run(
         .route("/", post(single))
         .route("/pipeline", post(|s, q, h, b| batch(s, q, h, b, false)))
         .route("/multi-exec", post(|s, q, h, b| batch(s, q, h, b, true)))
-        .with_state(bridge);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_state(bridge.clone());
+    let limits = bridge.config.connections;
+    http_server::serve(listener, app, limits, shutdown)
         .await
         .map_err(|e| BridgeError::Unavailable(RedisUnavailable(e.to_string())))
 }
@@ -152,10 +160,11 @@ async fn prepare(
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(BridgeError::TooLarge(limit)),
-        Err(_) => {
-            return Err(BridgeError::BadRequest(
-                "could not read the request body".into(),
-            ));
+        Err(e) => {
+            return Err(match body_deadline_of(e.as_ref()) {
+                Some(timeout) => BridgeError::BodyTimeout(timeout.as_millis() as u64),
+                None => BridgeError::BadRequest("could not read the request body".into()),
+            });
         }
     };
     let value = serde_json::from_slice(&bytes)

@@ -10,10 +10,15 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sendfd::{RecvWithFd, SendWithFd};
 use tokio::net::{TcpStream, UnixDatagram};
+
+use crate::http_server::LogThrottle;
+
+static MISSING_DESCRIPTOR: LogThrottle = LogThrottle::new();
+static RECEIVE_FAILED: LogThrottle = LogThrottle::new();
 
 /// Sends `stream` to the worker behind `socket`. The master keeps its copy
 /// until it drops `stream`; the worker's copy is independent.
@@ -47,7 +52,19 @@ pub(super) async fn recv_connection(socket: &UnixDatagram) -> io::Result<TcpStre
                 stream.set_nonblocking(true)?;
                 return TcpStream::from_std(stream);
             }
-            Ok(_) => continue, // a message without a descriptor: ignore
+            Ok((_, fds)) => {
+                // Nothing to serve: the master sent a connection but the kernel
+                // could not install it here (this process is out of
+                // descriptors, or the message was truncated).
+                if let Some(skipped) = MISSING_DESCRIPTOR.hit(Instant::now()) {
+                    tracing::warn!(
+                        descriptors = fds,
+                        similar_since_last_report = skipped,
+                        "a connection from the master arrived without its descriptor and was lost (out of descriptors?)"
+                    );
+                }
+                continue;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
@@ -85,7 +102,13 @@ impl axum::serve::Listener for HandoffListener {
                 }
                 Err(e) => {
                     // A connection that died in transit, or descriptors exhausted: keep going.
-                    tracing::warn!(error = %e, "receiving a connection from the master failed");
+                    if let Some(skipped) = RECEIVE_FAILED.hit(Instant::now()) {
+                        tracing::warn!(
+                            error = %e,
+                            similar_since_last_report = skipped,
+                            "receiving a connection from the master failed"
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }

@@ -28,6 +28,9 @@ use super::{AllowedOrigins, ConfigError};
 ///   "allow_dev_app": false,
 ///   "redis_url": "redis://127.0.0.1:6379",
 ///   "max_request_bytes": 262144,
+///   "header_read_timeout_ms": 10000,
+///   "body_read_timeout_ms": 10000,
+///   "max_connections_per_ip": 1000,
 ///   "workers": 4,
 ///   "demo": false,
 ///   "history": {"max_events": 100, "max_age_secs": 300},
@@ -77,6 +80,19 @@ pub(crate) struct ServeSettings {
     /// Trigger API request body cap in bytes, at least 1024 [default: 262144].
     #[arg(long, env = "PUSHWIRE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<u64>,
+    /// How long a client may take to send a request's head, and how long a
+    /// kept-alive connection may sit idle, in ms [default: 10000].
+    #[arg(long, env = "PUSHWIRE_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// How long a request body (trigger, query, long-polling POST) may take to
+    /// arrive once its head has, in ms; slower ones get 408 [default: 10000].
+    #[arg(long, env = "PUSHWIRE_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Open connections one client address (an IPv6 /64) may hold on this
+    /// origin; 0 = no cap. Behind a proxy all clients share its address: raise
+    /// it or set 0 there [default: 1000].
+    #[arg(long, env = "PUSHWIRE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u64>,
     /// Channel history retention; in the config file, the `history` object.
     #[command(flatten)]
     #[serde(default)]

@@ -33,6 +33,7 @@ pub(crate) use self::error::ApiErrorResponse;
 pub(crate) use self::event_id::EventIdGenerator;
 
 use crate::broker::Broker;
+use crate::http_server::body_deadline_of;
 
 /// The trigger API's shared state.
 #[derive(Debug)]
@@ -98,7 +99,11 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
     match Limited::new(body, limit + 1).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge(limit)),
-        Err(_) => Err(ApiError::BodyUnreadable),
+        Err(e) => Err(
+            body_deadline_of(e.as_ref()).map_or(ApiError::BodyUnreadable, |d| {
+                ApiError::BodyTimeout(d.as_millis() as u64)
+            }),
+        ),
     }
 }
 

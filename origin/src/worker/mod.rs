@@ -175,13 +175,15 @@ where
             cross_origin::cross_origin,
         ));
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("closing client sessions");
-            io.close().await;
-        })
-        .await
+    // The master hands this worker every n-th connection, so its share of
+    // the per-address cap is 1/n of the origin's.
+    let limits = config.connections.share_of(config.workers);
+    crate::http_server::serve(listener, app, limits, async move {
+        shutdown.await;
+        tracing::info!("closing client sessions");
+        io.close().await;
+    })
+    .await
 }
 
 /// `GET /health`: liveness; which worker answered (its id, pid and socket-id
