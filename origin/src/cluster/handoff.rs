@@ -119,3 +119,20 @@ impl axum::serve::Listener for HandoffListener {
         Ok(self.public_addr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_datagram_without_a_descriptor_is_skipped() {
+        let (master, worker) = UnixDatagram::pair().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // What the worker sees when the kernel could not install a descriptor.
+        master.send(&[1]).await.unwrap();
+        send_connection(&master, &client).await.unwrap();
+        let received = recv_connection(&worker).await.unwrap();
+        assert_eq!(received.local_addr().unwrap(), client.local_addr().unwrap());
+    }
+}
