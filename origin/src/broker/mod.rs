@@ -72,7 +72,7 @@ pub(crate) struct HistorySnapshot {
 
 /// Why the broker could not do what was asked. Always the backend's fault, never the
 /// caller's: HTTP answers 503 and sockets get ack code 4200, so the caller may retry.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// The backend is not reachable or not answering in time.
     #[error("the event broker is unavailable: {0}")]
@@ -110,9 +110,14 @@ pub(crate) trait Broker: Send + Sync + std::fmt::Debug + 'static {
     /// [`Inbound::Barrier`] behind them and waits for it. A history read
     /// followed by a barrier leaves no event "in the history but still in flight".
     fn barrier(&self) -> BrokerFuture<'_, ()>;
-    /// Reports this node's number of local sockets on `(app, channel)` (0: none left).
-    /// Fire and forget: the broker also re-reports every count periodically.
-    fn report_count(&self, app: &str, channel: &ChannelName, count: usize);
+    /// Reports this node's number of local sockets on `(app, channel)` (0: none left)
+    /// to the cluster-wide directory. The report is queued by the call itself, so
+    /// reports made in order reach the directory in order, and the caller may
+    /// await the future after releasing the lock it made them under. The future
+    /// resolves once the directory holds the count (a channel query made after it
+    /// sees it), or with the error that kept it from being written; the broker
+    /// also re-reports every count periodically.
+    fn report_count(&self, app: &str, channel: &ChannelName, count: usize) -> BrokerFuture<'_, ()>;
     /// Adds a socket of `change.member` to a presence channel, atomically with
     /// publishing its `member_added` event if the user was not a member yet.
     fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome>;

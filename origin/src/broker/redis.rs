@@ -201,8 +201,8 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn report_count(&self, app: &str, channel: &ChannelName, count: usize) {
-        self.directory.report_count(app, channel, count);
+    fn report_count(&self, app: &str, channel: &ChannelName, count: usize) -> BrokerFuture<'_, ()> {
+        self.directory.report_count(app, channel, count)
     }
 
     fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome> {

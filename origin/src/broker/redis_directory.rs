@@ -5,7 +5,8 @@
 //!
 //! - `nodes`: sorted set, node → its last heartbeat (ms);
 //! - `node_subs(node)`: hash, `{app}:{channel}` → the node's local socket
-//!   count; rewritten whole at each heartbeat, expires after 3 timeouts;
+//!   count; written before each change's ack (see [`heartbeat`]), rewritten
+//!   whole at each heartbeat, expires after 3 timeouts;
 //! - `node_presence(node)`: hash, `{app}:{channel}:{user_id}` → the node's
 //!   sockets of that member (so a dead node's members can be removed);
 //! - `members(app, channel)`: hash, user id → user_info JSON;
@@ -14,7 +15,7 @@
 //! Joins, leaves and the removal of a dead node's members run as Lua scripts
 //! (`presence_scripts`), which publish the member events themselves.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use pushwire_shared::ChannelName;
@@ -23,11 +24,11 @@ use pushwire_shared::history::HistoryPolicy;
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::publishing::retention_args;
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::directory::{JoinOutcome, NODE_HEARTBEAT, NODE_TIMEOUT, PresenceChange};
 use super::presence_scripts::{JOIN_SCRIPT, LEAVE_SCRIPT, REAP_SCRIPT, reap_args};
-use super::{BrokerError, epoch_candidate};
+use super::{BrokerError, BrokerFuture, epoch_candidate};
 use crate::clock::now_ms;
 use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, within};
 
@@ -37,7 +38,16 @@ pub(super) struct RedisDirectory {
     conn: Arc<CommandConnection>,
     node: String,
     policy: HistoryPolicy,
-    counts: mpsc::UnboundedSender<(String, usize)>,
+    counts: mpsc::UnboundedSender<CountUpdate>,
+}
+
+/// One count report: the `node_subs` field, its new count, and who waits for
+/// it to be written.
+#[derive(Debug)]
+struct CountUpdate {
+    field: String,
+    count: usize,
+    written: oneshot::Sender<Result<(), BrokerError>>,
 }
 
 impl RedisDirectory {
@@ -57,9 +67,24 @@ impl RedisDirectory {
         Ok(self.conn.get().await?)
     }
 
-    /// See `Broker::report_count`.
-    pub(super) fn report_count(&self, app: &str, channel: &ChannelName, count: usize) {
-        let _ = self.counts.send((channel_field(app, channel), count));
+    /// See `Broker::report_count`: queued now, written by [`heartbeat`].
+    pub(super) fn report_count(
+        &self,
+        app: &str,
+        channel: &ChannelName,
+        count: usize,
+    ) -> BrokerFuture<'static, ()> {
+        let (written, confirmed) = oneshot::channel();
+        let update = CountUpdate {
+            field: channel_field(app, channel),
+            count,
+            written,
+        };
+        let queued = self.counts.send(update).map_err(|_| BrokerError::Closed);
+        Box::pin(async move {
+            queued?;
+            confirmed.await.map_err(|_| BrokerError::Closed)?
+        })
     }
 
     fn presence_keys(&self, change: &PresenceChange) -> [String; 5] {
@@ -218,13 +243,19 @@ fn reply(value: redis::Value) -> Reply {
 }
 
 /// Every [`NODE_HEARTBEAT`]: marks the node alive, rewrites its counts, and
-/// removes the presence members of nodes silent for [`NODE_TIMEOUT`]. Count
-/// changes in between are written at once.
+/// removes the presence members of nodes silent for [`NODE_TIMEOUT`].
+///
+/// Count changes in between are written at once: everything queued by then is
+/// drained, coalesced per channel (the last count wins) and written in one
+/// pipeline, and only then are their reports confirmed, so a socket's ack
+/// follows the write of its count. A failed write is confirmed too, with its
+/// error (the caller logs it and acks anyway: the subscription itself is in
+/// place); the node's counts are then right again at the next heartbeat.
 async fn heartbeat(
     conn: Arc<CommandConnection>,
     node: String,
     policy: HistoryPolicy,
-    mut updates: mpsc::UnboundedReceiver<(String, usize)>,
+    mut updates: mpsc::UnboundedReceiver<CountUpdate>,
 ) {
     let subs = KeySpace::DEFAULT.node_subs(&node);
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -232,28 +263,85 @@ async fn heartbeat(
     loop {
         tokio::select! {
             update = updates.recv() => {
-                let Some((field, count)) = update else { return };
-                let mut cmd = if count == 0 {
-                    counts.remove(&field);
-                    redis::cmd("HDEL")
-                } else {
-                    counts.insert(field.clone(), count);
-                    redis::cmd("HSET")
-                };
-                cmd.arg(&subs).arg(&field);
-                if count > 0 {
-                    cmd.arg(count);
+                let Some(first) = update else { return };
+                let mut batch = CountBatch::default();
+                batch.add(first);
+                while batch.waiting.len() < MAX_COUNT_BATCH {
+                    let Ok(next) = updates.try_recv() else { break };
+                    batch.add(next);
                 }
-                if let Ok(mut c) = conn.get().await {
-                    // Best effort: the next heartbeat rewrites everything anyway.
-                    let _ = within(COMMAND_TIMEOUT, "count", cmd.query_async::<()>(&mut c)).await;
-                }
+                // Each waiting report logs a failure (the registry does).
+                let written = batch.write(&conn, &subs, &mut counts).await;
+                batch.confirm(&written);
             }
             _ = beat.tick() => {
                 if let Err(e) = beat_once(&conn, &node, &subs, &counts, &policy).await {
                     tracing::debug!(error = %e, "directory heartbeat failed");
                 }
             }
+        }
+    }
+}
+
+/// The most count reports written in one pipeline: a crowd of subscribes
+/// is written in a few round trips, none of them huge.
+const MAX_COUNT_BATCH: usize = 1024;
+
+/// Count updates drained from the queue together.
+#[derive(Debug, Default)]
+struct CountBatch {
+    /// Field → its latest count (sorted: a deterministic pipeline).
+    latest: BTreeMap<String, usize>,
+    waiting: Vec<oneshot::Sender<Result<(), BrokerError>>>,
+}
+
+impl CountBatch {
+    fn add(&mut self, update: CountUpdate) {
+        self.latest.insert(update.field, update.count);
+        self.waiting.push(update.written);
+    }
+
+    /// Applies the batch to the node's `counts`; returns the fields to set and
+    /// those to delete (count 0).
+    fn apply(&self, counts: &mut HashMap<String, usize>) -> (Vec<(&str, usize)>, Vec<&str>) {
+        let (mut set, mut delete) = (Vec::new(), Vec::new());
+        for (field, &count) in &self.latest {
+            if count == 0 {
+                counts.remove(field);
+                delete.push(field.as_str());
+            } else {
+                counts.insert(field.clone(), count);
+                set.push((field.as_str(), count));
+            }
+        }
+        (set, delete)
+    }
+
+    /// Applies the batch to `counts` and writes it to the `subs` hash in one pipeline.
+    async fn write(
+        &self,
+        conn: &CommandConnection,
+        subs: &str,
+        counts: &mut HashMap<String, usize>,
+    ) -> Result<(), BrokerError> {
+        let (set, delete) = self.apply(counts);
+        let mut pipe = redis::pipe();
+        if !set.is_empty() {
+            pipe.hset_multiple(subs, &set).ignore();
+        }
+        if !delete.is_empty() {
+            pipe.hdel(subs, &delete).ignore();
+        }
+        let mut c = conn.get().await?;
+        within(COMMAND_TIMEOUT, "counts", pipe.query_async::<()>(&mut c)).await?;
+        Ok(())
+    }
+
+    /// Tells every waiting report how the write went.
+    fn confirm(self, written: &Result<(), BrokerError>) {
+        for waiter in self.waiting {
+            // A report nobody awaits any more (its socket is gone) is not an error.
+            let _ = waiter.send(written.clone());
         }
     }
 }
@@ -315,4 +403,53 @@ async fn beat_once(
         tracing::info!(node = %dead_node, removed, "removed a silent node's presence members");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_writes_each_channel_once_with_its_last_count_and_confirms_all() {
+        let mut batch = CountBatch::default();
+        let mut confirmations = Vec::new();
+        let updates = [
+            ("1:a", 1),
+            ("1:b", 1),
+            ("1:a", 2),
+            ("1:b", 0),
+            ("1:c", 3),
+            ("1:c", 0),
+            ("1:c", 1),
+        ];
+        for (field, count) in updates {
+            let (written, confirmed) = oneshot::channel();
+            batch.add(CountUpdate {
+                field: field.into(),
+                count,
+                written,
+            });
+            confirmations.push(confirmed);
+        }
+        let mut counts = HashMap::from([("1:b".to_owned(), 4), ("1:d".to_owned(), 1)]);
+        let (set, delete) = batch.apply(&mut counts);
+        assert_eq!(set, [("1:a", 2), ("1:c", 1)]);
+        assert_eq!(delete, ["1:b"]);
+        let expected = [("1:a", 2), ("1:c", 1), ("1:d", 1)];
+        assert_eq!(
+            counts,
+            expected
+                .map(|(f, n)| (f.to_owned(), n))
+                .into_iter()
+                .collect()
+        );
+
+        batch.confirm(&Err(BrokerError::Unavailable("down".into())));
+        for mut confirmed in confirmations {
+            assert!(matches!(
+                confirmed.try_recv(),
+                Ok(Err(BrokerError::Unavailable(_)))
+            ));
+        }
+    }
 }

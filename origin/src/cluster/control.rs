@@ -61,6 +61,15 @@ impl ControlClient {
         &self,
         make: impl FnOnce(RequestId) -> ToMaster,
     ) -> Result<ToWorker, IpcError> {
+        self.start(make)?.await.map_err(|_| IpcError::Closed)
+    }
+
+    /// Sends the message built from a fresh request id now; the receiver gets
+    /// the answer carrying that id.
+    fn start(
+        &self,
+        make: impl FnOnce(RequestId) -> ToMaster,
+    ) -> Result<oneshot::Receiver<ToWorker>, IpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, tx);
@@ -68,7 +77,7 @@ impl ControlClient {
             self.pending().remove(&id);
             return Err(e);
         }
-        rx.await.map_err(|_| IpcError::Closed)
+        Ok(rx)
     }
 
     /// Completes the request `id` with `answer` (called by the control reader).
@@ -96,11 +105,11 @@ impl SessionClaims for ControlClient {
 
 impl Transport for ControlClient {
     fn request(&self, request: Request) -> BrokerFuture<'_, Reply> {
+        // Sent before the future is returned: the caller's order is the master's.
+        let answer = self.start(|id| ToMaster::BrokerRequest(id, request));
         Box::pin(async move {
-            match self
-                .request(|id| ToMaster::BrokerRequest(id, request))
-                .await
-            {
+            let answer = answer.map_err(|_| BrokerError::Closed)?;
+            match answer.await {
                 Ok(ToWorker::BrokerReply(_, reply)) => Ok(reply),
                 Ok(other) => Err(BrokerError::Unavailable(format!(
                     "the master answered a broker request with {other:?}"
@@ -108,11 +117,5 @@ impl Transport for ControlClient {
                 Err(_) => Err(BrokerError::Closed),
             }
         })
-    }
-
-    fn send(&self, request: Request) -> Result<(), BrokerError> {
-        // Id 0 matches no request: the master's reply is dropped.
-        self.send(&ToMaster::BrokerRequest(0, request))
-            .map_err(|_| BrokerError::Closed)
     }
 }

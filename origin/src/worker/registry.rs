@@ -4,7 +4,9 @@
 //! least one local subscriber: the first local subscriber triggers SUBSCRIBE
 //! (and waits for its confirmation), the last one leaving triggers UNSUBSCRIBE.
 //! Every change is also reported to the broker's directory (cluster-wide
-//! `subscription_count`).
+//! `subscription_count`), and `join` and `leave` return only once the
+//! directory holds the new count: a socket's ack follows them, so a channel
+//! query made after the ack counts it (or no longer does).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use pushwire_shared::ChannelName;
 use pushwire_shared::keys::KeySpace;
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{Broker, BrokerError, BrokerFuture};
 
 /// Local subscriber counts per broker channel.
 #[derive(Debug)]
@@ -33,7 +35,8 @@ impl ChannelRegistry {
     }
 
     /// Adds a local subscriber of `app`'s `channel`; subscribes on the broker for
-    /// the first one. On error nothing was counted.
+    /// the first one. On error nothing was counted. Returns once the directory
+    /// holds the new count.
     pub(crate) async fn join(&self, app: &str, channel: &ChannelName) -> Result<(), BrokerError> {
         let room = KeySpace::DEFAULT.channel(app, channel);
         let mut counts = self.counts.lock().await;
@@ -48,12 +51,17 @@ impl ChannelRegistry {
                 1
             }
         };
-        self.broker.report_count(app, channel, n);
+        // Queued under the lock, so the channel's counts reach the directory in
+        // the order they were made; awaited after it, so one subscriber's round
+        // trip to the directory does not hold up every other of this worker.
+        let reported = self.broker.report_count(app, channel, n);
+        drop(counts);
+        confirm(reported, app, channel).await;
         Ok(())
     }
 
     /// Removes a local subscriber of `app`'s `channel`; unsubscribes on the broker
-    /// after the last one.
+    /// after the last one. Returns once the directory holds the new count.
     pub(crate) async fn leave(&self, app: &str, channel: &ChannelName) {
         let room = KeySpace::DEFAULT.channel(app, channel);
         let mut counts = self.counts.lock().await;
@@ -62,7 +70,7 @@ impl ChannelRegistry {
         };
         *n -= 1;
         let left = *n;
-        self.broker.report_count(app, channel, left);
+        let reported = self.broker.report_count(app, channel, left);
         if left == 0 {
             counts.remove(&room);
             shrink_if_sparse(&mut counts);
@@ -70,12 +78,25 @@ impl ChannelRegistry {
                 tracing::warn!(%room, error = %e, "broker unsubscribe failed");
             }
         }
+        drop(counts);
+        confirm(reported, app, channel).await;
     }
 
     /// Channels with local subscribers and their counts.
     #[cfg(test)]
     pub(crate) async fn snapshot(&self) -> HashMap<String, usize> {
         self.counts.lock().await.clone()
+    }
+}
+
+/// Waits for a count report. A report the directory could not take does not
+/// undo the subscription change it follows, which the broker already made:
+/// the change stands (and its ack says so) once the write was tried, and the
+/// failure is only logged. Redis's directory rewrites every count at the next
+/// heartbeat (2 s); the embedded broker's fails only when the master is gone.
+async fn confirm(reported: BrokerFuture<'_, ()>, app: &str, channel: &ChannelName) {
+    if let Err(e) = reported.await {
+        tracing::debug!(app, %channel, error = %e, "count report not written");
     }
 }
 
@@ -108,9 +129,28 @@ mod tests {
         assert!(map.capacity() <= 2048, "capacity {}", map.capacity());
     }
 
-    /// Records broker calls; fails subscribes to channels named "down".
-    #[derive(Debug, Default)]
-    struct RecordingBroker(Mutex<Vec<String>>);
+    /// Records broker calls; fails subscribes to channels named "down"; holds
+    /// the count reports of channels named "slow" until `release` has a permit.
+    #[derive(Debug)]
+    struct RecordingBroker {
+        calls: Mutex<Vec<String>>,
+        release: tokio::sync::Semaphore,
+    }
+
+    impl Default for RecordingBroker {
+        fn default() -> Self {
+            RecordingBroker {
+                calls: Mutex::new(Vec::new()),
+                release: tokio::sync::Semaphore::new(0),
+            }
+        }
+    }
+
+    impl RecordingBroker {
+        fn calls(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+            self.calls.lock().unwrap()
+        }
+    }
 
     impl Broker for RecordingBroker {
         fn publish<'a>(&'a self, _: &'a [Outbound]) -> BrokerFuture<'a, ()> {
@@ -127,8 +167,21 @@ mod tests {
         fn barrier(&self) -> BrokerFuture<'_, ()> {
             Box::pin(async { Ok(()) })
         }
-        fn report_count(&self, _: &str, channel: &ChannelName, count: usize) {
-            self.0.lock().unwrap().push(format!("{channel}={count}"));
+        fn report_count(
+            &self,
+            _: &str,
+            channel: &ChannelName,
+            count: usize,
+        ) -> BrokerFuture<'_, ()> {
+            // Recorded at the call, as a real broker queues the report.
+            self.calls().push(format!("{channel}={count}"));
+            let slow = channel.as_str() == "slow";
+            Box::pin(async move {
+                if slow {
+                    self.release.acquire().await.unwrap().forget();
+                }
+                Ok(())
+            })
         }
         fn presence_join<'a>(&'a self, _: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome> {
             Box::pin(async { Ok(JoinOutcome::Full) })
@@ -158,7 +211,7 @@ mod tests {
             Box::pin(async { Ok(Vec::new()) })
         }
         fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
-            self.0.lock().unwrap().push(format!("+{channel}"));
+            self.calls().push(format!("+{channel}"));
             Box::pin(async move {
                 if channel.ends_with(":down") {
                     Err(BrokerError::Unavailable("test".into()))
@@ -168,7 +221,7 @@ mod tests {
             })
         }
         fn unsubscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
-            self.0.lock().unwrap().push(format!("-{channel}"));
+            self.calls().push(format!("-{channel}"));
             Box::pin(async { Ok(()) })
         }
         fn health(&self) -> BrokerHealth {
@@ -193,7 +246,7 @@ mod tests {
         registry.leave("1", &a).await;
         let room = |channel| KeySpace::DEFAULT.channel("1", channel);
         assert_eq!(
-            *broker.0.lock().unwrap(),
+            *broker.calls(),
             [
                 &format!("+{}", room(&a)),
                 "a=1",
@@ -205,11 +258,46 @@ mod tests {
         );
         registry.leave("1", &a).await;
         registry.leave("1", &a).await; // extra leave is harmless
-        assert_eq!(
-            broker.0.lock().unwrap()[6..],
-            ["a=0", &format!("-{}", room(&a))]
-        );
+        assert_eq!(broker.calls()[6..], ["a=0", &format!("-{}", room(&a))]);
         assert_eq!(registry.snapshot().await, HashMap::from([(room(&b), 1)]));
+    }
+
+    #[tokio::test]
+    async fn joins_and_leaves_wait_for_their_count_but_not_under_the_lock() {
+        let broker = Arc::new(RecordingBroker::default());
+        let registry = Arc::new(ChannelRegistry::new(broker.clone()));
+        let slow = ChannelName::new("slow").unwrap();
+        let other = ChannelName::new("other").unwrap();
+        let joining = tokio::spawn({
+            let (registry, slow) = (registry.clone(), slow.clone());
+            async move { registry.join("1", &slow).await }
+        });
+        while !broker.calls().contains(&"slow=1".to_owned()) {
+            tokio::task::yield_now().await;
+        }
+        let free = std::time::Duration::from_secs(5);
+        tokio::time::timeout(free, registry.join("1", &other))
+            .await
+            .expect("another channel's join is not held up")
+            .unwrap();
+        assert!(!joining.is_finished(), "the join waits for its count");
+        broker.release.add_permits(1);
+        joining.await.unwrap().unwrap();
+
+        let leaving = tokio::spawn({
+            let registry = registry.clone();
+            async move { registry.leave("1", &slow).await }
+        });
+        while !broker.calls().contains(&"slow=0".to_owned()) {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::timeout(free, registry.leave("1", &other))
+            .await
+            .expect("another channel's leave is not held up");
+        assert!(!leaving.is_finished(), "the leave waits for its count");
+        broker.release.add_permits(1);
+        leaving.await.unwrap();
+        assert!(registry.snapshot().await.is_empty());
     }
 
     #[tokio::test]
@@ -221,6 +309,6 @@ mod tests {
         assert!(registry.snapshot().await.is_empty());
         registry.leave("1", &down).await;
         let room = KeySpace::DEFAULT.channel("1", &down);
-        assert_eq!(*broker.0.lock().unwrap(), [format!("+{room}")]);
+        assert_eq!(*broker.calls(), [format!("+{room}")]);
     }
 }

@@ -21,11 +21,10 @@ use crate::broker::{
 /// [`InboundSender`] before it reads the next message, so a reply arrives after
 /// the deliveries sent before it.
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug + 'static {
-    /// Sends `request` and waits for the server's reply; [`BrokerError::Closed`]
-    /// once the server is gone.
+    /// Sends `request` at once, so requests reach the server (which answers
+    /// them one by one) in the order of the calls, and returns the wait for
+    /// the server's reply; [`BrokerError::Closed`] once the server is gone.
     fn request(&self, request: Request) -> BrokerFuture<'_, Reply>;
-    /// Sends `request` without waiting for a reply.
-    fn send(&self, request: Request) -> Result<(), BrokerError>;
 }
 
 /// A [`Broker`] whose server is the cluster master.
@@ -122,14 +121,21 @@ impl Broker for EmbeddedBroker {
         })
     }
 
-    fn report_count(&self, app: &str, channel: &ChannelName, count: usize) {
+    fn report_count(&self, app: &str, channel: &ChannelName, count: usize) -> BrokerFuture<'_, ()> {
         let request = DirectoryRequest::Count {
             app: app.to_owned(),
             channel: channel.to_string(),
             count,
         };
-        // No answer awaited: counts are advisory.
-        let _ = self.transport.send(Request::Directory(request));
+        // Sent now, in the caller's order; the server answers once its
+        // directory holds the count.
+        let reply = self.transport.request(Request::Directory(request));
+        Box::pin(async move {
+            match reply.await? {
+                Reply::Directory(DirectoryReply::Done) => Ok(()),
+                other => Err(unexpected(&other)),
+            }
+        })
     }
 
     fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome> {

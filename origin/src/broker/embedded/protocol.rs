@@ -53,7 +53,8 @@ pub(crate) enum Reply {
 /// A directory operation a worker asks the server for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum DirectoryRequest {
-    /// This worker's local socket count on a channel.
+    /// This worker's local socket count on a channel. Answered
+    /// [`DirectoryReply::Done`] once the directory holds it.
     Count {
         /// App id.
         app: String,
