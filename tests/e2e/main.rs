@@ -7,6 +7,7 @@ mod bench;
 mod bridge;
 mod cli;
 mod cluster;
+mod counts;
 mod cross_origin;
 mod delivery;
 mod demo;

@@ -171,6 +171,31 @@ impl Clients {
         report["ack"].clone()
     }
 
+    /// Emits every `(id, event, args)` at once, each with an ack callback, and
+    /// waits for all the acks; returns them in the same order.
+    pub fn emit_all(&mut self, emits: &[(&str, &str, Value)]) -> Vec<Value> {
+        let reqs: Vec<String> = emits
+            .iter()
+            .map(|(id, event, args)| {
+                let req = self.req_id();
+                self.send(
+                    json!({"op": "emit", "id": id, "req": req, "event": event, "args": args}),
+                );
+                req
+            })
+            .collect();
+        reqs.iter()
+            .zip(emits)
+            .map(|(req, (id, event, _))| {
+                let report = self.wait_for(&format!("ack of {event} from {id}"), |r| {
+                    r["req"] == req.as_str()
+                });
+                assert_eq!(report["type"], "ack", "no ack for {event}: {report}");
+                report["ack"].clone()
+            })
+            .collect()
+    }
+
     /// Emits `event` with `args` and no ack callback.
     pub fn emit_without_ack(&mut self, id: &str, event: &str, args: Value) {
         self.send(json!({"op": "emit_no_ack", "id": id, "event": event, "args": args}));
