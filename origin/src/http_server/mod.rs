@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{mpsc, watch};
@@ -47,6 +48,9 @@ use self::source_cap::{Admitted, SourceCap};
 /// a few KiB, cookies included; hyper's default would let each connection
 /// hold ~400 KiB of buffered head.
 const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// `Keep-Alive` (the `http` crate has no constant for it).
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 static REFUSED: LogThrottle = LogThrottle::new();
 static HEAD_TIMEOUT: LogThrottle = LogThrottle::new();
@@ -69,6 +73,11 @@ where
         .max_header_size(MAX_HEAD_BYTES);
     let sources = SourceCap::new(limits.max_connections_per_ip);
     let body_timeout = limits.body_read_timeout();
+    let keep_alive_hint = HeaderValue::try_from(format!(
+        "timeout={}",
+        (limits.header_read_timeout_ms / 1000).max(1)
+    ))
+    .expect("a number is a valid header value");
     // Every connection task holds a clone of `open`; when the last one ends,
     // `all_closed` yields `None`.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
@@ -93,10 +102,17 @@ where
         };
         let io = TokioIo::new(Admitted::new(io, ticket));
         let router = router.clone();
+        let keep_alive_hint = keep_alive_hint.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
             let request =
                 request.map(|body| Body::new(DeadlineBody::new(Body::new(body), body_timeout)));
-            router.clone().oneshot(request)
+            let response = router.clone().oneshot(request);
+            let hint = keep_alive_hint.clone();
+            async move {
+                let mut response = response.await?;
+                announce_idle_timeout(&mut response, hint);
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = http.serve_connection(io, service).with_upgrades();
         let mut stopping = stopping.clone();
@@ -121,6 +137,20 @@ where
     drop(open);
     let _ = all_closed.recv().await;
     Ok(())
+}
+
+/// Tells a client that keeps the connection how long it may stay idle
+/// (`Keep-Alive: timeout=<s>`), so that HTTP agents which read the hint (Node's,
+/// among others) retire it before the server closes it, rather than sending a
+/// request into a connection being closed.
+fn announce_idle_timeout(response: &mut axum::response::Response, hint: HeaderValue) {
+    let closes = response
+        .headers()
+        .get(header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    if !closes && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(KEEP_ALIVE, hint);
+    }
 }
 
 fn log_connection_error(error: &hyper::Error, peer: SocketAddr) {
