@@ -29,7 +29,7 @@ for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 port=$(free_port)
 case $server in
   pushwire)
-    setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" \
+    setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 PUSHWIRE_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" \
       --workers "$workers" --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 & ;;
   node)
     (cd "$peer_dir" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })

@@ -40,7 +40,7 @@ scenarios() { # start-function
 start_pushwire() {
   start_redis
   port=$(free_port)
-  setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" --workers 2 --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 &
+  setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 PUSHWIRE_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" --workers 2 --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 &
   srv=$!; pids+=("$srv")
   wait_http "http://127.0.0.1:$port/health"
 }

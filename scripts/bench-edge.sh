@@ -13,7 +13,7 @@ redis_port=$(free_port); bridge_port=$(free_port); origin_port=$(free_port); edg
 setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 & pids+=($!)
 sleep 0.3
 setsid env PUSHWIRE_BRIDGE_TOKEN=$token RUST_LOG=warn "$bin" bridge --port "$bridge_port" --redis "redis://127.0.0.1:$redis_port" >/dev/null 2>&1 & pids+=($!)
-setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$origin_port" --workers 2 --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 & origin=$!; pids+=($origin)
+setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 PUSHWIRE_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$origin_port" --workers 2 --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 & origin=$!; pids+=($origin)
 cp edge/build/index.js edge/build/index_bg.wasm "$work/"
 cat > "$work/edge.capnp" <<CAPNP
 using Workerd = import "/workerd/workerd.capnp";

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs pushwire's whole test suite on a fresh machine: installs what is missing
-# (redis-server, Node.js, Chromium, Python's venv, the wasm target, worker-build
+# (redis-server, Prometheus, Node.js, Chromium, Python's venv, the wasm target, worker-build
 # and wasm-bindgen-cli, the npm packages pinned in package-lock.json and
 # tests/js/package-lock.json, the PyPI packages pinned in
 # tests/python/requirements.txt), then checks formatting and lints, builds the
@@ -26,6 +26,10 @@ apt_install() {
 if ! command -v redis-server >/dev/null 2>&1; then
   say "installing redis-server"
   apt_install redis-server
+fi
+if ! command -v prometheus >/dev/null 2>&1; then
+  say "installing Prometheus (the metrics test scrapes with a real one)"
+  apt_install prometheus
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   say "installing Node.js and npm"

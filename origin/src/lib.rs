@@ -13,6 +13,7 @@
 //! - `trigger_api`: the Pusher-compatible HTTP API (triggers and queries);
 //! - `http_server`: the HTTP/1.1 server under every listener, with its
 //!   deadlines and per-address connection cap;
+//! - `metrics`: the Prometheus metrics of each process, and their merge;
 //! - `bridge`: the Upstash-compatible Redis REST bridge (`pushwire bridge`);
 //! - `config`: the settings of `pushwire serve`, resolved from flags,
 //!   environment and file in one step;
@@ -30,6 +31,7 @@ mod config;
 #[cfg(test)]
 mod dependency_check;
 mod http_server;
+mod metrics;
 #[cfg(test)]
 mod module_graph;
 mod paths;

@@ -32,7 +32,10 @@ pub(crate) async fn within<T>(
     what: &str,
     fut: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, RedisUnavailable> {
-    match tokio::time::timeout(limit, fut).await {
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(limit, fut).await;
+    crate::metrics::worker().broker_command(what, started.elapsed());
+    match result {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(RedisUnavailable(format!("redis {what}: {e}"))),
         Err(_) => Err(RedisUnavailable(format!(

@@ -10,6 +10,7 @@ pub mod edge;
 pub mod http;
 pub mod origin;
 pub mod process;
+pub mod prometheus;
 pub mod raw_ws;
 pub mod redis;
 pub mod reporter;

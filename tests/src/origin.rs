@@ -139,6 +139,9 @@ impl Origin {
             &options.port.to_string(),
             "--workers",
             &options.workers.to_string(),
+            // Tests run many origins at once: each takes a free metrics port.
+            "--metrics-addr",
+            "127.0.0.1:0",
         ])
         .args(&options.args)
         .env("PUSHWIRE_APPS", &options.apps)
@@ -174,6 +177,19 @@ impl Origin {
             (http::request(origin.addr, "GET", "/health", b"").status == 200).then_some(())
         });
         origin
+    }
+
+    /// Where the master serves `/metrics` and `/ready`.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        wait::until("the metrics address in the log", READY_TIMEOUT, || {
+            self.log()
+                .lines()
+                .filter(|l| l.contains("serving metrics"))
+                .find_map(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("addr=")?.parse().ok())
+                })
+        })
     }
 
     /// Everything the origin (master and workers) has logged so far.

@@ -259,6 +259,7 @@ async fn run_subscriber(
         match connect(&client, &channels).await {
             Ok((mut sink, mut stream)) => {
                 if attempt > 0 {
+                    crate::metrics::worker().broker_reconnects.inc();
                     tracing::info!(
                         channels = channels.len(),
                         "reconnected to Redis and re-subscribed"

@@ -26,6 +26,11 @@ pub(crate) enum ToMaster {
     /// A request to the embedded broker's server, answered with
     /// [`ToWorker::BrokerReply`].
     BrokerRequest(RequestId, Request),
+    /// The answer to [`ToWorker::MetricsRequest`]: the worker's exposition.
+    Metrics(RequestId, String),
+    /// Whether the worker's broker connection is up (sent after `Ready` and
+    /// on every change), for the origin's readiness.
+    BrokerState(bool),
 }
 
 /// Master → worker.
@@ -41,6 +46,8 @@ pub(crate) enum ToWorker {
     BrokerReply(RequestId, Reply),
     /// The embedded broker: a payload published on a channel this worker subscribed to.
     BrokerDelivery(String),
+    /// Asks for the worker's metrics, answered with [`ToMaster::Metrics`].
+    MetricsRequest(RequestId),
 }
 
 /// Why a frame could not be read.
@@ -159,6 +166,8 @@ impl ToMaster {
                 Request::Barrier => Writer::default().tag(7).u64(*id),
                 Request::Directory(request) => Writer::default().tag(8).u64(*id).json(request),
             },
+            ToMaster::Metrics(id, text) => Writer::default().tag(9).u64(*id).str(text),
+            ToMaster::BrokerState(up) => Writer::default().tag(10).u64(u64::from(*up)),
         }
         .finish()
     }
@@ -181,6 +190,8 @@ impl ToMaster {
             ),
             7 => broker(r.u64()?, Request::Barrier),
             8 => broker(r.u64()?, Request::Directory(r.json()?)),
+            9 => ToMaster::Metrics(r.u64()?, r.str()?),
+            10 => ToMaster::BrokerState(r.u64()? != 0),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -202,6 +213,7 @@ impl ToWorker {
                 Reply::Directory(reply) => Writer::default().tag(6).u64(*id).json(reply),
                 Reply::Done => Writer::default().tag(7).u64(*id),
             },
+            ToWorker::MetricsRequest(id) => Writer::default().tag(8).u64(*id),
         }
         .finish()
     }
@@ -223,6 +235,7 @@ impl ToWorker {
             ),
             6 => broker(r.u64()?, Reply::Directory(r.json()?)),
             7 => broker(r.u64()?, Reply::Done),
+            8 => ToWorker::MetricsRequest(r.u64()?),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -303,6 +316,9 @@ mod tests {
                     channel: "presence-é".into(),
                 }),
             ),
+            ToMaster::Metrics(9, "# EOF\n".into()),
+            ToMaster::BrokerState(true),
+            ToMaster::BrokerState(false),
         ];
         let to_worker = [
             ToWorker::Init("{}".into()),
@@ -318,6 +334,7 @@ mod tests {
             ),
             ToWorker::BrokerReply(8, Reply::Directory(DirectoryReply::Joined(None))),
             ToWorker::BrokerReply(9, Reply::Done),
+            ToWorker::MetricsRequest(10),
         ];
         let mut bytes = Vec::new();
         for m in &to_master {
@@ -344,7 +361,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_frames_are_errors_not_panics() {
         for bad in [
-            &[0, 0, 0, 1, 9][..],                                        // unknown tag
+            &[0, 0, 0, 1, 99][..],                                       // unknown tag
             &[0, 0, 0, 2, 2, 0],                                         // truncated id
             &[0, 0, 0, 2, 1, 0],                                         // trailing byte
             &[0xff, 0xff, 0xff, 0xff],                                   // too large

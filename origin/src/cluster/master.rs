@@ -6,23 +6,26 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream, UnixDatagram};
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::control_queue::{CONTROL_QUEUE_FRAMES, ControlQueue};
 use super::drain::DRAIN_GRACE;
 use super::error::ClusterError;
 use super::handoff::send_connection;
-use super::ipc::{self, IpcError, ToMaster, ToWorker};
+use super::ipc::{self, IpcError, RequestId, ToMaster, ToWorker};
+use super::status;
 use super::sticky::{RouteHint, StickyRouter, WorkerId, route_hint};
 use crate::backoff::Backoff;
 use crate::broker::embedded::{Deliver, EmbeddedBrokerServer};
 use crate::config::ServeConfig;
+use crate::http_server::ConnectionLimits;
 
 /// How long a client may take to send its request line before it is dropped.
 const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,30 +42,40 @@ const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// The master's end of one worker's sockets.
 #[derive(Debug)]
-struct Link {
+pub(super) struct Link {
     control: ControlQueue,
     handoff: Arc<UnixDatagram>,
+    /// The worker's process id.
+    pub(super) pid: u32,
 }
 
 #[derive(Debug)]
-struct Master {
+pub(super) struct Master {
     settings: String,
-    router: Mutex<StickyRouter>,
+    pub(super) router: Mutex<StickyRouter>,
     broker: EmbeddedBrokerServer,
-    links: Mutex<HashMap<WorkerId, Link>>,
+    pub(super) links: Mutex<HashMap<WorkerId, Link>>,
     ready: Notify,
     /// `true` once the master is stopping: no worker is started or restarted after that.
-    stopping: watch::Sender<bool>,
+    pub(super) stopping: watch::Sender<bool>,
+    /// Whether each worker's broker connection is up, as it last said.
+    pub(super) broker_up: Mutex<HashMap<WorkerId, bool>>,
+    /// Restarts so far, by worker.
+    pub(super) restarts: Mutex<HashMap<WorkerId, u64>>,
+    /// Scrapes waiting for a worker's exposition, by request id.
+    pub(super) scrapes: Mutex<HashMap<RequestId, oneshot::Sender<String>>>,
+    /// The next id of a request from the master to a worker.
+    pub(super) next_request: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a few map operations that cannot leave a map
     // half-updated, so a poisoned lock is still safe to use.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Master {
-    fn send(&self, worker: WorkerId, message: &ToWorker) {
+    pub(super) fn send(&self, worker: WorkerId, message: &ToWorker) {
         self.send_frame(&[worker], &message.encode());
     }
 
@@ -100,6 +113,7 @@ impl Master {
     fn forget(&self, worker: WorkerId) {
         lock(&self.router).remove_worker(worker);
         lock(&self.links).remove(&worker);
+        lock(&self.broker_up).remove(&worker);
         self.broker.remove_worker(worker, self);
     }
 }
@@ -137,7 +151,27 @@ pub(crate) async fn run_master(
         links: Mutex::new(HashMap::new()),
         ready: Notify::new(),
         stopping: watch::Sender::new(false),
+        broker_up: Mutex::default(),
+        restarts: Mutex::default(),
+        scrapes: Mutex::default(),
+        next_request: AtomicU64::new(1),
     });
+    let metrics_server = match config.metrics_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ClusterError::Bind { addr, source })?;
+            tracing::info!(addr = %listener.local_addr()?, "serving metrics and readiness");
+            let routes = status::metrics_routes(master.clone());
+            Some(tokio::spawn(crate::http_server::serve(
+                listener,
+                routes,
+                ConnectionLimits::default(),
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
 
     let mut supervisors = JoinSet::new();
     for id in 0..config.workers {
@@ -187,6 +221,9 @@ pub(crate) async fn run_master(
         // Dropping the supervisors drops their `Child`ren, which kills them.
         supervisors.shutdown().await;
     }
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -212,6 +249,7 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
                     tracing::info!(worker = id, "worker stopped");
                     return;
                 }
+                *lock(&master.restarts).entry(id).or_default() += 1;
                 tracing::warn!(worker = id, status = ?status, "worker exited; restarting it");
                 if started.elapsed() >= STABLE_AFTER {
                     attempt = 0;
@@ -246,7 +284,8 @@ fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<(Child, Arc<Notify
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()?;
-    tracing::info!(worker = id, pid = child.id(), "spawned worker");
+    let pid = child.id().unwrap_or_default();
+    tracing::info!(worker = id, pid, "spawned worker");
 
     control_master.set_nonblocking(true)?;
     handoff_master.set_nonblocking(true)?;
@@ -254,7 +293,14 @@ fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<(Child, Arc<Notify
     let handoff = Arc::new(UnixDatagram::from_std(handoff_master)?);
     let (control, mut frames, stuck) = ControlQueue::new(CONTROL_QUEUE_FRAMES);
     let _ = control.push(ToWorker::Init(master.settings.clone()).encode());
-    lock(&master.links).insert(id, Link { control, handoff });
+    lock(&master.links).insert(
+        id,
+        Link {
+            control,
+            handoff,
+            pid,
+        },
+    );
     // The stop may have begun between the supervisor's check and the insert above,
     // so after the broadcast: this worker is told itself.
     if *master.stopping.borrow() {
@@ -300,6 +346,14 @@ fn handle(master: &Master, id: WorkerId, message: ToMaster) {
             let reply = master.broker.handle(id, request, master);
             master.send(id, &ToWorker::BrokerReply(req, reply));
         }
+        ToMaster::Metrics(req, text) => {
+            if let Some(scrape) = lock(&master.scrapes).remove(&req) {
+                let _ = scrape.send(text);
+            }
+        }
+        ToMaster::BrokerState(up) => {
+            lock(&master.broker_up).insert(id, up);
+        }
     }
 }
 
@@ -337,6 +391,11 @@ async fn route(master: Arc<Master>, stream: TcpStream) {
             return;
         }
     };
+    if hint == RouteHint::Readiness {
+        let routes = status::readiness_routes(master.clone());
+        crate::http_server::serve_one(stream, routes, ConnectionLimits::default()).await;
+        return;
+    }
     let stream = match stream.into_std() {
         Ok(stream) => stream,
         Err(e) => {
@@ -385,6 +444,10 @@ mod tests {
             links: Mutex::new(HashMap::new()),
             ready: Notify::new(),
             stopping: watch::Sender::new(false),
+            broker_up: Mutex::default(),
+            restarts: Mutex::default(),
+            scrapes: Mutex::default(),
+            next_request: AtomicU64::new(1),
         };
         let (handoff, _other_end) = UnixDatagram::pair().unwrap();
         let (control, _frames_never_read, stuck) = ControlQueue::new(3);
@@ -393,6 +456,7 @@ mod tests {
             Link {
                 control,
                 handoff: Arc::new(handoff),
+                pid: 0,
             },
         );
         lock(&master.router).add_ready(7);

@@ -12,7 +12,8 @@
 //! server when no Redis is configured
 //! ([`EmbeddedBrokerServer`](crate::broker::embedded::EmbeddedBrokerServer)),
 //! and on SIGTERM/SIGINT stops accepting, asks every worker to drain, and
-//! exits. A worker exits by itself when the master's end of its control socket
+//! exits. It also answers for the whole origin: `/ready` and `/metrics`
+//! (`status`). A worker exits by itself when the master's end of its control socket
 //! closes, so killing the master never leaves workers behind.
 
 mod control;
@@ -22,6 +23,7 @@ mod error;
 mod handoff;
 pub(crate) mod ipc;
 mod master;
+mod status;
 mod sticky;
 mod worker_process;
 

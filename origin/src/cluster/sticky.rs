@@ -25,6 +25,8 @@ pub(crate) const SESSION_TTL: Duration = Duration::from_secs(120);
 pub(crate) enum RouteHint {
     /// A request of an existing Engine.IO session.
     Session(String),
+    /// `/ready`: the master answers it itself.
+    Readiness,
     /// Anything else.
     Fresh,
 }
@@ -35,6 +37,10 @@ pub(crate) fn route_hint(head: &[u8]) -> Option<RouteHint> {
     let end = head.iter().position(|&b| b == b'\n')?;
     let line = std::str::from_utf8(&head[..end]).unwrap_or("");
     let target = line.split(' ').nth(1).unwrap_or("");
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    if path == "/ready" {
+        return Some(RouteHint::Readiness);
+    }
     let Some((path, query)) = target.split_once('?') else {
         return Some(RouteHint::Fresh);
     };
@@ -71,6 +77,11 @@ impl StickyRouter {
             self.ready.push(worker);
             self.ready.sort_unstable();
         }
+    }
+
+    /// The workers connections go to.
+    pub(crate) fn ready_workers(&self) -> &[WorkerId] {
+        &self.ready
     }
 
     /// Forgets `worker` (it died or is stopping) and every session it held.
@@ -146,6 +157,12 @@ mod tests {
         );
         assert_eq!(hint("GET /other?sid=x HTTP/1.1\n"), Some(RouteHint::Fresh));
         assert_eq!(hint("GET / HTTP/1.1\n"), Some(RouteHint::Fresh));
+        assert_eq!(hint("GET /ready HTTP/1.1\n"), Some(RouteHint::Readiness));
+        assert_eq!(
+            hint("HEAD /ready?x=1 HTTP/1.1\n"),
+            Some(RouteHint::Readiness)
+        );
+        assert_eq!(hint("GET /readyz HTTP/1.1\n"), Some(RouteHint::Fresh));
         assert_eq!(hint("\u{1}\u{2}garbage\n"), Some(RouteHint::Fresh));
         assert_eq!(hint("GET /socket.io/?EIO=4"), None);
     }

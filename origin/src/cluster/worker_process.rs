@@ -47,6 +47,7 @@ fn inherited_datagram(
 }
 
 async fn run(id: usize) -> Result<(), ClusterError> {
+    crate::metrics::init_worker(id);
     // The master set stdin up as the control socket and stdout as the hand-off socket.
     let (mut reader, writer) = inherited_stream(std::io::stdin().as_fd())?.into_split();
     let handoff = inherited_datagram(std::io::stdout().as_fd())?;
@@ -81,6 +82,7 @@ async fn run(id: usize) -> Result<(), ClusterError> {
     let public_addr = SocketAddr::new(config.host, config.port);
     let listener = HandoffListener::new(handoff, public_addr);
     control.send(&ToMaster::Ready)?;
+    tokio::spawn(report_broker_state(broker.clone(), control.clone()));
     let mut stopped = stop_rx.clone();
     let shutdown = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
@@ -100,6 +102,25 @@ async fn run(id: usize) -> Result<(), ClusterError> {
     }
     tracing::info!("worker exiting");
     Ok(())
+}
+
+/// How often the broker connection's state is checked for the master.
+const BROKER_STATE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Tells the master whether the broker is reachable, now and on every change
+/// (the origin's readiness depends on it).
+async fn report_broker_state(broker: Arc<dyn Broker>, control: Arc<ControlClient>) {
+    let mut told = None;
+    loop {
+        let up = broker.health().connected;
+        if told != Some(up) {
+            if control.send(&ToMaster::BrokerState(up)).is_err() {
+                return;
+            }
+            told = Some(up);
+        }
+        tokio::time::sleep(BROKER_STATE_EVERY).await;
+    }
 }
 
 /// Reads master → worker frames until the master says stop or goes away.
@@ -126,6 +147,9 @@ async fn read_control(
             Ok(ToWorker::Shutdown) => {
                 tracing::info!("master asked to stop: draining");
                 let _ = stop.send(true);
+            }
+            Ok(ToWorker::MetricsRequest(id)) => {
+                let _ = control.send(&ToMaster::Metrics(id, crate::metrics::scrape_worker()));
             }
             Ok(ToWorker::Init(_)) => tracing::warn!("ignoring a second Init"),
             Err(e) => {

@@ -10,7 +10,7 @@
 mod allowed_origins;
 mod settings;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use pushwire_shared::history::HistoryPolicy;
@@ -24,6 +24,9 @@ pub(crate) use self::settings::ServeSettings;
 
 /// The app used when none is configured: for development only.
 pub const DEV_APPS: &str = "1000001:app-key:app-secret";
+/// Where metrics are served by default: this machine only.
+pub(crate) const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
 /// The default listening port.
 pub(crate) const DEFAULT_PORT: u16 = 3000;
 /// Socket.IO's default heartbeat interval.
@@ -84,6 +87,8 @@ pub(crate) struct ServeConfig {
     /// Deadlines and the per-address cap of every connection (the whole
     /// origin's; each worker enforces its share of the cap).
     pub connections: ConnectionLimits,
+    /// Where the master serves `/metrics` and `/ready`; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Why the configuration is unusable.
@@ -251,6 +256,12 @@ impl ServeConfig {
                 .unwrap_or_default(),
             uses_dev_app,
             connections,
+            metrics_addr: given.metrics.or(file.metrics).unwrap_or(true).then(|| {
+                given
+                    .metrics_addr
+                    .or(file.metrics_addr)
+                    .unwrap_or(DEFAULT_METRICS_ADDR)
+            }),
         })
     }
 }

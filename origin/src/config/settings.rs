@@ -9,7 +9,7 @@
 //! its line in the README's configuration table, and its resolution in `merge`.
 
 use std::ffi::OsStr;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use pushwire_shared::AppList;
@@ -31,6 +31,7 @@ use super::{AllowedOrigins, ConfigError};
 ///   "header_read_timeout_ms": 10000,
 ///   "body_read_timeout_ms": 10000,
 ///   "max_connections_per_ip": 1000,
+///   "metrics_addr": "127.0.0.1:9464",
 ///   "workers": 4,
 ///   "demo": false,
 ///   "history": {"max_events": 100, "max_age_secs": 300},
@@ -93,6 +94,13 @@ pub(crate) struct ServeSettings {
     /// it or set 0 there [default: 1000].
     #[arg(long, env = "PUSHWIRE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<u64>,
+    /// Where the master serves Prometheus metrics (`/metrics`) and readiness
+    /// (`/ready`) for the whole origin; port 0 picks a free one [default: 127.0.0.1:9464].
+    #[arg(long, env = "PUSHWIRE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Serve metrics at all [default: true].
+    #[arg(long, env = "PUSHWIRE_METRICS")]
+    pub metrics: Option<bool>,
     /// Channel history retention; in the config file, the `history` object.
     #[command(flatten)]
     #[serde(default)]

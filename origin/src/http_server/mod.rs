@@ -24,13 +24,14 @@ mod source_cap;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 
@@ -67,17 +68,8 @@ pub(crate) async fn serve<L>(
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout())
-        .max_header_size(MAX_HEAD_BYTES);
+    let server = ConnectionServer::new(router, limits);
     let sources = SourceCap::new(limits.max_connections_per_ip);
-    let body_timeout = limits.body_read_timeout();
-    let keep_alive_hint = HeaderValue::try_from(format!(
-        "timeout={}",
-        (limits.header_read_timeout_ms / 1000).max(1)
-    ))
-    .expect("a number is a valid header value");
     // Every connection task holds a clone of `open`; when the last one ends,
     // `all_closed` yields `None`.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
@@ -100,21 +92,7 @@ where
             }
             continue;
         };
-        let io = TokioIo::new(Admitted::new(io, ticket));
-        let router = router.clone();
-        let keep_alive_hint = keep_alive_hint.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
-            let request =
-                request.map(|body| Body::new(DeadlineBody::new(Body::new(body), body_timeout)));
-            let response = router.clone().oneshot(request);
-            let hint = keep_alive_hint.clone();
-            async move {
-                let mut response = response.await?;
-                announce_idle_timeout(&mut response, hint);
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        let connection = http.serve_connection(io, service).with_upgrades();
+        let connection = server.connection(Admitted::new(io, ticket));
         let mut stopping = stopping.clone();
         let open = open.clone();
         tokio::spawn(async move {
@@ -137,6 +115,84 @@ where
     drop(open);
     let _ = all_closed.recv().await;
     Ok(())
+}
+
+/// Serves `router` on one connection accepted elsewhere (the master answers
+/// `/ready` itself this way), under the same deadlines; returns when it closes.
+pub(crate) async fn serve_one(stream: TcpStream, router: Router, limits: ConnectionLimits) {
+    let peer = stream.peer_addr();
+    if let Err(e) = ConnectionServer::new(router, limits)
+        .connection(stream)
+        .await
+        && let Ok(peer) = peer
+    {
+        log_connection_error(&e, peer);
+    }
+}
+
+/// What every connection is served with.
+struct ConnectionServer {
+    http: http1::Builder,
+    router: Router,
+    body_timeout: Duration,
+    keep_alive_hint: HeaderValue,
+}
+
+impl ConnectionServer {
+    fn new(router: Router, limits: ConnectionLimits) -> Self {
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout())
+            .max_header_size(MAX_HEAD_BYTES);
+        let keep_alive_hint = HeaderValue::try_from(format!(
+            "timeout={}",
+            (limits.header_read_timeout_ms / 1000).max(1)
+        ))
+        .expect("a number is a valid header value");
+        ConnectionServer {
+            http,
+            router,
+            body_timeout: limits.body_read_timeout(),
+            keep_alive_hint,
+        }
+    }
+
+    /// Serves `io` until it closes or upgrades.
+    fn connection<I>(
+        &self,
+        io: I,
+    ) -> hyper::server::conn::http1::UpgradeableConnection<
+        TokioIo<I>,
+        impl hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+                     + Send
+                     + use<I>,
+        > + Send
+        + use<I>,
+    >
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (router, body_timeout) = (self.router.clone(), self.body_timeout);
+        let keep_alive_hint = self.keep_alive_hint.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+            let request =
+                request.map(|body| Body::new(DeadlineBody::new(Body::new(body), body_timeout)));
+            let response = router.clone().oneshot(request);
+            let hint = keep_alive_hint.clone();
+            async move {
+                let mut response = response.await?;
+                announce_idle_timeout(&mut response, hint);
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        self.http
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+    }
 }
 
 /// Tells a client that keeps the connection how long it may stay idle

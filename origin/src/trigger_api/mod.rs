@@ -15,6 +15,7 @@ mod info;
 mod queries;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -25,7 +26,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pushwire_shared::AppList;
 use pushwire_shared::api_error::ApiError;
 use pushwire_shared::channel_query::ChannelQueryRoute;
-use pushwire_shared::http::EMPTY_OBJECT;
+use pushwire_shared::http::{EMPTY_OBJECT, HttpError};
 use pushwire_shared::signing::RequestParts;
 use pushwire_shared::trigger_request::{self, TriggerRoute};
 
@@ -60,6 +61,31 @@ impl TriggerApi {
     }
 }
 
+impl TriggerApi {
+    /// Counts one trigger request in the worker's metrics. The app label is
+    /// the path's app id only when such an app exists: ids from unauthenticated
+    /// paths must not create series.
+    fn count(&self, path: &str, result: &Result<Response, ApiError>, took: Duration) {
+        let Some(route) = TriggerRoute::parse(path) else {
+            return;
+        };
+        let (app_id, name) = match route {
+            TriggerRoute::Events { app_id } => (app_id, "events"),
+            TriggerRoute::BatchEvents { app_id } => (app_id, "batch_events"),
+        };
+        let app = if self.apps.by_id(app_id).is_some() {
+            app_id
+        } else {
+            ""
+        };
+        let code = match result {
+            Ok(response) => response.status().as_u16(),
+            Err(e) => e.status(),
+        };
+        crate::metrics::worker().trigger_answered(app, name, code, took);
+    }
+}
+
 /// The trigger API routes; any other path or method gets a JSON 404, as at the edge.
 pub(crate) fn routes(api: Arc<TriggerApi>) -> Router {
     let queries = api.clone();
@@ -79,9 +105,11 @@ pub(crate) fn routes(api: Arc<TriggerApi>) -> Router {
     let trigger = any(move |method: Method, uri: Uri, body: Body| {
         let api = api.clone();
         async move {
-            handle(&api, method, uri, body)
-                .await
-                .map_err(ApiErrorResponse)
+            let started = Instant::now();
+            let path = uri.path().to_owned();
+            let result = handle(&api, method, uri, body).await;
+            api.count(&path, &result, started.elapsed());
+            result.map_err(ApiErrorResponse)
         }
     });
     Router::new()
@@ -130,6 +158,12 @@ async fn handle(
         trigger_request::accept(route, &parts, &api.apps, api.max_request_bytes, ts / 1000)?;
     let messages = accepted.messages(ts, || api.ids.next(ts));
     api.broker.publish(&messages).await?;
+    crate::metrics::worker()
+        .events_published
+        .get_or_create(&crate::metrics::AppLabels {
+            app: accepted.app.id.clone(),
+        })
+        .inc_by(accepted.events.len() as u64);
     tracing::debug!(app = %accepted.app.id, events = accepted.events.len(), messages = messages.len(), "published");
     let Some(info) = accepted.info_request() else {
         return Ok(json_response(EMPTY_OBJECT.to_owned()));

@@ -23,6 +23,11 @@ pub(crate) async fn on_event(
     session: Arc<SocketSession>,
 ) {
     let result = send(&name, payload.as_ref(), &ctx, &session).await;
+    let outcome = match &result {
+        Ok(()) => "sent".to_owned(),
+        Err(e) => (e.code as u16).to_string(),
+    };
+    crate::metrics::worker().client_event(&session.app.id, outcome);
     if let Err(e) = &result {
         tracing::debug!(socket_id = %session.socket_id, event = %name, error = %e, "client event refused");
     }

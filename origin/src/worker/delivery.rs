@@ -127,6 +127,7 @@ pub(crate) fn evict(socket: SocketRef) {
     if socket.rooms().is_empty() {
         return; // already evicted
     }
+    crate::metrics::worker().slow_consumer_evictions.inc();
     tracing::info!(sid = %socket.id, "slow consumer: send buffer full; disconnecting");
     socket.leave_all();
     tokio::spawn(async move {
@@ -237,15 +238,19 @@ impl Deliverer {
         }
         // One socket at a time, unlike socketioxide's broadcast, to know which
         // socket could not take the event.
+        let mut delivered = 0;
         for socket in target.sockets() {
             match socket.emit(envelope.event.as_str(), &args) {
-                Ok(()) => {}
+                Ok(()) => delivered += 1,
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => evict(socket),
                 Err(e) => {
                     tracing::debug!(event_id = %envelope.id, error = %e, "a socket missed a delivery")
                 }
             }
         }
+        crate::metrics::worker()
+            .messages_delivered
+            .inc_by(delivered);
     }
 
     /// After a broker reconnection: delivers, per channel, what was published

@@ -144,7 +144,21 @@ async fn on_subscribe(
     send_ack(ack, subscribe_ack(&result));
 }
 
+/// Subscribes, counting a refusal by its code.
 async fn subscribe(
+    s: &SocketRef,
+    payload: Option<&Value>,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+) -> Result<Subscribed, AckError> {
+    let result = try_subscribe(s, payload, ctx, session).await;
+    if let Err(e) = &result {
+        crate::metrics::worker().subscribe_refused(&session.app.id, e.code as u16);
+    }
+    result
+}
+
+async fn try_subscribe(
     s: &SocketRef,
     payload: Option<&Value>,
     ctx: &WorkerContext,

@@ -152,6 +152,25 @@ where
         io.clone(),
         ctx.broker.clone(),
     ));
+    crate::metrics::on_scrape({
+        let (io, broker) = (io.clone(), ctx.broker.clone());
+        move |metrics| {
+            let (mut websocket, mut polling) = (0, 0);
+            for socket in io.sockets() {
+                match socket.transport_type() {
+                    socketioxide::TransportType::Websocket => websocket += 1,
+                    socketioxide::TransportType::Polling => polling += 1,
+                }
+            }
+            for (transport, n) in [("websocket", websocket), ("polling", polling)] {
+                metrics
+                    .connections
+                    .get_or_create(&crate::metrics::TransportLabels { transport })
+                    .set(n);
+            }
+            metrics.broker_up.set(i64::from(broker.health().connected));
+        }
+    });
     handlers::register(&io, ctx);
     // Closing removes the namespace, and a session joining it after that would be
     // refused ("Invalid namespace"), after which socket.io clients never

@@ -43,7 +43,10 @@ pub(crate) async fn join(
 ) -> Result<Value, AckError> {
     let change = change(ctx, session, channel, member, true);
     match ctx.broker.presence_join(&change).await {
-        Ok(JoinOutcome::Joined(members)) => Ok(summary(members)),
+        Ok(JoinOutcome::Joined(members)) => {
+            crate::metrics::worker().presence_members.inc();
+            Ok(summary(members))
+        }
         Ok(JoinOutcome::Full) => Err(AckError::new(
             AckCode::OverLimit,
             format!(
@@ -64,6 +67,7 @@ pub(crate) async fn leave(
     member: &Member,
 ) {
     let change = change(ctx, session, channel, member, false);
+    crate::metrics::worker().presence_members.dec();
     if let Err(e) = ctx.broker.presence_leave(&change).await {
         tracing::warn!(%channel, user = %member.user_id, error = %e, "presence leave failed");
     }

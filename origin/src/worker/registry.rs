@@ -48,9 +48,11 @@ impl ChannelRegistry {
             None => {
                 self.broker.subscribe(&room).await?;
                 counts.insert(room, 1);
+                crate::metrics::worker().occupied_channels.inc();
                 1
             }
         };
+        crate::metrics::worker().subscriptions.inc();
         // Queued under the lock, so the channel's counts reach the directory in
         // the order they were made; awaited after it, so one subscriber's round
         // trip to the directory does not hold up every other of this worker.
@@ -70,9 +72,11 @@ impl ChannelRegistry {
         };
         *n -= 1;
         let left = *n;
+        crate::metrics::worker().subscriptions.dec();
         let reported = self.broker.report_count(app, channel, left);
         if left == 0 {
             counts.remove(&room);
+            crate::metrics::worker().occupied_channels.dec();
             shrink_if_sparse(&mut counts);
             if let Err(e) = self.broker.unsubscribe(&room).await {
                 tracing::warn!(%room, error = %e, "broker unsubscribe failed");

@@ -72,6 +72,16 @@ pub(crate) async fn replay(
         .complete(room, s, last, ctx.replay_patience)
         .await
         .map_err(AckError::unavailable)?;
+    crate::metrics::worker()
+        .history_replays
+        .get_or_create(&crate::metrics::OutcomeLabels {
+            outcome: if recovered {
+                "recovered"
+            } else {
+                "not_recovered"
+            },
+        })
+        .inc();
     tracing::debug!(socket_id = %session.socket_id, %room, recovered, "caught up");
     Ok(recovered)
 }
