@@ -10,6 +10,8 @@
 //! its series keep their labels, so Prometheus reads the drop as a counter
 //! reset and `rate()` and `increase()` stay right.
 
+#[cfg(test)]
+mod dashboard_check;
 mod merge;
 mod origin;
 mod process_stats;
