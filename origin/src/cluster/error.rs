@@ -15,6 +15,17 @@ pub(crate) enum ClusterError {
         /// Why.
         source: std::io::Error,
     },
+    /// The metrics address cannot be bound.
+    #[error(
+        "cannot serve metrics on {addr} (--metrics-addr / PUSHWIRE_METRICS_ADDR): {source}; \
+         pick another address, or --metrics false"
+    )]
+    BindMetrics {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -25,12 +25,16 @@ use super::sticky::{RouteHint, StickyRouter, WorkerId, route_hint};
 use crate::backoff::Backoff;
 use crate::broker::embedded::{Deliver, EmbeddedBrokerServer};
 use crate::config::ServeConfig;
-use crate::http_server::ConnectionLimits;
+use crate::http_server::{ConnectionLimits, LogThrottle};
 
 /// How long a client may take to send its request line before it is dropped.
 const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes peeked to find the request line.
 const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// How often one connection's hand-off is tried before it is dropped.
+const HANDOFF_ATTEMPTS: u32 = 5;
+/// The pause between those tries.
+const HANDOFF_RETRY: Duration = Duration::from_millis(10);
 /// How long a connection waits for a ready worker (at start-up, or when all died).
 const WORKER_WAIT: Duration = Duration::from_secs(10);
 /// Pauses before restarting a worker that keeps dying.
@@ -39,6 +43,8 @@ const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Durati
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How often expired sticky sessions are swept.
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+static NO_REQUEST_LINE: LogThrottle = LogThrottle::new();
 
 /// The master's end of one worker's sockets.
 #[derive(Debug)]
@@ -160,7 +166,7 @@ pub(crate) async fn run_master(
         Some(addr) => {
             let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| ClusterError::Bind { addr, source })?;
+                .map_err(|source| ClusterError::BindMetrics { addr, source })?;
             tracing::info!(addr = %listener.local_addr()?, "serving metrics and readiness");
             let routes = status::metrics_routes(master.clone());
             Some(tokio::spawn(crate::http_server::serve(
@@ -387,7 +393,14 @@ async fn route(master: Arc<Master>, stream: TcpStream) {
             return;
         }
         Err(_) => {
-            tracing::debug!("no request line within {REQUEST_LINE_TIMEOUT:?}; dropped");
+            // A client that never says what it wants is either broken or
+            // holding a connection on purpose: visible, but not a flood.
+            if let Some(skipped) = NO_REQUEST_LINE.hit(Instant::now()) {
+                tracing::info!(
+                    similar_since_last_report = skipped,
+                    "dropped a connection that sent no request line within {REQUEST_LINE_TIMEOUT:?}"
+                );
+            }
             return;
         }
     };
@@ -404,6 +417,7 @@ async fn route(master: Arc<Master>, stream: TcpStream) {
         }
     };
     let deadline = tokio::time::Instant::now() + WORKER_WAIT;
+    let mut failures = 0;
     loop {
         let notified = master.ready.notified();
         tokio::pin!(notified);
@@ -417,9 +431,22 @@ async fn route(master: Arc<Master>, stream: TcpStream) {
                     tracing::trace!(worker, ?hint, "routed");
                     return;
                 }
-                Err(e) => {
-                    tracing::debug!(worker, error = %e, "hand-off failed; trying another worker");
+                Err(e) if worker_is_gone(&e) => {
+                    tracing::warn!(worker, error = %e, "a worker's hand-off socket is closed; routing around it");
                     lock(&master.router).remove_worker(worker);
+                    continue;
+                }
+                Err(e) => {
+                    // Transient (e.g. no kernel buffers): the worker stays in
+                    // rotation, with its sessions; this connection waits a
+                    // moment and tries again.
+                    failures += 1;
+                    tracing::warn!(worker, error = %e, failures, "handing a connection to a worker failed");
+                    if failures >= HANDOFF_ATTEMPTS {
+                        tracing::warn!("dropping a connection no worker could take");
+                        return;
+                    }
+                    tokio::time::sleep(HANDOFF_RETRY).await;
                     continue;
                 }
             }
@@ -429,6 +456,16 @@ async fn route(master: Arc<Master>, stream: TcpStream) {
             return;
         }
     }
+}
+
+/// Whether a hand-off error means the worker's end is closed (it exited),
+/// rather than a passing shortage.
+fn worker_is_gone(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::BrokenPipe | ErrorKind::NotConnected
+    )
 }
 
 #[cfg(test)]
@@ -473,6 +510,17 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), stuck.notified())
             .await
             .expect("the supervisor is told to stop it");
+    }
+
+    #[tokio::test]
+    async fn a_closed_worker_socket_reads_as_gone() {
+        let (master_end, worker_end) = UnixDatagram::pair().unwrap();
+        drop(worker_end);
+        let stream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(stream.local_addr().unwrap()).unwrap();
+        let error = send_connection(&master_end, &client).await.unwrap_err();
+        assert!(worker_is_gone(&error), "{error:?}");
+        assert!(!worker_is_gone(&std::io::Error::from_raw_os_error(105))); // ENOBUFS
     }
 
     #[test]
