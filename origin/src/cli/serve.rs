@@ -9,10 +9,14 @@ use crate::config::{ServeConfig, ServeSettings};
 pub(super) async fn run(settings: ServeSettings) -> anyhow::Result<ExitCode> {
     let config = ServeConfig::resolve(settings).context("configuration")?;
     if config.uses_dev_app {
-        tracing::warn!(
-            "no apps configured: using the development app {} (set PUSHWIRE_APPS in production)",
-            crate::config::DEV_APPS
-        );
+        // Its id and key only: even a public secret has no place in a log.
+        for app in config.apps.iter() {
+            tracing::warn!(
+                app = %app.id,
+                key = %app.key,
+                "no apps configured: using the development app, whose secret is public (set PUSHWIRE_APPS in production)"
+            );
+        }
     } else {
         for app in config.apps.iter().filter(|app| app.has_short_secret()) {
             tracing::warn!(

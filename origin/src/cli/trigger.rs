@@ -7,8 +7,9 @@ use pushwire_shared::AppList;
 
 use crate::trigger_client::TriggerClient;
 
-/// `pushwire trigger` flags.
-#[derive(Debug, clap::Args)]
+/// `pushwire trigger` flags. `Debug` leaves out the app's credentials and the
+/// event data.
+#[derive(clap::Args)]
 pub(crate) struct TriggerArgs {
     /// Base URL of the trigger endpoint.
     #[arg(long, env = "PUSHWIRE_URL", default_value = "http://127.0.0.1:3000")]
@@ -28,6 +29,19 @@ pub(crate) struct TriggerArgs {
     /// Socket id to leave out.
     #[arg(long)]
     pub socket_id: Option<String>,
+}
+
+impl std::fmt::Debug for TriggerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TriggerArgs")
+            .field("url", &self.url)
+            .field("app", &"<redacted>")
+            .field("channels", &self.channels)
+            .field("event", &self.event)
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .field("socket_id", &self.socket_id)
+            .finish()
+    }
 }
 
 pub(super) async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
@@ -53,5 +67,33 @@ pub(super) async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             response.error_message()
         );
         Ok(ExitCode::FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn debug_leaves_out_the_secret_and_the_data() {
+        let cli = Cli::parse_from([
+            "pushwire",
+            "trigger",
+            "--app",
+            "1:k:the-app-secret",
+            "-c",
+            "a",
+            "-e",
+            "e",
+            "-d",
+            "the-payload",
+        ]);
+        assert!(matches!(cli.command, Some(Command::Trigger(_))));
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("the-app-secret"), "{debug}");
+        assert!(!debug.contains("the-payload"), "{debug}");
+        assert!(debug.contains("<11 bytes>"), "{debug}");
     }
 }

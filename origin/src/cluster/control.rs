@@ -112,7 +112,8 @@ impl Transport for ControlClient {
             match answer.await {
                 Ok(ToWorker::BrokerReply(_, reply)) => Ok(reply),
                 Ok(other) => Err(BrokerError::Unavailable(format!(
-                    "the master answered a broker request with {other:?}"
+                    "the master answered a broker request with {}",
+                    other.kind()
                 ))),
                 Err(_) => Err(BrokerError::Closed),
             }

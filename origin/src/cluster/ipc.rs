@@ -199,6 +199,19 @@ impl ToMaster {
 }
 
 impl ToWorker {
+    /// Its variant's name: what an error says of an unexpected frame, whose
+    /// contents may be settings (app secrets) or event payloads.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            ToWorker::Init(_) => "Init",
+            ToWorker::Ack(_) => "Ack",
+            ToWorker::Shutdown => "Shutdown",
+            ToWorker::BrokerReply(_, reply) => reply.kind(),
+            ToWorker::BrokerDelivery(_) => "BrokerDelivery",
+            ToWorker::MetricsRequest(_) => "MetricsRequest",
+        }
+    }
+
     /// The frame bytes.
     pub(crate) fn encode(&self) -> Vec<u8> {
         match self {

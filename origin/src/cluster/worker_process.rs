@@ -57,7 +57,8 @@ async fn run(id: usize) -> Result<(), ClusterError> {
         }
         other => {
             return Err(ClusterError::Settings(format!(
-                "expected Init first, got {other:?}"
+                "expected Init first, got {}",
+                other.kind()
             )));
         }
     };

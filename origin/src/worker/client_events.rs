@@ -29,7 +29,14 @@ pub(crate) async fn on_event(
     };
     crate::metrics::worker().client_event(&session.app.id, outcome);
     if let Err(e) = &result {
-        tracing::debug!(socket_id = %session.socket_id, event = %name, error = %e, "client event refused");
+        tracing::debug!(
+            socket_id = %session.socket_id,
+            app = %session.app.id,
+            channel = super::handlers::channel_named(payload.as_ref()),
+            event = %name,
+            error = %e,
+            "client event refused"
+        );
     }
     // Without an ack callback there is nobody to answer; that is not an error.
     let _ = ack.send(&client_protocol::ack(&result));

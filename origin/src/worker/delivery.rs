@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
+use pushwire_shared::envelope::EnvelopeError;
 use pushwire_shared::event::HISTORY_LOST;
 use pushwire_shared::history::{self, Position, Recovery};
 use pushwire_shared::keys::KeySpace;
@@ -65,15 +66,27 @@ impl UndecodableEnvelopes {
 
     /// Counts and, when due, reports an envelope that did not decode; delivery
     /// goes on with the next one, so the channel stays usable.
-    fn report(&mut self, payload: &[u8], error: &dyn std::fmt::Display) {
+    fn report(&mut self, payload: &[u8], error: &EnvelopeError) {
         if let Some(dropped) = self.dropped(Instant::now()) {
-            let start: String = String::from_utf8_lossy(payload).chars().take(120).collect();
+            // What was published is event data, and a JSON error may quote
+            // it: both are shown at debug level only.
+            let kind = match error {
+                EnvelopeError::Malformed(e) => format!(
+                    "malformed envelope ({:?} error at line {} column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+                other => other.to_string(),
+            };
             tracing::error!(
                 dropped,
-                error = %error,
-                payload = %start,
+                error = %kind,
+                bytes = payload.len(),
                 "dropping envelopes that do not decode: their subscribers miss these events"
             );
+            let start: String = String::from_utf8_lossy(payload).chars().take(120).collect();
+            tracing::debug!(error = %error, payload = %start, "the last envelope dropped");
         }
     }
 }
@@ -128,7 +141,13 @@ pub(crate) fn evict(socket: SocketRef) {
         return; // already evicted
     }
     crate::metrics::worker().slow_consumer_evictions.inc();
-    tracing::info!(sid = %socket.id, "slow consumer: send buffer full; disconnecting");
+    let session = socket.extensions.get::<Arc<super::SocketSession>>();
+    tracing::info!(
+        sid = %socket.id,
+        socket_id = session.as_ref().map(|s| tracing::field::display(&s.socket_id)),
+        app = session.as_ref().map(|s| s.app.id.as_str()),
+        "slow consumer: send buffer full; disconnecting"
+    );
     socket.leave_all();
     tokio::spawn(async move {
         while socket.connected() {
@@ -220,7 +239,12 @@ impl Deliverer {
                 }
             }
         }
-        tracing::trace!(event_id = %envelope.id, channel = %envelope.channel, "delivering");
+        tracing::trace!(
+            event_id = %envelope.id,
+            app = %envelope.app,
+            channel = %envelope.channel,
+            "delivering"
+        );
         self.catch_ups.keep(&room, &envelope);
         // Serialised once; each socket's packet only copies these bytes.
         let (data, meta) = event_args(&envelope);
@@ -271,13 +295,18 @@ impl Deliverer {
             .collect();
         for (room, app, channel, last) in rooms {
             let key = KeySpace::DEFAULT.history(&app, &channel);
-            let Some(snapshot) = self.read_history(&room, &key, &last).await else {
+            let Some(snapshot) = self.read_history(&room, &key, &last, &app, &channel).await else {
                 return;
             };
             match history::recover(&last, snapshot.epoch.as_deref(), snapshot.entries) {
                 Recovery::Recovered(missed) => {
                     if !missed.is_empty() {
-                        tracing::info!(%room, missed = missed.len(), "delivering events published while disconnected");
+                        tracing::info!(
+                            app = %app,
+                            %channel,
+                            missed = missed.len(),
+                            "delivering events published while disconnected"
+                        );
                     }
                     for (id, json) in missed {
                         let mut envelope = match Envelope::decode(json.as_bytes()) {
@@ -295,7 +324,11 @@ impl Deliverer {
                     }
                 }
                 Recovery::Lost => {
-                    tracing::warn!(%room, "history lost while disconnected: telling the channel's sockets");
+                    tracing::warn!(
+                        app = %app,
+                        %channel,
+                        "history lost while disconnected: telling the channel's sockets"
+                    );
                     self.delivered.remove(&room);
                     let notice = serde_json::json!({ "channel": channel.as_str() });
                     if let Some(target) = self.room(room) {
@@ -315,13 +348,15 @@ impl Deliverer {
         room: &str,
         key: &str,
         last: &Position,
+        app: &str,
+        channel: &ChannelName,
     ) -> Option<crate::broker::HistorySnapshot> {
         let mut attempt = 0;
         loop {
             match self.broker.history(room, key, last.id).await {
                 Ok(snapshot) => return Some(snapshot),
                 Err(e) if attempt + 1 >= GAP_READ_ATTEMPTS => {
-                    tracing::warn!(%room, error = %e, "cannot read history after reconnecting");
+                    tracing::warn!(app, %channel, error = %e, "cannot read history after reconnecting");
                     return None;
                 }
                 Err(_) => {

@@ -139,9 +139,20 @@ async fn on_subscribe(
 ) {
     let result = subscribe(&s, payload.as_ref(), &ctx, &session).await;
     if let Err(e) = &result {
-        tracing::debug!(socket_id = %session.socket_id, error = %e, "subscribe refused");
+        tracing::debug!(
+            socket_id = %session.socket_id,
+            app = %session.app.id,
+            channel = channel_named(payload.as_ref()),
+            error = %e,
+            "subscribe refused"
+        );
     }
     send_ack(ack, subscribe_ack(&result));
+}
+
+/// The `channel` a refused request named, if it named one (for its log line).
+pub(crate) fn channel_named(payload: Option<&Value>) -> Option<&str> {
+    payload?.get("channel")?.as_str()
 }
 
 /// Subscribes, counting a refusal by its code.

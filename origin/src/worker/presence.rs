@@ -69,6 +69,12 @@ pub(crate) async fn leave(
     let change = change(ctx, session, channel, member, false);
     crate::metrics::worker().presence_members.dec();
     if let Err(e) = ctx.broker.presence_leave(&change).await {
-        tracing::warn!(%channel, user = %member.user_id, error = %e, "presence leave failed");
+        tracing::warn!(
+            app = %session.app.id,
+            %channel,
+            user = %member.user_id,
+            error = %e,
+            "presence leave failed"
+        );
     }
 }

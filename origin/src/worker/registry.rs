@@ -79,7 +79,7 @@ impl ChannelRegistry {
             crate::metrics::worker().occupied_channels.dec();
             shrink_if_sparse(&mut counts);
             if let Err(e) = self.broker.unsubscribe(&room).await {
-                tracing::warn!(%room, error = %e, "broker unsubscribe failed");
+                tracing::warn!(app, %channel, error = %e, "broker unsubscribe failed");
             }
         }
         drop(counts);

@@ -44,7 +44,12 @@ pub(crate) async fn replay(
                 for (id, json) in entries {
                     last = id;
                     let Ok(mut envelope) = Envelope::decode(json.as_bytes()) else {
-                        tracing::warn!(%room, %id, "skipping an undecodable history entry");
+                        tracing::warn!(
+                            app = %session.app.id,
+                            %channel,
+                            %id,
+                            "skipping an undecodable history entry"
+                        );
                         continue;
                     };
                     envelope.pos = Some(Position {
@@ -82,6 +87,12 @@ pub(crate) async fn replay(
             },
         })
         .inc();
-    tracing::debug!(socket_id = %session.socket_id, %room, recovered, "caught up");
+    tracing::debug!(
+        socket_id = %session.socket_id,
+        app = %session.app.id,
+        %channel,
+        recovered,
+        "caught up"
+    );
     Ok(recovered)
 }

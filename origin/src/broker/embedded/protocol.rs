@@ -50,6 +50,18 @@ pub(crate) enum Reply {
     Directory(DirectoryReply),
 }
 
+impl Reply {
+    /// Its variant's name: what an error says of an unexpected reply, whose
+    /// history entries are event payloads that have no place in a log.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Reply::Done => "Done",
+            Reply::History { .. } => "History",
+            Reply::Directory(reply) => reply.kind(),
+        }
+    }
+}
+
 /// A directory operation a worker asks the server for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum DirectoryRequest {
@@ -129,4 +141,17 @@ pub(crate) enum DirectoryReply {
     Occupied(Vec<(String, ChannelStats)>),
     /// `(user_id, user_info JSON)`.
     Members(Vec<(String, String)>),
+}
+
+impl DirectoryReply {
+    /// Its variant's name (see [`Reply::kind`]).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            DirectoryReply::Done => "Directory(Done)",
+            DirectoryReply::Joined(_) => "Directory(Joined)",
+            DirectoryReply::Stats(_) => "Directory(Stats)",
+            DirectoryReply::Occupied(_) => "Directory(Occupied)",
+            DirectoryReply::Members(_) => "Directory(Members)",
+        }
+    }
 }
