@@ -73,7 +73,10 @@ struct BenchArgs {
 /// Parses the command line, runs the bench and turns the outcome into an exit code.
 fn main() -> ExitCode {
     let args = BenchArgs::parse();
-    pushwire_origin::telemetry::init(false);
+    pushwire_origin::telemetry::init(
+        pushwire_origin::telemetry::LogFormat::Text,
+        pushwire_origin::telemetry::Process::Command,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

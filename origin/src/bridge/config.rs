@@ -10,6 +10,7 @@ use crate::http_server::{
     ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
     DEFAULT_MAX_CONNECTIONS_PER_IP,
 };
+use crate::telemetry::LogFormat;
 
 /// The shortest bearer token the bridge accepts.
 pub(crate) const MIN_TOKEN_LEN: usize = 16;
@@ -52,6 +53,10 @@ pub(crate) struct BridgeSettings {
     /// Open connections one client address (an IPv6 /64) may hold; 0 = no cap.
     #[arg(long, env = "PUSHWIRE_BRIDGE_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: u64,
+    /// Log line format: `text` for people, `json` (one object per line) for a
+    /// log aggregator.
+    #[arg(long, env = "PUSHWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl std::fmt::Debug for BridgeSettings {
@@ -66,6 +71,7 @@ impl std::fmt::Debug for BridgeSettings {
             .field("header_read_timeout_ms", &self.header_read_timeout_ms)
             .field("body_read_timeout_ms", &self.body_read_timeout_ms)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -157,6 +163,7 @@ mod tests {
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            log_format: LogFormat::Text,
         }
     }
 

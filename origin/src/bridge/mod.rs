@@ -114,7 +114,7 @@ pub(crate) async fn run(
     });
     tracing::info!(
         addr = %listener.local_addr().map_err(|e| BridgeError::Unavailable(RedisUnavailable(e.to_string())))?,
-        allowed = ?bridge.config.allowed,
+        allowed = %bridge.config.allowed.join(","),
         "bridge listening"
     );
     let app = Router::new()

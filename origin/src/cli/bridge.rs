@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::bridge::BridgeSettings;
+use crate::telemetry::Process;
 
 pub(super) async fn run(settings: BridgeSettings) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(settings.log_format, Process::Bridge);
     let config = settings.validate()?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

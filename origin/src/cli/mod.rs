@@ -61,7 +61,8 @@ pub fn main() -> ExitCode {
         None | Some(Command::Serve(_)) => "master".to_owned(),
         Some(_) => "pushwire".to_owned(),
     };
-    crate::telemetry::init(process != "pushwire");
+    // Each subcommand starts logging itself, once it knows the format: `serve`
+    // after reading its config file, a worker after its settings arrive.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_name(process)
         .enable_all()
@@ -91,7 +92,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pushwire: {e:#}");
+            crate::telemetry::report_fatal(&e);
             ExitCode::from(2)
         }
     }

@@ -5,9 +5,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::{ServeConfig, ServeSettings};
+use crate::telemetry::Process;
 
 pub(super) async fn run(settings: ServeSettings) -> anyhow::Result<ExitCode> {
-    let config = ServeConfig::resolve(settings).context("configuration")?;
+    // The configuration names the log format, so logging starts once it is read;
+    // a configuration error is reported as plain text.
+    let (config, readable_secrets) = ServeConfig::resolve(settings).context("configuration")?;
+    crate::telemetry::init(config.log_format, Process::Master);
+    if let Some(readable) = readable_secrets {
+        readable.warn();
+    }
     if config.uses_dev_app {
         // Its id and key only: even a public secret has no place in a log.
         for app in config.apps.iter() {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use pushwire_shared::AppList;
 
+use crate::telemetry::{LogFormat, Process};
 use crate::trigger_client::TriggerClient;
 
 /// `pushwire trigger` flags. `Debug` leaves out the app's credentials and the
@@ -45,6 +46,7 @@ impl std::fmt::Debug for TriggerArgs {
 }
 
 pub(super) async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(LogFormat::Text, Process::Command);
     let apps = AppList::parse(&args.app).context("--app / PUSHWIRE_APPS")?;
     let app = apps.iter().next().context("no app given")?.clone();
     let client = TriggerClient::new(&args.url, app)?;

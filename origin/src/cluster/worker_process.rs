@@ -14,20 +14,40 @@ use super::handoff::HandoffListener;
 use super::ipc::{self, IpcError, ToMaster, ToWorker};
 use crate::broker::{Broker, EmbeddedBroker, Inbound, InboundSender, RedisBroker};
 use crate::config::ServeConfig;
+use crate::telemetry::Process;
 use crate::worker::{self, INBOUND_QUEUE};
 
 /// The environment variable carrying the worker's id.
 pub(crate) const WORKER_ID_ENV: &str = "PUSHWIRE_WORKER_ID";
 
-/// Runs a worker: reads its settings from the master, serves the connections the
-/// master hands over, and returns when told to stop or when the master is gone.
+/// Runs a worker: reads its settings from the master, starts logging in the
+/// format they name, serves the connections the master hands over, and returns
+/// when told to stop or when the master is gone.
 pub(crate) async fn run_worker_process() -> Result<(), ClusterError> {
     let id: usize = std::env::var(WORKER_ID_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // The master set stdin up as the control socket and stdout as the hand-off socket.
+    let (mut reader, writer) = inherited_stream(std::io::stdin().as_fd())?.into_split();
+    let handoff = inherited_datagram(std::io::stdout().as_fd())?;
+    let config: ServeConfig = match ipc::read_to_worker(&mut reader).await? {
+        ToWorker::Init(json) => {
+            serde_json::from_str(&json).map_err(|e| ClusterError::Settings(e.to_string()))?
+        }
+        other => {
+            return Err(ClusterError::Settings(format!(
+                "expected Init first, got {}",
+                other.kind()
+            )));
+        }
+    };
+    crate::telemetry::init(config.log_format, Process::Worker(id));
+    crate::metrics::init_worker(id);
     let span = tracing::info_span!("worker", id, pid = std::process::id());
-    run(id).instrument(span).await
+    run(id, config, reader, writer, handoff)
+        .instrument(span)
+        .await
 }
 
 fn inherited_stream(
@@ -46,22 +66,13 @@ fn inherited_datagram(
     Ok(tokio::net::UnixDatagram::from_std(socket)?)
 }
 
-async fn run(id: usize) -> Result<(), ClusterError> {
-    crate::metrics::init_worker(id);
-    // The master set stdin up as the control socket and stdout as the hand-off socket.
-    let (mut reader, writer) = inherited_stream(std::io::stdin().as_fd())?.into_split();
-    let handoff = inherited_datagram(std::io::stdout().as_fd())?;
-    let config: ServeConfig = match ipc::read_to_worker(&mut reader).await? {
-        ToWorker::Init(json) => {
-            serde_json::from_str(&json).map_err(|e| ClusterError::Settings(e.to_string()))?
-        }
-        other => {
-            return Err(ClusterError::Settings(format!(
-                "expected Init first, got {}",
-                other.kind()
-            )));
-        }
-    };
+async fn run(
+    id: usize,
+    config: ServeConfig,
+    reader: tokio::net::unix::OwnedReadHalf,
+    writer: tokio::net::unix::OwnedWriteHalf,
+    handoff: tokio::net::UnixDatagram,
+) -> Result<(), ClusterError> {
     let control = Arc::new(ControlClient::spawn(writer));
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let socket_ids = worker::SocketIdGenerator::random();

@@ -18,9 +18,10 @@ use pushwire_shared::settings::{self as shared, Bounds, SettingError};
 use pushwire_shared::{AppList, AppsParseError};
 
 use crate::http_server::{self, ConnectionLimits};
+use crate::telemetry::LogFormat;
 
 pub(crate) use self::allowed_origins::AllowedOrigins;
-pub(crate) use self::settings::ServeSettings;
+pub(crate) use self::settings::{ReadableSecrets, ServeSettings};
 
 /// The app used when none is configured: for development only.
 pub const DEV_APPS: &str = "1000001:app-key:app-secret";
@@ -89,6 +90,8 @@ pub(crate) struct ServeConfig {
     pub connections: ConnectionLimits,
     /// Where the master serves `/metrics` and `/ready`; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// How the master and every worker write their log lines.
+    pub log_format: LogFormat,
 }
 
 /// Why the configuration is unusable.
@@ -135,13 +138,17 @@ pub(crate) enum ConfigError {
 }
 
 impl ServeConfig {
-    /// Resolves flags/env over the config file they name (if any) over defaults.
-    pub(crate) fn resolve(given: ServeSettings) -> Result<Self, ConfigError> {
-        let file = match &given.config_file {
+    /// Resolves flags/env over the config file they name (if any) over
+    /// defaults; also returns what [`ServeSettings::load`] found about the
+    /// file's permissions, for the caller to log once logging has started.
+    pub(crate) fn resolve(
+        given: ServeSettings,
+    ) -> Result<(Self, Option<ReadableSecrets>), ConfigError> {
+        let (file, readable) = match &given.config_file {
             Some(path) => ServeSettings::load(path)?,
-            None => ServeSettings::default(),
+            None => (ServeSettings::default(), None),
         };
-        Self::merge(given, file)
+        Ok((Self::merge(given, file)?, readable))
     }
 
     /// The pure part of [`ServeConfig::resolve`]: each setting from `given`
@@ -262,6 +269,7 @@ impl ServeConfig {
                     .or(file.metrics_addr)
                     .unwrap_or(DEFAULT_METRICS_ADDR)
             }),
+            log_format: given.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
 }

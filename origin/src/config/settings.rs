@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use pushwire_shared::AppList;
 
 use super::{AllowedOrigins, ConfigError};
+use crate::telemetry::LogFormat;
 
 /// The settings of `pushwire serve`, as given in one place (flags and
 /// environment, or the config file); `None` = not given there.
@@ -34,6 +35,7 @@ use super::{AllowedOrigins, ConfigError};
 ///   "metrics_addr": "127.0.0.1:9464",
 ///   "workers": 4,
 ///   "demo": false,
+///   "log_format": "json",
 ///   "history": {"max_events": 100, "max_age_secs": 300},
 ///   "allowed_origins": ["https://app.example.com"],
 ///   "apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
@@ -110,6 +112,10 @@ pub(crate) struct ServeSettings {
     /// origins are refused [default: * (any)].
     #[arg(long, env = "PUSHWIRE_ALLOWED_ORIGINS", value_parser = AllowedOrigins::parse)]
     pub allowed_origins: Option<AllowedOrigins>,
+    /// Log line format: `text` for people, `json` (one object per line) for a
+    /// log aggregator [default: text].
+    #[arg(long, env = "PUSHWIRE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
     /// JSON config file, read under flags and environment.
     #[arg(long = "config", env = "PUSHWIRE_CONFIG")]
     #[serde(skip)]
@@ -136,10 +142,32 @@ pub(crate) struct HistorySettings {
     pub max_age_secs: Option<u64>,
 }
 
+/// A config file holding app secrets that other users can read: found while
+/// the configuration is read, logged once logging has started (in the format
+/// the configuration chose).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReadableSecrets {
+    /// The file.
+    pub path: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+}
+
+impl ReadableSecrets {
+    /// Logs the warning.
+    pub(crate) fn warn(&self) {
+        tracing::warn!(
+            file = %self.path.display(),
+            mode = %format!("{:03o}", self.mode),
+            "the config file holds app secrets and other users can read it: run chmod 600 on it"
+        );
+    }
+}
+
 impl ServeSettings {
-    /// Reads and parses a config file; warns when it holds app secrets that
-    /// other users can read.
-    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Reads and parses a config file; also says whether it holds app
+    /// secrets that other users can read.
+    pub(crate) fn load(path: &Path) -> Result<(Self, Option<ReadableSecrets>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.to_owned(),
             source,
@@ -149,16 +177,15 @@ impl ServeSettings {
                 path: path.to_owned(),
                 source,
             })?;
-        if settings.apps.is_some()
-            && let Some(mode) = readable_by_others(path)
-        {
-            tracing::warn!(
-                file = %path.display(),
-                mode = %format!("{mode:03o}"),
-                "the config file holds app secrets and other users can read it: run chmod 600 on it"
-            );
-        }
-        Ok(settings)
+        let readable = settings
+            .apps
+            .as_ref()
+            .and_then(|_| readable_by_others(path))
+            .map(|mode| ReadableSecrets {
+                path: path.to_owned(),
+                mode,
+            });
+        Ok((settings, readable))
     }
 
     /// How the command line names the setting whose field is `id`:

@@ -238,3 +238,33 @@ fn connection_limits_default_merge_and_name_their_source() {
         "--header-read-timeout-ms / PUSHWIRE_HEADER_READ_TIMEOUT_MS: header_read_timeout_ms must be at least 100, not 5"
     );
 }
+
+#[test]
+fn the_log_format_is_a_flag_or_a_file_key_and_text_by_default() {
+    let format = |given, f| ServeConfig::merge(given, f).unwrap().log_format;
+    assert_eq!(format(none(), none()), LogFormat::Text);
+    assert_eq!(
+        format(none(), file(r#"{"log_format": "json"}"#)),
+        LogFormat::Json
+    );
+    assert_eq!(
+        format(
+            flags(&["--log-format", "text"]).unwrap(),
+            file(r#"{"log_format": "json"}"#)
+        ),
+        LogFormat::Text
+    );
+    assert_eq!(
+        format(flags(&["--log-format", "json"]).unwrap(), none()),
+        LogFormat::Json
+    );
+    assert!(flags(&["--log-format", "yaml"]).is_err());
+    assert!(serde_json::from_str::<ServeSettings>(r#"{"log_format": "yaml"}"#).is_err());
+}
+
+#[test]
+fn workers_get_the_log_format_with_their_settings() {
+    let config = ServeConfig::merge(flags(&["--log-format", "json"]).unwrap(), none()).unwrap();
+    let sent: ServeConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+    assert_eq!(sent.log_format, LogFormat::Json);
+}
