@@ -48,7 +48,8 @@ impl Bridge {
         Self::start_with_token(scratch, name, redis_url, port, &token, args)
     }
 
-    /// Starts with a given token.
+    /// Starts with a given token. Its log is checked for the token when the
+    /// test ends ([`Scratch::watch_log`]).
     pub fn start_with_token(
         scratch: &Scratch,
         name: &str,
@@ -58,6 +59,7 @@ impl Bridge {
         args: &[&str],
     ) -> Self {
         let log = scratch.file(&format!("{name}.log"));
+        scratch.watch_log(&log, [token.to_owned()]);
         let mut cmd = Command::new(pushwire_bin());
         cmd.args([
             "bridge",
@@ -71,6 +73,7 @@ impl Bridge {
         .args(args)
         .env("PUSHWIRE_BRIDGE_TOKEN", token)
         .env("RUST_LOG", "pushwire_origin=debug,warn")
+        .env_remove("PUSHWIRE_LOG_FORMAT")
         .env_remove("PUSHWIRE_BRIDGE_ALLOW");
         let mut guard = ChildGuard::spawn(name, cmd, &log, false);
         let addr = wait::until(&format!("{name} to log its address"), READY_TIMEOUT, || {

@@ -81,6 +81,9 @@ pub struct OriginOptions {
     /// A soft open-file limit to start with (`ulimit -Sn`), as a login shell's
     /// 1,024 would be; `None` inherits the test's.
     pub soft_open_files: Option<u64>,
+    /// Log at the origin's own default level (no `RUST_LOG`: info), as in
+    /// production, instead of the suite's (`$PUSHWIRE_TEST_LOG`, default debug).
+    pub default_log_level: bool,
 }
 
 /// The worker count tests run with: `$PUSHWIRE_TEST_WORKERS`, default 2 (a real cluster).
@@ -101,6 +104,7 @@ impl OriginOptions {
             args: Vec::new(),
             port: 0,
             soft_open_files: None,
+            default_log_level: false,
         }
     }
 
@@ -113,14 +117,30 @@ impl OriginOptions {
             args: Vec::new(),
             port: 0,
             soft_open_files: None,
+            default_log_level: false,
         }
+    }
+
+    /// The secrets of the apps it hosts (none configured: the development
+    /// app, whose credentials are [`TEST_APPS`]'s).
+    pub fn secrets(&self) -> Vec<String> {
+        let apps = if self.apps.is_empty() {
+            TEST_APPS
+        } else {
+            &self.apps
+        };
+        pushwire_shared::AppList::parse(apps)
+            .map(|apps| apps.iter().map(|app| app.secret.clone()).collect())
+            .unwrap_or_default()
     }
 }
 
 impl Origin {
-    /// Starts `pushwire serve` and waits until `/health` answers.
+    /// Starts `pushwire serve` and waits until `/health` answers. Its log is
+    /// checked for its apps' secrets when the test ends ([`Scratch::watch_log`]).
     pub fn start(scratch: &Scratch, name: &str, options: OriginOptions) -> Self {
         let log = scratch.file(&format!("{name}.log"));
+        scratch.watch_log(&log, options.secrets());
         let mut cmd = match options.soft_open_files {
             Some(limit) => {
                 let mut sh = Command::new("sh");
@@ -150,11 +170,15 @@ impl Origin {
             std::env::var("PUSHWIRE_TEST_LOG")
                 .unwrap_or_else(|_| "pushwire_origin=debug,warn".into()),
         )
+        .env_remove("PUSHWIRE_LOG_FORMAT")
         .env_remove("PUSHWIRE_REDIS_URL")
         .env_remove("PUSHWIRE_CONFIG")
         .env_remove("PUSHWIRE_WORKERS");
         if options.apps.is_empty() {
             cmd.env_remove("PUSHWIRE_APPS");
+        }
+        if options.default_log_level {
+            cmd.env_remove("RUST_LOG");
         }
         if let Some(url) = &options.redis_url {
             cmd.args(["--redis", url]);
@@ -249,12 +273,15 @@ impl Origin {
     }
 }
 
-/// Finds `addr=127.0.0.1:PORT` on the "listening" log line.
+/// Finds the address on the "listening" log line: `addr=127.0.0.1:PORT` in
+/// text, `"addr":"127.0.0.1:PORT"` in JSON.
 pub fn listening_addr(log: &str) -> Option<SocketAddr> {
     log.lines()
         .filter(|l| l.contains("listening"))
-        .find_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("addr=")?.parse().ok())
+        .find_map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(line) => line["addr"].as_str()?.parse().ok(),
+            Err(_) => l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr=")?.parse().ok()),
         })
 }

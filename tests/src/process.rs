@@ -1,16 +1,53 @@
 //! Child processes that cannot outlive their test, and the scratch directory their logs go to.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A per-test directory for data and logs. On drop after a panic it prints the
 /// tail of every `*.log` in it; it is removed unless `PUSHWIRE_KEEP_LOGS` is set.
+///
+/// It also guards the logs of pushwire's own processes ([`Scratch::watch_log`]):
+/// at the end of a test that passed, none may contain a secret the test gave
+/// any of them (an app secret, a bridge token), or the test fails.
 #[derive(Debug)]
 pub struct Scratch {
     path: PathBuf,
+    watched: Mutex<Watched>,
+}
+
+/// The logs checked for secrets when the test ends, and the secrets.
+#[derive(Debug, Default)]
+struct Watched {
+    logs: BTreeSet<PathBuf>,
+    secrets: BTreeSet<String>,
+}
+
+/// One secret found in a watched log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leak {
+    /// The log.
+    pub log: PathBuf,
+    /// Its 1-based line number.
+    pub line: usize,
+    /// The secret found there.
+    pub secret: String,
+}
+
+impl std::fmt::Display for Leak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{} holds the secret {:?}",
+            self.log.display(),
+            self.line,
+            self.secret
+        )
+    }
 }
 
 impl Scratch {
@@ -22,7 +59,39 @@ impl Scratch {
             std::env::temp_dir().join(format!("pushwire-e2e-{}-{n}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).expect("create scratch dir");
-        Scratch { path }
+        Scratch {
+            path,
+            watched: Mutex::default(),
+        }
+    }
+
+    /// Has `log`, a pushwire process's log, checked at the end of the test for
+    /// `secrets` and those of every other watched process.
+    pub fn watch_log(&self, log: &Path, secrets: impl IntoIterator<Item = String>) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.logs.insert(log.to_owned());
+        watched
+            .secrets
+            .extend(secrets.into_iter().filter(|s| !s.is_empty()));
+    }
+
+    /// Every line of a watched log that holds a watched secret, so far.
+    pub fn leaks(&self) -> Vec<Leak> {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        let mut leaks = Vec::new();
+        for log in &watched.logs {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            for (n, line) in text.lines().enumerate() {
+                for secret in watched.secrets.iter().filter(|s| line.contains(s.as_str())) {
+                    leaks.push(Leak {
+                        log: log.clone(),
+                        line: n + 1,
+                        secret: secret.clone(),
+                    });
+                }
+            }
+        }
+        leaks
     }
 
     /// The directory.
@@ -38,6 +107,21 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // The test's processes have stopped (they were declared after the
+        // scratch directory, so they were dropped before it): their logs are whole.
+        let leaks = if std::thread::panicking() {
+            Vec::new()
+        } else {
+            self.leaks()
+        };
+        if !leaks.is_empty() {
+            let list: Vec<String> = leaks.iter().map(ToString::to_string).collect();
+            panic!(
+                "a pushwire process logged a secret (logs kept in {}):\n{}",
+                self.path.display(),
+                list.join("\n")
+            );
+        }
         if std::thread::panicking() {
             let mut logs: Vec<PathBuf> = fs::read_dir(&self.path)
                 .into_iter()
