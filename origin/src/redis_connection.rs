@@ -26,6 +26,25 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 #[error("{0}")]
 pub struct RedisUnavailable(pub String);
 
+/// A Redis URL that does not parse; the URL itself is left out (it may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not a Redis URL ({0}); expected redis://[[user]:password@]host[:port][/db] or redis+unix:///path"
+)]
+pub(crate) struct InvalidRedisUrl(String);
+
+/// The client for `url`. Every Redis URL the origin and the bridge take goes
+/// through here: the configuration checks it before anything listens with the
+/// same parser that connects later, so a URL accepted at start never fails in
+/// a worker.
+pub(crate) fn client(url: &str) -> Result<redis::Client, InvalidRedisUrl> {
+    redis::Client::open(url).map_err(|e| {
+        // "<what> - <kind>[: <detail>]": the kind's name says nothing to a reader.
+        let kind = format!(" - {:?}", e.kind());
+        InvalidRedisUrl(e.to_string().replacen(&kind, "", 1))
+    })
+}
+
 /// Awaits a Redis operation for at most `limit`; every failure is [`RedisUnavailable`].
 pub(crate) async fn within<T>(
     limit: Duration,

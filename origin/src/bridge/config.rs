@@ -10,6 +10,7 @@ use crate::http_server::{
     ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
     DEFAULT_MAX_CONNECTIONS_PER_IP,
 };
+use crate::redis_connection::{self, InvalidRedisUrl};
 use crate::telemetry::LogFormat;
 
 /// The shortest bearer token the bridge accepts.
@@ -83,8 +84,16 @@ pub(crate) enum BridgeConfigError {
     #[error("--token / PUSHWIRE_BRIDGE_TOKEN must be at least {MIN_TOKEN_LEN} characters")]
     TokenTooShort,
     /// A connection limit is out of its bounds.
-    #[error(transparent)]
-    Connections(#[from] SettingError),
+    #[error("{setting}: {error}")]
+    OutOfRange {
+        /// Its flag and variable.
+        setting: String,
+        /// The bound it breaks.
+        error: SettingError,
+    },
+    /// The Redis URL does not parse.
+    #[error("--redis / PUSHWIRE_REDIS_URL: {0}")]
+    RedisUrl(#[from] InvalidRedisUrl),
 }
 
 /// The bridge's settings.
@@ -92,8 +101,8 @@ pub(crate) enum BridgeConfigError {
 pub(crate) struct BridgeConfig {
     /// Listen address.
     pub addr: SocketAddr,
-    /// Redis URL.
-    pub redis_url: String,
+    /// The Redis server's client (its URL checked).
+    pub redis: redis::Client,
     /// The bearer token clients must send.
     pub token: String,
     /// Allowed command names, upper-case.
@@ -108,7 +117,7 @@ impl std::fmt::Debug for BridgeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BridgeConfig")
             .field("addr", &self.addr)
-            .field("redis_url", &self.redis_url)
+            .field("redis", &"<client>")
             .field("token", &"<redacted>")
             .field("allowed", &self.allowed)
             .field("max_request_bytes", &self.max_request_bytes)
@@ -123,6 +132,7 @@ impl BridgeSettings {
         if self.token.len() < MIN_TOKEN_LEN {
             return Err(BridgeConfigError::TokenTooShort);
         }
+        let redis = redis_connection::client(&self.redis_url)?;
         let allowed = if self.allow.is_empty() {
             DEFAULT_ALLOWED.iter().map(|c| c.to_string()).collect()
         } else {
@@ -136,11 +146,20 @@ impl BridgeSettings {
             self.header_read_timeout_ms,
             self.body_read_timeout_ms,
             self.max_connections_per_ip,
-        )?;
+        )
+        .map_err(|error| {
+            // Each bound names the setting by its field.
+            let (SettingError::TooSmall { setting, .. } | SettingError::TooLarge { setting, .. }) =
+                error;
+            BridgeConfigError::OutOfRange {
+                setting: crate::config::flag_of::<Self>(setting),
+                error,
+            }
+        })?;
         Ok(BridgeConfig {
             connections,
             addr: SocketAddr::new(self.host, self.port),
-            redis_url: self.redis_url,
+            redis,
             token: self.token,
             allowed,
             max_request_bytes: self.max_request_bytes,
@@ -184,5 +203,28 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(config.allowed, ["PUBLISH", "PING"]);
+    }
+
+    #[test]
+    fn a_connection_limit_out_of_bounds_is_refused_by_name() {
+        let mut bad = settings("0123456789abcdef", &[]);
+        bad.body_read_timeout_ms = 1;
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "--body-read-timeout-ms / PUSHWIRE_BRIDGE_BODY_READ_TIMEOUT_MS: body_read_timeout_ms must be at least 100, not 1"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_that_does_not_parse_is_refused_by_name() {
+        let mut bad = settings("0123456789abcdef", &[]);
+        bad.redis_url = "redis://127.0.0.1:1,redis://127.0.0.1:2".into();
+        let err = bad.validate().unwrap_err();
+        assert!(matches!(err, BridgeConfigError::RedisUrl(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("--redis / PUSHWIRE_REDIS_URL: not a Redis URL"),
+            "{err}"
+        );
     }
 }

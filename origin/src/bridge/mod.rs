@@ -64,9 +64,6 @@ pub(crate) enum BridgeError {
     /// Redis cannot be reached.
     #[error("ERR redis unavailable: {0}")]
     Unavailable(#[from] RedisUnavailable),
-    /// The Redis URL is invalid.
-    #[error("invalid Redis URL: {0}")]
-    InvalidUrl(String),
 }
 
 impl IntoResponse for BridgeError {
@@ -78,9 +75,7 @@ impl IntoResponse for BridgeError {
             }
             BridgeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BridgeError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            BridgeError::Unavailable(_) | BridgeError::InvalidUrl(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            BridgeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = %self, "bridge request failed");
@@ -106,10 +101,8 @@ pub(crate) async fn run(
     config: BridgeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BridgeError> {
-    let client = redis::Client::open(config.redis_url.as_str())
-        .map_err(|e| BridgeError::InvalidUrl(e.to_string()))?;
     let bridge = Arc::new(Bridge {
-        redis: CommandConnection::new(client),
+        redis: CommandConnection::new(config.redis.clone()),
         config,
     });
     tracing::info!(

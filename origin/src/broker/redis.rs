@@ -87,8 +87,7 @@ impl RedisBroker {
         policy: HistoryPolicy,
         inbound: InboundSender,
     ) -> Result<Self, BrokerError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| unavailable(format_args!("invalid Redis URL: {e}")))?;
+        let client = redis_connection::client(url).map_err(unavailable)?;
         let (commands, rx) = mpsc::channel(1024);
         let connected = Arc::new(AtomicBool::new(false));
         tokio::spawn(run_subscriber(

@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::ConfigurationError;
 use crate::bridge::BridgeSettings;
 use crate::telemetry::Process;
 
 pub(super) async fn run(settings: BridgeSettings) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(settings.log_format, Process::Bridge);
-    let config = settings.validate()?;
+    let config = settings.validate().map_err(ConfigurationError::new)?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;

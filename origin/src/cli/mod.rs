@@ -2,7 +2,8 @@
 //!
 //! Output meant for the user (a trigger's result) goes to stdout; diagnostics go
 //! through `tracing` to stderr. Exit codes: 0 success, 1 the operation failed
-//! (e.g. the server refused a trigger), 2 usage or configuration error.
+//! (e.g. the server refused a trigger, or the port is taken), 2 usage or
+//! configuration error ([`ConfigurationError`], reported before anything listens).
 
 mod bridge;
 mod serve;
@@ -46,6 +47,19 @@ pub(crate) enum Command {
     /// Internal: a worker process, spawned by `serve`.
     #[command(hide = true)]
     WorkerProcess,
+}
+
+/// A setting that cannot be used, naming it and where it was given: exit
+/// status 2, as clap gives a usage error. Every other failure exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub(crate) struct ConfigurationError(String);
+
+impl ConfigurationError {
+    /// The error `why` names the setting and its source.
+    pub(crate) fn new(why: impl std::fmt::Display) -> Self {
+        ConfigurationError(why.to_string())
+    }
 }
 
 /// Parses the command line, runs it and turns the outcome into an exit code.
@@ -93,7 +107,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             crate::telemetry::report_fatal(&e);
-            ExitCode::from(2)
+            if e.is::<ConfigurationError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -202,6 +220,11 @@ mod tests {
             format!("at least {MIN_MAX_REQUEST_BYTES} [default: {DEFAULT_MAX_REQUEST_BYTES}]"),
             format!("1 to {MAX_HISTORY_EVENTS} [default: {DEFAULT_HISTORY_MAX_EVENTS}]"),
             format!("trimmed [default: {DEFAULT_HISTORY_MAX_AGE_SECS}]"),
+            format!(
+                "at most {} [default: {}]",
+                crate::config::MAX_PING_MS,
+                crate::config::DEFAULT_PING_INTERVAL_MS
+            ),
         ] {
             assert!(help.contains(&text), "{text:?} not in {help}");
         }

@@ -4,13 +4,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::ConfigurationError;
 use crate::config::{ServeConfig, ServeSettings};
 use crate::telemetry::Process;
 
 pub(super) async fn run(settings: ServeSettings) -> anyhow::Result<ExitCode> {
-    // The configuration names the log format, so logging starts once it is read;
-    // a configuration error is reported as plain text.
-    let (config, readable_secrets) = ServeConfig::resolve(settings).context("configuration")?;
+    // Every setting is checked here, before the port is bound: workers get only
+    // settings that work. The configuration names the log format, so logging
+    // starts once it is read; a configuration error is reported as plain text.
+    let (config, readable_secrets) =
+        ServeConfig::resolve(settings).map_err(ConfigurationError::new)?;
     crate::telemetry::init(config.log_format, Process::Master);
     if let Some(readable) = readable_secrets {
         readable.warn();

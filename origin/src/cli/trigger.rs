@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use pushwire_shared::AppList;
 
+use super::ConfigurationError;
 use crate::telemetry::{LogFormat, Process};
 use crate::trigger_client::TriggerClient;
 
@@ -47,9 +48,11 @@ impl std::fmt::Debug for TriggerArgs {
 
 pub(super) async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(LogFormat::Text, Process::Command);
-    let apps = AppList::parse(&args.app).context("--app / PUSHWIRE_APPS")?;
+    let apps = AppList::parse(&args.app)
+        .map_err(|e| ConfigurationError::new(format_args!("--app / PUSHWIRE_APPS: {e}")))?;
     let app = apps.iter().next().context("no app given")?.clone();
-    let client = TriggerClient::new(&args.url, app)?;
+    let client = TriggerClient::new(&args.url, app)
+        .map_err(|e| ConfigurationError::new(format_args!("--url / PUSHWIRE_URL: {e}")))?;
     let response = client
         .trigger(
             &args.channels,

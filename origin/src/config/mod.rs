@@ -18,10 +18,11 @@ use pushwire_shared::settings::{self as shared, Bounds, SettingError};
 use pushwire_shared::{AppList, AppsParseError};
 
 use crate::http_server::{self, ConnectionLimits};
+use crate::redis_connection::{self, InvalidRedisUrl};
 use crate::telemetry::LogFormat;
 
 pub(crate) use self::allowed_origins::AllowedOrigins;
-pub(crate) use self::settings::{ReadableSecrets, ServeSettings};
+pub(crate) use self::settings::{ReadableSecrets, ServeSettings, flag_of};
 
 /// The app used when none is configured: for development only.
 pub const DEV_APPS: &str = "1000001:app-key:app-secret";
@@ -36,6 +37,24 @@ pub(crate) const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
 pub(crate) const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 /// The shortest heartbeat interval or timeout; shorter settings are raised to it.
 pub(crate) const MIN_PING_MS: u64 = 100;
+/// The longest heartbeat interval or timeout, in ms (an hour). A peer silent for
+/// longer is long gone; beyond it a heartbeat does nothing but overflow timers.
+pub(crate) const MAX_PING_MS: u64 = 3_600_000;
+
+/// The bounds of the heartbeat interval and timeout (below the minimum, a value
+/// is raised to [`MIN_PING_MS`] rather than refused).
+const PING_BOUNDS: [Bounds; 2] = [
+    Bounds {
+        setting: "ping_interval_ms",
+        min: 0,
+        max: MAX_PING_MS,
+    },
+    Bounds {
+        setting: "ping_timeout_ms",
+        min: 0,
+        max: MAX_PING_MS,
+    },
+];
 
 /// The most worker processes `pushwire serve` starts.
 pub(crate) const MAX_WORKERS: usize = 256;
@@ -98,7 +117,7 @@ pub(crate) struct ServeConfig {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     /// The config file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path} (--config / PUSHWIRE_CONFIG): {source}")]
     ReadFile {
         /// The file.
         path: PathBuf,
@@ -106,7 +125,7 @@ pub(crate) enum ConfigError {
         source: std::io::Error,
     },
     /// The config file is not valid.
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path} (--config / PUSHWIRE_CONFIG): {source}")]
     ParseFile {
         /// The file.
         path: PathBuf,
@@ -134,6 +153,14 @@ pub(crate) enum ConfigError {
         setting: String,
         /// The bound it breaks, as the edge reports it.
         error: SettingError,
+    },
+    /// The Redis URL does not parse.
+    #[error("{setting}: {error}")]
+    RedisUrl {
+        /// Where it was given: `--redis / PUSHWIRE_REDIS_URL` or its config file key.
+        setting: String,
+        /// Why.
+        error: InvalidRedisUrl,
     },
 }
 
@@ -172,6 +199,37 @@ impl ServeConfig {
             shared::DEFAULT_MAX_REQUEST_BYTES as u64,
             shared::max_request_bytes,
         )?;
+        let redis_url = match Layered::of("redis_url", given.redis_url, file.redis_url).first() {
+            // An empty URL (e.g. `--redis ""` over a file's URL) picks the embedded broker.
+            Some((url, _)) if url.is_empty() => None,
+            Some((url, setting)) => {
+                redis_connection::client(&url)
+                    .map_err(|error| ConfigError::RedisUrl { setting, error })?;
+                Some(url)
+            }
+            None => None,
+        };
+        let [interval_bounds, timeout_bounds] = PING_BOUNDS;
+        let ping_interval_ms = checked(
+            Layered::of(
+                "ping_interval_ms",
+                given.ping_interval_ms,
+                file.ping_interval_ms,
+            ),
+            DEFAULT_PING_INTERVAL_MS,
+            |ms| interval_bounds.check(ms),
+        )?
+        .max(MIN_PING_MS);
+        let ping_timeout_ms = checked(
+            Layered::of(
+                "ping_timeout_ms",
+                given.ping_timeout_ms,
+                file.ping_timeout_ms,
+            ),
+            DEFAULT_PING_TIMEOUT_MS,
+            |ms| timeout_bounds.check(ms),
+        )?
+        .max(MIN_PING_MS);
         let history = HistoryPolicy {
             max_events: checked(
                 Layered::of(
@@ -242,20 +300,12 @@ impl ServeConfig {
             host,
             port: given.port.or(file.port).unwrap_or(DEFAULT_PORT),
             apps,
-            redis_url: given.redis_url.or(file.redis_url).filter(|u| !u.is_empty()),
+            redis_url,
             max_request_bytes,
             workers,
             demo: given.demo.or(file.demo).unwrap_or(true),
-            ping_interval_ms: given
-                .ping_interval_ms
-                .or(file.ping_interval_ms)
-                .unwrap_or(DEFAULT_PING_INTERVAL_MS)
-                .max(MIN_PING_MS),
-            ping_timeout_ms: given
-                .ping_timeout_ms
-                .or(file.ping_timeout_ms)
-                .unwrap_or(DEFAULT_PING_TIMEOUT_MS)
-                .max(MIN_PING_MS),
+            ping_interval_ms,
+            ping_timeout_ms,
             history,
             allowed_origins: given
                 .allowed_origins
@@ -300,6 +350,16 @@ impl<T> Layered<T> {
             ..self
         }
     }
+
+    /// The first value given, with what names it where it was given: its
+    /// flag and variable, or its config file key.
+    fn first(self) -> Option<(T, String)> {
+        match (self.given, self.file) {
+            (Some(value), _) => Some((value, ServeSettings::flag_of(self.id))),
+            (None, Some(value)) => Some((value, format!("{} in the config file", self.file_key))),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The first value given (else `default`) through `check`, its error naming
@@ -309,11 +369,10 @@ fn checked<T, U>(
     default: T,
     check: impl FnOnce(T) -> Result<U, SettingError>,
 ) -> Result<U, ConfigError> {
-    let (value, named) = match (setting.given, setting.file) {
-        (Some(value), _) => (value, ServeSettings::flag_of(setting.id)),
-        (None, Some(value)) => (value, format!("{} in the config file", setting.file_key)),
-        (None, None) => (default, format!("{} (default)", setting.file_key)),
-    };
+    let file_key = setting.file_key;
+    let (value, named) = setting
+        .first()
+        .unwrap_or_else(|| (default, format!("{file_key} (default)")));
     check(value).map_err(|error| ConfigError::OutOfRange {
         setting: named,
         error,

@@ -73,11 +73,11 @@ pub(crate) struct ServeSettings {
     /// Serve the live demo page at `/` [default: true].
     #[arg(long, env = "PUSHWIRE_DEMO")]
     pub demo: Option<bool>,
-    /// Heartbeat interval in ms [default: 25000].
+    /// Heartbeat interval in ms, at most 3600000 [default: 25000].
     #[arg(long, env = "PUSHWIRE_PING_INTERVAL_MS")]
     pub ping_interval_ms: Option<u64>,
-    /// Heartbeat timeout in ms; a client whose send buffer is full at a ping, or that
-    /// does not answer in time, is disconnected [default: 20000].
+    /// Heartbeat timeout in ms, at most 3600000; a client whose send buffer is full at
+    /// a ping, or that does not answer in time, is disconnected [default: 20000].
     #[arg(long, env = "PUSHWIRE_PING_TIMEOUT_MS")]
     pub ping_timeout_ms: Option<u64>,
     /// Trigger API request body cap in bytes, at least 1024 [default: 262144].
@@ -191,21 +191,27 @@ impl ServeSettings {
     /// How the command line names the setting whose field is `id`:
     /// `--flag / VARIABLE`.
     pub(crate) fn flag_of(id: &str) -> String {
-        let command = <Self as clap::Args>::augment_args(clap::Command::new("serve"));
-        command
-            .get_arguments()
-            .find(|arg| arg.get_id() == id)
-            .map_or_else(
-                || id.to_owned(),
-                |arg| {
-                    let long = arg.get_long().unwrap_or(id);
-                    match arg.get_env() {
-                        Some(env) => format!("--{long} / {}", env.to_string_lossy()),
-                        None => format!("--{long}"),
-                    }
-                },
-            )
+        flag_of::<Self>(id)
     }
+}
+
+/// How the command line names the setting whose field of `A` is `id`:
+/// `--flag / VARIABLE` (`id` itself if `A` has no such setting).
+pub(crate) fn flag_of<A: clap::Args>(id: &str) -> String {
+    let command = A::augment_args(clap::Command::new("settings"));
+    command
+        .get_arguments()
+        .find(|arg| arg.get_id() == id)
+        .map_or_else(
+            || id.to_owned(),
+            |arg| {
+                let long = arg.get_long().unwrap_or(id);
+                match arg.get_env() {
+                    Some(env) => format!("--{long} / {}", env.to_string_lossy()),
+                    None => format!("--{long}"),
+                }
+            },
+        )
 }
 
 /// The file's permission bits when its group or other users may read or

@@ -268,3 +268,51 @@ fn workers_get_the_log_format_with_their_settings() {
     let sent: ServeConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
     assert_eq!(sent.log_format, LogFormat::Json);
 }
+
+#[test]
+fn a_redis_url_that_does_not_parse_is_refused_naming_where_it_was_given() {
+    let typo = "redis://127.0.0.1:1,redis://127.0.0.1:2";
+    let given = flags(&["--redis", typo]).unwrap();
+    let err = ServeConfig::merge(given, none()).unwrap_err();
+    assert!(matches!(err, ConfigError::RedisUrl { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("--redis / PUSHWIRE_REDIS_URL: not a Redis URL"),
+        "{err}"
+    );
+    let f = file(&format!(r#"{{"redis_url": "{typo}"}}"#));
+    let err = ServeConfig::merge(none(), f).unwrap_err().to_string();
+    assert!(
+        err.starts_with("redis_url in the config file: not a Redis URL"),
+        "{err}"
+    );
+    // A password in the URL stays out of the message.
+    let given = flags(&["--redis", "redis://:hunter2@host:port"]).unwrap();
+    let err = ServeConfig::merge(given, none()).unwrap_err().to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    // A flag's good URL wins over the file's bad one; unreachable is not invalid.
+    let given = flags(&["--redis", "redis://127.0.0.1:1"]).unwrap();
+    let f = file(&format!(r#"{{"redis_url": "{typo}"}}"#));
+    let c = ServeConfig::merge(given, f).unwrap();
+    assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:1"));
+}
+
+#[test]
+fn heartbeats_are_raised_to_the_minimum_and_refused_past_the_maximum() {
+    let given = flags(&["--ping-interval-ms", "1", "--ping-timeout-ms", "3600000"]).unwrap();
+    let c = ServeConfig::merge(given, none()).unwrap();
+    assert_eq!(
+        (c.ping_interval_ms, c.ping_timeout_ms),
+        (MIN_PING_MS, MAX_PING_MS)
+    );
+    let given = flags(&["--ping-interval-ms", "18446744073709551615"]).unwrap();
+    assert_eq!(
+        ServeConfig::merge(given, none()).unwrap_err().to_string(),
+        "--ping-interval-ms / PUSHWIRE_PING_INTERVAL_MS: ping_interval_ms must be at most 3600000, not 18446744073709551615"
+    );
+    let f = file(r#"{"ping_timeout_ms": 3600001}"#);
+    assert_eq!(
+        ServeConfig::merge(none(), f).unwrap_err().to_string(),
+        "ping_timeout_ms in the config file: ping_timeout_ms must be at most 3600000, not 3600001"
+    );
+}
