@@ -270,10 +270,12 @@ fn sigterm_during_a_restart_back_off_stops_at_once() {
             }
         });
         signal_pid(worker, "KILL");
+        // "worker exited; restarting it", or, when it was killed before it was
+        // ready, "… cannot start: the worker exited before it was ready …".
         wait::until(
             "the master to see the crash",
             Duration::from_secs(10),
-            || (origin.log().matches("worker exited; restarting it").count() == kill).then_some(()),
+            || (origin.log().matches("worker exited").count() == kill).then_some(()),
         );
     }
     let stop_sent = Instant::now();

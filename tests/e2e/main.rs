@@ -22,3 +22,4 @@ mod resilience;
 mod slow_consumer;
 mod subscribe;
 mod trigger_api;
+mod worker_start;

@@ -84,6 +84,8 @@ pub struct OriginOptions {
     /// Log at the origin's own default level (no `RUST_LOG`: info), as in
     /// production, instead of the suite's (`$PUSHWIRE_TEST_LOG`, default debug).
     pub default_log_level: bool,
+    /// The `pushwire` binary to run; `None` runs [`pushwire_bin`].
+    pub binary: Option<PathBuf>,
 }
 
 /// The worker count tests run with: `$PUSHWIRE_TEST_WORKERS`, default 2 (a real cluster).
@@ -105,6 +107,7 @@ impl OriginOptions {
             port: 0,
             soft_open_files: None,
             default_log_level: false,
+            binary: None,
         }
     }
 
@@ -118,6 +121,7 @@ impl OriginOptions {
             port: 0,
             soft_open_files: None,
             default_log_level: false,
+            binary: None,
         }
     }
 
@@ -141,15 +145,16 @@ impl Origin {
     pub fn start(scratch: &Scratch, name: &str, options: OriginOptions) -> Self {
         let log = scratch.file(&format!("{name}.log"));
         scratch.watch_log(&log, options.secrets());
+        let binary = options.binary.clone().unwrap_or_else(pushwire_bin);
         let mut cmd = match options.soft_open_files {
             Some(limit) => {
                 let mut sh = Command::new("sh");
                 sh.arg("-c")
                     .arg(format!("ulimit -Sn {limit} && exec \"$0\" \"$@\""))
-                    .arg(pushwire_bin());
+                    .arg(binary);
                 sh
             }
-            None => Command::new(pushwire_bin()),
+            None => Command::new(binary),
         };
         cmd.args([
             "serve",

@@ -26,6 +26,14 @@ pub(crate) enum ClusterError {
         /// Why.
         source: std::io::Error,
     },
+    /// A worker process cannot be run.
+    #[error("{}: {source}", program.display())]
+    Spawn {
+        /// The program: this binary, re-executed.
+        program: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -38,4 +46,7 @@ pub(crate) enum ClusterError {
     /// The worker's broker could not start.
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    /// The worker could not start and has told the master why (the master logs it).
+    #[error("the worker could not start: {0}")]
+    StartFailed(String),
 }

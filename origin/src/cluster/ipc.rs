@@ -31,6 +31,8 @@ pub(crate) enum ToMaster {
     /// Whether the worker's broker connection is up (sent after `Ready` and
     /// on every change), for the origin's readiness.
     BrokerState(bool),
+    /// The worker cannot start, and why; it exits next. Sent instead of `Ready`.
+    Failed(String),
 }
 
 /// Master → worker.
@@ -168,6 +170,7 @@ impl ToMaster {
             },
             ToMaster::Metrics(id, text) => Writer::default().tag(9).u64(*id).str(text),
             ToMaster::BrokerState(up) => Writer::default().tag(10).u64(u64::from(*up)),
+            ToMaster::Failed(why) => Writer::default().tag(11).str(why),
         }
         .finish()
     }
@@ -192,6 +195,7 @@ impl ToMaster {
             8 => broker(r.u64()?, Request::Directory(r.json()?)),
             9 => ToMaster::Metrics(r.u64()?, r.str()?),
             10 => ToMaster::BrokerState(r.u64()? != 0),
+            11 => ToMaster::Failed(r.str()?),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -332,6 +336,7 @@ mod tests {
             ToMaster::Metrics(9, "# EOF\n".into()),
             ToMaster::BrokerState(true),
             ToMaster::BrokerState(false),
+            ToMaster::Failed("the event broker is unavailable: é".into()),
         ];
         let to_worker = [
             ToWorker::Init("{}".into()),

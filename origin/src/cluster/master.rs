@@ -13,15 +13,17 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream, UnixDatagram};
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::control_queue::{CONTROL_QUEUE_FRAMES, ControlQueue};
 use super::drain::DRAIN_GRACE;
 use super::error::ClusterError;
 use super::handoff::send_connection;
 use super::ipc::{self, IpcError, RequestId, ToMaster, ToWorker};
+use super::start_failure::StartFailures;
 use super::status;
 use super::sticky::{RouteHint, StickyRouter, WorkerId, route_hint};
+use super::unavailable::answer_unavailable;
 use crate::backoff::Backoff;
 use crate::broker::embedded::{Deliver, EmbeddedBrokerServer};
 use crate::config::ServeConfig;
@@ -35,8 +37,13 @@ const MAX_REQUEST_LINE: usize = 8 * 1024;
 const HANDOFF_ATTEMPTS: u32 = 5;
 /// The pause between those tries.
 const HANDOFF_RETRY: Duration = Duration::from_millis(10);
-/// How long a connection waits for a ready worker (at start-up, or when all died).
+/// How long a connection waits for a ready worker (at start-up, or when all
+/// died) before the master answers it `503` itself. A failed start ends the
+/// wait at once.
 const WORKER_WAIT: Duration = Duration::from_secs(10);
+/// How long the supervisor waits, once a worker has exited, for the rest of
+/// what it sent on its control socket (its reason, if it could not start).
+const LAST_WORDS_WAIT: Duration = Duration::from_secs(1);
 /// Pauses before restarting a worker that keeps dying.
 const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// A worker that ran this long before dying restarts without accumulated back-off.
@@ -61,7 +68,9 @@ pub(super) struct Master {
     pub(super) router: Mutex<StickyRouter>,
     broker: EmbeddedBrokerServer,
     pub(super) links: Mutex<HashMap<WorkerId, Link>>,
+    /// Woken when a worker becomes ready or fails to start.
     ready: Notify,
+    pub(super) start_failures: StartFailures,
     /// `true` once the master is stopping: no worker is started or restarted after that.
     pub(super) stopping: watch::Sender<bool>,
     /// Whether each worker's broker connection is up, as it last said.
@@ -156,6 +165,7 @@ pub(crate) async fn run_master(
         broker: EmbeddedBrokerServer::new(config.history),
         links: Mutex::new(HashMap::new()),
         ready: Notify::new(),
+        start_failures: StartFailures::default(),
         stopping: watch::Sender::new(false),
         broker_up: Mutex::default(),
         restarts: Mutex::default(),
@@ -241,13 +251,23 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
     let mut attempt = 0u32;
     loop {
         let started = Instant::now();
-        match spawn_worker(&master, id) {
-            Ok((mut child, stuck)) => {
+        let failed_start = match spawn_worker(&master, id) {
+            Ok((mut child, stuck, mut control)) => {
                 let status = tokio::select! {
                     status = child.wait() => status,
                     _ = stuck.notified() => {
                         let _ = child.start_kill();
                         child.wait().await
+                    }
+                };
+                // Its control socket closed with it: the reader has all it sent.
+                // A reader still running (another process holds the socket) is
+                // stopped, or it would forget the next worker of this id.
+                let life = match tokio::time::timeout(LAST_WORDS_WAIT, &mut control).await {
+                    Ok(Ok(life)) => life,
+                    _ => {
+                        control.abort();
+                        Life::default()
                     }
                 };
                 master.forget(id);
@@ -256,12 +276,25 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
                     return;
                 }
                 *lock(&master.restarts).entry(id).or_default() += 1;
-                tracing::warn!(worker = id, status = ?status, "worker exited; restarting it");
-                if started.elapsed() >= STABLE_AFTER {
-                    attempt = 0;
+                if life.ready {
+                    tracing::warn!(worker = id, status = ?status, "worker exited; restarting it");
+                    if started.elapsed() >= STABLE_AFTER {
+                        attempt = 0;
+                    }
+                    None
+                } else {
+                    Some(life.failure.unwrap_or_else(|| match status {
+                        Ok(status) => format!("the worker exited before it was ready ({status})"),
+                        Err(e) => format!("the worker exited before it was ready ({e})"),
+                    }))
                 }
             }
-            Err(e) => tracing::error!(worker = id, error = %e, "cannot start worker"),
+            Err(e) => Some(format!("cannot start a worker process: {e}")),
+        };
+        if let Some(reason) = failed_start {
+            master.start_failures.record(id, reason);
+            // Connections waiting for a worker are answered with the reason now.
+            master.ready.notify_waiters();
         }
         // A stop during the back-off ends it at once: a worker started after the
         // master's shutdown broadcast would never be told to stop.
@@ -276,26 +309,45 @@ async fn supervise(master: Arc<Master>, id: WorkerId) {
     }
 }
 
+/// What one worker process said on its control socket, in the end.
+#[derive(Debug, Default)]
+struct Life {
+    /// It became ready.
+    ready: bool,
+    /// Why it could not start, as it said.
+    failure: Option<String>,
+}
+
 /// Starts worker `id`: re-executes this binary with its control socket as stdin
 /// and its hand-off socket as stdout, and sends it the settings. Returns the
-/// child and what signals that it is stuck and must be killed.
-fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<(Child, Arc<Notify>), ClusterError> {
+/// child, what signals that it is stuck and must be killed, and the control
+/// socket's reader, which ends when the worker's end closes.
+fn spawn_worker(
+    master: &Arc<Master>,
+    id: WorkerId,
+) -> Result<(Child, Arc<Notify>, JoinHandle<Life>), ClusterError> {
     let (control_master, control_worker) = std::os::unix::net::UnixStream::pair()?;
     let (handoff_master, handoff_worker) = std::os::unix::net::UnixDatagram::pair()?;
-    let child = Command::new(std::env::current_exe()?)
+    let program = std::env::current_exe()?;
+    let child = Command::new(&program)
         .arg("worker-process")
         .env(super::worker_process::WORKER_ID_ENV, id.to_string())
         .stdin(Stdio::from(OwnedFd::from(control_worker)))
         .stdout(Stdio::from(OwnedFd::from(handoff_worker)))
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
-        .spawn()?;
+        .spawn()
+        .map_err(|source| ClusterError::Spawn { program, source })?;
     let pid = child.id().unwrap_or_default();
-    tracing::info!(worker = id, pid, "spawned worker");
+    if master.start_failures.reason().is_some() {
+        tracing::debug!(worker = id, pid, "spawned worker (again)");
+    } else {
+        tracing::info!(worker = id, pid, "spawned worker");
+    }
 
     control_master.set_nonblocking(true)?;
     handoff_master.set_nonblocking(true)?;
-    let (mut reader, mut writer) = tokio::net::UnixStream::from_std(control_master)?.into_split();
+    let (reader, mut writer) = tokio::net::UnixStream::from_std(control_master)?.into_split();
     let handoff = Arc::new(UnixDatagram::from_std(handoff_master)?);
     let (control, mut frames, stuck) = ControlQueue::new(CONTROL_QUEUE_FRAMES);
     let _ = control.push(ToWorker::Init(master.settings.clone()).encode());
@@ -319,21 +371,34 @@ fn spawn_worker(master: &Arc<Master>, id: WorkerId) -> Result<(Child, Arc<Notify
             }
         }
     });
-    let master = master.clone();
-    tokio::spawn(async move {
-        loop {
-            match ipc::read_to_master(&mut reader).await {
-                Ok(message) => handle(&master, id, message),
-                Err(IpcError::Closed) => break,
-                Err(e) => {
-                    tracing::warn!(worker = id, error = %e, "bad control frame; dropping the worker's routes");
-                    break;
-                }
+    let control = tokio::spawn(read_worker(master.clone(), id, reader));
+    Ok((child, stuck, control))
+}
+
+/// Handles what worker `id` sends until its end of the control socket closes;
+/// then forgets its routes and returns how its life went.
+async fn read_worker(
+    master: Arc<Master>,
+    id: WorkerId,
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+) -> Life {
+    let mut life = Life::default();
+    loop {
+        match ipc::read_to_master(&mut reader).await {
+            Ok(ToMaster::Failed(why)) => life.failure = Some(why),
+            Ok(message) => {
+                life.ready |= message == ToMaster::Ready;
+                handle(&master, id, message);
+            }
+            Err(IpcError::Closed) => break,
+            Err(e) => {
+                tracing::warn!(worker = id, error = %e, "bad control frame; dropping the worker's routes");
+                break;
             }
         }
-        master.forget(id);
-    });
-    Ok((child, stuck))
+    }
+    master.forget(id);
+    life
 }
 
 /// Handles one message from worker `id`.
@@ -341,6 +406,7 @@ fn handle(master: &Master, id: WorkerId, message: ToMaster) {
     match message {
         ToMaster::Ready => {
             lock(&master.router).add_ready(id);
+            master.start_failures.ready(id);
             master.ready.notify_waiters();
             tracing::info!(worker = id, "worker ready");
         }
@@ -360,6 +426,8 @@ fn handle(master: &Master, id: WorkerId, message: ToMaster) {
         ToMaster::BrokerState(up) => {
             lock(&master.broker_up).insert(id, up);
         }
+        // Kept by the reader until the worker has exited (see `supervise`).
+        ToMaster::Failed(_) => {}
     }
 }
 
@@ -443,17 +511,21 @@ async fn route(master: Arc<Master>, stream: TcpStream) {
                     failures += 1;
                     tracing::warn!(worker, error = %e, failures, "handing a connection to a worker failed");
                     if failures >= HANDOFF_ATTEMPTS {
-                        tracing::warn!("dropping a connection no worker could take");
-                        return;
+                        let why = "no worker could take the connection";
+                        return answer_unavailable(stream, why).await;
                     }
                     tokio::time::sleep(HANDOFF_RETRY).await;
                     continue;
                 }
             }
         }
+        // No worker to take it: never leave it hanging.
+        if let Some(reason) = master.start_failures.reason() {
+            return answer_unavailable(stream, &format!("no worker is ready: {reason}")).await;
+        }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            tracing::warn!("no worker ready within {WORKER_WAIT:?}; dropping a connection");
-            return;
+            tracing::warn!("no worker ready within {WORKER_WAIT:?}; answering 503");
+            return answer_unavailable(stream, "no worker is ready").await;
         }
     }
 }
@@ -472,20 +544,49 @@ fn worker_is_gone(error: &std::io::Error) -> bool {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_worker_that_stops_reading_is_dropped_and_stopped() {
-        let master = Master {
+    fn master() -> Master {
+        Master {
             settings: String::new(),
             router: Mutex::new(StickyRouter::new()),
             broker: EmbeddedBrokerServer::new(Default::default()),
             links: Mutex::new(HashMap::new()),
             ready: Notify::new(),
+            start_failures: StartFailures::default(),
             stopping: watch::Sender::new(false),
             broker_up: Mutex::default(),
             restarts: Mutex::default(),
             scrapes: Mutex::default(),
             next_request: AtomicU64::new(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_says_why_it_cannot_start_or_that_it_is_ready() {
+        let master = Arc::new(master());
+        let said = |messages: Vec<ToMaster>| {
+            let master = master.clone();
+            async move {
+                let bytes: Vec<u8> = messages.iter().flat_map(ToMaster::encode).collect();
+                read_worker(master, 3, bytes.as_slice()).await
+            }
         };
+        let life = said(vec![ToMaster::Failed("no broker".into())]).await;
+        assert!(!life.ready);
+        assert_eq!(life.failure.as_deref(), Some("no broker"));
+        let life = said(vec![]).await;
+        assert!(!life.ready && life.failure.is_none());
+        let life = said(vec![ToMaster::Ready]).await;
+        assert!(life.ready && life.failure.is_none());
+        // Its routes go with it.
+        assert_eq!(
+            lock(&master.router).pick(&RouteHint::Fresh, Instant::now()),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_stops_reading_is_dropped_and_stopped() {
+        let master = master();
         let (handoff, _other_end) = UnixDatagram::pair().unwrap();
         let (control, _frames_never_read, stuck) = ControlQueue::new(3);
         lock(&master.links).insert(

@@ -8,7 +8,9 @@
 //! talks to the master over two socket pairs set up as its stdin (control
 //! frames, see [`ipc`]) and stdout (connection hand-off).
 //!
-//! The master restarts dead workers with back-off, runs the embedded broker's
+//! The master restarts dead workers with back-off (a worker that cannot start
+//! tells it why first: the master logs the reason once and, while no worker is
+//! ready, answers every connection `503` with it), runs the embedded broker's
 //! server when no Redis is configured
 //! ([`EmbeddedBrokerServer`](crate::broker::embedded::EmbeddedBrokerServer)),
 //! and on SIGTERM/SIGINT stops accepting, asks every worker to drain, and
@@ -23,9 +25,12 @@ mod error;
 mod handoff;
 pub(crate) mod ipc;
 mod master;
+mod start_failure;
 mod status;
 mod sticky;
+mod unavailable;
 mod worker_process;
 
+pub(crate) use self::error::ClusterError;
 pub(crate) use self::master::run_master;
 pub(crate) use self::worker_process::{WORKER_ID_ENV, run_worker_process};

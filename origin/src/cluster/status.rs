@@ -30,17 +30,20 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Why the origin is not ready.
-pub(crate) fn not_ready_reason(master: &Master) -> Option<&'static str> {
+pub(crate) fn not_ready_reason(master: &Master) -> Option<String> {
     if *master.stopping.borrow() {
-        return Some("draining: the origin is shutting down");
+        return Some("draining: the origin is shutting down".into());
     }
     let ready = lock(&master.router).ready_workers().to_vec();
     if ready.is_empty() {
-        return Some("no worker is ready");
+        return Some(match master.start_failures.reason() {
+            Some(why) => format!("no worker is ready: {why}"),
+            None => "no worker is ready".into(),
+        });
     }
     let broker_up = lock(&master.broker_up);
     if !ready.iter().any(|w| broker_up.get(w) == Some(&true)) {
-        return Some("no worker reaches the broker");
+        return Some("no worker reaches the broker".into());
     }
     None
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
@@ -19,33 +20,45 @@ use crate::worker::{self, INBOUND_QUEUE};
 
 /// The environment variable carrying the worker's id.
 pub(crate) const WORKER_ID_ENV: &str = "PUSHWIRE_WORKER_ID";
+/// How long a worker that cannot start waits for the master to take its reason.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Runs a worker: reads its settings from the master, starts logging in the
 /// format they name, serves the connections the master hands over, and returns
-/// when told to stop or when the master is gone.
+/// when told to stop or when the master is gone. A worker that cannot start
+/// tells the master why before it exits.
 pub(crate) async fn run_worker_process() -> Result<(), ClusterError> {
     let id: usize = std::env::var(WORKER_ID_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     // The master set stdin up as the control socket and stdout as the hand-off socket.
-    let (mut reader, writer) = inherited_stream(std::io::stdin().as_fd())?.into_split();
-    let handoff = inherited_datagram(std::io::stdout().as_fd())?;
-    let config: ServeConfig = match ipc::read_to_worker(&mut reader).await? {
-        ToWorker::Init(json) => {
-            serde_json::from_str(&json).map_err(|e| ClusterError::Settings(e.to_string()))?
-        }
-        other => {
-            return Err(ClusterError::Settings(format!(
-                "expected Init first, got {}",
-                other.kind()
-            )));
+    let (mut reader, mut writer) = inherited_stream(std::io::stdin().as_fd())?.into_split();
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let socket_ids = worker::SocketIdGenerator::random();
+    let started = match start(id, &mut reader, socket_ids.node(), &inbound_tx).await {
+        Ok(started) => started,
+        Err(e) => {
+            // Nothing else has been written to the control socket yet, so this
+            // frame is whole. The master logs the reason once and answers 503
+            // with it while no worker is ready, however often it retries.
+            let reason = e.to_string();
+            let frame = ToMaster::Failed(reason.clone()).encode();
+            let report = ipc::write_frame(&mut writer, &frame);
+            return match tokio::time::timeout(REPORT_TIMEOUT, report).await {
+                Ok(Ok(())) => Err(ClusterError::StartFailed(reason)),
+                _ => Err(e),
+            };
         }
     };
-    crate::telemetry::init(config.log_format, Process::Worker(id));
-    crate::metrics::init_worker(id);
     let span = tracing::info_span!("worker", id, pid = std::process::id());
-    run(id, config, reader, writer, handoff)
+    let channels = Channels {
+        reader,
+        writer,
+        inbound_tx,
+        inbound_rx,
+    };
+    run(id, socket_ids, started, channels)
         .instrument(span)
         .await
 }
@@ -66,24 +79,82 @@ fn inherited_datagram(
     Ok(tokio::net::UnixDatagram::from_std(socket)?)
 }
 
-async fn run(
-    id: usize,
+/// What a worker needs before it can serve, as [`start`] gathers it.
+struct Started {
+    handoff: tokio::net::UnixDatagram,
     config: ServeConfig,
+    /// The Redis broker, when the settings name one.
+    redis: Option<RedisBroker>,
+}
+
+/// The worker's ends of the control socket and of its inbound queue.
+struct Channels {
     reader: tokio::net::unix::OwnedReadHalf,
     writer: tokio::net::unix::OwnedWriteHalf,
-    handoff: tokio::net::UnixDatagram,
-) -> Result<(), ClusterError> {
-    let control = Arc::new(ControlClient::spawn(writer));
-    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let socket_ids = worker::SocketIdGenerator::random();
-    let node = socket_ids.node();
-    let broker: Arc<dyn Broker> = match &config.redis_url {
-        Some(url) => Arc::new(RedisBroker::start(
+    inbound_tx: InboundSender,
+    inbound_rx: mpsc::Receiver<Inbound>,
+}
+
+/// Everything in a worker's start that can fail once the control socket is
+/// open: reading its settings (then logging starts, in their format) and
+/// starting its broker. The master checked the settings before it listened, so
+/// a failure here is this process's environment; the master is told why.
+async fn start(
+    id: usize,
+    reader: &mut tokio::net::unix::OwnedReadHalf,
+    node: u64,
+    inbound: &InboundSender,
+) -> Result<Started, ClusterError> {
+    let handoff = inherited_datagram(std::io::stdout().as_fd())?;
+    let config: ServeConfig = match ipc::read_to_worker(reader).await? {
+        ToWorker::Init(json) => {
+            serde_json::from_str(&json).map_err(|e| ClusterError::Settings(e.to_string()))?
+        }
+        other => {
+            return Err(ClusterError::Settings(format!(
+                "expected Init first, got {}",
+                other.kind()
+            )));
+        }
+    };
+    crate::telemetry::init(config.log_format, Process::Worker(id));
+    crate::metrics::init_worker(id);
+    let redis = match &config.redis_url {
+        Some(url) => Some(RedisBroker::start(
             url,
             node.to_string(),
             config.history,
-            inbound_tx.clone(),
+            inbound.clone(),
         )?),
+        None => None,
+    };
+    Ok(Started {
+        handoff,
+        config,
+        redis,
+    })
+}
+
+async fn run(
+    id: usize,
+    socket_ids: worker::SocketIdGenerator,
+    started: Started,
+    channels: Channels,
+) -> Result<(), ClusterError> {
+    let Started {
+        handoff,
+        config,
+        redis,
+    } = started;
+    let Channels {
+        reader,
+        writer,
+        inbound_tx,
+        inbound_rx,
+    } = channels;
+    let control = Arc::new(ControlClient::spawn(writer));
+    let broker: Arc<dyn Broker> = match redis {
+        Some(redis) => Arc::new(redis),
         None => Arc::new(EmbeddedBroker::new(control.clone(), inbound_tx.clone())),
     };
 
