@@ -1,5 +1,5 @@
 //! The live demo page, in a real browser: headless Chromium shows an event
-//! triggered with the exact command the page displays.
+//! triggered with the exact command the page displays, with no click first.
 
 use std::process::{Command, Stdio};
 
@@ -34,50 +34,55 @@ fn demo_page_shows_an_event_triggered_with_its_own_command() {
         .current_dir(&js)
         .env("SCREENSHOT", scratch.file("demo.png"));
     let browser = Reporter::spawn(&scratch, "browser", cmd);
-    let ready = browser.next("the page to subscribe");
-    assert_eq!(ready["type"], "ready", "{ready}");
-    assert!(
-        !ready["html"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("app-secret")
-    );
 
-    // Run exactly what the page tells the user to run, with `pushwire` on the PATH.
-    let command = ready["command"].as_str().expect("command text");
-    assert!(
-        command.starts_with("pushwire trigger") && command.contains("--channel browser-demo"),
-        "{command}"
-    );
-    let bin_dir = pushwire_bin().parent().expect("bin dir").to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("sh")
-        .args(["-c", command])
-        .env("PATH", path)
-        .env_remove("PUSHWIRE_APPS")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the page's command");
-    assert!(
-        out.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Untouched, the page subscribes to its default channel; then the
+    // Subscribe button switches it to another. On each, the command the page
+    // shows, run as it is, delivers an event the page displays.
+    for channel in ["demo", "browser-demo"] {
+        let ready = browser.next(&format!("the page to subscribe to {channel}"));
+        assert_eq!(ready["type"], "ready", "{ready}");
+        assert_eq!(ready["channel"], channel, "{ready}");
+        assert!(
+            !ready["html"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("app-secret")
+        );
 
-    let event = browser.next("the page to show the event");
-    assert_eq!(event["type"], "event", "{event}");
-    let cells = &event["cells"];
-    assert_eq!(cells["channel"], "browser-demo");
-    assert_eq!(cells["name"], "greeting");
-    assert_eq!(cells["data"], r#"{"hello":"world"}"#);
-    assert!(
-        cells["latency"]
-            .as_str()
-            .is_some_and(|l| l.ends_with(" ms")),
-        "{cells}"
-    );
+        // After `cargo run --release`, no `pushwire` is on the PATH: the page
+        // names the binary that serves it, which works from any directory.
+        let command = ready["command"].as_str().expect("command text");
+        let binary = pushwire_bin();
+        assert!(
+            command.starts_with(&format!("{} trigger ", binary.display()))
+                && command.contains(&format!("--channel {channel} ")),
+            "{command}"
+        );
+        let out = Command::new("sh")
+            .args(["-c", command])
+            .current_dir(scratch.path())
+            .env_remove("PUSHWIRE_APPS")
+            .env_remove("PUSHWIRE_URL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the page's command");
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let event = browser.next("the page to show the event");
+        assert_eq!(event["type"], "event", "{event}");
+        let cells = &event["cells"];
+        assert_eq!(cells["channel"], channel);
+        assert_eq!(cells["name"], "greeting");
+        assert_eq!(cells["data"], r#"{"hello":"world"}"#);
+        assert!(
+            cells["latency"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(" ms")),
+            "{cells}"
+        );
+    }
 }
