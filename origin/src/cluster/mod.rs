@@ -25,9 +25,11 @@ mod error;
 mod handoff;
 pub(crate) mod ipc;
 mod master;
+mod routing;
 mod start_failure;
 mod status;
 mod sticky;
+mod supervisor;
 mod unavailable;
 mod worker_process;
 
