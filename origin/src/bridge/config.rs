@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use pushwire_shared::settings::SettingError;
+use pushwire_shared::settings::{Bounds, SettingError};
 
 use super::DEFAULT_ALLOWED;
 use crate::http_server::{
@@ -12,6 +12,15 @@ use crate::http_server::{
 };
 use crate::redis_connection::{self, InvalidRedisUrl};
 use crate::telemetry::LogFormat;
+
+/// The bounds of the bridge's request body cap: one publish of an event at
+/// the trigger API's own largest cap fits, and no request can make the bridge
+/// buffer more than 64 MiB.
+const MAX_REQUEST_BYTES_BOUNDS: Bounds = Bounds {
+    setting: "max_request_bytes",
+    min: 1024,
+    max: 64 * 1024 * 1024,
+};
 
 /// The shortest bearer token the bridge accepts.
 pub(crate) const MIN_TOKEN_LEN: usize = 16;
@@ -156,13 +165,19 @@ impl BridgeSettings {
                 error,
             }
         })?;
+        let max_request_bytes = MAX_REQUEST_BYTES_BOUNDS
+            .check(self.max_request_bytes as u64)
+            .map_err(|error| BridgeConfigError::OutOfRange {
+                setting: crate::config::flag_of::<Self>("max_request_bytes"),
+                error,
+            })? as usize;
         Ok(BridgeConfig {
             connections,
             addr: SocketAddr::new(self.host, self.port),
             redis,
             token: self.token,
             allowed,
-            max_request_bytes: self.max_request_bytes,
+            max_request_bytes,
         })
     }
 }
@@ -184,6 +199,20 @@ mod tests {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             log_format: LogFormat::Text,
         }
+    }
+
+    #[test]
+    fn the_body_cap_is_bounded_and_named() {
+        let mut tiny = settings("0123456789abcdef", &[]);
+        tiny.max_request_bytes = 10;
+        let err = tiny.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--max-request-bytes / PUSHWIRE_BRIDGE_MAX_REQUEST_BYTES: max_request_bytes must be at least 1024, not 10"
+        );
+        let mut huge = settings("0123456789abcdef", &[]);
+        huge.max_request_bytes = 1 << 40;
+        assert!(huge.validate().is_err());
     }
 
     #[test]
