@@ -10,7 +10,8 @@ use crate::http_server::{
     ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
     DEFAULT_MAX_CONNECTIONS_PER_IP,
 };
-use crate::redis_connection::{self, InvalidRedisUrl};
+use crate::redis_connection::InvalidRedisUrl;
+use crate::redis_connection::RedisTarget;
 use crate::telemetry::LogFormat;
 
 /// The bounds of the bridge's request body cap: one publish of an event at
@@ -34,7 +35,7 @@ pub(crate) struct BridgeSettings {
     /// Port to listen on; 0 picks a free one.
     #[arg(long, env = "PUSHWIRE_BRIDGE_PORT", default_value_t = 8079)]
     pub port: u16,
-    /// Redis URL.
+    /// Redis URL, or redis+sentinel://host:port[,host:port…]/master_name.
     #[arg(
         long = "redis",
         env = "PUSHWIRE_REDIS_URL",
@@ -110,8 +111,8 @@ pub(crate) enum BridgeConfigError {
 pub(crate) struct BridgeConfig {
     /// Listen address.
     pub addr: SocketAddr,
-    /// The Redis server's client (its URL checked).
-    pub redis: redis::Client,
+    /// The Redis server, or the sentinels naming it (its URL checked).
+    pub redis: RedisTarget,
     /// The bearer token clients must send.
     pub token: String,
     /// Allowed command names, upper-case.
@@ -141,7 +142,7 @@ impl BridgeSettings {
         if self.token.len() < MIN_TOKEN_LEN {
             return Err(BridgeConfigError::TokenTooShort);
         }
-        let redis = redis_connection::client(&self.redis_url)?;
+        let redis = RedisTarget::parse(&self.redis_url)?;
         let allowed = if self.allow.is_empty() {
             DEFAULT_ALLOWED.iter().map(|c| c.to_string()).collect()
         } else {

@@ -35,6 +35,7 @@ use super::{
     MAX_HISTORY_READ, Outbound,
 };
 use crate::backoff::Backoff;
+use crate::redis_connection::RedisTarget;
 use crate::redis_connection::{
     self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection, PUBLISH_TIMEOUT,
 };
@@ -87,16 +88,16 @@ impl RedisBroker {
         policy: HistoryPolicy,
         inbound: InboundSender,
     ) -> Result<Self, BrokerError> {
-        let client = redis_connection::client(url).map_err(unavailable)?;
+        let target = RedisTarget::parse(url).map_err(unavailable)?;
         let (commands, rx) = mpsc::channel(1024);
         let connected = Arc::new(AtomicBool::new(false));
         tokio::spawn(run_subscriber(
-            client.clone(),
+            target.clone(),
             rx,
             inbound,
             connected.clone(),
         ));
-        let publisher = Arc::new(CommandConnection::new(client));
+        let publisher = Arc::new(CommandConnection::new(target));
         Ok(RedisBroker {
             directory: RedisDirectory::start(publisher.clone(), node, policy),
             publisher,
@@ -247,7 +248,7 @@ impl Broker for RedisBroker {
 /// Owns the pub/sub connection: answers subscribe/unsubscribe commands, forwards
 /// messages, and reconnects (re-subscribing everything) when the connection drops.
 async fn run_subscriber(
-    client: redis::Client,
+    target: RedisTarget,
     mut commands: mpsc::Receiver<Command>,
     inbound: InboundSender,
     connected: Arc<AtomicBool>,
@@ -255,7 +256,7 @@ async fn run_subscriber(
     let mut channels: HashSet<String> = HashSet::new();
     let mut attempt = 0u32;
     loop {
-        match connect(&client, &channels).await {
+        match connect(&target, &channels).await {
             Ok((mut sink, mut stream)) => {
                 if attempt > 0 {
                     crate::metrics::worker().broker_reconnects.inc();
@@ -324,10 +325,13 @@ async fn run_subscriber(
     }
 }
 
+/// Opens the pub/sub connection to the primary, asking the sentinels for it
+/// again at every attempt behind Sentinel, and subscribes to `channels`.
 async fn connect(
-    client: &redis::Client,
+    target: &RedisTarget,
     channels: &HashSet<String>,
 ) -> Result<(PubSubSink, redis::aio::PubSubStream), BrokerError> {
+    let client = target.primary().await?;
     let pubsub = within(CONNECT_TIMEOUT, "connect", client.get_async_pubsub()).await?;
     let (mut sink, stream) = pubsub.split();
     for channel in channels {

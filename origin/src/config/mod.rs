@@ -18,7 +18,8 @@ use pushwire_shared::settings::{self as shared, Bounds, SettingError};
 use pushwire_shared::{AppList, AppsParseError};
 
 use crate::http_server::{self, ConnectionLimits};
-use crate::redis_connection::{self, InvalidRedisUrl};
+use crate::redis_connection::InvalidRedisUrl;
+use crate::redis_connection::RedisTarget;
 use crate::telemetry::LogFormat;
 
 pub(crate) use self::allowed_origins::AllowedOrigins;
@@ -203,7 +204,7 @@ impl ServeConfig {
             // An empty URL (e.g. `--redis ""` over a file's URL) picks the embedded broker.
             Some((url, _)) if url.is_empty() => None,
             Some((url, setting)) => {
-                redis_connection::client(&url)
+                RedisTarget::parse(&url)
                     .map_err(|error| ConfigError::RedisUrl { setting, error })?;
                 Some(url)
             }

@@ -1,0 +1,172 @@
+//! `CommandConnection`: a Redis connection for commands (not pub/sub), opened on
+//! first use, re-opened by itself after failures, every wait bounded.
+//!
+//! Shared by the Redis broker (PUBLISH) and the REST bridge (any allowed command).
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+mod target;
+
+pub(crate) use target::RedisTarget;
+use target::{PrimaryAddr, check_primary};
+
+/// How long connecting may take before the attempt counts as failed.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one command or pipeline may take before it counts as failed.
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a trigger waits for the publish script's reply before answering `503`.
+///
+/// Longer than [`COMMAND_TIMEOUT`] because the outcome of a timed-out publish is
+/// unknown: Redis may have run the script, and a caller retrying on the `503`
+/// then publishes the event twice. A worker saturated by fan-out was seen reading
+/// the reply after more than 2 s; an unreachable Redis still fails at once.
+pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest pause between the connection manager's reconnection attempts.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
+/// How often a connection to a Sentinel-named primary asks the sentinels again
+/// whether it still is the primary: the bound on how long it keeps talking to a
+/// node that failed over (its writes refused or lost meanwhile, answered `503`).
+const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
+
+/// Redis cannot be reached or did not answer in time: retrying later may work.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RedisUnavailable(pub String);
+
+/// A Redis URL that does not parse; the URL itself is left out (it may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not a Redis URL ({0}); expected redis://[[user]:password@]host[:port][/db], redis+unix:///path or redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/master_name[/db]"
+)]
+pub(crate) struct InvalidRedisUrl(String);
+
+impl InvalidRedisUrl {
+    /// Why a URL was refused, without the URL.
+    pub(crate) fn new(why: String) -> Self {
+        InvalidRedisUrl(why)
+    }
+}
+
+/// The client for `url`. Every Redis URL the origin and the bridge take goes
+/// through here (by way of [`RedisTarget::parse`]): the configuration checks it
+/// before anything listens with the same parser that connects later, so a URL
+/// accepted at start never fails in a worker.
+pub(crate) fn client(url: &str) -> Result<redis::Client, InvalidRedisUrl> {
+    redis::Client::open(url).map_err(|e| {
+        // "<what> - <kind>[: <detail>]": the kind's name says nothing to a reader.
+        let kind = format!(" - {:?}", e.kind());
+        InvalidRedisUrl(e.to_string().replacen(&kind, "", 1))
+    })
+}
+
+/// Awaits a Redis operation for at most `limit`; every failure is [`RedisUnavailable`].
+pub(crate) async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, RedisUnavailable> {
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(limit, fut).await;
+    crate::metrics::worker().broker_command(what, started.elapsed());
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(RedisUnavailable(format!("redis {what}: {e}"))),
+        Err(_) => Err(RedisUnavailable(format!(
+            "redis {what} timed out after {limit:?}"
+        ))),
+    }
+}
+
+/// A lazily opened, auto-reconnecting command connection. Behind Sentinel it
+/// follows the primary: every [`SENTINEL_RECHECK`] it asks the sentinels again and
+/// moves to the node they name, once that node says it is a primary.
+#[derive(Debug)]
+pub(crate) struct CommandConnection {
+    target: RedisTarget,
+    slot: tokio::sync::Mutex<Option<Current>>,
+}
+
+#[derive(Debug)]
+struct Current {
+    conn: ConnectionManager,
+    /// The primary it was opened to, when the sentinels named it.
+    addr: Option<PrimaryAddr>,
+    checked: std::time::Instant,
+}
+
+impl CommandConnection {
+    /// A connection to `target`'s primary, opened on first use.
+    pub(crate) fn new(target: RedisTarget) -> Self {
+        CommandConnection {
+            target,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The connection, opening it if needed (at most [`CONNECT_TIMEOUT`] × 2,
+    /// plus the sentinels' answer behind Sentinel).
+    pub(crate) async fn get(&self) -> Result<ConnectionManager, RedisUnavailable> {
+        let mut slot = self.slot.lock().await;
+        let sentinels = match &self.target {
+            RedisTarget::Server(client) => {
+                if let Some(current) = slot.as_ref() {
+                    return Ok(current.conn.clone());
+                }
+                let conn = open(client.clone()).await?;
+                *slot = Some(Current {
+                    conn: conn.clone(),
+                    addr: None,
+                    checked: std::time::Instant::now(),
+                });
+                return Ok(conn);
+            }
+            RedisTarget::Sentinel(sentinels) => sentinels,
+        };
+        if let Some(current) = slot.as_mut() {
+            if current.checked.elapsed() < SENTINEL_RECHECK {
+                return Ok(current.conn.clone());
+            }
+            match sentinels.primary_addr().await {
+                Ok(addr) if current.addr.as_ref() == Some(&addr) => {
+                    current.checked = std::time::Instant::now();
+                    return Ok(current.conn.clone());
+                }
+                // Failed over: drop the old connection, open one to the new primary.
+                Ok(_) => *slot = None,
+                // No sentinel answers: the node we have may still be the primary.
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot ask the sentinels; keeping the connection");
+                    current.checked = std::time::Instant::now();
+                    return Ok(current.conn.clone());
+                }
+            }
+        }
+        let addr = sentinels.primary_addr().await?;
+        let mut conn = open(sentinels.client_for(&addr)?).await?;
+        check_primary(&mut conn, &addr).await?;
+        tracing::info!(primary = %format_args!("{}:{}", addr.0, addr.1), "connected to the primary the sentinels name");
+        *slot = Some(Current {
+            conn: conn.clone(),
+            addr: Some(addr),
+            checked: std::time::Instant::now(),
+        });
+        Ok(conn)
+    }
+}
+
+async fn open(client: redis::Client) -> Result<ConnectionManager, RedisUnavailable> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        // The longest any caller waits; each call bounds itself with `within`.
+        .set_response_timeout(Some(PUBLISH_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(RECONNECT_DELAY_MAX);
+    within(
+        CONNECT_TIMEOUT * 2,
+        "connect",
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+}
