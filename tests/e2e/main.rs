@@ -19,6 +19,7 @@ mod presence;
 mod python_clients;
 mod recovery;
 mod resilience;
+mod sentinel;
 mod slow_consumer;
 mod subscribe;
 mod trigger_api;

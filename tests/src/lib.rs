@@ -14,6 +14,7 @@ pub mod prometheus;
 pub mod raw_ws;
 pub mod redis;
 pub mod reporter;
+pub mod sentinel;
 pub mod slow_client;
 pub mod wait;
 

@@ -88,16 +88,21 @@ impl RedisServer {
     /// Sends one command and returns the first reply line (RESP), e.g. `":1"` or `"+PONG"`.
     /// Arrays are returned as their elements' lines joined by `\n` after the header.
     pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        stream.write_all(req.as_bytes())?;
-        let mut reader = BufReader::new(stream);
-        read_reply(&mut reader)
+        command_at(self.port, args)
     }
+}
+
+/// [`RedisServer::command`] to whatever listens on loopback `port` (a server or a sentinel).
+pub fn command_at(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream.write_all(req.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    read_reply(&mut reader)
 }
 
 /// A raw `SUBSCRIBE` connection, to see what reaches Redis.

@@ -1,0 +1,157 @@
+//! A Sentinel-managed Redis on free loopback ports, in the test's scratch
+//! directory: one primary, one replica and three sentinels (quorum 2) that
+//! fail over a second after the primary stops answering.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{ChildGuard, Scratch, free_port};
+use crate::redis::command_at;
+use crate::wait;
+
+/// The master name the sentinels monitor.
+pub const MASTER: &str = "m";
+/// How long the setup may take to be ready (the replica in sync, every sentinel
+/// knowing the replica and the two other sentinels).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the sentinels may take to promote the replica after the primary died.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The running setup; every process stopped on drop.
+#[derive(Debug)]
+pub struct SentinelSetup {
+    /// Data nodes' ports: the primary at start, then the replica.
+    nodes: Vec<(u16, Option<ChildGuard>)>,
+    sentinels: Vec<(u16, ChildGuard)>,
+}
+
+impl SentinelSetup {
+    /// Starts the nodes and the sentinels and waits until a failover could happen.
+    pub fn start(scratch: &Scratch) -> Self {
+        let dir = scratch.file("sentinel");
+        std::fs::create_dir_all(&dir).expect("create sentinel dir");
+        let primary = free_port();
+        let replica = free_port();
+        let nodes = vec![
+            (primary, Some(node(&dir, scratch, primary, None))),
+            (replica, Some(node(&dir, scratch, replica, Some(primary)))),
+        ];
+        let sentinels = (1..=3)
+            .map(|n| {
+                let port = free_port();
+                let conf = dir.join(format!("sentinel-{n}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                         sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
+                         sentinel down-after-milliseconds {MASTER} 1000\n\
+                         sentinel failover-timeout {MASTER} 3000\n",
+                        dir = dir.display()
+                    ),
+                )
+                .expect("write sentinel config");
+                let mut cmd = Command::new("redis-server");
+                cmd.arg(&conf).arg("--sentinel");
+                let log = scratch.file(&format!("sentinel-{n}.log"));
+                (port, ChildGuard::spawn("redis-sentinel", cmd, &log, false))
+            })
+            .collect();
+        let setup = SentinelSetup { nodes, sentinels };
+        wait::until("the replica to sync", READY_TIMEOUT, || {
+            let info = command_at(replica, &["INFO", "replication"]).ok()?;
+            info.contains("master_link_status:up").then_some(())
+        });
+        for (port, _) in &setup.sentinels {
+            wait::until(
+                "each sentinel to know the primary, the replica and the others",
+                READY_TIMEOUT,
+                || {
+                    let master = command_at(*port, &["SENTINEL", "master", MASTER]).ok()?;
+                    let field = |name: &str| {
+                        let mut lines = master.lines();
+                        lines.find(|l| *l == name)?;
+                        lines.next().map(str::to_owned)
+                    };
+                    (field("num-slaves")? == "1" && field("num-other-sentinels")? == "2")
+                        .then_some(())
+                },
+            );
+        }
+        assert_eq!(setup.primary_port(), Some(primary));
+        setup
+    }
+
+    /// `redis+sentinel://127.0.0.1:<s1>,127.0.0.1:<s2>,127.0.0.1:<s3>/m`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<_> = self
+            .sentinels
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
+    }
+
+    /// The primary's port as the first sentinel that answers names it.
+    pub fn primary_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|(port, _)| {
+            let reply = command_at(*port, &["SENTINEL", "get-master-addr-by-name", MASTER]).ok()?;
+            reply.lines().nth(2)?.parse().ok()
+        })
+    }
+
+    /// SIGKILLs the current primary (no chance to say goodbye); returns its port.
+    pub fn kill_primary(&mut self) -> u16 {
+        let port = self.primary_port().expect("a primary to kill");
+        let (_, guard) = self
+            .nodes
+            .iter_mut()
+            .find(|(p, _)| *p == port)
+            .expect("the primary is one of the nodes");
+        let mut guard = guard.take().expect("the primary is running");
+        guard.signal("KILL");
+        guard.stop();
+        port
+    }
+
+    /// Waits until the sentinels name a primary other than `old` that says it is one.
+    pub fn wait_for_failover(&self, old: u16) -> u16 {
+        wait::until(
+            "the sentinels to promote the replica",
+            FAILOVER_TIMEOUT,
+            || {
+                let port = self.primary_port().filter(|p| *p != old)?;
+                let role = command_at(port, &["ROLE"]).ok()?;
+                (role.lines().nth(1)? == "master").then_some(port)
+            },
+        )
+    }
+}
+
+fn node(dir: &Path, scratch: &Scratch, port: u16, replica_of: Option<u16>) -> ChildGuard {
+    let node_dir = dir.join(format!("node-{port}"));
+    std::fs::create_dir_all(&node_dir).expect("create node dir");
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .arg("--dir")
+    .arg(&node_dir);
+    if let Some(primary) = replica_of {
+        cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+    }
+    let log = scratch.file(&format!("redis-{port}.log"));
+    let guard = ChildGuard::spawn("redis-server", cmd, &log, false);
+    wait::until("redis-server to answer PING", READY_TIMEOUT, || {
+        (command_at(port, &["PING"]).ok()? == "+PONG").then_some(())
+    });
+    guard
+}
