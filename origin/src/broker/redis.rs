@@ -35,9 +35,9 @@ use super::{
     MAX_HISTORY_READ, Outbound,
 };
 use crate::backoff::Backoff;
-use crate::redis_connection::RedisTarget;
 use crate::redis_connection::{
-    self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection, PUBLISH_TIMEOUT,
+    self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection, PUBLISH_TIMEOUT, PrimaryAddr,
+    RedisTarget, SENTINEL_RECHECK,
 };
 
 /// Pauses between the subscriber's reconnection attempts.
@@ -257,7 +257,7 @@ async fn run_subscriber(
     let mut attempt = 0u32;
     loop {
         match connect(&target, &channels).await {
-            Ok((mut sink, mut stream)) => {
+            Ok((mut sink, mut stream, primary)) => {
                 if attempt > 0 {
                     crate::metrics::worker().broker_reconnects.inc();
                     tracing::info!(
@@ -270,8 +270,23 @@ async fn run_subscriber(
                 }
                 attempt = 0;
                 connected.store(true, Ordering::Relaxed);
+                // Behind Sentinel, a primary cut off from the sentinels keeps its
+                // subscribers while triggers go to the one they promoted: ask them.
+                let mut recheck = tokio::time::interval_at(
+                    tokio::time::Instant::now() + SENTINEL_RECHECK,
+                    SENTINEL_RECHECK,
+                );
+                recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
+                        _ = recheck.tick(), if primary.is_some() => {
+                            if let Some(addr) = &primary
+                                && !target.still_primary(addr).await
+                            {
+                                tracing::warn!("the sentinels name another primary; moving the pub/sub connection");
+                                break;
+                            }
+                        },
                         msg = stream.next() => match msg {
                             Some(msg) => {
                                 if inbound.send(Inbound::Payload(msg.get_payload_bytes().to_vec())).await.is_err() {
@@ -330,14 +345,14 @@ async fn run_subscriber(
 async fn connect(
     target: &RedisTarget,
     channels: &HashSet<String>,
-) -> Result<(PubSubSink, redis::aio::PubSubStream), BrokerError> {
-    let client = target.primary().await?;
+) -> Result<(PubSubSink, redis::aio::PubSubStream, Option<PrimaryAddr>), BrokerError> {
+    let (client, primary) = target.primary().await?;
     let pubsub = within(CONNECT_TIMEOUT, "connect", client.get_async_pubsub()).await?;
     let (mut sink, stream) = pubsub.split();
     for channel in channels {
         within(COMMAND_TIMEOUT, "SUBSCRIBE", sink.subscribe(channel)).await?;
     }
-    Ok((sink, stream))
+    Ok((sink, stream, primary))
 }
 
 /// Queues `reached` as an [`Inbound::Barrier`] behind every message Redis sent

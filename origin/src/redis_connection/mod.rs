@@ -9,8 +9,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 mod target;
 
-pub(crate) use target::RedisTarget;
-use target::{PrimaryAddr, check_primary};
+use target::check_primary;
+pub(crate) use target::{PrimaryAddr, RedisTarget};
 
 /// How long connecting may take before the attempt counts as failed.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,7 +28,7 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 /// How often a connection to a Sentinel-named primary asks the sentinels again
 /// whether it still is the primary: the bound on how long it keeps talking to a
 /// node that failed over (its writes refused or lost meanwhile, answered `503`).
-const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
+pub(crate) const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
 
 /// Redis cannot be reached or did not answer in time: retrying later may work.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -50,10 +50,13 @@ impl RedisTarget {
     }
 
     /// A client for the primary, checked to be one (`ROLE`) when the sentinels
-    /// named it: right after a failover a sentinel may still name a replica.
-    pub(crate) async fn primary(&self) -> Result<redis::Client, RedisUnavailable> {
+    /// named it (right after a failover a sentinel may still name a replica),
+    /// and then its address.
+    pub(crate) async fn primary(
+        &self,
+    ) -> Result<(redis::Client, Option<PrimaryAddr>), RedisUnavailable> {
         match self {
-            RedisTarget::Server(client) => Ok(client.clone()),
+            RedisTarget::Server(client) => Ok((client.clone(), None)),
             RedisTarget::Sentinel(sentinels) => {
                 let addr = sentinels.primary_addr().await?;
                 let client = sentinels.client_for(&addr)?;
@@ -65,8 +68,23 @@ impl RedisTarget {
                 .map_err(|_| unavailable(&addr, "connect timed out"))?
                 .map_err(|e| unavailable(&addr, e))?;
                 check_primary(&mut conn, &addr).await?;
-                Ok(client)
+                Ok((client, Some(addr)))
             }
+        }
+    }
+}
+
+impl RedisTarget {
+    /// False only when the sentinels name a primary other than `addr` (the one
+    /// a connection was opened to): a sentinel that does not answer is no
+    /// reason to drop a connection that may still work.
+    pub(crate) async fn still_primary(&self, addr: &PrimaryAddr) -> bool {
+        match self {
+            RedisTarget::Server(_) => true,
+            RedisTarget::Sentinel(sentinels) => match sentinels.primary_addr().await {
+                Ok(named) => named == *addr,
+                Err(_) => true,
+            },
         }
     }
 }
