@@ -64,6 +64,63 @@ fn a_sentinel_failover_is_followed_without_a_restart() {
     );
 }
 
+/// After `SENTINEL FAILOVER`, the old primary stays up and (here) keeps being a
+/// primary, like one cut off from the sentinels but not from the workers: nothing
+/// cuts the workers' connections to it, they must leave it because the
+/// sentinels name another primary. Triggers must reach the subscribers.
+#[test]
+fn a_primary_the_sentinels_replaced_is_left_for_the_promoted_one() {
+    let scratch = Scratch::new("sentinel-split");
+    let redis = SentinelSetup::start_with_undemotable_primary(&scratch);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    origin.wait_every_worker("connected to the primary", test_workers(), |h| {
+        h["broker"]["connected"] == true
+    });
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "live");
+    clients.trigger_ok(origin.addr, TEST_APP, &["live"], "before", json!("0"));
+    clients.event("c", "before");
+
+    let old = redis.fail_over();
+    let new = redis.wait_for_failover(old);
+    let mut attempt = 0;
+    wait::until(
+        "a trigger to be accepted by the promoted replica",
+        FAILOVER_TIMEOUT,
+        || {
+            attempt += 1;
+            let (status, body) = clients.trigger(
+                origin.addr,
+                TEST_APP,
+                &["live"],
+                "during",
+                json!(attempt.to_string()),
+                json!({}),
+            );
+            match status {
+                200 => Some(()),
+                503 => None,
+                _ => panic!("trigger #{attempt} during the switch-over: {status} {body}"),
+            }
+        },
+    );
+    // Every worker's connections end up on the new primary: a trigger through
+    // any of them is accepted and delivered.
+    for i in 0..2 * test_workers() {
+        let event = format!("after-{i}");
+        clients.trigger_ok(origin.addr, TEST_APP, &["live"], &event, json!(i));
+        assert_eq!(clients.event("c", &event)[0], json!(i));
+    }
+    let role = command_at(old, &["ROLE"]).expect("ROLE on the old primary");
+    assert_eq!(
+        role.lines().nth(1),
+        Some("master"),
+        "still a primary: {role}"
+    );
+    assert_eq!(redis.primary_port(), Some(new));
+}
+
 #[test]
 fn a_malformed_sentinel_url_is_refused_at_start() {
     let output = std::process::Command::new(pushwire_tests::origin::pushwire_bin())

@@ -29,13 +29,40 @@ pub struct SentinelSetup {
 impl SentinelSetup {
     /// Starts the nodes and the sentinels and waits until a failover could happen.
     pub fn start(scratch: &Scratch) -> Self {
+        Self::start_with(scratch, &[])
+    }
+
+    /// [`SentinelSetup::start`] with a primary the sentinels cannot demote
+    /// (`REPLICAOF` renamed away): after a failover it stays a primary, as one
+    /// cut off from the sentinels but not from its clients would.
+    pub fn start_with_undemotable_primary(scratch: &Scratch) -> Self {
+        Self::start_with(
+            scratch,
+            &[
+                "--rename-command",
+                "REPLICAOF",
+                "",
+                "--rename-command",
+                "SLAVEOF",
+                "",
+            ],
+        )
+    }
+
+    fn start_with(scratch: &Scratch, primary_args: &[&str]) -> Self {
         let dir = scratch.file("sentinel");
         std::fs::create_dir_all(&dir).expect("create sentinel dir");
         let primary = free_port();
         let replica = free_port();
         let nodes = vec![
-            (primary, Some(node(&dir, scratch, primary, None))),
-            (replica, Some(node(&dir, scratch, replica, Some(primary)))),
+            (
+                primary,
+                Some(node(&dir, scratch, primary, None, primary_args)),
+            ),
+            (
+                replica,
+                Some(node(&dir, scratch, replica, Some(primary), &[])),
+            ),
         ];
         let sentinels = (1..=3)
             .map(|n| {
@@ -115,6 +142,17 @@ impl SentinelSetup {
         port
     }
 
+    /// Asks the sentinels to fail over now (`SENTINEL FAILOVER`): the primary
+    /// stays up and becomes a replica of the promoted one. Returns its port.
+    pub fn fail_over(&self) -> u16 {
+        let port = self.primary_port().expect("a primary to fail over");
+        let (sentinel, _) = &self.sentinels[0];
+        let reply =
+            command_at(*sentinel, &["SENTINEL", "FAILOVER", MASTER]).expect("SENTINEL FAILOVER");
+        assert_eq!(reply, "+OK");
+        port
+    }
+
     /// Waits until the sentinels name a primary other than `old` that says it is one.
     pub fn wait_for_failover(&self, old: u16) -> u16 {
         wait::until(
@@ -129,7 +167,13 @@ impl SentinelSetup {
     }
 }
 
-fn node(dir: &Path, scratch: &Scratch, port: u16, replica_of: Option<u16>) -> ChildGuard {
+fn node(
+    dir: &Path,
+    scratch: &Scratch,
+    port: u16,
+    replica_of: Option<u16>,
+    args: &[&str],
+) -> ChildGuard {
     let node_dir = dir.join(format!("node-{port}"));
     std::fs::create_dir_all(&node_dir).expect("create node dir");
     let mut cmd = Command::new("redis-server");
@@ -145,6 +189,7 @@ fn node(dir: &Path, scratch: &Scratch, port: u16, replica_of: Option<u16>) -> Ch
     ])
     .arg("--dir")
     .arg(&node_dir);
+    cmd.args(args);
     if let Some(primary) = replica_of {
         cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
     }
