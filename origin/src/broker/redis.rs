@@ -49,7 +49,7 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 
 async fn within<T>(
     limit: Duration,
-    what: &str,
+    what: &'static str,
     fut: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, BrokerError> {
     redis_connection::within(limit, what, fut)

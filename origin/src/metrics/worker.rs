@@ -53,10 +53,10 @@ pub(crate) struct TransportLabels {
     pub transport: &'static str,
 }
 
-/// A broker command (`publish`, `presence join`, …).
+/// A broker command (`publish script`, `presence join`, …).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CommandLabels {
-    pub command: String,
+    pub command: &'static str,
 }
 
 /// An outcome.
@@ -259,11 +259,9 @@ impl WorkerMetrics {
     }
 
     /// Records one Redis command's round trip.
-    pub(crate) fn broker_command(&self, command: &str, took: Duration) {
+    pub(crate) fn broker_command(&self, command: &'static str, took: Duration) {
         self.broker_command_duration
-            .get_or_create(&CommandLabels {
-                command: command.to_owned(),
-            })
+            .get_or_create(&CommandLabels { command })
             .observe(took.as_secs_f64());
     }
 

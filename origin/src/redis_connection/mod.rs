@@ -64,7 +64,7 @@ pub(crate) fn client(url: &str) -> Result<redis::Client, InvalidRedisUrl> {
 /// Awaits a Redis operation for at most `limit`; every failure is [`RedisUnavailable`].
 pub(crate) async fn within<T>(
     limit: Duration,
-    what: &str,
+    what: &'static str,
     fut: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, RedisUnavailable> {
     let started = std::time::Instant::now();
