@@ -26,6 +26,7 @@ use super::supervisor::supervise;
 use crate::broker::embedded::{Deliver, EmbeddedBrokerServer};
 use crate::config::ServeConfig;
 use crate::http_server::ConnectionLimits;
+use pushwire_shared::history::HistoryPolicy;
 
 /// How often expired sticky sessions are swept.
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -67,6 +68,24 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Master {
+    /// A master with no worker yet, sending each worker `settings` (JSON) and
+    /// keeping the embedded broker's history by `history`.
+    fn new(settings: String, history: HistoryPolicy) -> Self {
+        Master {
+            settings,
+            router: Mutex::new(StickyRouter::new()),
+            broker: EmbeddedBrokerServer::new(history),
+            links: Mutex::new(HashMap::new()),
+            ready: Notify::new(),
+            start_failures: StartFailures::default(),
+            stopping: watch::Sender::new(false),
+            broker_up: Mutex::default(),
+            restarts: Mutex::default(),
+            scrapes: Mutex::default(),
+            next_request: AtomicU64::new(1),
+        }
+    }
+
     pub(super) fn send(&self, worker: WorkerId, message: &ToWorker) {
         self.send_frame(&[worker], &message.encode());
     }
@@ -136,19 +155,10 @@ pub(crate) async fn run_master(
 
     let mut public = config.clone();
     public.port = listener.local_addr()?.port();
-    let master = Arc::new(Master {
-        settings: serde_json::to_string(&public).expect("the config always serialises"),
-        router: Mutex::new(StickyRouter::new()),
-        broker: EmbeddedBrokerServer::new(config.history),
-        links: Mutex::new(HashMap::new()),
-        ready: Notify::new(),
-        start_failures: StartFailures::default(),
-        stopping: watch::Sender::new(false),
-        broker_up: Mutex::default(),
-        restarts: Mutex::default(),
-        scrapes: Mutex::default(),
-        next_request: AtomicU64::new(1),
-    });
+    let master = Arc::new(Master::new(
+        serde_json::to_string(&public).expect("the config always serialises"),
+        config.history,
+    ));
     let metrics_server = match config.metrics_addr {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -228,19 +238,7 @@ pub(super) mod tests {
 
     /// A master with no workers, for tests.
     pub(in crate::cluster) fn master() -> Master {
-        Master {
-            settings: String::new(),
-            router: Mutex::new(StickyRouter::new()),
-            broker: EmbeddedBrokerServer::new(Default::default()),
-            links: Mutex::new(HashMap::new()),
-            ready: Notify::new(),
-            start_failures: StartFailures::default(),
-            stopping: watch::Sender::new(false),
-            broker_up: Mutex::default(),
-            restarts: Mutex::default(),
-            scrapes: Mutex::default(),
-            next_request: AtomicU64::new(1),
-        }
+        Master::new(String::new(), Default::default())
     }
 
     #[tokio::test]
