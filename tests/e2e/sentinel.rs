@@ -9,6 +9,34 @@ use pushwire_tests::sentinel::{FAILOVER_TIMEOUT, SentinelSetup};
 use pushwire_tests::{Clients, Origin, Scratch, wait};
 use serde_json::json;
 
+/// Triggers `during` on `live` (data: the attempt's number) until one is
+/// accepted, and returns that number. Until the workers reach the new primary
+/// every trigger must be refused with `503`: never a 200 for an event that
+/// went nowhere.
+fn trigger_until_accepted(clients: &mut Clients, origin: &Origin, what: &str) -> u32 {
+    let mut attempt = 0;
+    wait::until(
+        &format!("a trigger to be accepted after {what}"),
+        FAILOVER_TIMEOUT,
+        || {
+            attempt += 1;
+            let (status, body) = clients.trigger(
+                origin.addr,
+                TEST_APP,
+                &["live"],
+                "during",
+                json!(attempt.to_string()),
+                json!({}),
+            );
+            match status {
+                200 => Some(attempt),
+                503 => None,
+                _ => panic!("trigger #{attempt} during {what}: {status} {body}"),
+            }
+        },
+    )
+}
+
 #[test]
 fn a_sentinel_failover_is_followed_without_a_restart() {
     let scratch = Scratch::new("sentinel-failover");
@@ -26,27 +54,7 @@ fn a_sentinel_failover_is_followed_without_a_restart() {
     let old = redis.kill_primary();
     // Until the sentinels promote the replica and the workers move to it, every
     // trigger is refused: never a 200 for an event that went nowhere.
-    let mut attempt = 0;
-    let accepted = wait::until(
-        "a trigger to be accepted after the failover",
-        FAILOVER_TIMEOUT,
-        || {
-            attempt += 1;
-            let (status, body) = clients.trigger(
-                origin.addr,
-                TEST_APP,
-                &["live"],
-                "during",
-                json!(attempt.to_string()),
-                json!({}),
-            );
-            match status {
-                200 => Some(attempt),
-                503 => None,
-                _ => panic!("trigger #{attempt} during the failover: {status} {body}"),
-            }
-        },
-    );
+    let accepted = trigger_until_accepted(&mut clients, &origin, "the failover");
     let new = redis.primary_port().expect("a primary after the failover");
     assert_ne!(new, old, "the trigger was accepted by the promoted replica");
 
@@ -84,27 +92,7 @@ fn a_primary_the_sentinels_replaced_is_left_for_the_promoted_one() {
 
     let old = redis.fail_over();
     let new = redis.wait_for_failover(old);
-    let mut attempt = 0;
-    wait::until(
-        "a trigger to be accepted by the promoted replica",
-        FAILOVER_TIMEOUT,
-        || {
-            attempt += 1;
-            let (status, body) = clients.trigger(
-                origin.addr,
-                TEST_APP,
-                &["live"],
-                "during",
-                json!(attempt.to_string()),
-                json!({}),
-            );
-            match status {
-                200 => Some(()),
-                503 => None,
-                _ => panic!("trigger #{attempt} during the switch-over: {status} {body}"),
-            }
-        },
-    );
+    trigger_until_accepted(&mut clients, &origin, "the switch-over");
     // Every worker's connections end up on the new primary: a trigger through
     // any of them is accepted and delivered.
     for i in 0..2 * test_workers() {

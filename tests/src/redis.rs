@@ -66,19 +66,7 @@ impl RedisServer {
     /// Starts (again) on the same port, empty, and waits until it answers PING.
     pub fn restart(&mut self) {
         self.stop();
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&self.dir);
+        let cmd = server_command(self.port, &self.dir);
         self.guard = Some(ChildGuard::spawn("redis-server", cmd, &self.log, false));
         wait::until("redis-server to answer PING", READY_TIMEOUT, || {
             (self.command(&["PING"]).ok()? == "+PONG").then_some(())
@@ -90,6 +78,25 @@ impl RedisServer {
     pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
         command_at(self.port, args)
     }
+}
+
+/// `redis-server` on loopback `port`, keeping nothing on disk but what it needs
+/// in `dir`; callers add their own arguments.
+pub fn server_command(port: u16, dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .arg("--dir")
+    .arg(dir);
+    cmd
 }
 
 /// [`RedisServer::command`] to whatever listens on loopback `port` (a server or a sentinel).

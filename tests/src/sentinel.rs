@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::process::{ChildGuard, Scratch, free_port};
-use crate::redis::command_at;
+use crate::redis::{command_at, server_command};
 use crate::wait;
 
 /// The master name the sentinels monitor.
@@ -176,19 +176,7 @@ fn node(
 ) -> ChildGuard {
     let node_dir = dir.join(format!("node-{port}"));
     std::fs::create_dir_all(&node_dir).expect("create node dir");
-    let mut cmd = Command::new("redis-server");
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ])
-    .arg("--dir")
-    .arg(&node_dir);
+    let mut cmd = server_command(port, &node_dir);
     cmd.args(args);
     if let Some(primary) = replica_of {
         cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
