@@ -3,12 +3,14 @@
 //!
 //! Shared by the Redis broker (PUBLISH) and the REST bridge (any allowed command).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 mod target;
 
+use target::Sentinels;
 use target::check_primary;
 pub(crate) use target::{PrimaryAddr, RedisTarget};
 
@@ -80,12 +82,14 @@ pub(crate) async fn within<T>(
 }
 
 /// A lazily opened, auto-reconnecting command connection. Behind Sentinel it
-/// follows the primary: every [`SENTINEL_RECHECK`] it asks the sentinels again and
-/// moves to the node they name, once that node says it is a primary.
+/// follows the primary: a background task asks the sentinels every
+/// [`SENTINEL_RECHECK`] and drops the connection when they name another node,
+/// so the next command opens one to the new primary (once it says it is one).
+/// Commands never wait for the sentinels while a connection is open.
 #[derive(Debug)]
 pub(crate) struct CommandConnection {
     target: RedisTarget,
-    slot: tokio::sync::Mutex<Option<Current>>,
+    slot: Arc<tokio::sync::Mutex<Option<Current>>>,
 }
 
 #[derive(Debug)]
@@ -93,66 +97,79 @@ struct Current {
     conn: ConnectionManager,
     /// The primary it was opened to, when the sentinels named it.
     addr: Option<PrimaryAddr>,
-    checked: std::time::Instant,
 }
 
 impl CommandConnection {
-    /// A connection to `target`'s primary, opened on first use.
+    /// A connection to `target`'s primary, opened on first use. Behind
+    /// Sentinel, starts the task that follows the primary (it ends with the
+    /// connection).
     pub(crate) fn new(target: RedisTarget) -> Self {
-        CommandConnection {
-            target,
-            slot: tokio::sync::Mutex::new(None),
+        let slot = Arc::new(tokio::sync::Mutex::new(None));
+        if let RedisTarget::Sentinel(sentinels) = &target {
+            tokio::spawn(follow_primary(sentinels.clone(), Arc::downgrade(&slot)));
         }
+        CommandConnection { target, slot }
     }
 
     /// The connection, opening it if needed (at most [`CONNECT_TIMEOUT`] × 2,
     /// plus the sentinels' answer behind Sentinel).
     pub(crate) async fn get(&self) -> Result<ConnectionManager, RedisUnavailable> {
         let mut slot = self.slot.lock().await;
-        let sentinels = match &self.target {
-            RedisTarget::Server(client) => {
-                if let Some(current) = slot.as_ref() {
-                    return Ok(current.conn.clone());
+        if let Some(current) = slot.as_ref() {
+            return Ok(current.conn.clone());
+        }
+        let current = match &self.target {
+            RedisTarget::Server(client) => Current {
+                conn: open(client.clone()).await?,
+                addr: None,
+            },
+            RedisTarget::Sentinel(sentinels) => {
+                let addr = sentinels.primary_addr().await?;
+                let mut conn = open(sentinels.client_for(&addr)?).await?;
+                check_primary(&mut conn, &addr).await?;
+                tracing::info!(primary = %format_args!("{}:{}", addr.0, addr.1), "connected to the primary the sentinels name");
+                Current {
+                    conn,
+                    addr: Some(addr),
                 }
-                let conn = open(client.clone()).await?;
-                *slot = Some(Current {
-                    conn: conn.clone(),
-                    addr: None,
-                    checked: std::time::Instant::now(),
-                });
-                return Ok(conn);
             }
-            RedisTarget::Sentinel(sentinels) => sentinels,
         };
-        if let Some(current) = slot.as_mut() {
-            if current.checked.elapsed() < SENTINEL_RECHECK {
-                return Ok(current.conn.clone());
+        let conn = current.conn.clone();
+        *slot = Some(current);
+        Ok(conn)
+    }
+}
+
+/// Every [`SENTINEL_RECHECK`], asks the sentinels for the primary and drops the
+/// connection in `slot` when it was opened to another node. A sentinel that does
+/// not answer is no reason to drop a connection that may still work. Ends when
+/// the connection is dropped.
+async fn follow_primary(
+    sentinels: Arc<Sentinels>,
+    slot: std::sync::Weak<tokio::sync::Mutex<Option<Current>>>,
+) {
+    let mut recheck = tokio::time::interval(SENTINEL_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        recheck.tick().await;
+        let Some(slot) = slot.upgrade() else { return };
+        // Read without holding the lock across the sentinels' answer.
+        let Some(opened_to) = slot.lock().await.as_ref().and_then(|c| c.addr.clone()) else {
+            continue;
+        };
+        match sentinels.primary_addr().await {
+            Ok(addr) if addr != opened_to => {
+                let mut current = slot.lock().await;
+                if current.as_ref().and_then(|c| c.addr.as_ref()) == Some(&opened_to) {
+                    // Failed over: the next command opens a connection to the new primary.
+                    *current = None;
+                }
             }
-            match sentinels.primary_addr().await {
-                Ok(addr) if current.addr.as_ref() == Some(&addr) => {
-                    current.checked = std::time::Instant::now();
-                    return Ok(current.conn.clone());
-                }
-                // Failed over: drop the old connection, open one to the new primary.
-                Ok(_) => *slot = None,
-                // No sentinel answers: the node we have may still be the primary.
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot ask the sentinels; keeping the connection");
-                    current.checked = std::time::Instant::now();
-                    return Ok(current.conn.clone());
-                }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot ask the sentinels; keeping the connection")
             }
         }
-        let addr = sentinels.primary_addr().await?;
-        let mut conn = open(sentinels.client_for(&addr)?).await?;
-        check_primary(&mut conn, &addr).await?;
-        tracing::info!(primary = %format_args!("{}:{}", addr.0, addr.1), "connected to the primary the sentinels name");
-        *slot = Some(Current {
-            conn: conn.clone(),
-            addr: Some(addr),
-            checked: std::time::Instant::now(),
-        });
-        Ok(conn)
     }
 }
 
