@@ -24,7 +24,8 @@
 //! - [`delivery`]: how a trigger's `data` becomes the Socket.IO argument clients receive;
 //! - [`client_protocol`]: the Socket.IO `subscribe`/`unsubscribe` payloads and ack shapes;
 //! - [`http`]: the JSON error body every HTTP endpoint uses;
-//! - [`settings`]: defaults and bounds of the settings the edge and the origin share.
+//! - [`settings`]: defaults and bounds of the settings the edge and the origin share;
+//! - [`slot`]: the Redis Cluster hash slot of a key, to route commands by shard.
 //!
 //! The crate is pure: no runtime, no I/O, no clock or randomness. Callers pass the
 //! current time and generated ids in, so it compiles to `wasm32-unknown-unknown`
@@ -49,6 +50,7 @@ pub mod publish_check;
 pub mod publishing;
 pub mod settings;
 pub mod signing;
+pub mod slot;
 pub mod socket_id;
 pub mod trigger;
 pub mod trigger_request;
