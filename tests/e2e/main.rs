@@ -18,6 +18,7 @@ mod nothing_lost;
 mod presence;
 mod python_clients;
 mod recovery;
+mod redis_cluster;
 mod resilience;
 mod sentinel;
 mod slow_consumer;

@@ -13,6 +13,7 @@ pub mod process;
 pub mod prometheus;
 pub mod raw_ws;
 pub mod redis;
+pub mod redis_cluster;
 pub mod reporter;
 pub mod sentinel;
 pub mod slow_client;
