@@ -6,8 +6,8 @@
 use pushwire_shared::directory::DirectoryReadError;
 use pushwire_shared::upstash::UpstashReplyError;
 
-/// A failed bridge call: the publish (`POST /`) or a directory read's
-/// pipeline (`POST /pipeline`).
+/// A failed bridge call: a publish's or a directory read's pipeline
+/// (`POST /pipeline`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BridgeError {
     /// The request did not reach the bridge or its answer did not come back;
@@ -59,10 +59,11 @@ impl BridgeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushwire_shared::upstash::{check_publish_reply, not_allowed_error};
+    use pushwire_shared::upstash::{check_publish_replies, not_allowed_error};
 
     fn publish(status: u16, body: &str) -> BridgeError {
-        check_publish_reply(status, body.as_bytes(), 1)
+        check_publish_replies(status, body.as_bytes(), &[1])
+            .remove(0)
             .map_err(BridgeError::from)
             .unwrap_err()
     }
@@ -72,7 +73,9 @@ mod tests {
         let refused = format!(r#"{{"error":"{}"}}"#, not_allowed_error("EVALSHA"));
         assert!(publish(400, &refused).asks_for_script_text());
         assert!(publish(400, r#"{"error":"NOSCRIPT No matching script."}"#).asks_for_script_text());
-        assert!(publish(200, r#"{"error":"NOSCRIPT No matching script."}"#).asks_for_script_text());
+        assert!(
+            publish(200, r#"[{"error":"NOSCRIPT No matching script."}]"#).asks_for_script_text()
+        );
         for other in [
             publish(400, r#"{"error":"ERR wrong number of arguments"}"#),
             publish(200, "<html>"),
@@ -99,11 +102,11 @@ mod tests {
                 "the bridge answered 401: Unauthorized",
             ),
             (
-                publish(200, r#"{"error":"ERR OOM"}"#),
+                publish(200, r#"[{"error":"ERR OOM"}]"#),
                 "the bridge refused a command: ERR OOM",
             ),
             (
-                publish(200, r#"{"result":"OK"}"#),
+                publish(200, r#"[{"result":"OK"}]"#),
                 r#"the bridge sent an unexpected reply: result "OK" for 1 messages"#,
             ),
             (BridgeError::PipelineStatus(502), "the bridge answered 502"),

@@ -105,15 +105,15 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     match handler::handle(&config, incoming, now_ms, id_generator(now_ms)) {
         Outcome::Reply(answer) => reply(answer),
-        Outcome::Publish(mut request) => {
+        Outcome::Publish(mut publish) => {
             let published = loop {
-                let answer = call_bridge(&request, config.bridge_timeout_ms).await;
-                match handler::after_publish(&request, answer) {
+                let answer = call_bridge(&publish.request, config.bridge_timeout_ms).await;
+                match handler::after_publish(&publish, answer) {
                     AfterPublish::Reply(reply) => break reply,
-                    AfterPublish::SendScript(with_text) => request = with_text,
+                    AfterPublish::SendScript(with_text) => publish = with_text,
                 }
             };
-            match &request.then {
+            match &publish.then {
                 // Published already: a failed read answers without the attributes
                 // (a 503 would make the caller publish twice).
                 Some(query) if published.status == 200 => {

@@ -1,8 +1,9 @@
 //! What the edge does with a request, as plain functions: [`handle`] either
-//! answers at once, asks for one publish to the bridge, or asks for a directory
-//! read (channel queries, see [`crate::query`]); [`after_publish`] turns the
-//! bridge's answer into the reply, or into the same publish carrying the
-//! script's text when Redis did not have the script.
+//! answers at once, asks for one publish to the bridge (a pipeline of one
+//! publish script run per channel), or asks for a directory read (channel
+//! queries, see [`crate::query`]); [`after_publish`] turns the bridge's answer
+//! into the reply, or into the runs Redis refused for not having the script,
+//! again with the script's text.
 
 use pushwire_shared::api_error::ApiError;
 use pushwire_shared::channel_query::ChannelQueryRoute;
@@ -11,7 +12,7 @@ use pushwire_shared::http::{EMPTY_OBJECT, HttpError};
 use pushwire_shared::publishing::{self, ScriptRef};
 use pushwire_shared::signing::RequestParts;
 use pushwire_shared::trigger_request::{self, TriggerRoute, info_channels};
-use pushwire_shared::upstash::{self, COMMAND_PATH};
+use pushwire_shared::upstash::{self, PIPELINE_PATH};
 
 use crate::bridge::BridgeError;
 use crate::config::EdgeConfig;
@@ -58,17 +59,38 @@ impl Reply {
 /// One request to the bridge: `POST {url}` with the bearer token and `body`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeRequest {
-    /// Full URL (the bridge's root).
+    /// Full URL (`/pipeline` under the bridge's root).
     pub url: String,
     /// Bearer token.
     pub token: String,
-    /// JSON body: the publish script call (history append + PUBLISH, atomic),
-    /// naming the script by its digest.
+    /// JSON body: the pipeline's commands.
     pub body: String,
-    /// How many messages it publishes (the reply must confirm each).
-    pub commands: usize,
+}
+
+/// A trigger's publish: one run of the publish script per channel (history
+/// append + `PUBLISH`, atomic per channel), as one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// The request carrying [`commands`](Self::commands).
+    pub request: BridgeRequest,
+    /// The publish commands, as sent.
+    pub commands: Vec<Vec<String>>,
     /// The read to run once the publish is confirmed (a trigger's `info`).
     pub then: Option<Query>,
+}
+
+impl PublishRequest {
+    fn new(config: &EdgeConfig, commands: Vec<Vec<String>>, then: Option<Query>) -> Self {
+        PublishRequest {
+            request: BridgeRequest {
+                url: format!("{}{PIPELINE_PATH}", config.bridge_url),
+                token: config.bridge_token.clone(),
+                body: upstash::pipeline_body(&commands),
+            },
+            commands,
+            then,
+        }
+    }
 }
 
 /// What to do with a request.
@@ -77,7 +99,7 @@ pub enum Outcome {
     /// Answer now.
     Reply(Reply),
     /// Publish, then answer with [`after_publish`].
-    Publish(BridgeRequest),
+    Publish(PublishRequest),
     /// Read the directory through the bridge, then answer with [`render`].
     Query(Query),
 }
@@ -87,11 +109,12 @@ pub enum Outcome {
 pub enum AfterPublish {
     /// Answer the caller.
     Reply(Reply),
-    /// The publish by digest was refused before anything ran (Redis did not
-    /// have the script after a restart or a `SCRIPT FLUSH`, or the bridge does
-    /// not take `EVALSHA`): send this instead, the same publish carrying the
-    /// script's text (which also loads it for the next triggers).
-    SendScript(BridgeRequest),
+    /// Some runs by digest were refused before they ran (Redis, or one shard
+    /// of a cluster, did not have the script after a restart or a `SCRIPT
+    /// FLUSH`, or the bridge does not take `EVALSHA`), and every other run was
+    /// confirmed: send this, those runs carrying the script's text (which also
+    /// loads it for the next triggers).
+    SendScript(PublishRequest),
 }
 
 /// Whether a request's declared `Content-Length` is already over the body cap,
@@ -147,61 +170,66 @@ pub fn handle(
     let messages = accepted.messages(now_ms, &mut next_id);
     // A fresh unique token: becomes the history epoch if Redis has none yet.
     let epoch_candidate = next_id();
-    let command = publishing::publish_command(
+    let commands = publishing::publish_commands(
         ScriptRef::Digest,
         &config.history,
         now_ms,
         &epoch_candidate,
         &messages,
     );
-    Outcome::Publish(BridgeRequest {
-        url: format!("{}{COMMAND_PATH}", config.bridge_url),
-        token: config.bridge_token.clone(),
-        body: upstash::command_body(&command),
-        commands: messages.len(),
-        then,
-    })
+    Outcome::Publish(PublishRequest::new(config, commands, then))
 }
 
-/// What follows the bridge's answer to `request`: `Ok((status, body))`, or
-/// why it could not be reached (including a timeout). `200 {}`
-/// only when every publish was confirmed; a publish by digest refused before it
-/// ran (`NOSCRIPT`, or a bridge without `EVALSHA`) asks for the same publish
-/// with the script's text; anything else is `503` saying why.
+/// What follows the bridge's answer to `publish`: `Ok((status, body))`, or
+/// why it could not be reached (including a timeout). `200 {}` only when every
+/// run was confirmed; runs by digest refused before they ran (`NOSCRIPT`, or a
+/// bridge without `EVALSHA`) are sent again with the script's text, once,
+/// when nothing else failed; anything else is `503` saying why. Runs already
+/// confirmed keep their event: a caller retrying a `503` may repeat it on
+/// those channels (`PROTOCOL.md`).
 pub fn after_publish(
-    request: &BridgeRequest,
+    publish: &PublishRequest,
     answer: Result<(u16, Vec<u8>), BridgeError>,
 ) -> AfterPublish {
-    let result = answer.and_then(|(status, body)| {
-        upstash::check_publish_reply(status, &body, request.commands).map_err(BridgeError::from)
-    });
-    match result {
-        Ok(()) => AfterPublish::Reply(Reply::ok(EMPTY_OBJECT.to_owned())),
-        Err(e) => match e
-            .asks_for_script_text()
-            .then(|| with_script_text(request))
-            .flatten()
-        {
-            Some(retry) => AfterPublish::SendScript(retry),
-            None => AfterPublish::Reply(Reply::error(&ApiError::Unavailable(e.to_string()))),
-        },
+    let expected: Vec<usize> = publish
+        .commands
+        .iter()
+        .map(|cmd| publishing::messages_in(cmd))
+        .collect();
+    let results: Vec<Result<(), BridgeError>> = match answer {
+        Ok((status, body)) => upstash::check_publish_replies(status, &body, &expected)
+            .into_iter()
+            .map(|result| result.map_err(BridgeError::from))
+            .collect(),
+        Err(e) => vec![Err(e)],
+    };
+    let mut retry = Vec::new();
+    for (cmd, result) in publish.commands.iter().zip(&results) {
+        let Err(e) = result else { continue };
+        let by_text = publishing::with_script_text(cmd.clone());
+        if e.asks_for_script_text() && by_text != *cmd {
+            retry.push(by_text);
+        } else {
+            return AfterPublish::Reply(Reply::error(&ApiError::Unavailable(e.to_string())));
+        }
     }
-}
-
-/// `request` carrying the script's text instead of its digest; `None` when it
-/// already does (or is not a publish by digest), so a retry happens once at most.
-fn with_script_text(request: &BridgeRequest) -> Option<BridgeRequest> {
-    let command: Vec<String> = serde_json::from_str(&request.body).ok()?;
-    let by_text = publishing::with_script_text(command.clone());
-    (by_text != command).then(|| BridgeRequest {
-        body: upstash::command_body(&by_text),
-        ..request.clone()
+    if retry.is_empty() {
+        return AfterPublish::Reply(Reply::ok(EMPTY_OBJECT.to_owned()));
+    }
+    AfterPublish::SendScript(PublishRequest {
+        request: BridgeRequest {
+            body: upstash::pipeline_body(&retry),
+            ..publish.request.clone()
+        },
+        commands: retry,
+        then: publish.then.clone(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pushwire_shared::history::PublishMessage;
     use pushwire_shared::keys::KeySpace;
     use pushwire_shared::{ChannelName, Envelope, signing};
 
@@ -213,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn an_accepted_trigger_becomes_one_publish_script_call() {
+    fn an_accepted_trigger_becomes_one_publish_script_run_per_channel() {
         let body = br#"{"name":"e","channels":["a","b"],"data":"{}"}"#;
         let query = signed("/apps/1000001/events", body, 1_700_000_000);
         let request = RequestParts {
@@ -232,27 +260,32 @@ mod tests {
             panic!("expected a publish");
         };
         assert_eq!(
-            (
-                publish.url.as_str(),
-                publish.token.as_str(),
-                publish.commands
-            ),
-            ("http://bridge/", "tok", 2)
+            (publish.request.url.as_str(), publish.request.token.as_str()),
+            ("http://bridge/pipeline", "tok")
         );
-        let command: Vec<String> = serde_json::from_str(&publish.body).unwrap();
-        assert!(pushwire_shared::publish_check::is_publish_command(&command));
-        assert_eq!(command[..2], ["EVALSHA", publishing::PUBLISH_SCRIPT_SHA1]);
-        // keys: epoch, two history streams; then 4 settings, the epoch candidate
-        // being the id after the event's.
-        let b = ChannelName::new("b").unwrap();
-        assert_eq!(command[5], KeySpace::DEFAULT.history("1000001", &b));
-        assert_eq!(command[9], "id-2");
-        assert_eq!(command[12], KeySpace::DEFAULT.channel("1000001", &b));
-        let envelope = Envelope::decode(command[11].as_bytes()).unwrap();
-        assert_eq!(
-            (envelope.id.as_str(), envelope.ts),
-            ("id-1", 1_700_000_000_123)
-        );
+        let commands: Vec<Vec<String>> = serde_json::from_str(&publish.request.body).unwrap();
+        assert_eq!(commands, publish.commands);
+        assert_eq!(commands.len(), 2);
+        let keys = KeySpace::DEFAULT;
+        for (command, channel) in commands.iter().zip(["a", "b"]) {
+            let channel = ChannelName::new(channel).unwrap();
+            assert!(pushwire_shared::publish_check::is_publish_command(command));
+            assert_eq!(
+                command[..3],
+                ["EVALSHA", publishing::PUBLISH_SCRIPT_SHA1, "2"]
+            );
+            // keys: epoch, history; then 5 settings, the epoch candidate being
+            // the id after the events'; the channel; the envelope.
+            assert_eq!(command[3], keys.epoch("1000001", &channel));
+            assert_eq!(command[4], keys.history("1000001", &channel));
+            assert_eq!(command[8], "id-2");
+            assert_eq!(command[10], keys.channel("1000001", &channel));
+            let envelope = Envelope::decode(command[11].as_bytes()).unwrap();
+            assert_eq!(
+                (envelope.id.as_str(), envelope.ts, envelope.channel),
+                ("id-1", 1_700_000_000_123, channel)
+            );
+        }
     }
 
     #[test]
@@ -322,16 +355,17 @@ mod tests {
         );
     }
 
-    fn publish_request() -> BridgeRequest {
-        let command =
-            publishing::publish_command(ScriptRef::Digest, &Default::default(), 0, "e", &[]);
-        BridgeRequest {
-            url: "u".into(),
-            token: "t".into(),
-            body: upstash::command_body(&command),
-            commands: 2,
-            then: None,
-        }
+    fn publish_request() -> PublishRequest {
+        let message = |channel: &str| {
+            let raw = format!(
+                r#"{{"v":1,"id":"e","app":"1","channel":"{channel}","event":"x","data":"","ts":1}}"#
+            );
+            PublishMessage::of(&Envelope::decode(raw.as_bytes()).unwrap())
+        };
+        let messages = [message("a"), message("b"), message("a")];
+        let commands =
+            publishing::publish_commands(ScriptRef::Digest, &Default::default(), 0, "e", &messages);
+        PublishRequest::new(&config(), commands, None)
     }
 
     fn reply_of(after: AfterPublish) -> Reply {
@@ -344,10 +378,15 @@ mod tests {
     #[test]
     fn only_a_full_confirmation_is_a_200() {
         let request = publish_request();
-        let confirmed = after_publish(&request, Ok((200, br#"{"result":2}"#.to_vec())));
+        let confirmed = after_publish(
+            &request,
+            Ok((200, br#"[{"result":2},{"result":1}]"#.to_vec())),
+        );
         assert_eq!(reply_of(confirmed).status, 200);
         for answer in [
-            Ok((200, br#"{"result":1}"#.to_vec())),
+            Ok((200, br#"[{"result":1},{"result":1}]"#.to_vec())),
+            Ok((200, br#"[{"result":2}]"#.to_vec())),
+            Ok((200, br#"[{"result":2},{"error":"ERR oom"}]"#.to_vec())),
             Ok((401, br#"{"error":"Unauthorized"}"#.to_vec())),
             Ok((200, b"<html>".to_vec())),
             Err(BridgeError::TimedOut(3000)),
@@ -362,25 +401,36 @@ mod tests {
     fn a_bridge_without_evalsha_gets_the_script_text() {
         let refused = br#"{"error":"ERR command 'EVALSHA' is not allowed by this bridge"}"#;
         let after = after_publish(&publish_request(), Ok((400, refused.to_vec())));
-        assert!(matches!(after, AfterPublish::SendScript(_)), "{after:?}");
+        let AfterPublish::SendScript(retry) = after else {
+            panic!("expected a retry, got {after:?}");
+        };
+        assert_eq!(retry.commands.len(), 2);
     }
 
     #[test]
-    fn an_unknown_script_is_sent_once_with_its_text() {
+    fn only_the_runs_refused_for_their_digest_are_sent_again_with_the_text() {
         let request = publish_request();
-        let noscript = || Ok((400, br#"{"error":"NOSCRIPT No matching script."}"#.to_vec()));
-        let AfterPublish::SendScript(retry) = after_publish(&request, noscript()) else {
+        let answer = br#"[{"result":2},{"error":"NOSCRIPT No matching script."}]"#;
+        let AfterPublish::SendScript(retry) = after_publish(&request, Ok((200, answer.to_vec())))
+        else {
             panic!("expected a retry with the script's text");
         };
-        let command: Vec<String> = serde_json::from_str(&retry.body).unwrap();
-        assert_eq!(command[..2], ["EVAL", publishing::PUBLISH_SCRIPT]);
-        assert!(pushwire_shared::publish_check::is_publish_command(&command));
-        assert_eq!(
-            (retry.url.as_str(), retry.commands),
-            (request.url.as_str(), 2)
-        );
+        let commands: Vec<Vec<String>> = serde_json::from_str(&retry.request.body).unwrap();
+        assert_eq!(commands, retry.commands);
+        assert_eq!(commands.len(), 1);
+        assert_eq!(commands[0][..2], ["EVAL", publishing::PUBLISH_SCRIPT]);
+        assert_eq!(commands[0][4], request.commands[1][4]);
+        assert!(pushwire_shared::publish_check::is_publish_command(
+            &commands[0]
+        ));
+        assert_eq!(retry.request.url, request.request.url);
         // The script's text cannot be unknown: no second retry.
-        let reply = reply_of(after_publish(&retry, noscript()));
+        let again = br#"[{"error":"NOSCRIPT No matching script."}]"#;
+        let reply = reply_of(after_publish(&retry, Ok((200, again.to_vec()))));
+        assert_eq!(reply.status, 503, "{reply:?}");
+        // A refusal beside another failure is a 503: the other may have run.
+        let mixed = br#"[{"error":"ERR busy"},{"error":"NOSCRIPT No matching script."}]"#;
+        let reply = reply_of(after_publish(&request, Ok((200, mixed.to_vec()))));
         assert_eq!(reply.status, 503, "{reply:?}");
     }
 }

@@ -17,9 +17,7 @@ use serde_json::Value;
 use crate::bridge::BridgeError;
 use crate::config::EdgeConfig;
 use crate::handler::{BridgeRequest, Outcome, Reply};
-
-/// The path of a pipeline of commands.
-const PIPELINE_PATH: &str = "/pipeline";
+use pushwire_shared::upstash::{PIPELINE_PATH, pipeline_body};
 
 /// A directory read and what to make of its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +90,7 @@ pub fn pipeline_request(config: &EdgeConfig, commands: &[Vec<String>]) -> Bridge
     BridgeRequest {
         url: format!("{}{PIPELINE_PATH}", config.bridge_url),
         token: config.bridge_token.clone(),
-        body: serde_json::to_string(commands).expect("strings always serialise"),
-        commands: commands.len(),
-        then: None,
+        body: pipeline_body(commands),
     }
 }
 

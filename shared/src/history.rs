@@ -7,9 +7,10 @@
 //!
 //! On Redis the history of a channel is a stream ([`KeySpace::history`]), appended and
 //! published in one Lua script ([`PUBLISH_SCRIPT`](crate::publishing::PUBLISH_SCRIPT)), so an event is either in the
-//! history *and* published, or neither. The epoch ([`KeySpace::epoch`]) is set by the
-//! first publish into an empty Redis: when Redis restarts empty, the epoch
-//! changes and every older position is known to be unrecoverable.
+//! history *and* published, or neither. Each channel's epoch ([`KeySpace::epoch`]) is
+//! set by its first publish and expires with its history: when Redis restarts
+//! empty, or a promoted replica never got the channel's first events, the
+//! epoch changes and every older position is known to be unrecoverable.
 
 use std::fmt;
 use std::str::FromStr;
@@ -174,14 +175,16 @@ impl<'de> serde::Deserialize<'de> for Position {
     }
 }
 
-/// One envelope to publish: the pub/sub channel, the history stream, and the
-/// envelope JSON (without `pos`: the publisher adds it).
+/// One envelope to publish: the pub/sub channel, the history stream and its
+/// epoch, and the envelope JSON (without `pos`: the publisher adds it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishMessage {
     /// The Redis pub/sub channel ([`KeySpace::channel`]).
     pub channel: String,
     /// The history stream ([`KeySpace::history`]).
     pub history_key: String,
+    /// The history's epoch ([`KeySpace::epoch`]).
+    pub epoch_key: String,
     /// The envelope JSON, ending with `}` and without a `pos` field.
     pub envelope: String,
 }
@@ -195,7 +198,10 @@ impl PublishMessage {
     /// use pushwire_shared::Envelope;
     /// let raw = r#"{"v":1,"id":"e","app":"7","channel":"c","event":"x","data":"","ts":1}"#;
     /// let m = PublishMessage::of(&Envelope::decode(raw.as_bytes()).unwrap());
-    /// assert_eq!((m.channel.as_str(), m.history_key.as_str()), ("pushwire:v1:7:ch:c", "pushwire:v1:7:hist:c"));
+    /// assert_eq!(
+    ///     [m.channel.as_str(), m.history_key.as_str(), m.epoch_key.as_str()],
+    ///     ["pushwire:v2:{7:c}:ch", "pushwire:v2:{7:c}:hist", "pushwire:v2:{7:c}:epoch"]
+    /// );
     /// assert_eq!(m.envelope, raw);
     /// ```
     pub fn of(envelope: &Envelope) -> Self {
@@ -203,6 +209,7 @@ impl PublishMessage {
         PublishMessage {
             channel: keys.channel(&envelope.app, &envelope.channel),
             history_key: keys.history(&envelope.app, &envelope.channel),
+            epoch_key: keys.epoch(&envelope.app, &envelope.channel),
             envelope: envelope.encode(),
         }
     }

@@ -1,23 +1,24 @@
-//! The Upstash Redis REST dialect, as the edge uses it: one `POST /` carrying
-//! the trigger's [`publish_command`](crate::publishing::publish_command) (a Lua
-//! script named by its digest, so history append and publish are one atomic
-//! step), and the check of its reply.
+//! The Upstash Redis REST dialect, as the edge uses it: one `POST /pipeline`
+//! carrying the trigger's [`publish_commands`](crate::publishing::publish_commands)
+//! (one Lua script run per channel, named by its digest, so each channel's
+//! history append and publish are one atomic step), and the check of its
+//! replies.
 //!
 //! The bridge (`pushwire bridge`) and a hosted Upstash database both answer it.
 
 use serde_json::Value;
 
-/// The path of a single command.
-pub const COMMAND_PATH: &str = "/";
+/// The path of a pipeline of commands.
+pub const PIPELINE_PATH: &str = "/pipeline";
 
-/// The JSON body of a single command: the array of its words.
+/// The JSON body of a pipeline: the array of its commands' words.
 ///
 /// ```
-/// let body = pushwire_shared::upstash::command_body(&["PUBLISH".into(), "c".into(), "{}".into()]);
-/// assert_eq!(body, r#"["PUBLISH","c","{}"]"#);
+/// let body = pushwire_shared::upstash::pipeline_body(&[vec!["PUBLISH".into(), "c".into(), "{}".into()]]);
+/// assert_eq!(body, r#"[["PUBLISH","c","{}"]]"#);
 /// ```
-pub fn command_body(command: &[String]) -> String {
-    serde_json::to_string(command).expect("strings always serialise")
+pub fn pipeline_body(commands: &[Vec<String>]) -> String {
+    serde_json::to_string(commands).expect("strings always serialise")
 }
 
 /// Why a publish's reply does not confirm every message.
@@ -47,12 +48,13 @@ impl UpstashReplyError {
     /// does not take `EVALSHA` (a bridge older than the edge).
     ///
     /// ```
-    /// use pushwire_shared::upstash::check_publish_reply;
-    /// let noscript = br#"{"error":"NOSCRIPT No matching script. Please use EVAL."}"#;
-    /// assert!(check_publish_reply(400, noscript, 1).unwrap_err().asks_for_script_text());
+    /// use pushwire_shared::upstash::check_publish_replies;
+    /// let first = |status, body: &[u8]| check_publish_replies(status, body, &[1]).remove(0).unwrap_err();
+    /// let noscript = br#"[{"error":"NOSCRIPT No matching script. Please use EVAL."}]"#;
+    /// assert!(first(200, noscript).asks_for_script_text());
     /// let refused = br#"{"error":"ERR command 'EVALSHA' is not allowed by this bridge"}"#;
-    /// assert!(check_publish_reply(400, refused, 1).unwrap_err().asks_for_script_text());
-    /// assert!(!check_publish_reply(400, br#"{"error":"ERR"}"#, 1).unwrap_err().asks_for_script_text());
+    /// assert!(first(400, refused).asks_for_script_text());
+    /// assert!(!first(400, br#"{"error":"ERR"}"#).asks_for_script_text());
     /// ```
     pub fn asks_for_script_text(&self) -> bool {
         match self {
@@ -81,40 +83,53 @@ fn snippet(body: &[u8]) -> String {
     text.chars().take(120).collect()
 }
 
-/// Checks that the reply to a publish command confirms all `expected`
-/// messages: status 200 and `{"result": <expected>}`.
+/// Checks the reply to a pipeline of publish commands, one result per
+/// command: `Ok` when the command's `{"result": n}` confirms its `expected[i]`
+/// messages. A status other than 200, or a body that is not an array of one
+/// reply per command, fails every command alike.
 ///
 /// ```
-/// use pushwire_shared::upstash::check_publish_reply;
-/// assert!(check_publish_reply(200, br#"{"result":2}"#, 2).is_ok());
-/// assert!(check_publish_reply(200, br#"{"error":"ERR"}"#, 1).is_err());
-/// assert!(check_publish_reply(502, b"<html>", 1).is_err());
+/// use pushwire_shared::upstash::check_publish_replies;
+/// let replies = check_publish_replies(200, br#"[{"result":2},{"error":"NOSCRIPT x"}]"#, &[2, 1]);
+/// assert!(replies[0].is_ok());
+/// assert!(replies[1].as_ref().unwrap_err().asks_for_script_text());
+/// assert!(check_publish_replies(503, b"", &[1, 1]).iter().all(Result::is_err));
 /// ```
-pub fn check_publish_reply(
+pub fn check_publish_replies(
     status: u16,
     body: &[u8],
-    expected: usize,
-) -> Result<(), UpstashReplyError> {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let error = parsed
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    expected: &[usize],
+) -> Vec<Result<(), UpstashReplyError>> {
+    let all = |e: UpstashReplyError| expected.iter().map(|_| Err(e.clone())).collect();
     if status != 200 {
-        let message = error.unwrap_or_else(|| snippet(body));
-        return Err(UpstashReplyError::Status { status, message });
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .map_or_else(|| snippet(body), str::to_owned);
+        return all(UpstashReplyError::Status { status, message });
     }
-    if let Some(message) = error {
-        return Err(UpstashReplyError::CommandFailed(message));
-    }
-    match parsed.as_ref().and_then(|v| v.get("result")) {
-        Some(Value::Number(n)) if n.as_u64() == Some(expected as u64) => Ok(()),
-        Some(other) => Err(UpstashReplyError::Malformed(format!(
-            "result {other} for {expected} messages"
-        ))),
-        None => Err(UpstashReplyError::Malformed(snippet(body))),
-    }
+    let items: Vec<Value> = match serde_json::from_slice(body) {
+        Ok(Value::Array(items)) if items.len() == expected.len() => items,
+        _ => return all(UpstashReplyError::Malformed(snippet(body))),
+    };
+    items
+        .iter()
+        .zip(expected)
+        .map(|(item, &n)| {
+            if let Some(message) = item.get("error").and_then(Value::as_str) {
+                return Err(UpstashReplyError::CommandFailed(message.to_owned()));
+            }
+            match item.get("result") {
+                Some(Value::Number(got)) if got.as_u64() == Some(n as u64) => Ok(()),
+                Some(other) => Err(UpstashReplyError::Malformed(format!(
+                    "result {other} for {n} messages"
+                ))),
+                None => Err(UpstashReplyError::Malformed(item.to_string())),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -122,36 +137,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_are_json_escaped() {
-        let body = command_body(&["PUBLISH".into(), "a".into(), "{\"x\":\"\\n\"}".into()]);
-        let parsed: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(parsed[2], "{\"x\":\"\\n\"}");
-    }
-
-    #[test]
-    fn replies_that_do_not_confirm_everything_are_errors() {
-        let cases: [(u16, &[u8], usize); 7] = [
-            (401, br#"{"error":"Unauthorized"}"#, 1),
-            (200, b"not json", 1),
-            (200, br#"{"error":"NOSCRIPT"}"#, 1),
-            (200, br#"{"result":1}"#, 2),
-            (200, br#"{"result":"OK"}"#, 1),
-            (200, br#"[{"result":1}]"#, 1),
-            (503, b"", 1),
+    fn each_publish_of_a_pipeline_is_confirmed_on_its_own() {
+        let ok = check_publish_replies(200, br#"[{"result":1},{"result":3}]"#, &[1, 3]);
+        assert!(ok.iter().all(Result::is_ok));
+        let cases: [(u16, &[u8]); 6] = [
+            (200, br#"[{"result":1}]"#),
+            (200, br#"{"result":1}"#),
+            (200, br#"[{"result":1},{"result":2}]"#),
+            (200, br#"[{"result":1},{"error":"ERR x"}]"#),
+            (
+                400,
+                br#"{"error":"ERR command 'X' is not allowed by this bridge"}"#,
+            ),
+            (200, b"<html>"),
         ];
-        for (status, body, expected) in cases {
+        for (status, body) in cases {
+            let replies = check_publish_replies(status, body, &[1, 3]);
+            assert_eq!(replies.len(), 2);
             assert!(
-                check_publish_reply(status, body, expected).is_err(),
+                replies[1].is_err(),
                 "{status} {:?}",
                 String::from_utf8_lossy(body)
             );
         }
-        assert_eq!(
-            check_publish_reply(401, br#"{"error":"Unauthorized"}"#, 1),
-            Err(UpstashReplyError::Status {
-                status: 401,
-                message: "Unauthorized".into()
-            })
-        );
+    }
+
+    #[test]
+    fn payloads_are_json_escaped() {
+        let body = pipeline_body(&[vec!["PUBLISH".into(), "a".into(), "{\"x\":\"\\n\"}".into()]]);
+        let parsed: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed[0][2], "{\"x\":\"\\n\"}");
     }
 }

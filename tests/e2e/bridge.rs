@@ -6,7 +6,7 @@ use std::process::Command;
 use pushwire_shared::ChannelName;
 use pushwire_shared::history::{HistoryPolicy, PublishMessage};
 use pushwire_shared::keys::KeySpace;
-use pushwire_shared::publishing::{ScriptRef, publish_command};
+use pushwire_shared::publishing::{ScriptRef, publish_commands};
 use pushwire_tests::bridge::Bridge;
 use pushwire_tests::http::unix_now;
 use pushwire_tests::{RedisServer, Scratch, http};
@@ -22,15 +22,15 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
         &redis.url(),
         &["--max-request-bytes", "4096"],
     );
-    let mut sub = redis.subscribe("pushwire:v1:1:ch:ch");
+    let mut sub = redis.subscribe("pushwire:v2:{1:ch}:ch");
 
-    let one = bridge.post("/", r#"["publish","pushwire:v1:1:ch:ch","hello"]"#, None);
+    let one = bridge.post("/", r#"["publish","pushwire:v2:{1:ch}:ch","hello"]"#, None);
     assert_eq!((one.status, one.json()), (200, json!({"result": 1})));
     assert_eq!(sub.next_message(), "hello");
 
     let pipeline = bridge.post(
         "/pipeline",
-        r#"[["PING"],["PUBLISH","pushwire:v1:1:ch:ch","p"],["PING","x"]]"#,
+        r#"[["PING"],["PUBLISH","pushwire:v2:{1:ch}:ch","p"],["PING","x"]]"#,
         None,
     );
     assert_eq!(pipeline.status, 200);
@@ -40,7 +40,7 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
     );
     let multi = bridge.post(
         "/multi-exec",
-        r#"[["PUBLISH","pushwire:v1:1:ch:ch","m1"],["PUBLISH","pushwire:v1:1:ch:ch","m2"]]"#,
+        r#"[["PUBLISH","pushwire:v2:{1:ch}:ch","m1"],["PUBLISH","pushwire:v2:{1:ch}:ch","m2"]]"#,
         None,
     );
     assert_eq!(
@@ -57,7 +57,11 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
     assert_eq!(b64.json(), json!({"result": "UE9ORw=="}));
 
     // A Redis error on a single command is a 400 with Redis's message; in a pipeline, an item.
-    let wrong = bridge.post("/", r#"["PUBLISH","pushwire:v1:1:ch:only-one-arg"]"#, None);
+    let wrong = bridge.post(
+        "/",
+        r#"["PUBLISH","pushwire:v2:{1:only-one-arg}:ch"]"#,
+        None,
+    );
     assert_eq!(wrong.status, 400);
     assert!(
         wrong.json()["error"]
@@ -69,7 +73,7 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
     );
     let mixed = bridge.post(
         "/pipeline",
-        r#"[["PUBLISH","pushwire:v1:1:ch:x"],["PING"]]"#,
+        r#"[["PUBLISH","pushwire:v2:{1:x}:ch"],["PING"]]"#,
         None,
     );
     assert_eq!(mixed.status, 200);
@@ -77,7 +81,7 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
 
     // Refusals, none of which runs anything: (path, body, status, what the error says).
     let long = format!(
-        r#"["PUBLISH","pushwire:v1:1:ch:ch","{}"]"#,
+        r#"["PUBLISH","pushwire:v2:{{1:ch}}:ch","{}"]"#,
         "x".repeat(5000)
     );
     let cases = [
@@ -90,13 +94,13 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
         ),
         (
             "/pipeline",
-            r#"[["PUBLISH","pushwire:v1:1:ch:ch","never"],["FLUSHALL"]]"#,
+            r#"[["PUBLISH","pushwire:v2:{1:ch}:ch","never"],["FLUSHALL"]]"#,
             400,
             "not allowed",
         ),
         (
             "/multi-exec",
-            r#"[["publish","pushwire:v1:1:ch:ch","never"],["config","get","*"]]"#,
+            r#"[["publish","pushwire:v2:{1:ch}:ch","never"],["config","get","*"]]"#,
             400,
             "not allowed",
         ),
@@ -135,7 +139,7 @@ fn bridge_speaks_upstash_rest_and_refuses_what_it_must() {
         "nothing was written"
     );
     // Published nothing refused: the next message is the one sent now.
-    bridge.post("/", r#"["PUBLISH","pushwire:v1:1:ch:ch","after"]"#, None);
+    bridge.post("/", r#"["PUBLISH","pushwire:v2:{1:ch}:ch","after"]"#, None);
     assert_eq!(sub.next_message(), "after");
 }
 
@@ -144,7 +148,7 @@ fn upstash_redis_client_works_against_the_bridge() {
     let scratch = Scratch::new("bridge-upstash-js");
     let redis = RedisServer::start(&scratch);
     let bridge = Bridge::start(&scratch, "bridge", &redis.url(), &[]);
-    let mut sub = redis.subscribe("pushwire:v1:1:ch:upstash-ch");
+    let mut sub = redis.subscribe("pushwire:v2:{1:upstash-ch}:ch");
     let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
     let out = Command::new("node")
         .arg(js.join("upstash.js"))
@@ -190,7 +194,7 @@ fn bridge_answers_503_while_redis_is_down() {
     for _ in 0..3 {
         let resp = bridge.post(
             "/multi-exec",
-            r#"[["PUBLISH","pushwire:v1:1:ch:c","x"]]"#,
+            r#"[["PUBLISH","pushwire:v2:{1:c}:ch","x"]]"#,
             None,
         );
         assert_eq!(resp.status, 503, "{}", resp.body);
@@ -216,10 +220,11 @@ fn the_publish_script_runs_only_with_pushwire_s_own_arguments() {
     // id trimming everything, an epoch that breaks every position.
     for (index, value) in [
         (4, "victim:orders"),
-        (9, "victim:orders"),
+        (10, "victim:orders"),
         (7, "999999999999999"),
         (6, "99999999999999"),
         (8, "x\"}"),
+        (9, "DEL"),
     ] {
         let mut bent = edge_shaped.clone();
         bent[index] = value.into();
@@ -235,7 +240,7 @@ fn the_publish_script_runs_only_with_pushwire_s_own_arguments() {
     }
     assert_eq!(
         redis
-            .command(&["EXISTS", "victim:orders", &KeySpace::DEFAULT.epoch()])
+            .command(&["EXISTS", "victim:orders", &news_epoch()])
             .unwrap(),
         ":1",
         "the victim's stream is intact and no epoch was set"
@@ -262,10 +267,11 @@ fn the_publish_script_checks_its_own_arguments_and_repairs_a_broken_epoch() {
     // Straight to Redis, past any bridge: the script refuses by itself.
     for (index, value) in [
         (4, "victim:orders"),
-        (9, "victim:orders"),
+        (10, "victim:orders"),
         (7, "years"),
         (8, "x\"}"),
         (3, "victim:orders"),
+        (9, "DEL"),
     ] {
         let mut bent = good.clone();
         bent[index] = value.into();
@@ -282,17 +288,12 @@ fn the_publish_script_checks_its_own_arguments_and_repairs_a_broken_epoch() {
         "nothing was written"
     );
     // An epoch broken before the checks existed is replaced on the next publish.
-    redis
-        .command(&["SET", &KeySpace::DEFAULT.epoch(), "x\"}"])
-        .unwrap();
+    redis.command(&["SET", &news_epoch(), "x\"}"]).unwrap();
     let mut sub = redis.subscribe(&channel);
     let args: Vec<&str> = good.iter().map(String::as_str).collect();
     assert_eq!(redis.command(&args).unwrap(), ":1");
     assert!(sub.next_message().contains(r#""pos":"k3x:"#));
-    assert_eq!(
-        redis.command(&["GET", &KeySpace::DEFAULT.epoch()]).unwrap(),
-        "k3x"
-    );
+    assert_eq!(redis.command(&["GET", &news_epoch()]).unwrap(), "k3x");
 }
 
 /// The publish command pushwire sends for one event on app 1000001's `news`
@@ -303,14 +304,20 @@ fn publish_to_news(now_ms: u64) -> (String, Vec<String>) {
     let message = PublishMessage {
         channel: KeySpace::DEFAULT.channel("1000001", &news),
         history_key: KeySpace::DEFAULT.history("1000001", &news),
+        epoch_key: news_epoch(),
         envelope: r#"{"event":"e","data":"{}"}"#.into(),
     };
-    let command = publish_command(
+    let mut commands = publish_commands(
         ScriptRef::Text,
         &HistoryPolicy::default(),
         now_ms,
         "k3x",
         std::slice::from_ref(&message),
     );
-    (message.channel, command)
+    (message.channel, commands.remove(0))
+}
+
+/// The epoch key of app 1000001's `news`.
+fn news_epoch() -> String {
+    KeySpace::DEFAULT.epoch("1000001", &ChannelName::new("news").unwrap())
 }

@@ -6,7 +6,7 @@ const { Redis } = require("@upstash/redis");
 
 const [url, token] = process.argv.slice(2);
 // The bridge publishes only to pushwire's pub/sub channels.
-const channel = "pushwire:v1:1:ch:upstash-ch";
+const channel = "pushwire:v2:{1:upstash-ch}:ch";
 
 async function attempt(fn) {
   try {

@@ -37,7 +37,7 @@ pub(crate) struct RedisCommand {
 }
 
 impl RedisCommand {
-    /// Parses `["PUBLISH", "pushwire:v1:1:ch:news", "payload"]` (names in any case; numbers and
+    /// Parses `["PUBLISH", "pushwire:v2:{1:news}:ch", "payload"]` (names in any case; numbers and
     /// booleans become their text) and checks the name against `allowed`.
     pub(crate) fn parse(value: &Value, allowed: &[String]) -> Result<Self, BridgeError> {
         let Value::Array(items) = value else {
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn parses_and_upper_cases() {
-        let channel = "pushwire:v1:1:ch:c";
+        let channel = "pushwire:v2:{1:c}:ch";
         let cmd = RedisCommand::parse(&json!(["publish", channel, 5]), &allowed()).unwrap();
         assert_eq!(
             cmd,
@@ -143,8 +143,8 @@ mod tests {
         );
         for elsewhere in [
             json!(["PUBLISH", "victim:orders", "x"]),
-            json!(["PUBLISH", "pushwire:v1:1:hist:c", "x"]),
-            json!(["PUBLISH", "pushwire:v1:1:ch:a b", "x"]),
+            json!(["PUBLISH", "pushwire:v2:{1:c}:hist", "x"]),
+            json!(["PUBLISH", "pushwire:v2:{1:a b}:ch", "x"]),
             json!(["PUBLISH"]),
         ] {
             assert!(
@@ -198,12 +198,11 @@ mod tests {
             .is_ok()
         );
         for script in [ScriptRef::Digest, ScriptRef::Text] {
-            let publish = publishing::publish_command(script, &Default::default(), 0, "e", &[]);
+            let publish = news_publish(script, 0);
             assert!(RedisCommand::parse(&json!(publish), &allowed()).is_ok());
         }
         let eval_only: Vec<String> = vec!["EVAL".into()];
-        let by_digest =
-            publishing::publish_command(ScriptRef::Digest, &Default::default(), 0, "e", &[]);
+        let by_digest = news_publish(ScriptRef::Digest, 0);
         assert!(RedisCommand::parse(&json!(by_digest), &eval_only).is_ok());
         let other_digest = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
         assert!(matches!(
@@ -217,33 +216,41 @@ mod tests {
             2
         );
     }
-    #[test]
-    fn a_publish_script_call_with_bent_arguments_is_not_allowed() {
+    /// The publish command the edge sends for one event on app 1000001's `news`.
+    fn news_publish(script: ScriptRef, now: u64) -> Vec<String> {
         use pushwire_shared::ChannelName;
         use pushwire_shared::history::PublishMessage;
         let channel = ChannelName::new("news").unwrap();
         let message = PublishMessage {
             channel: KeySpace::DEFAULT.channel("1000001", &channel),
             history_key: KeySpace::DEFAULT.history("1000001", &channel),
+            epoch_key: KeySpace::DEFAULT.epoch("1000001", &channel),
             envelope: r#"{"event":"e"}"#.into(),
         };
-        let now = crate::clock::now_ms();
-        let edge_shaped = publishing::publish_command(
-            ScriptRef::Digest,
+        let mut commands = publishing::publish_commands(
+            script,
             &Default::default(),
             now,
             "k3x",
             std::slice::from_ref(&message),
         );
+        commands.remove(0)
+    }
+
+    #[test]
+    fn a_publish_script_call_with_bent_arguments_is_not_allowed() {
+        let edge_shaped = news_publish(ScriptRef::Digest, crate::clock::now_ms());
         assert!(RedisCommand::parse(&json!(edge_shaped), &allowed()).is_ok());
         // (index in the command, value): a foreign stream, a foreign channel, a
-        // ttl of years, a min id wiping the history, an epoch breaking positions.
+        // ttl of years, a min id wiping the history, an epoch breaking
+        // positions, a command other than a publish.
         for (index, value) in [
             (4, "victim:orders"),
-            (9, "victim:orders"),
+            (10, "victim:orders"),
             (7, "999999999999999"),
             (6, "99999999999999"),
             (8, "x\"}"),
+            (9, "DEL"),
         ] {
             let mut bent = edge_shaped.clone();
             bent[index] = value.into();

@@ -1,48 +1,52 @@
-//! The Lua scripts of the Redis directory: a presence join, a presence leave
-//! and the removal of a dead node's members. Each publishes its member event
-//! itself, with the history functions every publish shares, so "member
-//! changed" and "event sent" cannot come apart. Scripts get every key through
-//! `KEYS`, or, for the keys of members found while they run, as templates
-//! (`keys::template`) through `ARGV`.
+//! The Lua scripts of the Redis directory: a presence join, a presence leave,
+//! the removal of a dead node's members from one channel, and the node's index
+//! of its presence channels. The channel scripts publish their member event
+//! themselves, with the history functions every publish shares, so "member
+//! changed" and "event sent" cannot come apart.
+//!
+//! Every key a channel script touches is one of the channel's (its hash tag),
+//! passed in `KEYS`, so on a Redis Cluster each runs on the channel's shard.
+//! What a node holds in a channel is kept in the channel's slot too
+//! (`KeySpace::node_members`): removing a dead node's members is then one
+//! script per channel, and running it twice removes nothing the second time.
 
 use std::sync::LazyLock;
 
-use pushwire_shared::Envelope;
-use pushwire_shared::event_id::reaped_member_id_prefix;
-use pushwire_shared::keys::{self, APP_SLOT, KeySpace, channel_slot, slot};
+use pushwire_shared::keys::{KeySpace, slot};
 use pushwire_shared::presence::Member;
 use pushwire_shared::publishing::PUBLISH_FUNCTIONS;
+use pushwire_shared::{ChannelName, Envelope};
 
-/// KEYS: epoch, members, sockets, node presence, history stream.
-/// ARGV: 4 retention args, user id, user_info, max members, node field,
-/// pub/sub channel, member_added envelope.
+/// KEYS: epoch, members, sockets, the node's members, history stream.
+/// ARGV: 5 retention args, user id, user_info, max members, pub/sub channel,
+/// member_added envelope.
 pub(super) static JOIN_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
-        r#"local user = ARGV[5]
-if redis.call('HEXISTS', KEYS[2], user) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[7]) then
+        r#"local user = ARGV[6]
+if redis.call('HEXISTS', KEYS[2], user) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[8]) then
   return {0}
 end
-redis.call('HINCRBY', KEYS[4], ARGV[8], 1)
+redis.call('HINCRBY', KEYS[4], user, 1)
 if redis.call('HINCRBY', KEYS[3], user, 1) == 1 then
-  redis.call('HSET', KEYS[2], user, ARGV[6])
-  publish(KEYS[5], ARGV[9], ARGV[10], ARGV[1], ARGV[2], ARGV[3], epoch_of(KEYS[1], ARGV[4]))
+  redis.call('HSET', KEYS[2], user, ARGV[7])
+  publish(KEYS[5], ARGV[9], ARGV[10], ARGV[1], ARGV[2], ARGV[3], epoch_of(KEYS[1], ARGV[4], ARGV[3]), ARGV[5])
 end
 return {1, redis.call('HGETALL', KEYS[2])}
 "#,
     )
 });
 
-/// KEYS: as [`JOIN_SCRIPT`]. ARGV: 4 retention args, user id, node field,
-/// pub/sub channel, member_removed envelope.
+/// KEYS: as [`JOIN_SCRIPT`]. ARGV: 5 retention args, user id, pub/sub channel,
+/// member_removed envelope.
 pub(super) static LEAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"local left = redis.call('HINCRBY', KEYS[4], ARGV[6], -1)
 if left <= 0 then redis.call('HDEL', KEYS[4], ARGV[6]) end
 if left < 0 then return 0 end
-if redis.call('HINCRBY', KEYS[3], ARGV[5], -1) <= 0 then
-  redis.call('HDEL', KEYS[3], ARGV[5])
-  redis.call('HDEL', KEYS[2], ARGV[5])
-  publish(KEYS[5], ARGV[7], ARGV[8], ARGV[1], ARGV[2], ARGV[3], epoch_of(KEYS[1], ARGV[4]))
+if redis.call('HINCRBY', KEYS[3], ARGV[6], -1) <= 0 then
+  redis.call('HDEL', KEYS[3], ARGV[6])
+  redis.call('HDEL', KEYS[2], ARGV[6])
+  publish(KEYS[5], ARGV[7], ARGV[8], ARGV[1], ARGV[2], ARGV[3], epoch_of(KEYS[1], ARGV[4], ARGV[3]), ARGV[5])
   return 1
 end
 return 0
@@ -50,73 +54,75 @@ return 0
     )
 });
 
-/// KEYS: epoch, nodes, the dead node's presence, the dead node's subs.
-/// ARGV: 4 retention args, dead node, id prefix ([`reaped_member_id_prefix`]),
-/// then the templates ([`reap_args`]) of the members, member sockets, history
-/// and pub/sub channel keys, and of the member_removed envelope.
-/// Removes the node's presence sockets; publishes member_removed for users left
-/// with none. Only the reaper that removes the node from `nodes` does it.
+/// KEYS: as [`JOIN_SCRIPT`], the node's members being the dead node's.
+/// ARGV: 5 retention args, the id prefix (`reaped_member_id_prefix`), how many
+/// members this reap removed before, pub/sub channel, and the member_removed
+/// envelope with `"@id@"` and `"@user_id@"` where the script writes the JSON of
+/// each value ([`reap_envelope`]).
 ///
-/// A key template's slots (`@app@`, `@channel@`) become the member's app and
-/// channel; the envelope's JSON-quoted slots become the JSON of its values.
-pub(super) static REAP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+/// Subtracts the node's sockets from each of its members; removes and
+/// announces those left with none; deletes the node's entry. Returns how many
+/// members it removed.
+pub(super) static REAP_CHANNEL_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
-        r#"local function fill(template, values)
-  return (string.gsub(template, '@([%w_]+)@', values))
-end
-local function fill_json(template, values)
-  return (string.gsub(template, '"@([%w_]+)@"', function(slot) return cjson.encode(values[slot]) end))
-end
-if redis.call('ZREM', KEYS[2], ARGV[5]) == 0 then return 0 end
-local entries = redis.call('HGETALL', KEYS[3])
+        r#"local entries = redis.call('HGETALL', KEYS[4])
 local removed = 0
 for i = 1, #entries, 2 do
-  local app, channel, user = string.match(entries[i], '^([^:]*):([^:]*):(.*)$')
-  if app then
-    local names = {app = app, channel = channel}
-    local members, sockets = fill(ARGV[7], names), fill(ARGV[8], names)
-    if redis.call('HINCRBY', sockets, user, -tonumber(entries[i + 1])) <= 0 then
-      redis.call('HDEL', sockets, user)
-      redis.call('HDEL', members, user)
-      removed = removed + 1
-      local envelope = fill_json(ARGV[11], {id = ARGV[6] .. removed, app = app, channel = channel, user_id = user})
-      publish(fill(ARGV[9], names), fill(ARGV[10], names),
-        envelope, ARGV[1], ARGV[2], ARGV[3], epoch_of(KEYS[1], ARGV[4]))
-    end
+  local user = entries[i]
+  if redis.call('HINCRBY', KEYS[3], user, -tonumber(entries[i + 1])) <= 0 then
+    redis.call('HDEL', KEYS[3], user)
+    redis.call('HDEL', KEYS[2], user)
+    removed = removed + 1
+    local values = {id = ARGV[6] .. (tonumber(ARGV[7]) + removed), user_id = user}
+    local envelope = string.gsub(ARGV[9], '"@([%w_]+)@"', function(name) return cjson.encode(values[name]) end)
+    publish(KEYS[5], ARGV[8], envelope, ARGV[1], ARGV[2], ARGV[3], epoch_of(KEYS[1], ARGV[4], ARGV[3]), ARGV[5])
   end
 end
-redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[4])
 return removed
 "#,
     )
 });
 
-/// [`REAP_SCRIPT`]'s arguments after the retention ones, for reaping
-/// `dead_node` at `now` (ms): the node, the id prefix, the key templates, and
-/// the member_removed envelope with slots for what only the script knows.
-pub(super) fn reap_args(keys: &KeySpace, dead_node: &str, now: u64) -> [String; 7] {
+/// KEYS: a node's presence index. ARGV: `{app}:{channel}`.
+/// Lowers the node's count of member sockets in the channel, removing the
+/// field at zero: the index only ever overstates what the node holds (raised
+/// before a join, lowered after a leave), so the reaper never misses a channel.
+pub(super) static UNINDEX_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"#,
+    )
+});
+
+/// The keys of a channel script for `node` in `app`'s `channel`: epoch,
+/// members, sockets, the node's members, history stream.
+pub(super) fn channel_keys(
+    keys: &KeySpace,
+    app: &str,
+    channel: &ChannelName,
+    node: &str,
+) -> [String; 5] {
+    [
+        keys.epoch(app, channel),
+        keys.members(app, channel),
+        keys.member_sockets(app, channel),
+        keys.node_members(app, channel, node),
+        keys.history(app, channel),
+    ]
+}
+
+/// The member_removed envelope of a reaped member of `app`'s `channel` at
+/// `now` (ms), with the JSON strings `"@id@"` and `"@user_id@"` for the values
+/// only the script knows.
+pub(super) fn reap_envelope(app: &str, channel: &ChannelName, now: u64) -> String {
     let member = Member {
         user_id: slot("user_id"),
         user_info: "null".into(),
     };
     let (event, data) = member.removed_event();
-    let envelope = Envelope::new(
-        slot("id"),
-        APP_SLOT.into(),
-        channel_slot(),
-        event,
-        data,
-        now,
-    );
-    [
-        dead_node.to_owned(),
-        reaped_member_id_prefix(dead_node, now),
-        keys::template(|app, channel| keys.members(app, channel)),
-        keys::template(|app, channel| keys.member_sockets(app, channel)),
-        keys::template(|app, channel| keys.history(app, channel)),
-        keys::template(|app, channel| keys.channel(app, channel)),
-        envelope.encode(),
-    ]
+    Envelope::new(slot("id"), app.into(), channel.clone(), event, data, now).encode()
 }
 
 /// A directory script: the history functions every publishing script shares
@@ -128,55 +134,28 @@ fn script(body: &str) -> redis::Script {
 
 #[cfg(test)]
 mod tests {
-    use pushwire_shared::ChannelName;
-
     use super::*;
 
-    /// What the reap script's `fill` and `fill_json` do (cjson and serde_json
-    /// quote these plain values alike).
-    fn fill(template: &str, values: &[(&str, &str)], json: bool) -> String {
-        values
-            .iter()
-            .fold(template.to_owned(), |text, (name, value)| {
-                let (slot, value) = match json {
-                    true => (
-                        format!("\"{}\"", slot(name)),
-                        serde_json::json!(value).to_string(),
-                    ),
-                    false => (slot(name), (*value).to_owned()),
-                };
-                text.replace(&slot, &value)
-            })
+    #[test]
+    fn a_channel_script_touches_only_its_channel_s_slot() {
+        let keys = KeySpace::new("t");
+        let ch = ChannelName::new("presence-a").unwrap();
+        for key in channel_keys(&keys, "1", &ch, "17") {
+            assert!(key.starts_with("t:{1:presence-a}:"), "{key}");
+        }
     }
 
     #[test]
-    fn the_reap_script_gets_the_keys_and_envelope_of_the_one_source() {
-        let keys = KeySpace::new("t");
-        let [
-            node,
-            id_prefix,
-            members,
-            sockets,
-            history,
-            channel,
-            envelope,
-        ] = reap_args(&keys, "17", 1000);
-        assert_eq!((node.as_str(), id_prefix.as_str()), ("17", "r17-1000-"));
+    fn the_reap_envelope_holds_the_slots_the_script_fills() {
         let ch = ChannelName::new("presence-a").unwrap();
-        let names = [("app", "1"), ("channel", "presence-a")];
-        assert_eq!(fill(&members, &names, false), keys.members("1", &ch));
-        assert_eq!(fill(&sockets, &names, false), keys.member_sockets("1", &ch));
-        assert_eq!(fill(&history, &names, false), keys.history("1", &ch));
-        assert_eq!(fill(&channel, &names, false), keys.channel("1", &ch));
-        let id = format!("{id_prefix}1");
-        let values = [
-            ("id", id.as_str()),
-            ("user_id", "u"),
-            ("app", "1"),
-            ("channel", "presence-a"),
-        ];
+        let envelope = reap_envelope("1", &ch, 1000);
+        // What the script's gsub does (cjson and serde_json quote these plain
+        // values alike).
+        let filled = envelope
+            .replace("\"@id@\"", "\"r17-1000-1\"")
+            .replace("\"@user_id@\"", "\"u\"");
         assert_eq!(
-            fill(&envelope, &values, true),
+            filled,
             r#"{"v":1,"id":"r17-1000-1","app":"1","channel":"presence-a","event":"pushwire:member_removed","data":{"user_id":"u"},"ts":1000}"#
         );
     }

@@ -1,11 +1,12 @@
 //! Redis pub/sub broker.
 //!
-//! Publishing goes through one auto-reconnecting multiplexed connection; all
-//! messages of one call are one run of the publish script
-//! ([`pushwire_shared::publishing::PUBLISH_SCRIPT`]), which appends each to its
-//! channel's history stream and publishes it with its position: a multi-channel
-//! or batch trigger is accepted whole or not at all, and is in the history
-//! exactly when it was published.
+//! Publishing goes through one auto-reconnecting multiplexed connection; the
+//! messages of one channel are one run of the publish script
+//! ([`pushwire_shared::publishing::PUBLISH_SCRIPT`]), which appends each to the
+//! channel's history stream and publishes it with its position, so an event is
+//! in a channel's history exactly when it was published there. The runs of a
+//! multi-channel trigger go out together and are not atomic together: one
+//! failing fails the trigger, the others keep their event.
 //!
 //! Subscribing is owned by one task holding the pub/sub connection. It remembers
 //! every subscribed channel, and when the connection drops it reconnects with
@@ -25,7 +26,7 @@ use pushwire_shared::ChannelName;
 use pushwire_shared::directory::ChannelStats;
 use pushwire_shared::history::{HistoryPolicy, StreamId};
 use pushwire_shared::keys::KeySpace;
-use pushwire_shared::publishing;
+use pushwire_shared::publishing::{self, PubSubMode};
 
 use super::directory::{JoinOutcome, PresenceChange};
 use super::redis_directory::RedisDirectory;
@@ -73,6 +74,7 @@ pub(crate) struct RedisBroker {
     publisher: Arc<CommandConnection>,
     directory: RedisDirectory,
     policy: HistoryPolicy,
+    mode: PubSubMode,
     /// [`publishing::PUBLISH_SCRIPT`], invoked by its digest.
     publish_script: redis::Script,
     commands: mpsc::Sender<Command>,
@@ -97,11 +99,13 @@ impl RedisBroker {
             inbound,
             connected.clone(),
         ));
+        let mode = target.pubsub_mode();
         let publisher = Arc::new(CommandConnection::new(target));
         Ok(RedisBroker {
-            directory: RedisDirectory::start(publisher.clone(), node, policy),
+            directory: RedisDirectory::start(publisher.clone(), node, policy, mode),
             publisher,
             policy,
+            mode,
             publish_script: redis::Script::new(publishing::PUBLISH_SCRIPT),
             commands,
             connected,
@@ -124,29 +128,39 @@ impl RedisBroker {
 impl Broker for RedisBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
-            let mut conn = self.publisher.get().await?;
-            let call = publishing::publish_call(
+            let conn = self.publisher.get().await?;
+            let calls = publishing::publish_calls(
                 &self.policy,
                 crate::clock::now_ms(),
                 &super::epoch_candidate(),
+                self.mode,
                 messages,
             );
-            // By digest (EVALSHA): the script is not sent and hashed again for
-            // every trigger. After a Redis restart, `invoke_async` loads it again.
-            let mut invocation = self.publish_script.prepare_invoke();
-            invocation.key(&call.keys).arg(&call.args);
-            let published: usize = within(
-                PUBLISH_TIMEOUT,
-                "publish script",
-                invocation.invoke_async(&mut conn),
-            )
-            .await?;
-            if published != messages.len() {
-                return Err(unavailable(format_args!(
-                    "the publish script confirmed {published} of {} messages",
-                    messages.len()
-                )));
-            }
+            // Sent together on the multiplexed connection: one round trip.
+            let runs = calls.iter().map(|call| {
+                let mut conn = conn.clone();
+                async move {
+                    // By digest (EVALSHA): the script is not sent and hashed
+                    // again for every trigger. After a Redis restart,
+                    // `invoke_async` loads it again.
+                    let mut invocation = self.publish_script.prepare_invoke();
+                    invocation.key(&call.keys[..]).arg(&call.args);
+                    let published: usize = within(
+                        PUBLISH_TIMEOUT,
+                        "publish script",
+                        invocation.invoke_async(&mut conn),
+                    )
+                    .await?;
+                    let expected = call.message_count();
+                    if published != expected {
+                        return Err(unavailable(format_args!(
+                            "the publish script confirmed {published} of {expected} messages"
+                        )));
+                    }
+                    Ok(())
+                }
+            });
+            futures_util::future::try_join_all(runs).await?;
             Ok(())
         })
     }
@@ -158,12 +172,19 @@ impl Broker for RedisBroker {
         from: StreamId,
     ) -> BrokerFuture<'a, HistorySnapshot> {
         Box::pin(async move {
+            let keys = KeySpace::DEFAULT;
+            let Some((app, channel)) = keys.parse_history(history_key) else {
+                return Err(unavailable(format_args!(
+                    "{history_key} is not a history stream"
+                )));
+            };
             let mut conn = self.publisher.get().await?;
-            // One transaction: the epoch and the entries belong to the same instant.
+            // One transaction on the channel's slot: the epoch and the entries
+            // belong to the same instant.
             let mut pipe = redis::pipe();
             pipe.atomic()
                 .cmd("GET")
-                .arg(KeySpace::DEFAULT.epoch())
+                .arg(keys.epoch(app, &channel))
                 .cmd("XRANGE")
                 .arg(history_key)
                 .arg(from.to_string())

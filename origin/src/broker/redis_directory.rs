@@ -7,27 +7,34 @@
 //! - `node_subs(node)`: hash, `{app}:{channel}` → the node's local socket
 //!   count; written before each change's ack (see [`heartbeat`]), rewritten
 //!   whole at each heartbeat, expires after 3 timeouts;
-//! - `node_presence(node)`: hash, `{app}:{channel}:{user_id}` → the node's
-//!   sockets of that member (so a dead node's members can be removed);
+//! - `node_presence(node)`: hash, `{app}:{channel}` → the node's member
+//!   sockets there, at least (so a dead node's channels can be found);
 //! - `members(app, channel)`: hash, user id → user_info JSON;
-//! - `member_sockets(app, channel)`: hash, user id → sockets, cluster-wide.
+//! - `member_sockets(app, channel)`: hash, user id → sockets, cluster-wide;
+//! - `node_members(app, channel, node)`: hash, user id → the node's sockets.
 //!
 //! Joins, leaves and the removal of a dead node's members run as Lua scripts
-//! (`presence_scripts`), which publish the member events themselves.
+//! on the channel's slot (`presence_scripts`), which publish the member events
+//! themselves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use pushwire_shared::ChannelName;
-use pushwire_shared::directory::{self, ChannelStats, Found, Read, Reply, channel_field};
+use pushwire_shared::directory::{
+    self, ChannelStats, Found, Read, Reply, channel_field, split_channel_field,
+};
+use pushwire_shared::event_id::reaped_member_id_prefix;
 use pushwire_shared::history::HistoryPolicy;
 use pushwire_shared::keys::KeySpace;
-use pushwire_shared::publishing::retention_args;
+use pushwire_shared::publishing::{PubSubMode, retention_args};
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 use super::directory::{JoinOutcome, NODE_HEARTBEAT, NODE_TIMEOUT, PresenceChange};
-use super::presence_scripts::{JOIN_SCRIPT, LEAVE_SCRIPT, REAP_SCRIPT, reap_args};
+use super::presence_scripts::{
+    JOIN_SCRIPT, LEAVE_SCRIPT, REAP_CHANNEL_SCRIPT, UNINDEX_SCRIPT, channel_keys, reap_envelope,
+};
 use super::{BrokerError, BrokerFuture, epoch_candidate};
 use crate::clock::now_ms;
 use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, within};
@@ -38,6 +45,7 @@ pub(super) struct RedisDirectory {
     conn: Arc<CommandConnection>,
     node: String,
     policy: HistoryPolicy,
+    mode: PubSubMode,
     counts: mpsc::UnboundedSender<CountUpdate>,
 }
 
@@ -52,13 +60,20 @@ struct CountUpdate {
 
 impl RedisDirectory {
     /// Starts reporting as `node` (heartbeat, counts, reaping dead nodes).
-    pub(super) fn start(conn: Arc<CommandConnection>, node: String, policy: HistoryPolicy) -> Self {
+    pub(super) fn start(
+        conn: Arc<CommandConnection>,
+        node: String,
+        policy: HistoryPolicy,
+        mode: PubSubMode,
+    ) -> Self {
         let (counts, rx) = mpsc::unbounded_channel();
-        tokio::spawn(heartbeat(conn.clone(), node.clone(), policy, rx));
+        let reaper = Reaper { policy, mode };
+        tokio::spawn(heartbeat(conn.clone(), node.clone(), reaper, rx));
         RedisDirectory {
             conn,
             node,
             policy,
+            mode,
             counts,
         }
     }
@@ -88,34 +103,53 @@ impl RedisDirectory {
     }
 
     fn presence_keys(&self, change: &PresenceChange) -> [String; 5] {
-        let keys = KeySpace::DEFAULT;
-        [
-            keys.epoch(),
-            keys.members(&change.app, &change.channel),
-            keys.member_sockets(&change.app, &change.channel),
-            keys.node_presence(&self.node),
-            change.event.history_key.clone(),
-        ]
+        channel_keys(&KeySpace::DEFAULT, &change.app, &change.channel, &self.node)
     }
 
-    fn node_field(change: &PresenceChange) -> String {
-        format!(
-            "{}:{}",
-            channel_field(&change.app, &change.channel),
-            change.member.user_id
+    fn retention(&self) -> [String; 5] {
+        retention_args(&self.policy, now_ms(), &epoch_candidate(), self.mode)
+    }
+
+    /// Lowers this node's index entry for the change's channel after a leave
+    /// (or a join that did not happen). A failure leaves it too high, which
+    /// only costs a reaper an idle script run.
+    async fn unindex(&self, conn: &mut ConnectionManager, change: &PresenceChange) {
+        let mut unindex = UNINDEX_SCRIPT.prepare_invoke();
+        unindex
+            .key(KeySpace::DEFAULT.node_presence(&self.node))
+            .arg(channel_field(&change.app, &change.channel));
+        let lowered = within(
+            COMMAND_TIMEOUT,
+            "presence unindex",
+            unindex.invoke_async::<u8>(conn),
         )
+        .await;
+        if let Err(e) = lowered {
+            tracing::debug!(error = %e, "could not lower the node's presence index");
+        }
     }
 
     /// See `Broker::presence_join`.
     pub(super) async fn join(&self, change: &PresenceChange) -> Result<JoinOutcome, BrokerError> {
         let mut conn = self.conn().await?;
+        // Indexed first: should this node die right after the join, the
+        // reaper finds the channel.
+        within(
+            COMMAND_TIMEOUT,
+            "presence index",
+            redis::cmd("HINCRBY")
+                .arg(KeySpace::DEFAULT.node_presence(&self.node))
+                .arg(channel_field(&change.app, &change.channel))
+                .arg(1)
+                .query_async::<i64>(&mut conn),
+        )
+        .await?;
         let mut join = JOIN_SCRIPT.prepare_invoke();
         join.key(&self.presence_keys(change)[..])
-            .arg(&retention_args(&self.policy, now_ms(), &epoch_candidate())[..])
+            .arg(&self.retention()[..])
             .arg(&change.member.user_id)
             .arg(&change.member.user_info)
             .arg(change.max_members)
-            .arg(Self::node_field(change))
             .arg(&change.event.channel)
             .arg(&change.event.envelope);
         let (joined, members): (u8, Option<Vec<String>>) = within(
@@ -125,6 +159,7 @@ impl RedisDirectory {
         )
         .await?;
         if joined == 0 {
+            self.unindex(&mut conn, change).await;
             return Ok(JoinOutcome::Full);
         }
         let members = members.unwrap_or_default();
@@ -142,9 +177,8 @@ impl RedisDirectory {
         let mut leave = LEAVE_SCRIPT.prepare_invoke();
         leave
             .key(&self.presence_keys(change)[..])
-            .arg(&retention_args(&self.policy, now_ms(), &epoch_candidate())[..])
+            .arg(&self.retention()[..])
             .arg(&change.member.user_id)
-            .arg(Self::node_field(change))
             .arg(&change.event.channel)
             .arg(&change.event.envelope);
         within(
@@ -153,6 +187,7 @@ impl RedisDirectory {
             leave.invoke_async::<u8>(&mut conn),
         )
         .await?;
+        self.unindex(&mut conn, change).await;
         Ok(())
     }
 
@@ -254,7 +289,7 @@ fn reply(value: redis::Value) -> Reply {
 async fn heartbeat(
     conn: Arc<CommandConnection>,
     node: String,
-    policy: HistoryPolicy,
+    reaper: Reaper,
     mut updates: mpsc::UnboundedReceiver<CountUpdate>,
 ) {
     let subs = KeySpace::DEFAULT.node_subs(&node);
@@ -275,7 +310,7 @@ async fn heartbeat(
                 batch.confirm(&written);
             }
             _ = beat.tick() => {
-                if let Err(e) = beat_once(&conn, &node, &subs, &counts, &policy).await {
+                if let Err(e) = beat_once(&conn, &node, &subs, &counts, &reaper).await {
                     tracing::debug!(error = %e, "directory heartbeat failed");
                 }
             }
@@ -351,7 +386,7 @@ async fn beat_once(
     node: &str,
     subs: &str,
     counts: &HashMap<String, usize>,
-    policy: &HistoryPolicy,
+    reaper: &Reaper,
 ) -> Result<(), BrokerError> {
     let mut c = conn.get().await?;
     // Redis's clock, not ours: every node's heartbeat and every reaper's cutoff
@@ -363,6 +398,7 @@ async fn beat_once(
     )
     .await?;
     let now = secs * 1000 + micros / 1000;
+    // The node's own keys share its hash tag: one transaction on one slot.
     let mut pipe = redis::pipe();
     pipe.atomic().del(subs).ignore();
     if !counts.is_empty() {
@@ -373,9 +409,18 @@ async fn beat_once(
     // Only the counts expire: a dead node's presence entries stay until a live
     // node reaps them (and sends member_removed).
     pipe.pexpire(subs, ttl).ignore();
-    let keys = KeySpace::DEFAULT;
-    pipe.zadd(keys.nodes(), node, now).ignore();
     within(COMMAND_TIMEOUT, "heartbeat", pipe.query_async::<()>(&mut c)).await?;
+    let keys = KeySpace::DEFAULT;
+    within(
+        COMMAND_TIMEOUT,
+        "heartbeat",
+        redis::cmd("ZADD")
+            .arg(keys.nodes())
+            .arg(now)
+            .arg(node)
+            .query_async::<()>(&mut c),
+    )
+    .await?;
 
     let cutoff = now.saturating_sub(NODE_TIMEOUT.as_millis() as u64);
     let dead: Vec<String> = within(
@@ -392,17 +437,86 @@ async fn beat_once(
     )
     .await?;
     for dead_node in dead {
-        let mut reap = REAP_SCRIPT.prepare_invoke();
-        reap.key(keys.epoch())
-            .key(keys.nodes())
-            .key(keys.node_presence(&dead_node))
-            .key(keys.node_subs(&dead_node))
-            .arg(&retention_args(policy, now, &epoch_candidate())[..])
-            .arg(&reap_args(&keys, &dead_node, now)[..]);
-        let removed: u64 = within(COMMAND_TIMEOUT, "reap", reap.invoke_async(&mut c)).await?;
-        tracing::info!(node = %dead_node, removed, "removed a silent node's presence members");
+        reaper.reap(&mut c, &dead_node, now).await?;
     }
     Ok(())
+}
+
+/// Removes dead nodes' presence members, one channel at a time.
+#[derive(Debug, Clone, Copy)]
+struct Reaper {
+    policy: HistoryPolicy,
+    mode: PubSubMode,
+}
+
+impl Reaper {
+    /// Removes `dead_node`'s members from every channel its index names, then
+    /// the node itself. Each step may run twice (two reapers, or one that
+    /// failed half-way and tries again at its next heartbeat): a channel
+    /// already reaped has no entry of the node left, so nothing is removed or
+    /// announced twice, and the node leaves `nodes` only once all its channels
+    /// are done.
+    async fn reap(
+        &self,
+        c: &mut ConnectionManager,
+        dead_node: &str,
+        now: u64,
+    ) -> Result<(), BrokerError> {
+        let keys = KeySpace::DEFAULT;
+        let index = keys.node_presence(dead_node);
+        let channels: Vec<String> = within(
+            COMMAND_TIMEOUT,
+            "HKEYS",
+            redis::cmd("HKEYS").arg(&index).query_async(&mut *c),
+        )
+        .await?;
+        let id_prefix = reaped_member_id_prefix(dead_node, now);
+        let mut removed: u64 = 0;
+        for field in channels {
+            if let Some((app, channel)) = split_channel_field(&field) {
+                let mut reap = REAP_CHANNEL_SCRIPT.prepare_invoke();
+                reap.key(&channel_keys(&keys, app, &channel, dead_node)[..])
+                    .arg(&retention_args(&self.policy, now, &epoch_candidate(), self.mode)[..])
+                    .arg(&id_prefix)
+                    .arg(removed)
+                    .arg(keys.channel(app, &channel))
+                    .arg(reap_envelope(app, &channel, now));
+                let here: u64 = within(COMMAND_TIMEOUT, "reap", reap.invoke_async(&mut *c)).await?;
+                removed += here;
+            }
+            within(
+                COMMAND_TIMEOUT,
+                "HDEL",
+                redis::cmd("HDEL")
+                    .arg(&index)
+                    .arg(&field)
+                    .query_async::<()>(&mut *c),
+            )
+            .await?;
+        }
+        within(
+            COMMAND_TIMEOUT,
+            "DEL",
+            redis::cmd("DEL")
+                .arg(&index)
+                .arg(keys.node_subs(dead_node))
+                .query_async::<()>(&mut *c),
+        )
+        .await?;
+        let gone: u8 = within(
+            COMMAND_TIMEOUT,
+            "ZREM",
+            redis::cmd("ZREM")
+                .arg(keys.nodes())
+                .arg(dead_node)
+                .query_async(&mut *c),
+        )
+        .await?;
+        if gone == 1 || removed > 0 {
+            tracing::info!(node = %dead_node, removed, "removed a silent node's presence members");
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -308,7 +308,7 @@ mod tests {
         let to_master = [
             ToMaster::Ready,
             ToMaster::Claim(1, "sid".into()),
-            ToMaster::BrokerRequest(2, Request::Subscribe("pushwire:v1:1:ch:é".into())),
+            ToMaster::BrokerRequest(2, Request::Subscribe("pushwire:v2:{1:é}:ch".into())),
             ToMaster::BrokerRequest(3, Request::Unsubscribe("c".into())),
             ToMaster::BrokerRequest(
                 4,

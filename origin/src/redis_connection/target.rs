@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::select_ok;
+use pushwire_shared::publishing::PubSubMode;
 use redis::{ConnectionAddr, ConnectionInfo};
 
 use super::{CONNECT_TIMEOUT, InvalidRedisUrl, RedisUnavailable, client};
@@ -75,6 +76,13 @@ impl RedisTarget {
 }
 
 impl RedisTarget {
+    /// How events travel between publishers and subscribers on this target.
+    pub(crate) fn pubsub_mode(&self) -> PubSubMode {
+        match self {
+            RedisTarget::Server(_) | RedisTarget::Sentinel(_) => PubSubMode::Classic,
+        }
+    }
+
     /// False only when the sentinels name a primary other than `addr` (the one
     /// a connection was opened to): a sentinel that does not answer is no
     /// reason to drop a connection that may still work.

@@ -217,7 +217,7 @@ mod tests {
         fn subscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
             self.calls().push(format!("+{channel}"));
             Box::pin(async move {
-                if channel.ends_with(":down") {
+                if channel.ends_with(":down}:ch") {
                     Err(BrokerError::Unavailable("test".into()))
                 } else {
                     Ok(())
