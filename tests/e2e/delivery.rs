@@ -4,7 +4,7 @@ use pushwire_shared::ChannelName;
 use pushwire_shared::keys::KeySpace;
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::origin::OriginOptions;
-use pushwire_tests::{Clients, Deployment, Fanout, Origin, RedisServer, Scratch, each_fanout};
+use pushwire_tests::{Clients, Deployment, Origin, RedisServer, Scratch, each_fanout};
 use serde_json::{Value, json};
 
 fn websocket_only() -> Value {
@@ -133,7 +133,10 @@ fn trigger_socket_id_excludes_the_sender() {
 fn exclusion(deployment: &Deployment) {
     // With Redis, across two origins; embedded, across the workers of one.
     let a = deployment.origin("origin-a");
-    let second = (deployment.fanout == Fanout::Redis).then(|| deployment.origin("origin-b"));
+    let second = deployment
+        .fanout
+        .spans_origins()
+        .then(|| deployment.origin("origin-b"));
     let b = second.as_ref().unwrap_or(&a);
     let mut clients = Clients::start(&deployment.scratch, "clients");
     let sender = clients.connect("sender", &a.url(), json!({}));

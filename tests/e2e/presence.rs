@@ -7,7 +7,7 @@ use pushwire_shared::event::{MEMBER_ADDED, MEMBER_REMOVED};
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::origin::OriginOptions;
 use pushwire_tests::process::{children_of, signal_pid};
-use pushwire_tests::{Clients, Deployment, Fanout, Origin, RedisServer, Scratch, each_fanout};
+use pushwire_tests::{Clients, Deployment, Origin, RedisServer, Scratch, each_fanout};
 use serde_json::{Value, json};
 
 const ROOM: &str = "presence-room";
@@ -182,7 +182,7 @@ fn presence_is_cluster_wide_and_counted_once_per_user() {
     each_fanout("presence", |d: &Deployment| {
         let a = d.origin("origin-a");
         let mut clients = Clients::start(&d.scratch, "clients");
-        if d.fanout == Fanout::Redis {
+        if d.fanout.spans_origins() {
             let b = d.origin("origin-b");
             presence_members(&a, &b, &mut clients);
         } else {

@@ -1,17 +1,29 @@
 //! A test deployment: a scratch directory, the chosen fan-out (a private Redis,
-//! or the embedded broker) and the origins started on it.
+//! a private Redis Cluster, or the embedded broker) and the origins started on it.
 
-use crate::origin::{Origin, OriginOptions};
+use crate::origin::{Origin, OriginOptions, test_workers};
 use crate::process::Scratch;
 use crate::redis::RedisServer;
+use crate::redis_cluster::RedisCluster;
 
 /// How events cross worker processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fanout {
     /// Through a redis-server started for the test.
     Redis,
+    /// Through a Redis Cluster (3 primaries, 3 replicas) started for the
+    /// test, with sharded pub/sub.
+    RedisCluster,
     /// Through the master's embedded broker (no Redis).
     Embedded,
+}
+
+impl Fanout {
+    /// Whether several origins can share it (Redis can; the embedded broker
+    /// lives in one origin's master).
+    pub fn spans_origins(self) -> bool {
+        self != Fanout::Embedded
+    }
 }
 
 /// Everything one test run needs; torn down on drop (origins first, then Redis, then the directory).
@@ -20,27 +32,32 @@ pub struct Deployment {
     /// How events fan out.
     pub fanout: Fanout,
     redis: Option<RedisServer>,
+    cluster: Option<RedisCluster>,
     /// Logs and data.
     pub scratch: Scratch,
 }
 
 impl Deployment {
-    /// Starts the deployment's services (Redis for [`Fanout::Redis`]).
+    /// Starts the deployment's services (Redis for [`Fanout::Redis`], a
+    /// cluster for [`Fanout::RedisCluster`]).
     pub fn start(name: &str, fanout: Fanout) -> Self {
         let scratch = Scratch::new(name);
         let redis = (fanout == Fanout::Redis).then(|| RedisServer::start(&scratch));
+        let cluster = (fanout == Fanout::RedisCluster).then(|| RedisCluster::start(&scratch));
         Deployment {
             fanout,
             redis,
+            cluster,
             scratch,
         }
     }
 
     /// Options for an origin of this deployment.
     pub fn options(&self) -> OriginOptions {
-        match &self.redis {
-            Some(redis) => OriginOptions::redis(&redis.url()),
-            None => OriginOptions::embedded(),
+        match (&self.redis, &self.cluster) {
+            (Some(redis), _) => OriginOptions::redis(&redis.url()),
+            (_, Some(cluster)) => OriginOptions::redis(&cluster.seeds()),
+            (None, None) => OriginOptions::embedded(),
         }
     }
 
@@ -50,9 +67,13 @@ impl Deployment {
     }
 }
 
-/// Runs `test` once with Redis fan-out and once with the embedded broker.
+/// Runs `test` with Redis fan-out, with a Redis Cluster's (in the pass with
+/// several workers: the suite runs twice, and once is enough for a cluster
+/// that takes seconds to start) and with the embedded broker.
 pub fn each_fanout(name: &str, test: impl Fn(&Deployment)) {
-    for fanout in [Fanout::Redis, Fanout::Embedded] {
+    let cluster = (test_workers() > 1).then_some(Fanout::RedisCluster);
+    let fanouts = [Some(Fanout::Redis), cluster, Some(Fanout::Embedded)];
+    for fanout in fanouts.into_iter().flatten() {
         eprintln!("=== {name}, {fanout:?} fan-out");
         let deployment = Deployment::start(&format!("{name}-{fanout:?}"), fanout);
         test(&deployment);

@@ -3,6 +3,7 @@
 
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::publish_check;
+use pushwire_shared::publishing::{self, PubSubMode};
 use serde_json::Value;
 
 use super::BridgeError;
@@ -111,6 +112,30 @@ impl RedisCommand {
     }
 
     /// The command for the Redis client.
+    /// The command as it must run where events travel by `mode`: on a Redis
+    /// Cluster (sharded pub/sub) a publish, bare or by the publish script,
+    /// becomes `SPUBLISH`, since subscribers there listen with `SSUBSCRIBE`.
+    pub(crate) fn for_mode(self, mode: PubSubMode) -> Self {
+        if mode == PubSubMode::Classic {
+            return self;
+        }
+        if self.name == "PUBLISH" {
+            return RedisCommand {
+                name: mode.publish_command().to_owned(),
+                args: self.args,
+            };
+        }
+        let mut words = Vec::with_capacity(1 + self.args.len());
+        words.push(self.name);
+        words.extend(self.args);
+        let mut words = publishing::with_pubsub_mode(words, mode).into_iter();
+        let name = words.next().unwrap_or_default();
+        RedisCommand {
+            name,
+            args: words.collect(),
+        }
+    }
+
     pub(crate) fn to_cmd(&self) -> redis::Cmd {
         let mut cmd = redis::cmd(&self.name);
         for arg in &self.args {
@@ -123,7 +148,7 @@ impl RedisCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushwire_shared::publishing::{self, ScriptRef};
+    use pushwire_shared::publishing::ScriptRef;
     use serde_json::json;
 
     fn allowed() -> Vec<String> {
@@ -235,6 +260,26 @@ mod tests {
             std::slice::from_ref(&message),
         );
         commands.remove(0)
+    }
+
+    #[test]
+    fn on_a_cluster_publishes_become_sharded() {
+        let bare =
+            RedisCommand::parse(&json!(["publish", "pushwire:v2:{1:c}:ch", "x"]), &allowed())
+                .unwrap();
+        let script =
+            RedisCommand::parse(&json!(news_publish(ScriptRef::Digest, 0)), &allowed()).unwrap();
+        assert_eq!(bare.clone().for_mode(PubSubMode::Classic), bare);
+        assert_eq!(script.clone().for_mode(PubSubMode::Classic), script);
+        assert_eq!(bare.for_mode(PubSubMode::Sharded).name, "SPUBLISH");
+        let sharded = script.clone().for_mode(PubSubMode::Sharded);
+        assert_eq!(
+            (sharded.name.as_str(), &sharded.args[8]),
+            ("EVALSHA", &"SPUBLISH".to_owned())
+        );
+        assert_eq!(sharded.args.len(), script.args.len());
+        let ping = RedisCommand::parse(&json!(["PING"]), &allowed()).unwrap();
+        assert_eq!(ping.clone().for_mode(PubSubMode::Sharded), ping);
     }
 
     #[test]

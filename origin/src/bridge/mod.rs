@@ -38,7 +38,9 @@ pub(crate) use self::config::{BridgeConfig, BridgeSettings};
 pub(crate) use self::reply::Encoding;
 
 use crate::http_server::{self, body_deadline_of};
-use crate::redis_connection::{CommandConnection, PUBLISH_TIMEOUT, RedisUnavailable, within};
+use crate::redis_connection::{
+    CommandConnection, PUBLISH_TIMEOUT, RedisConn, RedisUnavailable, within,
+};
 
 /// Why a bridge request failed.
 #[derive(Debug, thiserror::Error)]
@@ -177,29 +179,57 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Runs `commands` as one pipeline (MULTI/EXEC when `atomic`), collecting each
-/// command's reply or error.
+/// command's reply or error. On a Redis Cluster a pipeline would have to stay
+/// in one slot: each command of a plain pipeline is sent on its own (all at
+/// once, answered in order), each to its key's shard; a transaction still must
+/// stay in one slot (Redis refuses it otherwise, `CROSSSLOT`).
 async fn execute(
     bridge: &Bridge,
     commands: &[RedisCommand],
     atomic: bool,
 ) -> Result<Vec<redis::Value>, BridgeError> {
-    let mut conn = bridge.redis.get().await?;
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    if atomic {
-        pipe.atomic();
-    }
-    for command in commands {
-        pipe.add_command(command.to_cmd());
-    }
+    let mode = bridge.config.redis.pubsub_mode();
+    let commands: Vec<RedisCommand> = commands
+        .iter()
+        .map(|command| command.clone().for_mode(mode))
+        .collect();
+    let conn = bridge.redis.get().await?;
+    let pipeline = |commands: &[RedisCommand]| {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        if atomic {
+            pipe.atomic();
+        }
+        for command in commands {
+            pipe.add_command(command.to_cmd());
+        }
+        pipe
+    };
     // The publish bound, not the 2 s one: the edge publishes through here, and a
     // timed-out publish may have happened (see `PUBLISH_TIMEOUT`).
-    Ok(within(
-        PUBLISH_TIMEOUT,
-        "pipeline",
-        pipe.query_async::<Vec<redis::Value>>(&mut conn),
-    )
-    .await?)
+    if atomic || matches!(conn, RedisConn::Single(_)) {
+        let mut conn = conn;
+        return Ok(within(
+            PUBLISH_TIMEOUT,
+            "pipeline",
+            pipeline(&commands).query_async::<Vec<redis::Value>>(&mut conn),
+        )
+        .await?);
+    }
+    let each = commands.chunks(1).map(|one| {
+        let mut conn = conn.clone();
+        let pipe = pipeline(one);
+        async move {
+            within(
+                PUBLISH_TIMEOUT,
+                "pipeline",
+                pipe.query_async::<Vec<redis::Value>>(&mut conn),
+            )
+            .await
+        }
+    });
+    let replies = futures_util::future::try_join_all(each).await?;
+    Ok(replies.into_iter().flatten().collect())
 }
 
 fn json_response(value: Value) -> Response {

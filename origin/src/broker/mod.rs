@@ -13,6 +13,7 @@ pub(crate) mod embedded;
 mod presence_scripts;
 mod redis;
 mod redis_directory;
+mod redis_sharded;
 
 use std::future::Future;
 use std::pin::Pin;

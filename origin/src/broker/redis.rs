@@ -42,13 +42,14 @@ use crate::redis_connection::{
 };
 
 /// Pauses between the subscriber's reconnection attempts.
-const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+pub(super) const RECONNECT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
 
-async fn within<T>(
+pub(super) async fn within<T>(
     limit: Duration,
     what: &'static str,
     fut: impl Future<Output = redis::RedisResult<T>>,
@@ -58,7 +59,8 @@ async fn within<T>(
         .map_err(BrokerError::from)
 }
 
-enum Command {
+/// A request to the task owning the pub/sub connection.
+pub(super) enum Command {
     Subscribe(String, oneshot::Sender<Result<(), BrokerError>>),
     Unsubscribe(String, oneshot::Sender<Result<(), BrokerError>>),
     /// Queue an [`Inbound::Barrier`] behind everything Redis sent so far.
@@ -93,12 +95,24 @@ impl RedisBroker {
         let target = RedisTarget::parse(url).map_err(unavailable)?;
         let (commands, rx) = mpsc::channel(1024);
         let connected = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run_subscriber(
-            target.clone(),
-            rx,
-            inbound,
-            connected.clone(),
-        ));
+        match &target {
+            RedisTarget::Cluster(seeds) => {
+                tokio::spawn(super::redis_sharded::run_sharded_subscriber(
+                    seeds.clone(),
+                    rx,
+                    inbound,
+                    connected.clone(),
+                ));
+            }
+            _ => {
+                tokio::spawn(run_subscriber(
+                    target.clone(),
+                    rx,
+                    inbound,
+                    connected.clone(),
+                ));
+            }
+        }
         let mode = target.pubsub_mode();
         let publisher = Arc::new(CommandConnection::new(target));
         Ok(RedisBroker {
@@ -345,18 +359,24 @@ async fn run_subscriber(
                 _ = &mut pause => break,
                 cmd = commands.recv() => match cmd {
                     None => return,
-                    Some(Command::Subscribe(_, reply)) => {
-                        let _ = reply.send(Err(BrokerError::Unavailable("not connected to Redis".into())));
-                    }
-                    Some(Command::Unsubscribe(channel, reply)) => {
-                        channels.remove(&channel);
-                        let _ = reply.send(Ok(()));
-                    }
-                    Some(Command::Barrier(_, reply)) => {
-                        let _ = reply.send(Err(BrokerError::Unavailable("not connected to Redis".into())));
-                    }
+                    Some(cmd) => refuse_while_down(cmd, &mut channels),
                 },
             }
+        }
+    }
+}
+
+/// Answers a command while there is no pub/sub connection.
+pub(super) fn refuse_while_down(cmd: Command, channels: &mut HashSet<String>) {
+    let down = || Err(BrokerError::Unavailable("not connected to Redis".into()));
+    match cmd {
+        Command::Subscribe(_, reply) | Command::Barrier(_, reply) => {
+            let _ = reply.send(down());
+        }
+        Command::Unsubscribe(channel, reply) => {
+            // Forgotten: the next connection will not subscribe it again.
+            channels.remove(&channel);
+            let _ = reply.send(Ok(()));
         }
     }
 }

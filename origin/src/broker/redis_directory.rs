@@ -28,7 +28,6 @@ use pushwire_shared::event_id::reaped_member_id_prefix;
 use pushwire_shared::history::HistoryPolicy;
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::publishing::{PubSubMode, retention_args};
-use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 use super::directory::{JoinOutcome, NODE_HEARTBEAT, NODE_TIMEOUT, PresenceChange};
@@ -37,7 +36,7 @@ use super::presence_scripts::{
 };
 use super::{BrokerError, BrokerFuture, epoch_candidate};
 use crate::clock::now_ms;
-use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, within};
+use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, RedisConn, within};
 
 /// This node's view of the directory in Redis.
 #[derive(Debug)]
@@ -78,7 +77,7 @@ impl RedisDirectory {
         }
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, BrokerError> {
+    async fn conn(&self) -> Result<RedisConn, BrokerError> {
         Ok(self.conn.get().await?)
     }
 
@@ -113,7 +112,7 @@ impl RedisDirectory {
     /// Lowers this node's index entry for the change's channel after a leave
     /// (or a join that did not happen). A failure leaves it too high, which
     /// only costs a reaper an idle script run.
-    async fn unindex(&self, conn: &mut ConnectionManager, change: &PresenceChange) {
+    async fn unindex(&self, conn: &mut RedisConn, change: &PresenceChange) {
         let mut unindex = UNINDEX_SCRIPT.prepare_invoke();
         unindex
             .key(KeySpace::DEFAULT.node_presence(&self.node))
@@ -191,26 +190,31 @@ impl RedisDirectory {
         Ok(())
     }
 
-    /// Runs a directory read (`pushwire_shared::directory`), one pipeline per step.
+    /// Runs a directory read (`pushwire_shared::directory`). Each step's
+    /// commands go out together on the multiplexed connection (one round
+    /// trip), each on its own: they read keys of many slots, which a Redis
+    /// Cluster answers from many shards.
     async fn read(&self, app: &str, read: Read) -> Result<Found, BrokerError> {
         let conn = self.conn().await?;
         let found = directory::run(app, read, now_ms(), |commands| {
-            let mut conn = conn.clone();
+            let conn = conn.clone();
             async move {
-                let mut pipe = redis::pipe();
-                for words in &commands {
+                let each = commands.iter().map(|words| {
+                    let mut conn = conn.clone();
                     let mut cmd = redis::cmd(&words[0]);
                     for word in &words[1..] {
                         cmd.arg(word);
                     }
-                    pipe.add_command(cmd);
-                }
-                let values: Vec<redis::Value> = within(
-                    COMMAND_TIMEOUT,
-                    "directory read",
-                    pipe.query_async(&mut conn),
-                )
-                .await?;
+                    async move {
+                        within(
+                            COMMAND_TIMEOUT,
+                            "directory read",
+                            cmd.query_async::<redis::Value>(&mut conn),
+                        )
+                        .await
+                    }
+                });
+                let values = futures_util::future::try_join_all(each).await?;
                 Ok::<_, BrokerError>(values.into_iter().map(reply).collect())
             }
         })
@@ -456,12 +460,7 @@ impl Reaper {
     /// already reaped has no entry of the node left, so nothing is removed or
     /// announced twice, and the node leaves `nodes` only once all its channels
     /// are done.
-    async fn reap(
-        &self,
-        c: &mut ConnectionManager,
-        dead_node: &str,
-        now: u64,
-    ) -> Result<(), BrokerError> {
+    async fn reap(&self, c: &mut RedisConn, dead_node: &str, now: u64) -> Result<(), BrokerError> {
         let keys = KeySpace::DEFAULT;
         let index = keys.node_presence(dead_node);
         let channels: Vec<String> = within(

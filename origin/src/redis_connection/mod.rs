@@ -1,5 +1,6 @@
 //! `CommandConnection`: a Redis connection for commands (not pub/sub), opened on
-//! first use, re-opened by itself after failures, every wait bounded.
+//! first use, re-opened by itself after failures, every wait bounded; to a
+//! Redis Cluster, one that routes each command to its key's shard.
 //!
 //! Shared by the Redis broker (PUBLISH) and the REST bridge (any allowed command).
 
@@ -7,9 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 
+mod cluster;
 mod target;
 
+pub(crate) use cluster::ClusterSeeds;
 use target::Sentinels;
 use target::check_primary;
 pub(crate) use target::{PrimaryAddr, RedisTarget};
@@ -40,7 +44,7 @@ pub struct RedisUnavailable(pub String);
 /// A Redis URL that does not parse; the URL itself is left out (it may hold a password).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "not a Redis URL ({0}); expected redis://[[user]:password@]host[:port][/db], redis+unix:///path or redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/master_name[/db]"
+    "not a Redis URL ({0}); expected redis://[[user]:password@]host[:port][/db], redis+unix:///path, redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/master_name[/db] or redis+cluster://[[user]:password@]host[:port][,host[:port]…]"
 )]
 pub(crate) struct InvalidRedisUrl(String);
 
@@ -92,9 +96,59 @@ pub(crate) struct CommandConnection {
     slot: Arc<tokio::sync::Mutex<Option<Current>>>,
 }
 
+/// An open command connection: to one server, or to a cluster (which routes
+/// each command by its key's slot; a pipeline must then stay in one slot).
+#[derive(Clone)]
+pub(crate) enum RedisConn {
+    /// One server (or the Sentinel-named primary).
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConn::Single(_) => "RedisConn::Single",
+            RedisConn::Cluster(_) => "RedisConn::Cluster",
+        })
+    }
+}
+
+impl redis::aio::ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Current {
-    conn: ConnectionManager,
+    conn: RedisConn,
     /// The primary it was opened to, when the sentinels named it.
     addr: Option<PrimaryAddr>,
 }
@@ -113,14 +167,25 @@ impl CommandConnection {
 
     /// The connection, opening it if needed (at most [`CONNECT_TIMEOUT`] × 2,
     /// plus the sentinels' answer behind Sentinel).
-    pub(crate) async fn get(&self) -> Result<ConnectionManager, RedisUnavailable> {
+    pub(crate) async fn get(&self) -> Result<RedisConn, RedisUnavailable> {
         let mut slot = self.slot.lock().await;
         if let Some(current) = slot.as_ref() {
             return Ok(current.conn.clone());
         }
         let current = match &self.target {
             RedisTarget::Server(client) => Current {
-                conn: open(client.clone()).await?,
+                conn: RedisConn::Single(open(client.clone()).await?),
+                addr: None,
+            },
+            RedisTarget::Cluster(seeds) => Current {
+                conn: RedisConn::Cluster(
+                    within(
+                        CONNECT_TIMEOUT * 2,
+                        "connect",
+                        seeds.command_client()?.get_async_connection(),
+                    )
+                    .await?,
+                ),
                 addr: None,
             },
             RedisTarget::Sentinel(sentinels) => {
@@ -129,7 +194,7 @@ impl CommandConnection {
                 check_primary(&mut conn, &addr).await?;
                 tracing::info!(primary = %format_args!("{}:{}", addr.0, addr.1), "connected to the primary the sentinels name");
                 Current {
-                    conn,
+                    conn: RedisConn::Single(conn),
                     addr: Some(addr),
                 }
             }

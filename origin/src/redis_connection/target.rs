@@ -1,6 +1,7 @@
 //! `RedisTarget`: where the Redis primary is. Either one server named by its URL,
-//! or the primary a set of Sentinels names for a master name, looked up again at
-//! every (re)connection so a failover is followed without a restart.
+//! the primary a set of Sentinels names for a master name, looked up again at
+//! every (re)connection so a failover is followed without a restart, or a
+//! Redis Cluster, whose primaries are learnt from its seed nodes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use futures_util::future::select_ok;
 use pushwire_shared::publishing::PubSubMode;
 use redis::{ConnectionAddr, ConnectionInfo};
 
+use super::cluster::ClusterSeeds;
 use super::{CONNECT_TIMEOUT, InvalidRedisUrl, RedisUnavailable, client};
 
 /// The scheme of the Sentinel form of a Redis URL.
@@ -25,6 +27,8 @@ pub(crate) enum RedisTarget {
     Server(redis::Client),
     /// The current primary of a Sentinel-managed master.
     Sentinel(Arc<Sentinels>),
+    /// A Redis Cluster: each key's primary, by its slot.
+    Cluster(Arc<ClusterSeeds>),
 }
 
 /// The sentinels of one master and what connecting to its nodes takes.
@@ -44,6 +48,9 @@ impl RedisTarget {
     /// `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/master_name[/db]`
     /// (the credentials and database are the data nodes'; sentinels need none).
     pub(crate) fn parse(url: &str) -> Result<Self, InvalidRedisUrl> {
+        if let Some(seeds) = ClusterSeeds::parse(url) {
+            return seeds.map(|s| RedisTarget::Cluster(Arc::new(s)));
+        }
         match url.strip_prefix(SENTINEL_SCHEME) {
             None => client(url).map(RedisTarget::Server),
             Some(rest) => Sentinels::parse(rest).map(|s| RedisTarget::Sentinel(Arc::new(s))),
@@ -58,6 +65,9 @@ impl RedisTarget {
     ) -> Result<(redis::Client, Option<PrimaryAddr>), RedisUnavailable> {
         match self {
             RedisTarget::Server(client) => Ok((client.clone(), None)),
+            RedisTarget::Cluster(_) => Err(RedisUnavailable(
+                "a Redis Cluster has no one primary".into(),
+            )),
             RedisTarget::Sentinel(sentinels) => {
                 let addr = sentinels.primary_addr().await?;
                 let client = sentinels.client_for(&addr)?;
@@ -80,6 +90,7 @@ impl RedisTarget {
     pub(crate) fn pubsub_mode(&self) -> PubSubMode {
         match self {
             RedisTarget::Server(_) | RedisTarget::Sentinel(_) => PubSubMode::Classic,
+            RedisTarget::Cluster(_) => PubSubMode::Sharded,
         }
     }
 
@@ -88,7 +99,7 @@ impl RedisTarget {
     /// reason to drop a connection that may still work.
     pub(crate) async fn still_primary(&self, addr: &PrimaryAddr) -> bool {
         match self {
-            RedisTarget::Server(_) => true,
+            RedisTarget::Server(_) | RedisTarget::Cluster(_) => true,
             RedisTarget::Sentinel(sentinels) => match sentinels.primary_addr().await {
                 Ok(named) => named == *addr,
                 Err(_) => true,
