@@ -178,58 +178,73 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// One command's outcome: its reply, or Redis's error reply as Redis wrote it.
+type CommandReply = Result<redis::Value, String>;
+
 /// Runs `commands` as one pipeline (MULTI/EXEC when `atomic`), collecting each
 /// command's reply or error. On a Redis Cluster a pipeline would have to stay
-/// in one slot: each command of a plain pipeline is sent on its own (all at
-/// once, answered in order), each to its key's shard; a transaction still must
-/// stay in one slot (Redis refuses it otherwise, `CROSSSLOT`).
+/// in one slot and could not follow a slot that moved: each command of a plain
+/// pipeline is sent on its own (all at once, answered in order) to its key's
+/// shard, following redirections; a transaction still must stay in one slot
+/// (Redis refuses it otherwise, `CROSSSLOT`).
 async fn execute(
     bridge: &Bridge,
     commands: &[RedisCommand],
     atomic: bool,
-) -> Result<Vec<redis::Value>, BridgeError> {
+) -> Result<Vec<CommandReply>, BridgeError> {
     let mode = bridge.config.redis.pubsub_mode();
     let commands: Vec<RedisCommand> = commands
         .iter()
         .map(|command| command.clone().for_mode(mode))
         .collect();
-    let conn = bridge.redis.get().await?;
-    let pipeline = |commands: &[RedisCommand]| {
+    let mut conn = bridge.redis.get().await?;
+    // The publish bound, not the 2 s one: the edge publishes through here, and a
+    // timed-out publish may have happened (see `PUBLISH_TIMEOUT`).
+    if atomic || matches!(conn, RedisConn::Single(_)) {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         if atomic {
             pipe.atomic();
         }
-        for command in commands {
+        for command in &commands {
             pipe.add_command(command.to_cmd());
         }
-        pipe
-    };
-    // The publish bound, not the 2 s one: the edge publishes through here, and a
-    // timed-out publish may have happened (see `PUBLISH_TIMEOUT`).
-    if atomic || matches!(conn, RedisConn::Single(_)) {
-        let mut conn = conn;
-        return Ok(within(
+        let replies = within(
             PUBLISH_TIMEOUT,
             "pipeline",
-            pipeline(&commands).query_async::<Vec<redis::Value>>(&mut conn),
+            pipe.query_async::<Vec<redis::Value>>(&mut conn),
         )
-        .await?);
+        .await?;
+        return Ok(replies.into_iter().map(reply::of_value).collect());
     }
-    let each = commands.chunks(1).map(|one| {
+    let each = commands.iter().map(|command| {
         let mut conn = conn.clone();
-        let pipe = pipeline(one);
+        let cmd = command.to_cmd();
         async move {
-            within(
-                PUBLISH_TIMEOUT,
-                "pipeline",
-                pipe.query_async::<Vec<redis::Value>>(&mut conn),
-            )
-            .await
+            let answer =
+                tokio::time::timeout(PUBLISH_TIMEOUT, cmd.query_async::<redis::Value>(&mut conn))
+                    .await
+                    .map_err(|_| {
+                        RedisUnavailable(format!(
+                            "redis command timed out after {PUBLISH_TIMEOUT:?}"
+                        ))
+                    })?;
+            match answer {
+                Ok(value) => Ok(reply::of_value(value)),
+                // Redis answered with an error (`NOSCRIPT`, `CROSSSLOT`…): that
+                // command's reply, as on a single server.
+                Err(e) if e.code().is_some() => {
+                    let code = e.code().unwrap_or_default();
+                    Ok(Err(match e.detail() {
+                        Some(detail) => format!("{code} {detail}"),
+                        None => code.to_owned(),
+                    }))
+                }
+                Err(e) => Err(RedisUnavailable(format!("redis command: {e}"))),
+            }
         }
     });
-    let replies = futures_util::future::try_join_all(each).await?;
-    Ok(replies.into_iter().flatten().collect())
+    Ok(futures_util::future::try_join_all(each).await?)
 }
 
 fn json_response(value: Value) -> Response {
@@ -250,9 +265,12 @@ async fn single(
     let command = RedisCommand::parse(&value, &bridge.config.allowed)?;
     let replies = execute(&bridge, std::slice::from_ref(&command), false).await?;
     let reply = replies
-        .first()
+        .into_iter()
+        .next()
         .ok_or_else(|| BridgeError::Redis("ERR no reply".into()))?;
-    let result = reply::to_json(reply, encoding).map_err(BridgeError::Redis)?;
+    let result = reply
+        .and_then(|value| reply::to_json(&value, encoding))
+        .map_err(BridgeError::Redis)?;
     Ok(json_response(json!({ "result": result })))
 }
 

@@ -78,9 +78,21 @@ fn redis_error_text(e: &redis::ServerError) -> String {
     }
 }
 
+/// A reply, or its text when it is Redis's error reply.
+pub(super) fn of_value(value: redis::Value) -> Result<redis::Value, String> {
+    match value {
+        redis::Value::ServerError(e) => Err(redis_error_text(&e)),
+        other => Ok(other),
+    }
+}
+
 /// `{"result": …}` or `{"error": "…"}` for one reply.
-pub(super) fn entry(value: &redis::Value, encoding: Encoding) -> Value {
-    match to_json(value, encoding) {
+pub(super) fn entry(reply: &Result<redis::Value, String>, encoding: Encoding) -> Value {
+    match reply
+        .as_ref()
+        .map_err(String::clone)
+        .and_then(|value| to_json(value, encoding))
+    {
         Ok(result) => json!({ "result": result }),
         Err(error) => json!({ "error": error }),
     }
@@ -107,10 +119,19 @@ mod tests {
     #[test]
     fn replies_become_upstash_json() {
         use redis::Value as R;
-        assert_eq!(entry(&R::Int(3), Encoding::Base64), json!({"result": 3}));
-        assert_eq!(entry(&R::Okay, Encoding::Plain), json!({"result": "OK"}));
-        assert_eq!(entry(&R::Nil, Encoding::Base64), json!({"result": null}));
-        let array = R::Array(vec![R::BulkString(b"a".to_vec()), R::Int(1)]);
+        assert_eq!(
+            entry(&Ok(R::Int(3)), Encoding::Base64),
+            json!({"result": 3})
+        );
+        assert_eq!(
+            entry(&Ok(R::Okay), Encoding::Plain),
+            json!({"result": "OK"})
+        );
+        assert_eq!(
+            entry(&Ok(R::Nil), Encoding::Base64),
+            json!({"result": null})
+        );
+        let array = Ok(R::Array(vec![R::BulkString(b"a".to_vec()), R::Int(1)]));
         assert_eq!(
             entry(&array, Encoding::Base64),
             json!({"result": ["YQ==", 1]})
@@ -126,6 +147,8 @@ mod tests {
             "WRONGTYPE Operation against a key holding the wrong kind of value",
         ] {
             let reply = redis::parse_redis_value(format!("-{raw}\r\n").as_bytes()).unwrap();
+            let reply = of_value(reply);
+            assert_eq!(reply, Err(raw.to_owned()));
             assert_eq!(entry(&reply, Encoding::Plain), json!({"error": raw}));
         }
     }

@@ -14,6 +14,7 @@ mod presence_scripts;
 mod redis;
 mod redis_directory;
 mod redis_sharded;
+mod slot_scripts;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,6 +49,10 @@ pub(crate) enum Inbound {
     /// The subscription was lost and is back: messages published in between
     /// never arrived (delivery fills the gap from the history).
     Resubscribed,
+    /// The subscription to this pub/sub channel was lost and is back (on a
+    /// Redis Cluster: on the shard now owning its slot), ahead of any message
+    /// it carries from now on: those published in between never arrived.
+    ChannelResubscribed(String),
 }
 
 /// Where a broker delivers what arrives on subscribed channels, in arrival order.

@@ -30,6 +30,7 @@ use pushwire_shared::publishing::{self, PubSubMode};
 
 use super::directory::{JoinOutcome, PresenceChange};
 use super::redis_directory::RedisDirectory;
+use super::slot_scripts::HISTORY_READ_SCRIPT;
 
 use super::{
     Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Inbound, InboundSender,
@@ -193,20 +194,15 @@ impl Broker for RedisBroker {
                 )));
             };
             let mut conn = self.publisher.get().await?;
-            // One transaction on the channel's slot: the epoch and the entries
+            // One script on the channel's slot: the epoch and the entries
             // belong to the same instant.
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .cmd("GET")
-                .arg(keys.epoch(app, &channel))
-                .cmd("XRANGE")
-                .arg(history_key)
+            let mut read = HISTORY_READ_SCRIPT.prepare_invoke();
+            read.key(keys.epoch(app, &channel))
+                .key(history_key)
                 .arg(from.to_string())
-                .arg("+")
-                .arg("COUNT")
                 .arg(MAX_HISTORY_READ);
             let (epoch, raw): (Option<String>, Vec<(String, Vec<String>)>) =
-                within(COMMAND_TIMEOUT, "XRANGE", pipe.query_async(&mut conn)).await?;
+                within(COMMAND_TIMEOUT, "XRANGE", read.invoke_async(&mut conn)).await?;
             let entries = raw
                 .into_iter()
                 .filter_map(|(id, fields)| {

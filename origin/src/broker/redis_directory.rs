@@ -34,6 +34,7 @@ use super::directory::{JoinOutcome, NODE_HEARTBEAT, NODE_TIMEOUT, PresenceChange
 use super::presence_scripts::{
     JOIN_SCRIPT, LEAVE_SCRIPT, REAP_CHANNEL_SCRIPT, UNINDEX_SCRIPT, channel_keys, reap_envelope,
 };
+use super::slot_scripts::NODE_COUNTS_SCRIPT;
 use super::{BrokerError, BrokerFuture, epoch_candidate};
 use crate::clock::now_ms;
 use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, RedisConn, within};
@@ -364,15 +365,19 @@ impl CountBatch {
         counts: &mut HashMap<String, usize>,
     ) -> Result<(), BrokerError> {
         let (set, delete) = self.apply(counts);
-        let mut pipe = redis::pipe();
+        let mut c = conn.get().await?;
+        // Two commands on one key, not a pipeline: on a Redis Cluster each
+        // follows the key's slot by itself.
         if !set.is_empty() {
-            pipe.hset_multiple(subs, &set).ignore();
+            let mut hset = redis::cmd("HSET");
+            hset.arg(subs).arg(&set);
+            within(COMMAND_TIMEOUT, "counts", hset.query_async::<()>(&mut c)).await?;
         }
         if !delete.is_empty() {
-            pipe.hdel(subs, &delete).ignore();
+            let mut hdel = redis::cmd("HDEL");
+            hdel.arg(subs).arg(&delete);
+            within(COMMAND_TIMEOUT, "counts", hdel.query_async::<()>(&mut c)).await?;
         }
-        let mut c = conn.get().await?;
-        within(COMMAND_TIMEOUT, "counts", pipe.query_async::<()>(&mut c)).await?;
         Ok(())
     }
 
@@ -402,18 +407,20 @@ async fn beat_once(
     )
     .await?;
     let now = secs * 1000 + micros / 1000;
-    // The node's own keys share its hash tag: one transaction on one slot.
-    let mut pipe = redis::pipe();
-    pipe.atomic().del(subs).ignore();
-    if !counts.is_empty() {
-        let fields: Vec<(&String, &usize)> = counts.iter().collect();
-        pipe.hset_multiple(subs, &fields).ignore();
-    }
-    let ttl = 3 * NODE_TIMEOUT.as_millis() as i64;
     // Only the counts expire: a dead node's presence entries stay until a live
     // node reaps them (and sends member_removed).
-    pipe.pexpire(subs, ttl).ignore();
-    within(COMMAND_TIMEOUT, "heartbeat", pipe.query_async::<()>(&mut c)).await?;
+    let ttl = 3 * NODE_TIMEOUT.as_millis() as u64;
+    let mut rewrite = NODE_COUNTS_SCRIPT.prepare_invoke();
+    rewrite.key(subs).arg(ttl);
+    for (field, count) in counts {
+        rewrite.arg(field).arg(count);
+    }
+    within(
+        COMMAND_TIMEOUT,
+        "heartbeat",
+        rewrite.invoke_async::<()>(&mut c),
+    )
+    .await?;
     let keys = KeySpace::DEFAULT;
     within(
         COMMAND_TIMEOUT,

@@ -7,11 +7,15 @@
 //! subscribes again on the node that now owns each channel's slot. What it does
 //! not do is follow a server that drops a subscription on its own (`sunsubscribe`
 //! pushed when the slot moved away): that is answered here by subscribing again,
-//! which reaches the new owner. Every subscription confirmed a second time is a
-//! channel whose events may have been missed in between, so delivery then fills
-//! the gap from the history ([`Inbound::Resubscribed`]).
+//! which reaches the new owner. Nor does it notice by itself that a shard's
+//! primary died while nothing is sent to it: it learns the new slot map only
+//! from a command's answer, so after a lost node connection this subscriber
+//! sends a cheap keyed read into each part of the slot space until every one
+//! is answered. Every subscription confirmed a second time is a channel whose
+//! events may have been missed in between, so delivery then fills the gap from
+//! the history ([`Inbound::ChannelResubscribed`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,12 +27,23 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::redis::{Command, RECONNECT_BACKOFF, refuse_while_down, within};
 use super::{BrokerError, Inbound, InboundSender};
+use pushwire_shared::slot::key_slot;
+
 use crate::redis_connection::{COMMAND_TIMEOUT, CONNECT_TIMEOUT, ClusterSeeds};
 
-/// How long re-confirmed subscriptions are gathered before delivery is told:
-/// a failover re-confirms a shard's channels one by one, and one gap filling
-/// covers them all.
-const GAP_GATHERING: Duration = Duration::from_millis(100);
+/// How often the slot map is probed while a node connection is lost.
+const REPAIR_EVERY: Duration = Duration::from_millis(500);
+
+/// How long one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Failed probes in a row after which the connection is given up and a new
+/// one opened: whatever wedged it, a fresh client learns the slot map from
+/// the seeds and subscribes everything again.
+const PROBES_BEFORE_RECONNECT: u32 = 6;
+
+/// Slots per part of the slot space a repair probes once: 64 probes at most.
+const REPAIR_SLOTS_PER_PROBE: u16 = 256;
 
 /// Owns the cluster's pub/sub connection: answers subscribe, unsubscribe and
 /// barrier commands, forwards messages, and reconnects when the whole
@@ -61,7 +76,8 @@ pub(super) async fn run_sharded_subscriber(
                     pushes,
                     inbound: inbound.clone(),
                     confirmed: HashSet::new(),
-                    gap_since: None,
+                    repair_due: None,
+                    failed_probes: 0,
                 };
                 if !shard.serve(&mut commands, &mut wanted).await {
                     return;
@@ -116,8 +132,10 @@ struct ShardedSubscriber {
     inbound: InboundSender,
     /// Channels confirmed at least once on this connection.
     confirmed: HashSet<String>,
-    /// When the first re-confirmation not yet reported arrived.
-    gap_since: Option<tokio::time::Instant>,
+    /// When to probe the slot map next, while a node connection is lost.
+    repair_due: Option<tokio::time::Instant>,
+    /// Probes that failed in a row.
+    failed_probes: u32,
 }
 
 impl ShardedSubscriber {
@@ -129,12 +147,19 @@ impl ShardedSubscriber {
         wanted: &mut HashSet<String>,
     ) -> bool {
         loop {
-            let gap_due = self.gap_since.map(|since| since + GAP_GATHERING);
+            let repair_due = self.repair_due;
             tokio::select! {
-                _ = tokio::time::sleep_until(gap_due.unwrap_or_else(tokio::time::Instant::now)), if gap_due.is_some() => {
-                    self.gap_since = None;
-                    if self.inbound.send(Inbound::Resubscribed).await.is_err() {
-                        return false;
+                _ = tokio::time::sleep_until(repair_due.unwrap_or_else(tokio::time::Instant::now)), if repair_due.is_some() => {
+                    if self.probe_slot_map(wanted).await {
+                        self.repair_due = None;
+                        self.failed_probes = 0;
+                    } else {
+                        self.failed_probes += 1;
+                        if self.failed_probes >= PROBES_BEFORE_RECONNECT {
+                            tracing::warn!("the Redis Cluster pub/sub connection does not recover; opening a new one");
+                            return true;
+                        }
+                        self.repair_due = Some(tokio::time::Instant::now() + REPAIR_EVERY);
                     }
                 }
                 push = self.pushes.recv() => match push {
@@ -160,6 +185,9 @@ impl ShardedSubscriber {
     /// Handles one push; `false` when delivery is gone.
     async fn on_push(&mut self, push: PushInfo, wanted: &HashSet<String>) -> bool {
         let channel = push.data.first().and_then(text);
+        if push.kind != PushKind::SMessage {
+            tracing::debug!(kind = ?push.kind, ?channel, "cluster push");
+        }
         match push.kind {
             PushKind::SMessage => {
                 if let Some(redis::Value::BulkString(payload)) = push.data.into_iter().nth(1) {
@@ -167,10 +195,13 @@ impl ShardedSubscriber {
                 }
             }
             PushKind::SSubscribe => {
+                // Told now, in order: the shard's next messages on the channel
+                // come after this confirmation, so the gap is filled first.
                 if let Some(channel) = channel
-                    && !self.confirmed.insert(channel)
+                    && !self.confirmed.insert(channel.clone())
                 {
-                    self.gap_since.get_or_insert_with(tokio::time::Instant::now);
+                    let resubscribed = Inbound::ChannelResubscribed(channel);
+                    return self.inbound.send(resubscribed).await.is_ok();
                 }
             }
             PushKind::SUnsubscribe => {
@@ -179,6 +210,8 @@ impl ShardedSubscriber {
                 // `MOVED` answer); the confirmation then counts as a gap.
                 if let Some(channel) = channel.filter(|c| wanted.contains(c)) {
                     tracing::info!(%channel, "a shard dropped a subscription; subscribing on its new owner");
+                    // And checked a little later: the slot map is changing.
+                    self.schedule_repair();
                     if let Err(e) = within(
                         COMMAND_TIMEOUT,
                         "SSUBSCRIBE",
@@ -187,11 +220,66 @@ impl ShardedSubscriber {
                     .await
                     {
                         tracing::warn!(%channel, error = %e, "could not subscribe again; retrying at the next slot refresh");
+                        self.schedule_repair();
                     }
                 }
             }
+            PushKind::Disconnection => self.schedule_repair(),
             _ => {}
         }
+        true
+    }
+
+    fn schedule_repair(&mut self) {
+        self.repair_due
+            .get_or_insert_with(|| tokio::time::Instant::now() + REPAIR_EVERY);
+    }
+
+    /// Sends one keyed read (`EXISTS` of a subscribed channel's name) into
+    /// each part of the slot space that holds subscriptions, and once every
+    /// one is answered, subscribes every channel again; `true` when done. A
+    /// read routed to a dead node fails until the connection learnt the new
+    /// owner from the cluster, and the connection does not move every
+    /// subscription of a node it lost by itself. Subscribing a channel again
+    /// where it already is only confirms it (and fills its gap, if any).
+    async fn probe_slot_map(&mut self, wanted: &HashSet<String>) -> bool {
+        let mut probes: BTreeMap<u16, &String> = BTreeMap::new();
+        for channel in wanted {
+            probes
+                .entry(key_slot(channel.as_bytes()) / REPAIR_SLOTS_PER_PROBE)
+                .or_insert(channel);
+        }
+        let reads = probes.into_values().map(|channel| {
+            let mut conn = self.conn.clone();
+            async move {
+                within(
+                    PROBE_TIMEOUT,
+                    "slot probe",
+                    redis::cmd("EXISTS")
+                        .arg(channel)
+                        .query_async::<i64>(&mut conn),
+                )
+                .await
+            }
+        });
+        let answered = futures_util::future::join_all(reads)
+            .await
+            .iter()
+            .all(Result::is_ok);
+        if !answered {
+            return false;
+        }
+        for channel in wanted {
+            if let Err(e) = within(PROBE_TIMEOUT, "SSUBSCRIBE", self.conn.ssubscribe(channel)).await
+            {
+                tracing::debug!(%channel, error = %e, "subscribing again failed; probing again");
+                return false;
+            }
+        }
+        tracing::info!(
+            channels = wanted.len(),
+            "the Redis Cluster's slot map is known again; every subscription confirmed"
+        );
         true
     }
 

@@ -271,7 +271,7 @@ fn workers_get_the_log_format_with_their_settings() {
 
 #[test]
 fn a_redis_url_that_does_not_parse_is_refused_naming_where_it_was_given() {
-    let typo = "redis://127.0.0.1:1,redis://127.0.0.1:2";
+    let typo = "redis://127.0.0.1:notaport";
     let given = flags(&["--redis", typo]).unwrap();
     let err = ServeConfig::merge(given, none()).unwrap_err();
     assert!(matches!(err, ConfigError::RedisUrl { .. }), "{err:?}");

@@ -211,6 +211,7 @@ pub(crate) async fn run(
                     let _ = reached.send(());
                 }
                 Some(Inbound::Resubscribed) => deliverer.fill_gaps().await,
+                Some(Inbound::ChannelResubscribed(room)) => deliverer.fill_gap(room).await,
                 None => return,
             },
         }
@@ -281,59 +282,70 @@ impl Deliverer {
     /// after its last delivered event, or disconnects its sockets when that
     /// cannot be known.
     async fn fill_gaps(&mut self) {
-        let rooms: Vec<(String, String, ChannelName, Position)> = self
-            .delivered
-            .iter()
-            .map(|(room, d)| {
-                (
-                    room.clone(),
-                    d.app.clone(),
-                    d.channel.clone(),
-                    d.last.clone(),
-                )
-            })
-            .collect();
-        for (room, app, channel, last) in rooms {
-            let key = KeySpace::DEFAULT.history(&app, &channel);
-            let Some(snapshot) = self.read_history(&room, &key, &last, &app, &channel).await else {
-                return;
-            };
-            match history::recover(&last, snapshot.epoch.as_deref(), snapshot.entries) {
-                Recovery::Recovered(missed) => {
-                    if !missed.is_empty() {
-                        tracing::info!(
-                            app = %app,
-                            %channel,
-                            missed = missed.len(),
-                            "delivering events published while disconnected"
-                        );
-                    }
-                    for (id, json) in missed {
-                        let mut envelope = match Envelope::decode(json.as_bytes()) {
-                            Ok(envelope) => envelope,
-                            Err(e) => {
-                                self.undecodable.report(json.as_bytes(), &e);
-                                continue;
-                            }
-                        };
-                        envelope.pos = Some(Position {
-                            epoch: last.epoch.clone(),
-                            id,
-                        });
-                        self.deliver(envelope).await;
-                    }
-                }
-                Recovery::Lost => {
-                    tracing::warn!(
+        let rooms: Vec<String> = self.delivered.keys().cloned().collect();
+        for room in rooms {
+            self.fill_gap(room).await;
+        }
+    }
+
+    /// Delivers what `room`'s channel got in its history after the last event
+    /// delivered on it, or tells its sockets the history was lost: the
+    /// subscription was down, events may have been published meanwhile. A
+    /// history that cannot be read counts as lost: never a quiet gap.
+    async fn fill_gap(&mut self, room: String) {
+        let Some(d) = self.delivered.get(&room) else {
+            return;
+        };
+        let (app, channel, last) = (d.app.clone(), d.channel.clone(), d.last.clone());
+        let key = KeySpace::DEFAULT.history(&app, &channel);
+        let recovery = match self.read_history(&room, &key, &last, &app, &channel).await {
+            Some(snapshot) => {
+                tracing::debug!(
+                    app = %app,
+                    %channel,
+                    since = %last,
+                    read = snapshot.entries.len(),
+                    "filling a gap from the history"
+                );
+                history::recover(&last, snapshot.epoch.as_deref(), snapshot.entries)
+            }
+            None => Recovery::Lost,
+        };
+        match recovery {
+            Recovery::Recovered(missed) => {
+                if !missed.is_empty() {
+                    tracing::info!(
                         app = %app,
                         %channel,
-                        "history lost while disconnected: telling the channel's sockets"
+                        missed = missed.len(),
+                        "delivering events published while disconnected"
                     );
-                    self.delivered.remove(&room);
-                    let notice = serde_json::json!({ "channel": channel.as_str() });
-                    if let Some(target) = self.room(room) {
-                        let _ = target.emit(HISTORY_LOST, &notice).await;
-                    }
+                }
+                for (id, json) in missed {
+                    let mut envelope = match Envelope::decode(json.as_bytes()) {
+                        Ok(envelope) => envelope,
+                        Err(e) => {
+                            self.undecodable.report(json.as_bytes(), &e);
+                            continue;
+                        }
+                    };
+                    envelope.pos = Some(Position {
+                        epoch: last.epoch.clone(),
+                        id,
+                    });
+                    self.deliver(envelope).await;
+                }
+            }
+            Recovery::Lost => {
+                tracing::warn!(
+                    app = %app,
+                    %channel,
+                    "history lost while disconnected: telling the channel's sockets"
+                );
+                self.delivered.remove(&room);
+                let notice = serde_json::json!({ "channel": channel.as_str() });
+                if let Some(target) = self.room(room) {
+                    let _ = target.emit(HISTORY_LOST, &notice).await;
                 }
             }
         }
