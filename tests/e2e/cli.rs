@@ -188,14 +188,14 @@ fn serve_refuses_to_expose_the_dev_app_or_a_bad_app() {
     assert!(output.contains("must be letters, digits"), "{output}");
 }
 
-/// A typo'd Redis URL (two URLs run together) used to start an origin whose
+/// A typo'd Redis URL (a port that is not a number) used to start an origin whose
 /// workers then failed, every few hundred milliseconds, forever; now it is
 /// refused before the port is bound, however it was given. An unreachable
 /// but well-formed URL is not refused (the origin answers 503 until Redis is up).
 #[test]
 fn a_redis_url_that_does_not_parse_is_refused_before_listening() {
     let scratch = Scratch::new("bad-redis-url");
-    let typo = "redis://127.0.0.1:1,redis://127.0.0.1:2";
+    let typo = "redis://127.0.0.1:notaport";
     let expected = ["not a Redis URL", "did not parse"];
 
     let flag = serve_refused(&scratch, "flag", &["--redis", typo]);
