@@ -1,13 +1,14 @@
 //! Redis behind Sentinel: the origin finds the primary through the sentinels and
 //! follows a failover without a restart; so does the bridge.
 
+use pushwire_shared::event::HISTORY_LOST;
 use pushwire_tests::bridge::Bridge;
 use pushwire_tests::clients::TEST_APP;
-use pushwire_tests::origin::{OriginOptions, test_workers};
+use pushwire_tests::origin::{OriginOptions, test_app, test_workers};
 use pushwire_tests::redis::command_at;
 use pushwire_tests::sentinel::{FAILOVER_TIMEOUT, SentinelSetup};
-use pushwire_tests::{Clients, Origin, Scratch, wait};
-use serde_json::json;
+use pushwire_tests::{Clients, Origin, Scratch, http, wait};
+use serde_json::{Value, json};
 
 /// Triggers `during` on `live` (data: the attempt's number) until one is
 /// accepted, and returns that number. Until the workers reach the new primary
@@ -107,6 +108,184 @@ fn a_primary_the_sentinels_replaced_is_left_for_the_promoted_one() {
         "still a primary: {role}"
     );
     assert_eq!(redis.primary_port(), Some(new));
+}
+
+/// Triggers `tick` `n` on `live` and returns the position socket `c` received it at.
+fn tick(clients: &mut Clients, origin: &Origin, n: u32) -> String {
+    clients.trigger_ok(origin.addr, TEST_APP, &["live"], "tick", json!({"n": n}));
+    let args = clients.event("c", "tick");
+    assert_eq!(args[0], json!({"n": n}), "{args:?}");
+    args[1]["pos"].as_str().expect("meta.pos").to_owned()
+}
+
+/// Subscribes socket `id` to `live` with `since`, asking again while its worker
+/// cannot reach the promoted primary yet (`4200`); returns the ack.
+fn subscribe_since(clients: &mut Clients, id: &str, since: &str) -> Value {
+    wait::until(
+        &format!("{id}'s subscribe to be answered by the new primary"),
+        FAILOVER_TIMEOUT,
+        || {
+            let ack = clients.emit(
+                id,
+                "subscribe",
+                json!([{"channel": "live", "since": since}]),
+            );
+            (ack["error"]["code"] != 4200).then_some(ack)
+        },
+    )
+}
+
+/// The events socket `id` received up to and including `last`, as `(name, data)`.
+fn received_through(clients: &mut Clients, id: &str, last: &str) -> Vec<(String, Value)> {
+    clients
+        .events_through(id, last)
+        .into_iter()
+        .map(|(name, args)| (name, args[0].clone()))
+        .collect()
+}
+
+/// The retained events of `live`, oldest first, as `(name, data as triggered)`.
+fn history(origin: &Origin) -> Vec<(String, String)> {
+    let path = "/apps/1000001/channels/live/history";
+    let response = http::signed_with(origin.addr, "GET", path, &[], b"", &test_app());
+    assert_eq!(response.status, 200, "{}", response.body);
+    let text = |v: &Value| v.as_str().expect("a string").to_owned();
+    response.json()["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| (text(&e["name"]), text(&e["data"])))
+        .collect()
+}
+
+/// Redis replicates asynchronously: events a dying primary accepted but had not
+/// sent to its replica yet are missing from the promoted replica's history.
+/// Whoever was sent one of them must be told so, never left with a quiet gap.
+#[test]
+fn events_a_failover_loses_are_reported_to_the_clients_that_had_them() {
+    let scratch = Scratch::new("sentinel-loss");
+    let mut redis = SentinelSetup::start(&scratch);
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    origin.wait_every_worker("connected to the primary", test_workers(), |h| {
+        h["broker"]["connected"] == true
+    });
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "live");
+    // `pos[n]`: the position of tick n.
+    let mut pos = vec![String::new()];
+    for n in 1..=3 {
+        pos.push(tick(&mut clients, &origin, n));
+    }
+    redis.wait_for_replica_sync();
+    // Ticks 4 and 5 are accepted and delivered, but only the primary has them.
+    let replica = redis.cut_off_replica();
+    for n in 4..=5 {
+        pos.push(tick(&mut clients, &origin, n));
+    }
+    let old = redis.kill_primary();
+    redis.thaw_replica(replica);
+    assert_eq!(redis.wait_for_failover(old), replica);
+
+    // Its worker finds c's last event missing from the promoted primary's
+    // history, and says so before anything else.
+    assert_eq!(
+        received_through(&mut clients, "c", HISTORY_LOST),
+        [(HISTORY_LOST.to_owned(), json!({"channel": "live"}))]
+    );
+    // Recovering from a lost event: told, and nothing replayed.
+    for n in [4, 5] {
+        let id = format!("from-{n}");
+        clients.connect(&id, &origin.url(), json!({}));
+        let ack = subscribe_since(&mut clients, &id, &pos[n]);
+        assert_eq!(
+            ack,
+            json!({"ok": true, "recovered": false}),
+            "since tick {n}"
+        );
+    }
+    // Recovering from an event that reached the replica: recovered, with what
+    // the history holds after it. Ticks 4 and 5 are not among them and nothing
+    // says so: a client that never had them cannot be told (PROTOCOL.md, §3
+    // Replication and failover).
+    clients.connect("from-2", &origin.url(), json!({}));
+    let ack = subscribe_since(&mut clients, "from-2", &pos[2]);
+    assert_eq!(ack, json!({"ok": true, "recovered": true}));
+
+    let accepted = trigger_until_accepted(&mut clients, &origin, "the failover");
+    let during = ("during".to_owned(), json!(accepted));
+    assert_eq!(
+        received_through(&mut clients, "from-2", "during"),
+        [("tick".to_owned(), json!({"n": 3})), during.clone()]
+    );
+    for id in ["c", "from-4", "from-5"] {
+        assert_eq!(
+            received_through(&mut clients, id, "during"),
+            std::slice::from_ref(&during),
+            "{id}"
+        );
+    }
+    let tick_data = |n: u32| ("tick".to_owned(), json!({"n": n}).to_string());
+    assert_eq!(
+        history(&origin),
+        [
+            tick_data(1),
+            tick_data(2),
+            tick_data(3),
+            ("during".to_owned(), accepted.to_string())
+        ]
+    );
+}
+
+/// With `min-replicas-to-write` the primary refuses writes while it has no
+/// replica in step, so pushwire refuses triggers (`503`) instead of accepting
+/// events a failover could lose, and accepts them again once the replica is back.
+#[test]
+fn a_primary_that_requires_a_replica_refuses_triggers_without_one() {
+    let scratch = Scratch::new("sentinel-min-replicas");
+    let redis = SentinelSetup::start(&scratch);
+    let primary = redis.primary_port().expect("a primary");
+    let set = command_at(primary, &["CONFIG", "SET", "min-replicas-to-write", "1"])
+        .expect("CONFIG SET on the primary");
+    assert_eq!(set, "+OK");
+    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
+    origin.wait_every_worker("connected to the primary", test_workers(), |h| {
+        h["broker"]["connected"] == true
+    });
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "live");
+    clients.trigger_ok(origin.addr, TEST_APP, &["live"], "before", json!("0"));
+    assert_eq!(clients.event("c", "before")[0], json!(0));
+
+    let replica = redis.cut_off_replica();
+    for i in 0..3 {
+        let (status, body) = clients.trigger(
+            origin.addr,
+            TEST_APP,
+            &["live"],
+            "refused",
+            json!(i.to_string()),
+            json!({}),
+        );
+        assert_eq!(status, 503, "trigger #{i} without a replica: {body}");
+        assert!(body.contains("NOREPLICAS"), "{body}");
+    }
+    redis.thaw_replica(replica);
+    let accepted = trigger_until_accepted(&mut clients, &origin, "the replica's return");
+    assert_eq!(
+        received_through(&mut clients, "c", "during"),
+        [("during".to_owned(), json!(accepted))],
+        "none of the refused events was delivered"
+    );
+    assert_eq!(
+        history(&origin),
+        [
+            ("before".to_owned(), "0".to_owned()),
+            ("during".to_owned(), accepted.to_string())
+        ],
+        "none of the refused events was kept"
+    );
 }
 
 #[test]

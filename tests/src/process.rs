@@ -269,6 +269,18 @@ pub fn is_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether process `pid` is stopped by a signal (state `T` in `/proc`): a
+/// SIGSTOP is delivered asynchronously, so `kill` returning does not mean it took.
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
 /// The pids of the live children of `parent`, from `/proc`.
 pub fn children_of(parent: u32) -> Vec<u32> {
     let mut children: Vec<u32> = std::fs::read_dir("/proc")

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{ChildGuard, Scratch, free_port};
+use crate::process::{ChildGuard, Scratch, free_port, is_stopped};
 use crate::redis::{command_at, server_command};
 use crate::wait;
 
@@ -153,6 +153,73 @@ impl SentinelSetup {
         port
     }
 
+    /// The port of the running data node the sentinels do not name as the primary.
+    pub fn replica_port(&self) -> u16 {
+        let primary = self.primary_port();
+        self.nodes
+            .iter()
+            .find(|(port, guard)| guard.is_some() && Some(*port) != primary)
+            .map(|(port, _)| *port)
+            .expect("a running replica")
+    }
+
+    /// Waits until the replica has applied everything the primary had accepted
+    /// when this was called. Compares replication offsets: `WAIT` would only
+    /// wait for the writes of the connection that sends it, not the origin's.
+    pub fn wait_for_replica_sync(&self) {
+        let primary = self.primary_port().expect("a primary");
+        let replica = self.replica_port();
+        let written =
+            replication_offset(primary, "master_repl_offset").expect("the primary's offset");
+        wait::until("the replica to catch up", READY_TIMEOUT, || {
+            let applied = replication_offset(replica, "slave_repl_offset")?;
+            (applied >= written).then_some(())
+        });
+    }
+
+    /// Cuts the replica off as if it lagged behind a primary about to die: from
+    /// now until [`SentinelSetup::thaw_replica`], what the primary accepts
+    /// exists only there. Returns the replica's port.
+    ///
+    /// The replica is frozen (SIGSTOP) and its replication link closed on the
+    /// primary. Either alone would not do: the kernel goes on receiving the
+    /// replication stream into a frozen replica's socket, and the replica applies
+    /// it once it runs again, even after the primary died; and a replica whose
+    /// link was closed reconnects and resynchronises within a second.
+    ///
+    /// A frozen replica answers no PING, so after the down-after period (1 s)
+    /// the sentinels hold it down and would not promote it; once thawed it
+    /// answers and is eligible again. Its link to the primary is seen down only
+    /// from the thaw, far from the sentinels' limit (ten down-after periods
+    /// plus the time the primary has been down).
+    pub fn cut_off_replica(&self) -> u16 {
+        let replica = self.replica_port();
+        let primary = self.primary_port().expect("a primary");
+        let guard = self.node_guard(replica);
+        guard.signal("STOP");
+        let pid = guard.pid();
+        wait::until("the replica to be stopped", READY_TIMEOUT, || {
+            is_stopped(pid).then_some(())
+        });
+        let closed = command_at(primary, &["CLIENT", "KILL", "TYPE", "replica"])
+            .expect("CLIENT KILL on the primary");
+        assert_eq!(closed, ":1", "the primary's replication links closed");
+        replica
+    }
+
+    /// Lets the replica [`SentinelSetup::cut_off_replica`] froze run again (SIGCONT).
+    pub fn thaw_replica(&self, port: u16) {
+        self.node_guard(port).signal("CONT");
+    }
+
+    fn node_guard(&self, port: u16) -> &ChildGuard {
+        self.nodes
+            .iter()
+            .find(|(p, _)| *p == port)
+            .and_then(|(_, guard)| guard.as_ref())
+            .expect("a running node on that port")
+    }
+
     /// Waits until the sentinels name a primary other than `old` that says it is one.
     pub fn wait_for_failover(&self, old: u16) -> u16 {
         wait::until(
@@ -165,6 +232,26 @@ impl SentinelSetup {
             },
         )
     }
+}
+
+impl Drop for SentinelSetup {
+    fn drop(&mut self) {
+        // A frozen node would not act on the SIGTERM that stops it, and would
+        // be killed only after the grace period.
+        for guard in self.nodes.iter().filter_map(|(_, guard)| guard.as_ref()) {
+            guard.signal("CONT");
+        }
+    }
+}
+
+/// A `*_offset` field of `INFO replication` at `port`.
+fn replication_offset(port: u16, field: &str) -> Option<u64> {
+    let info = command_at(port, &["INFO", "replication"]).ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn node(
