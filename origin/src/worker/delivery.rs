@@ -10,11 +10,14 @@
 //!   after a missed one) and disconnected as soon as its buffer has room for
 //!   the disconnect packet, or by its heartbeat; its client then recovers from
 //!   the last event it received;
-//! - when the broker's subscriber reconnected ([`Inbound::Resubscribed`]), it
+//! - when the broker's subscriber reconnected ([`Inbound::Resubscribed`], or
+//!   [`Inbound::ChannelResubscribed`] for one channel of a Redis Cluster), it
 //!   reads each channel's history from that position and delivers what was
 //!   published while the subscription was down. When the history cannot reach
-//!   back (Redis restarted empty), it tells the channel's sockets so
-//!   (`pushwire:history_lost`) instead of letting them miss events silently.
+//!   back (Redis restarted empty, a failover lost the event), cannot be read,
+//!   or the channel has no position yet (nothing delivered on it), it tells
+//!   the channel's sockets so (`pushwire:history_lost`) instead of letting
+//!   them miss events silently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -282,9 +285,37 @@ impl Deliverer {
     /// after its last delivered event, or disconnects its sockets when that
     /// cannot be known.
     async fn fill_gaps(&mut self) {
-        let rooms: Vec<String> = self.delivered.keys().cloned().collect();
-        for room in rooms {
-            self.fill_gap(room).await;
+        let positioned: Vec<String> = self.delivered.keys().cloned().collect();
+        for room in &positioned {
+            self.fill_gap(room.clone()).await;
+        }
+        // The channels it delivered nothing on yet have no position to read
+        // from: nothing vouches for the time the subscription was down.
+        let Some(root) = self.io.of("/") else { return };
+        let local = root.rooms().await.unwrap_or_default();
+        for room in local {
+            if !positioned.iter().any(|p| p == room.as_ref()) {
+                self.tell_lost(room.into_owned()).await;
+            }
+        }
+    }
+
+    /// Tells `room`'s sockets that events of its channel may have been missed
+    /// (`pushwire:history_lost`); they stay subscribed. Rooms that are not
+    /// channels (each socket's own) are left alone.
+    async fn tell_lost(&mut self, room: String) {
+        let Some((app, channel)) = KeySpace::DEFAULT.parse_channel(&room) else {
+            return;
+        };
+        tracing::warn!(
+            app = %app,
+            %channel,
+            "events may have been missed while disconnected: telling the channel's sockets"
+        );
+        let notice = serde_json::json!({ "channel": channel.as_str() });
+        self.delivered.remove(&room);
+        if let Some(target) = self.room(room) {
+            let _ = target.emit(HISTORY_LOST, &notice).await;
         }
     }
 
@@ -294,7 +325,7 @@ impl Deliverer {
     /// history that cannot be read counts as lost: never a quiet gap.
     async fn fill_gap(&mut self, room: String) {
         let Some(d) = self.delivered.get(&room) else {
-            return;
+            return self.tell_lost(room).await;
         };
         let (app, channel, last) = (d.app.clone(), d.channel.clone(), d.last.clone());
         let key = KeySpace::DEFAULT.history(&app, &channel);
@@ -336,18 +367,7 @@ impl Deliverer {
                     self.deliver(envelope).await;
                 }
             }
-            Recovery::Lost => {
-                tracing::warn!(
-                    app = %app,
-                    %channel,
-                    "history lost while disconnected: telling the channel's sockets"
-                );
-                self.delivered.remove(&room);
-                let notice = serde_json::json!({ "channel": channel.as_str() });
-                if let Some(target) = self.room(room) {
-                    let _ = target.emit(HISTORY_LOST, &notice).await;
-                }
-            }
+            Recovery::Lost => self.tell_lost(room).await,
         }
     }
 
