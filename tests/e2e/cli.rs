@@ -347,3 +347,35 @@ fn an_invalid_app_or_limit_is_refused_before_listening() {
         ],
     );
 }
+
+/// A single Redis may come up after the origin (which answers `503` until
+/// then), but a cluster URL whose seeds do not answer, or that names a node
+/// without cluster support, cannot work: refused at start, origin and bridge.
+#[test]
+fn a_cluster_url_that_names_no_cluster_is_refused_at_start() {
+    let scratch = Scratch::new("bad-cluster-url");
+    let nobody = format!(
+        "redis+cluster://127.0.0.1:{}",
+        pushwire_tests::process::free_port()
+    );
+    let single = pushwire_tests::RedisServer::start(&scratch);
+    let not_a_cluster = single.url().replacen("redis://", "redis+cluster://", 1);
+    for (name, url, says) in [
+        (
+            "unreachable",
+            &nobody,
+            "none of the Redis Cluster's seed nodes answered",
+        ),
+        ("single", &not_a_cluster, "is not a Redis Cluster node"),
+    ] {
+        let serve = serve_refused(&scratch, &format!("serve-{name}"), &["--redis", url]);
+        assert_one_clear_message(serve, &["--redis / PUSHWIRE_REDIS_URL", says]);
+        let bridge = refused(
+            &scratch,
+            &format!("bridge-{name}"),
+            &["bridge", "--port", "0", "--redis", url],
+            &[("PUSHWIRE_BRIDGE_TOKEN", &test_token())],
+        );
+        assert_one_clear_message(bridge, &["--redis / PUSHWIRE_REDIS_URL", says]);
+    }
+}

@@ -316,7 +316,18 @@ fn a_slow_redis_delays_an_edge_trigger_instead_of_refusing_an_event_it_publishes
 fn channel_queries_and_info_at_the_edge_match_the_origin() {
     let scratch = Scratch::new("edge-queries");
     let EdgeStack { origin, edge, .. } = &EdgeStack::start(&scratch);
-    let mut clients = Clients::start(&scratch, "clients");
+    assert_queries_at_the_edge_match_the_origin(&scratch, origin, edge);
+}
+
+/// Fills a presence channel and another channel through `origin`, then asks
+/// the edge and the origin the same channel queries and a trigger's `info`:
+/// the answers must be the same.
+pub(crate) fn assert_queries_at_the_edge_match_the_origin(
+    scratch: &Scratch,
+    origin: &Origin,
+    edge: &EdgeWorker,
+) {
+    let mut clients = Clients::start(scratch, "query-clients");
     for (id, user) in [("a", "u1"), ("b", "u2"), ("c", "u2")] {
         let socket_id = clients.connect(id, &origin.url(), json!({}));
         let data = json!({"user_id": user});

@@ -389,3 +389,90 @@ fn a_resharding_under_load_loses_and_repeats_nothing() {
         );
     }
 }
+
+/// The edge still speaks to one URL: a bridge in front of the cluster sends
+/// each of its publish runs to its channel's shard (the first on each shard
+/// answered `NOSCRIPT`, then sent with the script's text), publishes with
+/// `SPUBLISH`, and answers the channel queries as the origins do.
+#[test]
+fn the_edge_publishes_and_queries_through_a_bridge_in_front_of_the_cluster() {
+    use pushwire_shared::publishing::PUBLISH_SCRIPT_SHA1;
+    use pushwire_tests::bridge::Bridge;
+    use pushwire_tests::clients::TEST_APP;
+    use pushwire_tests::edge::EdgeWorker;
+    use pushwire_tests::origin::{OriginOptions, TEST_APPS};
+    use pushwire_tests::{Clients, Origin};
+    use serde_json::json;
+
+    let scratch = Scratch::new("cluster-edge");
+    let cluster = RedisCluster::start(&scratch);
+    let bridge = Bridge::start(&scratch, "bridge", &cluster.seeds(), &[]);
+    let origins = [
+        Origin::start(&scratch, "origin-a", OriginOptions::redis(&cluster.seeds())),
+        Origin::start(&scratch, "origin-b", OriginOptions::redis(&cluster.seeds())),
+    ];
+    let edge = EdgeWorker::start(
+        &scratch,
+        &[
+            ("PUSHWIRE_APPS", TEST_APPS),
+            ("PUSHWIRE_BRIDGE_URL", &bridge.url()),
+            ("PUSHWIRE_BRIDGE_TOKEN", &bridge.token),
+        ],
+    );
+    // One channel on each shard.
+    let primaries = cluster.primaries();
+    let channels: Vec<String> = primaries
+        .iter()
+        .map(|&port| {
+            fault_runs::channels_where(&format!("e{port}-"), 1, |slot| {
+                cluster.primary_for_slot(slot) == port
+            })
+            .remove(0)
+        })
+        .collect();
+    let names: Vec<&str> = channels.iter().map(String::as_str).collect();
+    let mut clients = Clients::start(&scratch, "clients");
+    for (id, origin) in [("a", &origins[0]), ("b", &origins[1])] {
+        clients.connect(id, &origin.url(), json!({"auth": {"channels": names}}));
+    }
+    let (status, body) = clients.trigger(edge.addr, TEST_APP, &names, "all", json!("x"), json!({}));
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    for id in ["a", "b"] {
+        let mut got: Vec<(String, serde_json::Value)> = (0..channels.len())
+            .map(|_| {
+                let args = clients.event(id, "all");
+                (
+                    args[1]["channel"].as_str().unwrap().to_owned(),
+                    args[1]["id"].clone(),
+                )
+            })
+            .collect();
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        let mut expected = channels.clone();
+        expected.sort();
+        assert_eq!(
+            got.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+            expected,
+            "{id}"
+        );
+        assert!(
+            got.iter().all(|(_, event_id)| *event_id == got[0].1),
+            "one id: {got:?}"
+        );
+    }
+    for &port in &primaries {
+        // Loaded on every shard by the run that found it missing there.
+        assert_eq!(
+            command_at(port, &["SCRIPT", "EXISTS", PUBLISH_SCRIPT_SHA1]).unwrap(),
+            "*1\n:1",
+            "{port}"
+        );
+        // Sharded pub/sub only: no classic channel anywhere.
+        assert_eq!(
+            command_at(port, &["PUBSUB", "CHANNELS"]).unwrap(),
+            "*0",
+            "{port}"
+        );
+    }
+    crate::edge::assert_queries_at_the_edge_match_the_origin(&scratch, &origins[0], &edge);
+}

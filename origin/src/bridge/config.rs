@@ -35,7 +35,8 @@ pub(crate) struct BridgeSettings {
     /// Port to listen on; 0 picks a free one.
     #[arg(long, env = "PUSHWIRE_BRIDGE_PORT", default_value_t = 8079)]
     pub port: u16,
-    /// Redis URL, or redis+sentinel://host:port[,host:port…]/master_name.
+    /// Redis URL, redis+sentinel://host:port[,host:port…]/master_name, or
+    /// redis+cluster://host:port[,host:port…].
     #[arg(
         long = "redis",
         env = "PUSHWIRE_REDIS_URL",

@@ -11,6 +11,11 @@ use crate::telemetry::Process;
 pub(super) async fn run(settings: BridgeSettings) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(settings.log_format, Process::Bridge);
     let config = settings.validate().map_err(ConfigurationError::new)?;
+    config
+        .redis
+        .check_at_start()
+        .await
+        .map_err(|e| ConfigurationError::new(format!("--redis / PUSHWIRE_REDIS_URL: {e}")))?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;

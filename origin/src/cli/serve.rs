@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use super::ConfigurationError;
 use crate::config::{ServeConfig, ServeSettings};
+use crate::redis_connection::RedisTarget;
 use crate::telemetry::Process;
 
 pub(super) async fn run(settings: ServeSettings) -> anyhow::Result<ExitCode> {
@@ -14,6 +15,9 @@ pub(super) async fn run(settings: ServeSettings) -> anyhow::Result<ExitCode> {
     // starts once it is read; a configuration error is reported as plain text.
     let (config, readable_secrets) =
         ServeConfig::resolve(settings).map_err(ConfigurationError::new)?;
+    if let Some(url) = &config.redis_url {
+        redis_at_start(url).await?;
+    }
     crate::telemetry::init(config.log_format, Process::Master);
     if let Some(readable) = readable_secrets {
         readable.warn();
@@ -50,4 +54,14 @@ pub(super) async fn run(settings: ServeSettings) -> anyhow::Result<ExitCode> {
         .await
         .context("serving")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the Redis `url` (already parsed once) the way a start needs
+/// (`RedisTarget::check_at_start`), naming the setting in what it reports.
+async fn redis_at_start(url: &str) -> Result<(), ConfigurationError> {
+    let target = RedisTarget::parse(url).map_err(ConfigurationError::new)?;
+    target
+        .check_at_start()
+        .await
+        .map_err(|e| ConfigurationError::new(format!("--redis / PUSHWIRE_REDIS_URL: {e}")))
 }

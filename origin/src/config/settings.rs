@@ -64,8 +64,9 @@ pub(crate) struct ServeSettings {
         default_missing_value = "true"
     )]
     pub allow_dev_app: Option<bool>,
-    /// Redis URL, or redis+sentinel://host:port[,host:port…]/master_name;
-    /// without it an embedded broker is used.
+    /// Redis URL, redis+sentinel://host:port[,host:port…]/master_name, or
+    /// redis+cluster://host:port[,host:port…]; without it an embedded broker
+    /// is used.
     #[arg(long = "redis", env = "PUSHWIRE_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Worker processes [default: one per CPU].

@@ -123,6 +123,52 @@ impl ClusterSeeds {
     }
 }
 
+/// Why a cluster URL cannot be served, found at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ClusterCheckError {
+    /// No seed answered (each seed and why, without credentials).
+    #[error("none of the Redis Cluster's seed nodes answered ({0})")]
+    Unreachable(String),
+    /// A seed answered but is not a cluster node.
+    #[error(
+        "{0} is not a Redis Cluster node (cluster support is disabled there); give a single server as redis://host:port"
+    )]
+    NotACluster(String),
+}
+
+impl ClusterSeeds {
+    /// Asks the seeds, in turn, whether they are nodes of a cluster: the
+    /// first that answers decides. A cluster that is only failing over at
+    /// the moment passes (workers follow it); seeds that cannot be reached,
+    /// or a node without cluster support, are a configuration to fix.
+    pub(crate) async fn check(&self) -> Result<(), ClusterCheckError> {
+        let mut unreachable = Vec::with_capacity(self.seeds.len());
+        for seed in &self.seeds {
+            let addr = seed.addr().to_string();
+            let ask = async {
+                let client = redis::Client::open(seed.clone())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async::<String>(&mut conn)
+                    .await
+            };
+            match tokio::time::timeout(CHECK_TIMEOUT, ask).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) if e.code().is_some() => {
+                    return Err(ClusterCheckError::NotACluster(addr));
+                }
+                Ok(Err(e)) => unreachable.push(format!("{addr}: {e}")),
+                Err(_) => unreachable.push(format!("{addr}: no answer within {CHECK_TIMEOUT:?}")),
+            }
+        }
+        Err(ClusterCheckError::Unreachable(unreachable.join("; ")))
+    }
+}
+
+/// How long a seed may take to answer the start check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How often a command is retried (on `MOVED`, `TRYAGAIN`, a lost
 /// connection…) before it fails: a failover takes a couple of seconds, longer
 /// than the callers wait anyway.

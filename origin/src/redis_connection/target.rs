@@ -10,7 +10,7 @@ use futures_util::future::select_ok;
 use pushwire_shared::publishing::PubSubMode;
 use redis::{ConnectionAddr, ConnectionInfo};
 
-use super::cluster::ClusterSeeds;
+use super::cluster::{ClusterCheckError, ClusterSeeds};
 use super::{CONNECT_TIMEOUT, InvalidRedisUrl, RedisUnavailable, client};
 
 /// The scheme of the Sentinel form of a Redis URL.
@@ -86,6 +86,18 @@ impl RedisTarget {
 }
 
 impl RedisTarget {
+    /// The checks a target gets before the origin or the bridge listens: a
+    /// single server or a Sentinel-managed primary may come up later (until
+    /// then the origin answers `503`), but a cluster URL whose seeds do not
+    /// answer, or that names a node without cluster support, is a
+    /// configuration to fix.
+    pub(crate) async fn check_at_start(&self) -> Result<(), ClusterCheckError> {
+        match self {
+            RedisTarget::Server(_) | RedisTarget::Sentinel(_) => Ok(()),
+            RedisTarget::Cluster(seeds) => seeds.check().await,
+        }
+    }
+
     /// How events travel between publishers and subscribers on this target.
     pub(crate) fn pubsub_mode(&self) -> PubSubMode {
         match self {
