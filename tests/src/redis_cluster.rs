@@ -106,13 +106,17 @@ impl RedisCluster {
         wait::until("every node to see every slot served", READY_TIMEOUT, || {
             cluster.agreed_slot_map()
         });
-        let primaries = cluster.primaries();
-        let replicas: Vec<u16> = ports
-            .iter()
-            .copied()
-            .filter(|p| !primaries.contains(p))
-            .collect();
-        assert_eq!(replicas.len(), NODES / 2, "one replica per primary");
+        // Right after `create` a replica may still call itself a primary (of
+        // no slots) until its `CLUSTER REPLICATE` is seen.
+        let replicas = wait::until("three primaries and three replicas", READY_TIMEOUT, || {
+            let primaries = cluster.primaries();
+            let replicas: Vec<u16> = ports
+                .iter()
+                .copied()
+                .filter(|p| !primaries.contains(p))
+                .collect();
+            (primaries.len() == NODES / 2 && replicas.len() == NODES / 2).then_some(replicas)
+        });
         for port in replicas {
             wait::until("every replica to sync", READY_TIMEOUT, || {
                 let info = command_at(port, &["INFO", "replication"]).ok()?;
