@@ -56,10 +56,13 @@ pub(super) async fn run_sharded_subscriber(
 ) {
     let mut wanted: HashSet<String> = HashSet::new();
     let mut attempt = 0u32;
+    // Whether a connection served and ended: its channels' gaps need filling
+    // even when the next one opens at the first attempt.
+    let mut lost = false;
     loop {
         match connect(&seeds, &wanted).await {
             Ok((conn, pushes)) => {
-                if attempt > 0 {
+                if attempt > 0 || lost {
                     crate::metrics::worker().broker_reconnects.inc();
                     tracing::info!(
                         channels = wanted.len(),
@@ -82,6 +85,7 @@ pub(super) async fn run_sharded_subscriber(
                 if !shard.serve(&mut commands, &mut wanted).await {
                     return;
                 }
+                lost = true;
                 connected.store(false, Ordering::Relaxed);
                 tracing::warn!("lost the Redis Cluster pub/sub connection; reconnecting");
             }
