@@ -12,6 +12,7 @@ mod cross_origin;
 mod delivery;
 mod demo;
 mod edge;
+mod fault_runs;
 mod logs;
 mod metrics;
 mod nothing_lost;

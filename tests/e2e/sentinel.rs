@@ -339,3 +339,23 @@ fn the_bridge_follows_a_sentinel_failover() {
         "the write went to the new primary"
     );
 }
+
+/// The cluster's fault run on a Sentinel-managed primary: it is SIGKILLed
+/// while 100 sockets receive 2,000 events; after the sentinels promote the
+/// replica, every socket has its events in order and exactly once, or was
+/// told it missed some, and triggers resume without restarting anything.
+#[test]
+fn a_sentinel_failover_under_load_loses_nothing_clients_are_not_told_of() {
+    let scratch = Scratch::new("sentinel-under-load");
+    let mut redis = SentinelSetup::start(&scratch);
+    let channels: Vec<String> = (0..50).map(|k| format!("c{k}")).collect();
+    let outcome = crate::fault_runs::run(&scratch, &mut redis, channels, true, |redis| {
+        let old = redis.kill_primary();
+        redis.wait_for_failover(old);
+    });
+    eprintln!("sentinel failover: {outcome:?}");
+    assert!(
+        outcome.refused > 0,
+        "the kill reached the triggers: {outcome:?}"
+    );
+}
