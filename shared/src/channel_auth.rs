@@ -24,8 +24,7 @@ pub enum ChannelAuthError {
 }
 
 fn mac(app: &App, socket_id: &str, channel: &str, channel_data: Option<&str>) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(app.secret.as_bytes())
-        .expect("HMAC-SHA256 accepts any key length");
+    let mut mac = crate::signing::hmac_sha256(&app.secret);
     mac.update(socket_id.as_bytes());
     mac.update(b":");
     mac.update(channel.as_bytes());

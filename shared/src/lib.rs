@@ -25,7 +25,8 @@
 //! - [`client_protocol`]: the Socket.IO `subscribe`/`unsubscribe` payloads and ack shapes;
 //! - [`http`]: the JSON error body every HTTP endpoint uses;
 //! - [`settings`]: defaults and bounds of the settings the edge and the origin share;
-//! - [`slot`]: the Redis Cluster hash slot of a key, to route commands by shard.
+//! - [`slot`]: the Redis Cluster hash slot of a key, to route commands by shard;
+//! - [`webhook`]: webhook endpoints, the events, body and signature Pusher's SDKs validate.
 //!
 //! The crate is pure: no runtime, no I/O, no clock or randomness. Callers pass the
 //! current time and generated ids in, so it compiles to `wasm32-unknown-unknown`
@@ -56,6 +57,7 @@ pub mod trigger;
 pub mod trigger_request;
 pub mod upstash;
 mod urlencoding;
+pub mod webhook;
 
 pub use app::{App, AppList, AppsParseError, Limits};
 pub use channel::{ChannelKind, ChannelName, ChannelNameError};

@@ -25,6 +25,12 @@ pub const TIMESTAMP_WINDOW_SECS: u64 = 600;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// An HMAC-SHA256 keyed with an app secret: request signatures, channel
+/// `auth` and webhook signatures all start from it.
+pub(crate) fn hmac_sha256(secret: &str) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC-SHA256 accepts any key length")
+}
+
 /// Why a request's signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
@@ -151,8 +157,7 @@ pub fn body_md5(body: &[u8]) -> String {
 }
 
 fn mac(secret: &str, method: &str, path: &str, canonical_query: &str) -> HmacSha256 {
-    let mut mac =
-        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC-SHA256 accepts any key length");
+    let mut mac = hmac_sha256(secret);
     mac.update(method.to_ascii_uppercase().as_bytes());
     mac.update(b"\n");
     mac.update(path.as_bytes());
