@@ -17,6 +17,8 @@
 //! - `bridge`: the Upstash-compatible Redis REST bridge (`pushwire bridge`);
 //! - `config`: the settings of `pushwire serve`, resolved from flags,
 //!   environment and file in one step;
+//! - `webhook`: sending a signed batch of webhook events to one endpoint, and
+//!   when to retry it;
 //! - `cli`: one file per subcommand.
 //!
 //! `CONTRIBUTING.md` describes how a trigger flows through them.
@@ -39,6 +41,16 @@ mod redis_connection;
 pub mod telemetry;
 mod trigger_api;
 pub mod trigger_client;
+// Nothing sends webhooks yet: the delivery queue that calls this comes next.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        unused_imports,
+        reason = "the webhook delivery queue is not written yet"
+    )
+)]
+mod webhook;
 mod worker;
 
 pub use config::DEV_APPS;
