@@ -25,4 +25,5 @@ mod sentinel;
 mod slow_consumer;
 mod subscribe;
 mod trigger_api;
+mod webhooks;
 mod worker_start;

@@ -8,18 +8,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use pushwire_shared::event::CONNECTION_ESTABLISHED;
+use pushwire_tests::clients::python;
 use pushwire_tests::{Deployment, Reporter, each_fanout};
 use serde_json::{Value, json};
-
-fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "Python clients missing: create {} with tests/python/requirements.txt (the README test command does)",
-        venv.display()
-    );
-    venv
-}
 
 #[test]
 fn python_socketio_and_the_python_pusher_sdk_work_unchanged() {

@@ -36,8 +36,20 @@ pub const TEST_APP: Credentials<'static> = Credentials {
     secret: "app-secret",
 };
 
-fn js_dir() -> PathBuf {
+/// `tests/js`: the Node.js scripts and their `node_modules`.
+pub fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// The Python of `tests/python/.venv`, where the PyPI clients are installed.
+pub fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "Python clients missing: create {} with tests/python/requirements.txt (the README test command does)",
+        venv.display()
+    );
+    venv
 }
 
 /// A running driver process and the reports it has sent.

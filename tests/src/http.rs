@@ -47,6 +47,20 @@ pub fn request_with_headers(
     body: &[u8],
     headers: &[(String, String)],
 ) -> Response {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    request_exact(addr, method, target, body, &all)
+}
+
+/// Sends one request with these headers and no others but `Host`,
+/// `Content-Length` and `Connection: close`, and reads the whole response.
+pub fn request_exact(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -56,7 +70,7 @@ pub fn request_with_headers(
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
     let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
         body.len()
     );
     stream

@@ -18,6 +18,7 @@ pub mod reporter;
 pub mod sentinel;
 pub mod slow_client;
 pub mod wait;
+pub mod webhook_receiver;
 
 pub use clients::Clients;
 pub use deployment::{Deployment, Fanout, each_fanout};

@@ -1,0 +1,43 @@
+// A webhook receiver as an app backend writes one with the npm `pusher` SDK:
+// each request is checked with `pusher.webhook({headers, rawBody}).isValid()`.
+//
+// Usage: node webhook-receiver.js '{"appId": …, "key": …, "secret": …,
+//                                   "failFirst": N, "failStatus": S}'
+// Listens on 127.0.0.1, on a port the kernel picks, and reports on stdout, one
+// JSON object per line: {"type": "ready", "port": P} once listening, then for
+// each request {"type": "request", "valid", "status", "body", "events"?}, where
+// `status` is what it answered (`failStatus`, default 500, to the first
+// `failFirst` requests, then 200) and `events` is what the SDK read, when valid.
+"use strict";
+const http = require("node:http");
+const Pusher = require("pusher");
+
+const options = JSON.parse(process.argv[2]);
+const pusher = new Pusher({ appId: options.appId, key: options.key, secret: options.secret });
+const failFirst = options.failFirst || 0;
+const failStatus = options.failStatus || 500;
+const report = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+
+let requests = 0;
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on("data", (chunk) => chunks.push(chunk));
+  req.on("end", () => {
+    requests += 1;
+    const rawBody = Buffer.concat(chunks).toString("utf8");
+    // `req.headers` has lower-case names, as the SDK expects.
+    const webhook = pusher.webhook({ headers: req.headers, rawBody });
+    const valid = webhook.isValid();
+    const status = requests <= failFirst ? failStatus : 200;
+    report({ type: "request", valid, status, body: rawBody,
+             events: valid ? webhook.getEvents() : undefined });
+    res.writeHead(status, { "Content-Type": "text/plain" });
+    res.end(status === 200 ? "ok" : "not now");
+  });
+});
+
+server.listen(0, "127.0.0.1", () => report({ type: "ready", port: server.address().port }));
+
+// The test closes stdin (or stops the process group) when it is done.
+process.stdin.resume();
+process.stdin.on("end", () => server.close(() => process.exit(0)));
