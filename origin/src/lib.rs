@@ -17,8 +17,8 @@
 //! - `bridge`: the Upstash-compatible Redis REST bridge (`pushwire bridge`);
 //! - `config`: the settings of `pushwire serve`, resolved from flags,
 //!   environment and file in one step;
-//! - `webhook`: sending a signed batch of webhook events to one endpoint, and
-//!   when to retry it;
+//! - `webhook`: batching webhook events per endpoint, sending each batch
+//!   signed, and retrying it;
 //! - `cli`: one file per subcommand.
 //!
 //! `CONTRIBUTING.md` describes how a trigger flows through them.
@@ -41,13 +41,13 @@ mod redis_connection;
 pub mod telemetry;
 mod trigger_api;
 pub mod trigger_client;
-// Nothing sends webhooks yet: the delivery queue that calls this comes next.
+// Nothing feeds the webhook queue yet: the master starts it next.
 #[cfg_attr(
     not(test),
     expect(
         dead_code,
         unused_imports,
-        reason = "the webhook delivery queue is not written yet"
+        reason = "the master does not start the webhook queue yet"
     )
 )]
 mod webhook;

@@ -1,5 +1,6 @@
 //! `WebhookSender` against a fake receiver on 127.0.0.1 that answers as told:
-//! what it sends, and how each kind of answer (or none) is classified.
+//! what it sends, and how each kind of answer (or none) is classified. The
+//! receiver and `app()` serve the dispatcher's tests too.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use super::{Delivered, RetrySchedule, SendError, WebhookSender};
 
 /// How the fake receiver answers every request.
 #[derive(Debug, Clone)]
-enum Reply {
+pub(super) enum Reply {
     /// These bytes, then the next request on the connection.
     Raw(String),
     /// Nothing, ever.
@@ -29,10 +30,10 @@ enum Reply {
 
 /// One request as the receiver read it.
 #[derive(Debug, Clone)]
-struct Received {
+pub(super) struct Received {
     /// Request line and headers, names as sent.
     head: String,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Received {
@@ -46,14 +47,14 @@ impl Received {
 }
 
 /// A receiver on a free loopback port; stopped on drop.
-struct FakeReceiver {
+pub(super) struct FakeReceiver {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     task: JoinHandle<()>,
 }
 
 impl FakeReceiver {
-    async fn start(reply: Reply) -> Self {
+    pub(super) async fn start(reply: Reply) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -70,11 +71,11 @@ impl FakeReceiver {
         }
     }
 
-    fn url(&self, path: &str) -> WebhookUrl {
+    pub(super) fn url(&self, path: &str) -> WebhookUrl {
         WebhookUrl::new(&format!("http://{}{path}", self.addr)).unwrap()
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(super) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
@@ -161,7 +162,7 @@ fn answer(status_line: &str, extra_headers: &str, body: &str) -> Reply {
     ))
 }
 
-fn app() -> App {
+pub(super) fn app() -> App {
     App {
         id: "1000001".into(),
         key: "app-key".into(),
