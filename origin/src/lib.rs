@@ -41,15 +41,6 @@ mod redis_connection;
 pub mod telemetry;
 mod trigger_api;
 pub mod trigger_client;
-// Nothing feeds the webhook queue yet: the master starts it next.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        unused_imports,
-        reason = "the master does not start the webhook queue yet"
-    )
-)]
 mod webhook;
 mod worker;
 

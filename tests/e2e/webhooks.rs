@@ -164,3 +164,133 @@ fn what_each_sdk_refuses_beyond_the_signature() {
     }
     assert_eq!(CONTENT_TYPE, "application/json");
 }
+
+/// The events of every request answered `200`, in order, as
+/// `(name, channel, user_id)`.
+fn delivered(receiver: &mut WebhookReceiver, requests: usize) -> Vec<(String, String, String)> {
+    receiver
+        .received(requests)
+        .iter()
+        .filter(|request| request.status == 200)
+        .flat_map(|request| {
+            assert!(request.valid, "the SDK refused {}", request.body);
+            request
+                .events
+                .clone()
+                .unwrap_or_default()
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|event| {
+            let field = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
+            (field("name"), field("channel"), field("user_id"))
+        })
+        .collect()
+}
+
+/// Waits until the `200`-answered requests of `receiver` hold `count`
+/// events, and returns them.
+fn wait_for_events(receiver: &mut WebhookReceiver, count: usize) -> Vec<(String, String, String)> {
+    let mut requests = 1;
+    loop {
+        let events = delivered(receiver, requests);
+        if events.len() >= count {
+            return events;
+        }
+        requests = receiver.received(requests).len() + 1;
+    }
+}
+
+fn event(name: &str, channel: &str, user: &str) -> (String, String, String) {
+    (name.into(), channel.into(), user.into())
+}
+
+/// The embedded broker's master sees every worker's sockets, so it reports
+/// each channel's first subscriber and last leaver, and each member's first
+/// socket and last, once, in order, whichever worker they are on, and also
+/// when a worker dies. A receiver answering `500` gets the batch again.
+#[test]
+fn the_embedded_broker_reports_channels_and_members_once_in_order() {
+    use pushwire_tests::origin::{OriginOptions, test_workers};
+    use pushwire_tests::process::{children_of, signal_pid};
+    use pushwire_tests::{Clients, Origin};
+
+    let scratch = Scratch::new("webhooks-embedded");
+    let mut every =
+        WebhookReceiver::start(&scratch, Sdk::Node, TEST_APP, Answers::fail_first(1, 500));
+    let mut members = WebhookReceiver::start(&scratch, Sdk::Python, TEST_APP, Answers::OK);
+    let config = scratch.file("webhooks.json");
+    let endpoints = json!({"webhooks": {TEST_APP.id: [
+        {"url": every.url("/all"),
+         "events": ["channel_occupied", "channel_vacated", "member_added", "member_removed"]},
+        {"url": members.url("/members"), "events": ["member_added", "member_removed"],
+         "channel_prefix": "presence-"},
+    ]}});
+    std::fs::write(&config, endpoints.to_string()).expect("write the config");
+    let mut options = OriginOptions::embedded();
+    options.args = vec!["--config".into(), config.to_string_lossy().into_owned()];
+    let origin = Origin::start(&scratch, "origin", options);
+
+    let mut clients = Clients::start(&scratch, "clients");
+    let a = clients.connect("a", &origin.url(), json!({}));
+    clients.subscribe("a", "news");
+    let join = |clients: &mut Clients, id: &str, socket_id: &str, channel: &str, user: &str| {
+        let data = json!({"user_id": user});
+        let auth = clients.authorize(TEST_APP, socket_id, channel, Some(data));
+        let ack = clients.emit(
+            id,
+            "subscribe",
+            json!([{"channel": channel, "auth": auth["auth"], "channel_data": auth["channel_data"]}]),
+        );
+        assert_eq!(ack["ok"], true, "{ack}");
+    };
+    // Two sockets of one user, on whichever workers they land.
+    let b = clients.connect("b", &origin.url(), json!({"transports": ["websocket"]}));
+    let c = clients.connect("c", &origin.url(), json!({}));
+    join(&mut clients, "b", &b, "presence-room", "u1");
+    join(&mut clients, "c", &c, "presence-room", "u1");
+    clients.unsubscribe("b", "presence-room");
+    clients.unsubscribe("c", "presence-room");
+    clients.unsubscribe("a", "news");
+    let _ = a;
+
+    let expected = [
+        event("channel_occupied", "news", ""),
+        event("channel_occupied", "presence-room", ""),
+        event("member_added", "presence-room", "u1"),
+        event("member_removed", "presence-room", "u1"),
+        event("channel_vacated", "presence-room", ""),
+        event("channel_vacated", "news", ""),
+    ];
+    assert_eq!(wait_for_events(&mut every, expected.len()), expected);
+    assert_eq!(
+        every.received(1)[0].status,
+        500,
+        "the first request was refused and sent again"
+    );
+    assert_eq!(
+        wait_for_events(&mut members, 2),
+        [
+            event("member_added", "presence-room", "u1"),
+            event("member_removed", "presence-room", "u1"),
+        ]
+    );
+
+    // A worker dies holding a member: removed and vacated once, by the master.
+    let d = clients.connect("d", &origin.url(), json!({"reconnection": false}));
+    join(&mut clients, "d", &d, "presence-gone", "u9");
+    let workers = children_of(origin.pid());
+    assert_eq!(workers.len(), test_workers(), "{workers:?}");
+    for worker in workers {
+        signal_pid(worker, "KILL");
+    }
+    let mut all = expected.to_vec();
+    all.extend([
+        event("channel_occupied", "presence-gone", ""),
+        event("member_added", "presence-gone", "u9"),
+        event("member_removed", "presence-gone", "u9"),
+        event("channel_vacated", "presence-gone", ""),
+    ]);
+    assert_eq!(wait_for_events(&mut every, all.len()), all);
+}

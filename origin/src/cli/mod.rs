@@ -39,7 +39,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run an origin: Socket.IO clients, the trigger API and broker fan-out.
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
     /// Send one signed trigger to a pushwire (or Pusher-compatible) endpoint.
     Trigger(TriggerArgs),
     /// Run the Upstash-compatible Redis REST bridge the edge worker publishes through.
@@ -93,7 +93,7 @@ pub fn main() -> ExitCode {
         let command = tokio::spawn(async move {
             match cli.command {
                 None => serve::run(cli.serve).await,
-                Some(Command::Serve(args)) => serve::run(args).await,
+                Some(Command::Serve(args)) => serve::run(*args).await,
                 Some(Command::Trigger(args)) => trigger::run(args).await,
                 Some(Command::WorkerProcess) => worker_process::run().await,
                 Some(Command::Bridge(args)) => bridge::run(args).await,

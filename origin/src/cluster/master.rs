@@ -26,6 +26,7 @@ use super::supervisor::supervise;
 use crate::broker::embedded::{Deliver, EmbeddedBrokerServer};
 use crate::config::ServeConfig;
 use crate::http_server::ConnectionLimits;
+use crate::webhook::{DispatchSettings, WebhookQueue};
 use pushwire_shared::history::HistoryPolicy;
 
 /// How often expired sticky sessions are swept.
@@ -68,13 +69,14 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Master {
-    /// A master with no worker yet, sending each worker `settings` (JSON) and
-    /// keeping the embedded broker's history by `history`.
-    fn new(settings: String, history: HistoryPolicy) -> Self {
+    /// A master with no worker yet, sending each worker `settings` (JSON),
+    /// keeping the embedded broker's history by `history` and reporting its
+    /// transitions to `webhooks`.
+    fn new(settings: String, history: HistoryPolicy, webhooks: Option<WebhookQueue>) -> Self {
         Master {
             settings,
             router: Mutex::new(StickyRouter::new()),
-            broker: EmbeddedBrokerServer::new(history),
+            broker: EmbeddedBrokerServer::new(history, webhooks),
             links: Mutex::new(HashMap::new()),
             ready: Notify::new(),
             start_failures: StartFailures::default(),
@@ -137,6 +139,19 @@ impl Deliver for Master {
     }
 }
 
+/// The queue delivering `config`'s webhooks, when it names any endpoint.
+fn webhook_queue(config: &ServeConfig) -> Option<WebhookQueue> {
+    let apps: Vec<_> = config
+        .apps
+        .iter()
+        .filter_map(|app| {
+            let endpoints = config.webhooks.get(&app.id)?;
+            Some((app.clone(), endpoints.clone()))
+        })
+        .collect();
+    (!apps.is_empty()).then(|| WebhookQueue::start(apps, DispatchSettings::default()))
+}
+
 /// Runs the master until `shutdown` resolves, then drains the workers and returns.
 pub(crate) async fn run_master(
     config: &ServeConfig,
@@ -158,6 +173,7 @@ pub(crate) async fn run_master(
     let master = Arc::new(Master::new(
         serde_json::to_string(&public).expect("the config always serialises"),
         config.history,
+        webhook_queue(config),
     ));
     let metrics_server = match config.metrics_addr {
         Some(addr) => {
@@ -238,7 +254,7 @@ pub(super) mod tests {
 
     /// A master with no workers, for tests.
     pub(in crate::cluster) fn master() -> Master {
-        Master::new(String::new(), Default::default())
+        Master::new(String::new(), Default::default(), None)
     }
 
     #[tokio::test]

@@ -96,6 +96,7 @@ pub(crate) async fn scrape(master: &Master) -> String {
             .map(|(&id, &n)| (id, n))
             .collect(),
         workers,
+        webhooks: master.broker.webhook_stats(),
     };
     expositions.push(origin.encode());
     crate::metrics::merge(expositions.iter().map(String::as_str))

@@ -9,6 +9,7 @@
 
 mod allowed_origins;
 mod settings;
+mod webhooks;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::http_server::{self, ConnectionLimits};
 use crate::redis_connection::InvalidRedisUrl;
 use crate::redis_connection::RedisTarget;
 use crate::telemetry::LogFormat;
+pub(crate) use webhooks::Webhooks;
 
 pub(crate) use self::allowed_origins::AllowedOrigins;
 pub(crate) use self::settings::{ReadableSecrets, ServeSettings, flag_of};
@@ -112,6 +114,8 @@ pub(crate) struct ServeConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// How the master and every worker write their log lines.
     pub log_format: LogFormat,
+    /// Webhook endpoints by app id (the embedded broker's master sends them).
+    pub webhooks: Webhooks,
 }
 
 /// Why the configuration is unusable.
@@ -154,6 +158,14 @@ pub(crate) enum ConfigError {
         setting: String,
         /// The bound it breaks, as the edge reports it.
         error: SettingError,
+    },
+    /// A webhook setting cannot be served.
+    #[error("{setting}: {why}")]
+    Webhooks {
+        /// Where it was given.
+        setting: String,
+        /// Why.
+        why: String,
     },
     /// The Redis URL does not parse.
     #[error("{setting}: {error}")]
@@ -297,7 +309,14 @@ impl ServeConfig {
             }
             Some(host) => host,
         };
+        let webhooks = webhooks::resolve(
+            &apps,
+            redis_url.is_some(),
+            Layered::of("webhook_url", given.webhook_url, file.webhook_url).first(),
+            file.webhooks.or(given.webhooks),
+        )?;
         Ok(ServeConfig {
+            webhooks,
             host,
             port: given.port.or(file.port).unwrap_or(DEFAULT_PORT),
             apps,

@@ -8,11 +8,13 @@
 //! takes the first one given, then the default. Adding a setting: a field here,
 //! its line in the README's configuration table, and its resolution in `merge`.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use pushwire_shared::AppList;
+use pushwire_shared::webhook::WebhookEndpoint;
 
 use super::{AllowedOrigins, ConfigError};
 use crate::telemetry::LogFormat;
@@ -118,6 +120,15 @@ pub(crate) struct ServeSettings {
     /// log aggregator [default: text].
     #[arg(long, env = "PUSHWIRE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// A webhook endpoint (http:// URL) receiving every event type of every app,
+    /// in Pusher's format [default: none]. Webhooks per app, with the event
+    /// types and a channel prefix, go in the config file: `"webhooks":
+    /// {"<app id>": [{"url": …, "events": […], "channel_prefix": …}]}`.
+    #[arg(long = "webhook-url", env = "PUSHWIRE_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Webhook endpoints per app id (config file only).
+    #[arg(skip)]
+    pub webhooks: Option<BTreeMap<String, Vec<WebhookEndpoint>>>,
     /// JSON config file, read under flags and environment.
     #[arg(long = "config", env = "PUSHWIRE_CONFIG")]
     #[serde(skip)]

@@ -43,6 +43,7 @@ fn every_origin_series() -> OriginMetrics {
         }],
         ready_workers: 1,
         restarts: vec![(0, 1)],
+        webhooks: Some(Default::default()),
     }
 }
 

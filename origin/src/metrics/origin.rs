@@ -9,11 +9,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::process_stats::ProcessStats;
+use crate::webhook::DispatchStats;
 
 /// Which process a series is about: a worker's id, or `master`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcessLabels {
     worker: String,
+}
+
+/// Why webhook events were dropped.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    reason: &'static str,
 }
 
 /// The build, for `pushwire_build_info`.
@@ -41,6 +48,8 @@ pub(crate) struct OriginMetrics {
     pub ready_workers: usize,
     /// Restarts so far, by worker id.
     pub restarts: Vec<(usize, u64)>,
+    /// The webhook queue's counts, when webhooks are configured.
+    pub webhooks: Option<DispatchStats>,
 }
 
 impl OriginMetrics {
@@ -103,6 +112,28 @@ impl OriginMetrics {
             Unit::Seconds,
             cpu,
         );
+        if let Some(webhooks) = &self.webhooks {
+            let delivered = Counter::<u64>::default();
+            delivered.inc_by(webhooks.delivered_events);
+            registry.register(
+                "webhook_events_delivered",
+                "Webhook events a receiver accepted (2xx)",
+                delivered,
+            );
+            let dropped = Family::<DropLabels, Counter>::default();
+            for (reason, n) in [
+                ("queue_full", webhooks.dropped_full),
+                ("given_up", webhooks.dropped_given_up),
+                ("not_sendable", webhooks.dropped_not_retryable),
+            ] {
+                dropped.get_or_create(&DropLabels { reason }).inc_by(n);
+            }
+            registry.register(
+                "webhook_events_dropped",
+                "Webhook events dropped: queue_full (the endpoint's queue was full), given_up (retried for 5 minutes), not_sendable",
+                dropped,
+            );
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry)
             .expect("writing to a String cannot fail");
@@ -129,6 +160,11 @@ mod tests {
             }],
             ready_workers: 1,
             restarts: vec![(0, 2)],
+            webhooks: Some(DispatchStats {
+                delivered_events: 7,
+                dropped_full: 1,
+                ..Default::default()
+            }),
         };
         let text = metrics.encode();
         assert!(text.contains("pushwire_build_info{version=\""), "{text}");
@@ -138,6 +174,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("pushwire_process_resident_memory_bytes{worker=\"master\"} "));
+        assert!(
+            text.contains("pushwire_webhook_events_delivered_total 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pushwire_webhook_events_dropped_total{reason=\"queue_full\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("pushwire_process_cpu_seconds_total{worker=\"0\"} "));
     }
 }

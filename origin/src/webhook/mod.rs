@@ -14,4 +14,6 @@ mod tests;
 
 pub(crate) use dispatcher::{DispatchSettings, DispatchStats, WebhookQueue};
 pub(crate) use retry::RetrySchedule;
-pub(crate) use sender::{Delivered, SendError, WebhookSender};
+pub(crate) use sender::WebhookSender;
+#[cfg(test)]
+pub(crate) use sender::{Delivered, SendError};

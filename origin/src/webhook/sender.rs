@@ -93,6 +93,7 @@ pub(crate) struct WebhookSender {
 
 impl WebhookSender {
     /// A sender whose attempts each take at most [`REQUEST_TIMEOUT`].
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self::with_timeout(REQUEST_TIMEOUT)
     }

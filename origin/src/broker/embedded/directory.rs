@@ -21,6 +21,15 @@ struct Presence {
     sockets: HashMap<String, HashMap<WorkerId, usize>>,
 }
 
+/// A channel going from no subscriber anywhere to one, or back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Occupancy {
+    /// Its first subscriber.
+    Occupied,
+    /// Its last subscriber left.
+    Vacated,
+}
+
 /// Counts and members, cluster-wide (for one server).
 #[derive(Debug, Default)]
 pub(super) struct Directory {
@@ -29,8 +38,15 @@ pub(super) struct Directory {
 }
 
 impl Directory {
-    /// Records `worker`'s socket count on a channel.
-    pub(super) fn count(&mut self, worker: WorkerId, key: ChannelKey, count: usize) {
+    /// Records `worker`'s socket count on a channel; returns the channel's
+    /// transition, if this made one.
+    pub(super) fn count(
+        &mut self,
+        worker: WorkerId,
+        key: ChannelKey,
+        count: usize,
+    ) -> Option<Occupancy> {
+        let was_occupied = self.counts.contains_key(&key);
         let workers = self.counts.entry(key.clone()).or_default();
         if count == 0 {
             workers.remove(&worker);
@@ -39,6 +55,11 @@ impl Directory {
             }
         } else {
             workers.insert(worker, count);
+        }
+        match (was_occupied, self.counts.contains_key(&key)) {
+            (false, true) => Some(Occupancy::Occupied),
+            (true, false) => Some(Occupancy::Vacated),
+            _ => None,
         }
     }
 
@@ -103,10 +124,18 @@ impl Directory {
     }
 
     /// Forgets everything of a dead `worker`; returns the users it was the last
-    /// socket of, as `(app, channel, user_id)`.
-    pub(super) fn remove_worker(&mut self, worker: WorkerId) -> Vec<(String, String, String)> {
-        self.counts.retain(|_, workers| {
+    /// socket of, as `(app, channel, user_id)`, and the channels it was the
+    /// last subscriber of.
+    pub(super) fn remove_worker(
+        &mut self,
+        worker: WorkerId,
+    ) -> (Vec<(String, String, String)>, Vec<ChannelKey>) {
+        let mut vacated = Vec::new();
+        self.counts.retain(|key, workers| {
             workers.remove(&worker);
+            if workers.is_empty() {
+                vacated.push(key.clone());
+            }
             !workers.is_empty()
         });
         let mut gone = Vec::new();
@@ -123,7 +152,7 @@ impl Directory {
                 .retain(|user, _| presence.sockets.contains_key(user));
         }
         self.presence.retain(|_, p| !p.members.is_empty());
-        gone
+        (gone, vacated)
     }
 
     /// A channel's subscription and member counts.
@@ -195,12 +224,13 @@ mod tests {
             "an existing member may add a socket"
         );
         d.join(0, key(), "c", "null", 5).unwrap();
-        d.count(0, key(), 3);
-        d.count(1, key(), 2);
+        assert_eq!(d.count(0, key(), 3), Some(Occupancy::Occupied));
+        assert_eq!(d.count(1, key(), 2), None);
         assert_eq!(d.stats(&key()).subscription_count, 5);
-        let mut gone = d.remove_worker(0);
+        let (mut gone, vacated) = d.remove_worker(0);
         gone.sort();
         assert_eq!(gone, [("1".into(), "presence-r".into(), "c".into())]);
+        assert!(vacated.is_empty(), "worker 1 still holds it");
         let stats = ChannelStats {
             subscription_count: 2,
             user_count: 1,
@@ -208,5 +238,17 @@ mod tests {
         assert_eq!(d.stats(&key()), stats);
         assert_eq!(d.occupied("1", "presence-"), [("presence-r".into(), stats)]);
         assert!(d.occupied("1", "private-").is_empty());
+        assert_eq!(d.remove_worker(1).1, [key()], "its last subscriber died");
+    }
+
+    #[test]
+    fn a_channel_is_occupied_and_vacated_once_across_workers() {
+        let mut d = Directory::default();
+        assert_eq!(d.count(0, key(), 1), Some(Occupancy::Occupied));
+        assert_eq!(d.count(1, key(), 1), None);
+        assert_eq!(d.count(0, key(), 2), None);
+        assert_eq!(d.count(0, key(), 0), None);
+        assert_eq!(d.count(1, key(), 0), Some(Occupancy::Vacated));
+        assert_eq!(d.count(1, key(), 0), None, "once");
     }
 }

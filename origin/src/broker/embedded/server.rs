@@ -11,13 +11,16 @@ use pushwire_shared::keys::KeySpace;
 use pushwire_shared::presence::Member;
 use pushwire_shared::{ChannelName, Envelope};
 
+use pushwire_shared::webhook::WebhookEvent;
+
 use super::WorkerId;
-use super::directory::Directory;
+use super::directory::{Directory, Occupancy};
 use super::history::History;
 use super::hub::Hub;
 use super::protocol::{DirectoryReply, DirectoryRequest, Reply, Request};
 use crate::broker::epoch_candidate;
 use crate::clock::now_ms;
+use crate::webhook::{DispatchStats, WebhookQueue};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each critical section leaves its map consistent: a poisoned lock is still usable.
@@ -38,17 +41,60 @@ pub(crate) struct EmbeddedBrokerServer {
     history: Mutex<History>,
     directory: Mutex<Directory>,
     next_event: AtomicU64,
+    /// Where the directory's transitions go as webhooks, when any is configured.
+    webhooks: Option<WebhookQueue>,
 }
 
 impl EmbeddedBrokerServer {
-    /// An empty server keeping history by `policy`, with a fresh epoch.
-    pub(crate) fn new(policy: HistoryPolicy) -> Self {
+    /// An empty server keeping history by `policy`, with a fresh epoch,
+    /// reporting channel and member transitions to `webhooks`.
+    pub(crate) fn new(policy: HistoryPolicy, webhooks: Option<WebhookQueue>) -> Self {
         EmbeddedBrokerServer {
             hub: Mutex::new(Hub::default()),
             history: Mutex::new(History::new(policy, epoch_candidate())),
             directory: Mutex::new(Directory::default()),
             next_event: AtomicU64::new(0),
+            webhooks,
         }
+    }
+
+    /// The webhook queue's counts, when webhooks are configured.
+    pub(crate) fn webhook_stats(&self) -> Option<DispatchStats> {
+        self.webhooks.as_ref().map(WebhookQueue::stats)
+    }
+
+    /// Queues a webhook of `app`. Called while the directory is locked, so
+    /// the transitions of a channel are queued in the order they happened.
+    fn webhook(&self, app: &str, channel: &str, event: fn(ChannelName) -> WebhookEvent) {
+        if let (Some(queue), Ok(channel)) = (&self.webhooks, ChannelName::new(channel)) {
+            queue.push(app, event(channel));
+        }
+    }
+
+    /// Queues `user_id`'s member webhook of `app`'s `channel`.
+    fn member_webhook(&self, app: &str, channel: &str, user_id: &str, added: bool) {
+        let (Some(queue), Ok(channel)) = (&self.webhooks, ChannelName::new(channel)) else {
+            return;
+        };
+        let user_id = user_id.to_owned();
+        queue.push(
+            app,
+            match added {
+                true => WebhookEvent::MemberAdded { channel, user_id },
+                false => WebhookEvent::MemberRemoved { channel, user_id },
+            },
+        );
+    }
+
+    fn occupancy_webhook(&self, app: &str, channel: &str, occupancy: Occupancy) {
+        self.webhook(
+            app,
+            channel,
+            match occupancy {
+                Occupancy::Occupied => |channel| WebhookEvent::ChannelOccupied { channel },
+                Occupancy::Vacated => |channel| WebhookEvent::ChannelVacated { channel },
+            },
+        );
     }
 
     /// Answers `worker`'s `request`; what it publishes goes out through `deliver`.
@@ -126,7 +172,11 @@ impl EmbeddedBrokerServer {
                 channel,
                 count,
             } => {
-                directory.count(worker, (app, channel), count);
+                if let Some(occupancy) =
+                    directory.count(worker, (app.clone(), channel.clone()), count)
+                {
+                    self.occupancy_webhook(&app, &channel, occupancy);
+                }
                 DirectoryReply::Done
             }
             DirectoryRequest::Join {
@@ -138,8 +188,16 @@ impl EmbeddedBrokerServer {
                 event_channel,
                 envelope,
             } => {
-                let joined =
-                    directory.join(worker, (app, channel), &user_id, &user_info, max_members);
+                let joined = directory.join(
+                    worker,
+                    (app.clone(), channel.clone()),
+                    &user_id,
+                    &user_info,
+                    max_members,
+                );
+                if let Some((true, _)) = &joined {
+                    self.member_webhook(&app, &channel, &user_id, true);
+                }
                 drop(directory);
                 match joined {
                     None => DirectoryReply::Joined(None),
@@ -158,7 +216,10 @@ impl EmbeddedBrokerServer {
                 event_channel,
                 envelope,
             } => {
-                let removed = directory.leave(worker, &(app, channel), &user_id);
+                let removed = directory.leave(worker, &(app.clone(), channel.clone()), &user_id);
+                if removed {
+                    self.member_webhook(&app, &channel, &user_id, false);
+                }
                 drop(directory);
                 if removed {
                     self.publish(vec![(event_channel, envelope)], deliver);
@@ -184,7 +245,19 @@ impl EmbeddedBrokerServer {
     /// publishing `member_removed` for each user it was the last socket of.
     pub(crate) fn remove_worker(&self, worker: WorkerId, deliver: &dyn Deliver) {
         lock(&self.hub).remove_worker(worker);
-        let gone = lock(&self.directory).remove_worker(worker);
+        let (gone, vacated) = {
+            let mut directory = lock(&self.directory);
+            let (gone, vacated) = directory.remove_worker(worker);
+            // Members first: a channel is vacated after its members left it.
+            for (app, channel, user_id) in &gone {
+                self.member_webhook(app, channel, user_id, false);
+            }
+            for (app, channel) in &vacated {
+                self.occupancy_webhook(app, channel, Occupancy::Vacated);
+            }
+            (gone, vacated)
+        };
+        let _ = vacated;
         let now = now_ms();
         let messages: Vec<(String, String)> = gone
             .into_iter()
@@ -234,7 +307,7 @@ mod tests {
 
     #[test]
     fn publishes_reach_subscribers_with_their_position_and_stay_in_history() {
-        let server = EmbeddedBrokerServer::new(HistoryPolicy::default());
+        let server = EmbeddedBrokerServer::new(HistoryPolicy::default(), None);
         let sent = Recorded::default();
         for worker in [1, 0] {
             let reply = server.handle(worker, Request::Subscribe("c".into()), &sent);
