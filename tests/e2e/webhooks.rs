@@ -223,7 +223,7 @@ fn the_embedded_broker_reports_channels_and_members_once_in_order() {
     let config = scratch.file("webhooks.json");
     let endpoints = json!({"webhooks": {TEST_APP.id: [
         {"url": every.url("/all"),
-         "events": ["channel_occupied", "channel_vacated", "member_added", "member_removed"]},
+         "events": ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event"]},
         {"url": members.url("/members"), "events": ["member_added", "member_removed"],
          "channel_prefix": "presence-"},
     ]}});
@@ -250,6 +250,13 @@ fn the_embedded_broker_reports_channels_and_members_once_in_order() {
     let c = clients.connect("c", &origin.url(), json!({}));
     join(&mut clients, "b", &b, "presence-room", "u1");
     join(&mut clients, "c", &c, "presence-room", "u1");
+    let ack = clients.emit(
+        "b",
+        "client-typing",
+        json!([{"channel": "presence-room", "data": {"x": 1}}]),
+    );
+    assert_eq!(ack, json!({"ok": true}));
+    assert_eq!(clients.event("c", "client-typing")[0], json!({"x": 1}));
     clients.unsubscribe("b", "presence-room");
     clients.unsubscribe("c", "presence-room");
     clients.unsubscribe("a", "news");
@@ -259,11 +266,36 @@ fn the_embedded_broker_reports_channels_and_members_once_in_order() {
         event("channel_occupied", "news", ""),
         event("channel_occupied", "presence-room", ""),
         event("member_added", "presence-room", "u1"),
+        event("client_event", "presence-room", "u1"),
         event("member_removed", "presence-room", "u1"),
         event("channel_vacated", "presence-room", ""),
         event("channel_vacated", "news", ""),
     ];
     assert_eq!(wait_for_events(&mut every, expected.len()), expected);
+    let client_event = every
+        .received(1)
+        .iter()
+        .filter(|request| request.status == 200)
+        .flat_map(|request| {
+            request
+                .events
+                .clone()
+                .unwrap_or_default()
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|event| event["name"] == "client_event")
+        .expect("the client event");
+    assert_eq!(
+        (
+            &client_event["event"],
+            &client_event["data"],
+            &client_event["socket_id"]
+        ),
+        (&json!("client-typing"), &json!(r#"{"x":1}"#), &json!(b)),
+        "{client_event}"
+    );
     assert_eq!(
         every.received(1)[0].status,
         500,

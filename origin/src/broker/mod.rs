@@ -22,6 +22,7 @@ use std::pin::Pin;
 use pushwire_shared::ChannelName;
 use pushwire_shared::directory::ChannelStats;
 use pushwire_shared::history::StreamId;
+use pushwire_shared::webhook::WebhookEvent;
 
 use self::directory::{JoinOutcome, PresenceChange};
 
@@ -124,6 +125,12 @@ pub(crate) trait Broker: Send + Sync + std::fmt::Debug + 'static {
     /// sees it), or with the error that kept it from being written; the broker
     /// also re-reports every count periodically.
     fn report_count(&self, app: &str, channel: &ChannelName, count: usize) -> BrokerFuture<'_, ()>;
+    /// Hands `app`'s `event` (a client event) to whoever sends the webhooks:
+    /// the embedded broker's master. Redis does not carry webhooks yet (the
+    /// configuration refuses them there), so by default this does nothing.
+    fn webhook<'a>(&'a self, _app: &'a str, _event: WebhookEvent) -> BrokerFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
     /// Adds a socket of `change.member` to a presence channel, atomically with
     /// publishing its `member_added` event if the user was not a member yet.
     fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome>;

@@ -167,6 +167,9 @@ impl ToMaster {
                 }
                 Request::Barrier => Writer::default().tag(7).u64(*id),
                 Request::Directory(request) => Writer::default().tag(8).u64(*id).json(request),
+                Request::Webhook { app, event } => {
+                    Writer::default().tag(12).u64(*id).str(app).json(event)
+                }
             },
             ToMaster::Metrics(id, text) => Writer::default().tag(9).u64(*id).str(text),
             ToMaster::BrokerState(up) => Writer::default().tag(10).u64(u64::from(*up)),
@@ -196,6 +199,13 @@ impl ToMaster {
             9 => ToMaster::Metrics(r.u64()?, r.str()?),
             10 => ToMaster::BrokerState(r.u64()? != 0),
             11 => ToMaster::Failed(r.str()?),
+            12 => broker(
+                r.u64()?,
+                Request::Webhook {
+                    app: r.str()?,
+                    event: r.json()?,
+                },
+            ),
             _ => return Err(IpcError::Malformed("unknown tag")),
         };
         r.end(msg)
@@ -318,6 +328,15 @@ mod tests {
                 ]),
             ),
             ToMaster::BrokerRequest(5, Request::Publish(vec![])),
+            ToMaster::BrokerRequest(
+                12,
+                Request::Webhook {
+                    app: "1".into(),
+                    event: pushwire_shared::webhook::WebhookEvent::ChannelOccupied {
+                        channel: pushwire_shared::ChannelName::new("c").unwrap(),
+                    },
+                },
+            ),
             ToMaster::BrokerRequest(
                 6,
                 Request::History {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pushwire_shared::client_protocol::{self, AckCode, AckError, CLIENT_EVENT_PREFIX, ClientEvent};
+use pushwire_shared::webhook::WebhookEvent;
 use pushwire_shared::{ChannelKind, EventName};
 use serde_json::Value;
 use socketioxide::extract::AckSender;
@@ -89,9 +90,33 @@ async fn send(
             ),
         ));
     }
+    let webhook = ctx
+        .client_event_webhooks
+        .contains(&session.app.id)
+        .then(|| WebhookEvent::ClientEvent {
+            channel: channel.clone(),
+            event: event.clone(),
+            // Pusher's `data` is a string: a string as sent, anything else as JSON text.
+            data: match &data {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            },
+            socket_id: session.socket_id.clone(),
+            user_id: session
+                .members()
+                .get(&channel)
+                .map(|member| member.user_id.clone()),
+        });
     let message = socket_events::message(ctx, session, &channel, event, data);
     ctx.broker
         .publish(std::slice::from_ref(&message))
         .await
-        .map_err(AckError::unavailable)
+        .map_err(AckError::unavailable)?;
+    if let Some(webhook) = webhook
+        && let Err(e) = ctx.broker.webhook(&session.app.id, webhook).await
+    {
+        // Published already: the sender's ack says so; only the report is lost.
+        tracing::warn!(app = %session.app.id, %channel, error = %e, "a client event's webhook was not queued");
+    }
+    Ok(())
 }

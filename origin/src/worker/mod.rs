@@ -23,6 +23,7 @@ mod socket_events;
 mod socket_ids;
 mod subscribe_rate;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,6 +34,7 @@ use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use pushwire_shared::AppList;
+use pushwire_shared::webhook::WebhookEventKind;
 use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
@@ -75,6 +77,8 @@ pub(crate) struct WorkerContext {
     /// How long a replay waits on a socket whose send buffer stays full: the
     /// heartbeat's own patience (interval + timeout).
     pub(crate) replay_patience: Duration,
+    /// The apps with a webhook endpoint that wants client events.
+    pub(crate) client_event_webhooks: Arc<HashSet<String>>,
 }
 
 /// Who a worker is: its index in the cluster and its socket ids (whose node
@@ -118,6 +122,18 @@ where
         catch_ups,
         event_ids: Default::default(),
         replay_patience: Duration::from_millis(config.ping_interval_ms + config.ping_timeout_ms),
+        client_event_webhooks: Arc::new(
+            config
+                .webhooks
+                .iter()
+                .filter(|(_, endpoints)| {
+                    endpoints
+                        .iter()
+                        .any(|e| e.events().any(|kind| kind == WebhookEventKind::ClientEvent))
+                })
+                .map(|(app, _)| app.clone())
+                .collect(),
+        ),
     });
 
     let demo_routes = if config.demo {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pushwire_shared::ChannelName;
 use pushwire_shared::directory::ChannelStats;
 use pushwire_shared::history::StreamId;
+use pushwire_shared::webhook::WebhookEvent;
 
 use super::protocol::{DirectoryReply, DirectoryRequest, Reply, Request};
 use crate::broker::directory::{JoinOutcome, PresenceChange};
@@ -106,6 +107,13 @@ impl Broker for EmbeddedBroker {
 
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BrokerFuture<'a, ()> {
         Box::pin(self.done(Request::Unsubscribe(channel.to_owned())))
+    }
+
+    fn webhook<'a>(&'a self, app: &'a str, event: WebhookEvent) -> BrokerFuture<'a, ()> {
+        Box::pin(self.done(Request::Webhook {
+            app: app.to_owned(),
+            event,
+        }))
     }
 
     fn barrier(&self) -> BrokerFuture<'_, ()> {

@@ -31,6 +31,14 @@ pub(crate) enum Request {
     Barrier,
     /// A directory operation, answered [`Reply::Directory`].
     Directory(DirectoryRequest),
+    /// A webhook event of `app` the worker saw (a client event), for the
+    /// server's webhook queue. Answered [`Reply::Done`].
+    Webhook {
+        /// The app id.
+        app: String,
+        /// The event.
+        event: pushwire_shared::webhook::WebhookEvent,
+    },
 }
 
 /// The server's answer to one [`Request`].

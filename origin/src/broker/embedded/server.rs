@@ -119,6 +119,12 @@ impl EmbeddedBrokerServer {
             }
             // Deliveries are sent in order on each worker's link, before this reply.
             Request::Barrier => Reply::Done,
+            Request::Webhook { app, event } => {
+                if let Some(queue) = &self.webhooks {
+                    queue.push(&app, event);
+                }
+                Reply::Done
+            }
             Request::History { channel, from } => self.history(&channel, &from),
             Request::Directory(request) => {
                 Reply::Directory(self.directory(worker, request, deliver))
