@@ -38,17 +38,24 @@ fn trigger_until_accepted(clients: &mut Clients, origin: &Origin, what: &str) ->
     )
 }
 
+/// An origin on `redis` whose workers reached the primary, and socket `c`
+/// subscribed to `live`.
+fn origin_with_a_live_socket(scratch: &Scratch, redis: &SentinelSetup) -> (Origin, Clients) {
+    let origin = Origin::start(scratch, "origin", OriginOptions::redis(&redis.url()));
+    origin.wait_every_worker("connected to the primary", test_workers(), |h| {
+        h["broker"]["connected"] == true
+    });
+    let mut clients = Clients::start(scratch, "clients");
+    clients.connect("c", &origin.url(), json!({}));
+    clients.subscribe("c", "live");
+    (origin, clients)
+}
+
 #[test]
 fn a_sentinel_failover_is_followed_without_a_restart() {
     let scratch = Scratch::new("sentinel-failover");
     let mut redis = SentinelSetup::start(&scratch);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    origin.wait_every_worker("connected to the primary", test_workers(), |h| {
-        h["broker"]["connected"] == true
-    });
-    let mut clients = Clients::start(&scratch, "clients");
-    clients.connect("c", &origin.url(), json!({}));
-    clients.subscribe("c", "live");
+    let (origin, mut clients) = origin_with_a_live_socket(&scratch, &redis);
     clients.trigger_ok(origin.addr, TEST_APP, &["live"], "before", json!("0"));
     assert_eq!(clients.event("c", "before")[0], json!(0));
 
@@ -81,13 +88,7 @@ fn a_sentinel_failover_is_followed_without_a_restart() {
 fn a_primary_the_sentinels_replaced_is_left_for_the_promoted_one() {
     let scratch = Scratch::new("sentinel-split");
     let redis = SentinelSetup::start_with_undemotable_primary(&scratch);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    origin.wait_every_worker("connected to the primary", test_workers(), |h| {
-        h["broker"]["connected"] == true
-    });
-    let mut clients = Clients::start(&scratch, "clients");
-    clients.connect("c", &origin.url(), json!({}));
-    clients.subscribe("c", "live");
+    let (origin, mut clients) = origin_with_a_live_socket(&scratch, &redis);
     clients.trigger_ok(origin.addr, TEST_APP, &["live"], "before", json!("0"));
     clients.event("c", "before");
 
@@ -165,13 +166,7 @@ fn history(origin: &Origin) -> Vec<(String, String)> {
 fn events_a_failover_loses_are_reported_to_the_clients_that_had_them() {
     let scratch = Scratch::new("sentinel-loss");
     let mut redis = SentinelSetup::start(&scratch);
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    origin.wait_every_worker("connected to the primary", test_workers(), |h| {
-        h["broker"]["connected"] == true
-    });
-    let mut clients = Clients::start(&scratch, "clients");
-    clients.connect("c", &origin.url(), json!({}));
-    clients.subscribe("c", "live");
+    let (origin, mut clients) = origin_with_a_live_socket(&scratch, &redis);
     // `pos[n]`: the position of tick n.
     let mut pos = vec![String::new()];
     for n in 1..=3 {
@@ -248,13 +243,7 @@ fn a_primary_that_requires_a_replica_refuses_triggers_without_one() {
     let set = command_at(primary, &["CONFIG", "SET", "min-replicas-to-write", "1"])
         .expect("CONFIG SET on the primary");
     assert_eq!(set, "+OK");
-    let origin = Origin::start(&scratch, "origin", OriginOptions::redis(&redis.url()));
-    origin.wait_every_worker("connected to the primary", test_workers(), |h| {
-        h["broker"]["connected"] == true
-    });
-    let mut clients = Clients::start(&scratch, "clients");
-    clients.connect("c", &origin.url(), json!({}));
-    clients.subscribe("c", "live");
+    let (origin, mut clients) = origin_with_a_live_socket(&scratch, &redis);
     clients.trigger_ok(origin.addr, TEST_APP, &["live"], "before", json!("0"));
     assert_eq!(clients.event("c", "before")[0], json!(0));
 

@@ -43,8 +43,7 @@ use crate::redis_connection::{
 };
 
 /// Pauses between the subscriber's reconnection attempts.
-pub(super) const RECONNECT_BACKOFF: Backoff =
-    Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+const RECONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
@@ -346,24 +345,36 @@ async fn run_subscriber(
                 }
             }
         }
-        // Wait before the next attempt, still answering commands meanwhile.
-        let pause = tokio::time::sleep(RECONNECT_BACKOFF.pause(attempt));
-        attempt = attempt.saturating_add(1);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                _ = &mut pause => break,
-                cmd = commands.recv() => match cmd {
-                    None => return,
-                    Some(cmd) => refuse_while_down(cmd, &mut channels),
-                },
-            }
+        if !pause_answering(&mut attempt, &mut commands, &mut channels).await {
+            return;
+        }
+    }
+}
+
+/// Waits before the next connection attempt (back-off by `attempt`, which it
+/// counts up), still answering commands meanwhile; `false` when the broker
+/// was dropped.
+pub(super) async fn pause_answering(
+    attempt: &mut u32,
+    commands: &mut mpsc::Receiver<Command>,
+    channels: &mut HashSet<String>,
+) -> bool {
+    let pause = tokio::time::sleep(RECONNECT_BACKOFF.pause(*attempt));
+    *attempt = attempt.saturating_add(1);
+    tokio::pin!(pause);
+    loop {
+        tokio::select! {
+            _ = &mut pause => return true,
+            cmd = commands.recv() => match cmd {
+                None => return false,
+                Some(cmd) => refuse_while_down(cmd, channels),
+            },
         }
     }
 }
 
 /// Answers a command while there is no pub/sub connection.
-pub(super) fn refuse_while_down(cmd: Command, channels: &mut HashSet<String>) {
+fn refuse_while_down(cmd: Command, channels: &mut HashSet<String>) {
     let down = || Err(BrokerError::Unavailable("not connected to Redis".into()));
     match cmd {
         Command::Subscribe(_, reply) | Command::Barrier(_, reply) => {

@@ -25,7 +25,7 @@ use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{PushInfo, PushKind};
 use tokio::sync::{mpsc, oneshot};
 
-use super::redis::{Command, RECONNECT_BACKOFF, refuse_while_down, within};
+use super::redis::{Command, pause_answering, within};
 use super::{BrokerError, Inbound, InboundSender};
 use pushwire_shared::slot::key_slot;
 
@@ -96,17 +96,8 @@ pub(super) async fn run_sharded_subscriber(
                 }
             }
         }
-        let pause = tokio::time::sleep(RECONNECT_BACKOFF.pause(attempt));
-        attempt = attempt.saturating_add(1);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                _ = &mut pause => break,
-                cmd = commands.recv() => match cmd {
-                    None => return,
-                    Some(cmd) => refuse_while_down(cmd, &mut wanted),
-                },
-            }
+        if !pause_answering(&mut attempt, &mut commands, &mut wanted).await {
+            return;
         }
     }
 }
