@@ -326,3 +326,40 @@ fn the_embedded_broker_reports_channels_and_members_once_in_order() {
     ]);
     assert_eq!(wait_for_events(&mut every, all.len()), all);
 }
+
+/// With a grace period a channel that empties and fills again within it is
+/// reported as nothing; one that stays empty is vacated once the period ends.
+#[test]
+fn a_channel_refilled_within_the_grace_period_is_not_reported_vacated() {
+    use pushwire_tests::origin::OriginOptions;
+    use pushwire_tests::{Clients, Origin};
+
+    let scratch = Scratch::new("webhooks-grace");
+    let mut receiver = WebhookReceiver::start(&scratch, Sdk::Node, TEST_APP, Answers::OK);
+    let mut options = OriginOptions::embedded();
+    options.args = vec![
+        "--webhook-url".into(),
+        receiver.url("/all"),
+        "--webhook-grace-ms".into(),
+        "1500".into(),
+    ];
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.connect("a", &origin.url(), json!({}));
+    clients.subscribe("a", "blink");
+    // Emptied and filled again within the grace period: nothing to report.
+    clients.unsubscribe("a", "blink");
+    clients.subscribe("a", "blink");
+    // Emptied for good: vacated once the period ends.
+    clients.unsubscribe("a", "blink");
+    let vacated = [
+        event("channel_occupied", "blink", ""),
+        event("channel_vacated", "blink", ""),
+    ];
+    assert_eq!(wait_for_events(&mut receiver, 2), vacated);
+    // Nothing else came before or in between: the next event is the next one.
+    clients.subscribe("a", "after");
+    let mut all = vacated.to_vec();
+    all.push(event("channel_occupied", "after", ""));
+    assert_eq!(wait_for_events(&mut receiver, 3), all);
+}

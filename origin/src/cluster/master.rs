@@ -23,7 +23,7 @@ use super::start_failure::StartFailures;
 use super::status;
 use super::sticky::{StickyRouter, WorkerId};
 use super::supervisor::supervise;
-use crate::broker::embedded::{Deliver, EmbeddedBrokerServer};
+use crate::broker::embedded::{Deliver, EmbeddedBrokerServer, Webhooks};
 use crate::config::ServeConfig;
 use crate::http_server::ConnectionLimits;
 use crate::webhook::{DispatchSettings, WebhookQueue};
@@ -72,7 +72,7 @@ impl Master {
     /// A master with no worker yet, sending each worker `settings` (JSON),
     /// keeping the embedded broker's history by `history` and reporting its
     /// transitions to `webhooks`.
-    fn new(settings: String, history: HistoryPolicy, webhooks: Option<WebhookQueue>) -> Self {
+    fn new(settings: String, history: HistoryPolicy, webhooks: Option<Webhooks>) -> Self {
         Master {
             settings,
             router: Mutex::new(StickyRouter::new()),
@@ -139,8 +139,9 @@ impl Deliver for Master {
     }
 }
 
-/// The queue delivering `config`'s webhooks, when it names any endpoint.
-fn webhook_queue(config: &ServeConfig) -> Option<WebhookQueue> {
+/// The queue delivering `config`'s webhooks, when it names any endpoint, and
+/// its grace period.
+fn webhook_queue(config: &ServeConfig) -> Option<Webhooks> {
     let apps: Vec<_> = config
         .apps
         .iter()
@@ -149,7 +150,10 @@ fn webhook_queue(config: &ServeConfig) -> Option<WebhookQueue> {
             Some((app.clone(), endpoints.clone()))
         })
         .collect();
-    (!apps.is_empty()).then(|| WebhookQueue::start(apps, DispatchSettings::default()))
+    (!apps.is_empty()).then(|| Webhooks {
+        queue: WebhookQueue::start(apps, DispatchSettings::default()),
+        vacated_grace: Duration::from_millis(config.webhook_grace_ms),
+    })
 }
 
 /// Runs the master until `shutdown` resolves, then drains the workers and returns.

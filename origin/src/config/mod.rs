@@ -46,6 +46,13 @@ pub(crate) const MAX_PING_MS: u64 = 3_600_000;
 
 /// The bounds of the heartbeat interval and timeout (below the minimum, a value
 /// is raised to [`MIN_PING_MS`] rather than refused).
+/// The bounds of the webhook grace period, in ms.
+const WEBHOOK_GRACE_BOUNDS: Bounds = Bounds {
+    setting: "webhook_grace_ms",
+    min: 0,
+    max: 60_000,
+};
+
 const PING_BOUNDS: [Bounds; 2] = [
     Bounds {
         setting: "ping_interval_ms",
@@ -116,6 +123,9 @@ pub(crate) struct ServeConfig {
     pub log_format: LogFormat,
     /// Webhook endpoints by app id (the embedded broker's master sends them).
     pub webhooks: Webhooks,
+    /// How long a `channel_vacated` webhook waits for the channel to fill
+    /// again (then neither is reported), in ms; 0 reports both.
+    pub webhook_grace_ms: u64,
 }
 
 /// Why the configuration is unusable.
@@ -309,6 +319,15 @@ impl ServeConfig {
             }
             Some(host) => host,
         };
+        let webhook_grace_ms = checked(
+            Layered::of(
+                "webhook_grace_ms",
+                given.webhook_grace_ms,
+                file.webhook_grace_ms,
+            ),
+            0,
+            |ms| WEBHOOK_GRACE_BOUNDS.check(ms),
+        )?;
         let webhooks = webhooks::resolve(
             &apps,
             redis_url.is_some(),
@@ -317,6 +336,7 @@ impl ServeConfig {
         )?;
         Ok(ServeConfig {
             webhooks,
+            webhook_grace_ms,
             host,
             port: given.port.or(file.port).unwrap_or(DEFAULT_PORT),
             apps,

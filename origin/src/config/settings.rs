@@ -126,6 +126,11 @@ pub(crate) struct ServeSettings {
     /// {"<app id>": [{"url": …, "events": […], "channel_prefix": …}]}`.
     #[arg(long = "webhook-url", env = "PUSHWIRE_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
+    /// How long a channel's `channel_vacated` webhook waits, in ms (at most
+    /// 60000): a channel filled again meanwhile is reported as nothing instead
+    /// of vacated and occupied [default: 0, both are reported].
+    #[arg(long, env = "PUSHWIRE_WEBHOOK_GRACE_MS")]
+    pub webhook_grace_ms: Option<u64>,
     /// Webhook endpoints per app id (config file only).
     #[arg(skip)]
     pub webhooks: Option<BTreeMap<String, Vec<WebhookEndpoint>>>,

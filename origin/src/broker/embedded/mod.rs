@@ -22,7 +22,7 @@ pub(crate) mod protocol;
 mod server;
 
 pub(crate) use self::client::{EmbeddedBroker, Transport};
-pub(crate) use self::server::{Deliver, EmbeddedBrokerServer};
+pub(crate) use self::server::{Deliver, EmbeddedBrokerServer, Webhooks};
 
 /// A worker's index in the cluster, `0..workers`: how the server tells the
 /// workers it serves apart (the master routes connections by the same index).

@@ -2,8 +2,10 @@
 //! the channel histories and the cluster-wide directory, answering the
 //! workers' requests.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use pushwire_shared::event_id::{IdIssuer, event_id};
 use pushwire_shared::history::{HistoryPolicy, with_position};
@@ -42,42 +44,56 @@ pub(crate) struct EmbeddedBrokerServer {
     directory: Mutex<Directory>,
     next_event: AtomicU64,
     /// Where the directory's transitions go as webhooks, when any is configured.
-    webhooks: Option<WebhookQueue>,
+    webhooks: Option<Webhooks>,
+    /// `channel_vacated` webhooks waiting out the grace period, by channel,
+    /// with the number that tells a later vacancy's from this one's.
+    held_vacated: Arc<Mutex<HashMap<(String, String), u64>>>,
+}
+
+/// The webhook queue the server reports transitions to, and how it does.
+#[derive(Debug, Clone)]
+pub(crate) struct Webhooks {
+    /// The queue.
+    pub queue: WebhookQueue,
+    /// How long a `channel_vacated` waits for the channel to fill again (then
+    /// neither it nor the `channel_occupied` is reported); zero reports both.
+    pub vacated_grace: Duration,
 }
 
 impl EmbeddedBrokerServer {
     /// An empty server keeping history by `policy`, with a fresh epoch,
     /// reporting channel and member transitions to `webhooks`.
-    pub(crate) fn new(policy: HistoryPolicy, webhooks: Option<WebhookQueue>) -> Self {
+    pub(crate) fn new(policy: HistoryPolicy, webhooks: Option<Webhooks>) -> Self {
         EmbeddedBrokerServer {
             hub: Mutex::new(Hub::default()),
             history: Mutex::new(History::new(policy, epoch_candidate())),
             directory: Mutex::new(Directory::default()),
             next_event: AtomicU64::new(0),
             webhooks,
+            held_vacated: Arc::default(),
         }
     }
 
     /// The webhook queue's counts, when webhooks are configured.
     pub(crate) fn webhook_stats(&self) -> Option<DispatchStats> {
-        self.webhooks.as_ref().map(WebhookQueue::stats)
+        self.webhooks.as_ref().map(|w| w.queue.stats())
     }
 
     /// Queues a webhook of `app`. Called while the directory is locked, so
     /// the transitions of a channel are queued in the order they happened.
     fn webhook(&self, app: &str, channel: &str, event: fn(ChannelName) -> WebhookEvent) {
-        if let (Some(queue), Ok(channel)) = (&self.webhooks, ChannelName::new(channel)) {
-            queue.push(app, event(channel));
+        if let (Some(webhooks), Ok(channel)) = (&self.webhooks, ChannelName::new(channel)) {
+            webhooks.queue.push(app, event(channel));
         }
     }
 
     /// Queues `user_id`'s member webhook of `app`'s `channel`.
     fn member_webhook(&self, app: &str, channel: &str, user_id: &str, added: bool) {
-        let (Some(queue), Ok(channel)) = (&self.webhooks, ChannelName::new(channel)) else {
+        let (Some(webhooks), Ok(channel)) = (&self.webhooks, ChannelName::new(channel)) else {
             return;
         };
         let user_id = user_id.to_owned();
-        queue.push(
+        webhooks.queue.push(
             app,
             match added {
                 true => WebhookEvent::MemberAdded { channel, user_id },
@@ -86,15 +102,44 @@ impl EmbeddedBrokerServer {
         );
     }
 
+    /// Queues a channel's occupancy webhook. With a grace period, a vacancy
+    /// waits it out, and filling the channel again meanwhile cancels both.
     fn occupancy_webhook(&self, app: &str, channel: &str, occupancy: Occupancy) {
-        self.webhook(
-            app,
-            channel,
-            match occupancy {
-                Occupancy::Occupied => |channel| WebhookEvent::ChannelOccupied { channel },
-                Occupancy::Vacated => |channel| WebhookEvent::ChannelVacated { channel },
-            },
-        );
+        let Some(webhooks) = &self.webhooks else {
+            return;
+        };
+        let key = (app.to_owned(), channel.to_owned());
+        match occupancy {
+            Occupancy::Occupied if lock(&self.held_vacated).remove(&key).is_some() => {}
+            Occupancy::Occupied => {
+                self.webhook(app, channel, |channel| WebhookEvent::ChannelOccupied {
+                    channel,
+                });
+            }
+            Occupancy::Vacated if webhooks.vacated_grace.is_zero() => {
+                self.webhook(app, channel, |channel| WebhookEvent::ChannelVacated {
+                    channel,
+                });
+            }
+            Occupancy::Vacated => {
+                let Ok(name) = ChannelName::new(channel) else {
+                    return;
+                };
+                let ticket = self.next_event.fetch_add(1, Ordering::Relaxed);
+                lock(&self.held_vacated).insert(key.clone(), ticket);
+                let (held, queue) = (self.held_vacated.clone(), webhooks.queue.clone());
+                let grace = webhooks.vacated_grace;
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let mut held = lock(&held);
+                    // Still this vacancy's: not filled again (nor vacated again) since.
+                    if held.get(&key) == Some(&ticket) {
+                        held.remove(&key);
+                        queue.push(&key.0, WebhookEvent::ChannelVacated { channel: name });
+                    }
+                });
+            }
+        }
     }
 
     /// Answers `worker`'s `request`; what it publishes goes out through `deliver`.
@@ -120,8 +165,8 @@ impl EmbeddedBrokerServer {
             // Deliveries are sent in order on each worker's link, before this reply.
             Request::Barrier => Reply::Done,
             Request::Webhook { app, event } => {
-                if let Some(queue) = &self.webhooks {
-                    queue.push(&app, event);
+                if let Some(webhooks) = &self.webhooks {
+                    webhooks.queue.push(&app, event);
                 }
                 Reply::Done
             }
