@@ -5,7 +5,8 @@
 //! several loopback source addresses), then fires signed triggers at rate R for
 //! T seconds, each carrying its send time, and measures what arrives: delivered
 //! messages/s, loss and duplicates against what was expected, trigger→delivery
-//! latency (HDR histogram), and the server's RSS and CPU from `/proc`.
+//! latency (HDR histogram), the server's RSS and CPU from `/proc`, and, for the
+//! Redis nodes named, each one's CPU from `INFO cpu`.
 //!
 //! With churn on, connections close and come back during the trigger phase,
 //! subscribing again with `since`; the counts stay exact across the reconnects
@@ -22,6 +23,7 @@ mod connection;
 mod deliveries;
 pub mod polling;
 pub mod proc_stats;
+pub mod redis_cpu;
 mod report;
 mod subscribers;
 mod triggers;
@@ -35,6 +37,7 @@ use pushwire_shared::App;
 use self::churn::Churn;
 pub use self::churn::ChurnReport;
 use self::deliveries::DeliveryLog;
+pub use self::redis_cpu::RedisCpu;
 pub use self::report::{BenchReport, Latency};
 
 /// After the last trigger, how long to wait for stragglers.
@@ -67,6 +70,8 @@ pub struct BenchConfig {
     pub source_ips: Vec<IpAddr>,
     /// Server processes to measure (with their descendants).
     pub server_pids: Vec<u32>,
+    /// Redis nodes whose CPU to read from `INFO cpu` (loopback).
+    pub redis_nodes: Vec<SocketAddr>,
     /// Print progress to stderr every second.
     pub progress: bool,
     /// Reconnects per second across all connections during the trigger phase (0: off).
@@ -142,6 +147,11 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             "the bench targets loopback servers only".into(),
         ));
     }
+    if !config.redis_nodes.iter().all(|n| n.ip().is_loopback()) {
+        return Err(BenchError::Invalid(
+            "--redis-cpu must name loopback addresses only".into(),
+        ));
+    }
     if !(0.0..=MAX_CHURN_RATE).contains(&config.churn) {
         return Err(BenchError::Invalid(format!(
             "churn must be in [0, {MAX_CHURN_RATE}] reconnects per second"
@@ -156,9 +166,11 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     let churn = Arc::new(Churn::new(config.connections, config.churn));
 
     let baseline = proc_stats::sample(&config.server_pids);
+    let redis_baseline = redis_cpu::sample(&config.redis_nodes).await;
     let subscribers =
         subscribers::connect_all(&config, run, log.clone(), churn.clone(), total_triggers).await;
     let idle = proc_stats::sample(&config.server_pids);
+    let redis_connected = redis_cpu::sample(&config.redis_nodes).await;
 
     let churning = (config.churn > 0.0).then(|| {
         let (churn, rate) = (churn.clone(), config.churn);
@@ -181,6 +193,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let busy = proc_stats::sample(&config.server_pids);
+    let redis_end = redis_cpu::sample(&config.redis_nodes).await;
     let (latency, delivered) = log.merged();
     subscribers.close();
 
@@ -217,6 +230,12 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         },
         server_cpu_seconds_connecting: idle.cpu_seconds - baseline.cpu_seconds,
         server_cpu_seconds_triggering: busy.cpu_seconds - tally.cpu_before,
+        redis_cpu: redis_cpu::phases(
+            &config.redis_nodes,
+            &redis_baseline,
+            &redis_connected,
+            &redis_end,
+        ),
         churn: churn.report(config.churn),
     })
 }

@@ -52,6 +52,10 @@ struct BenchArgs {
     /// Server process to measure, with its descendants (repeat for several).
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
+    /// Redis node (`127.0.0.1:port`) whose CPU to report per phase from `INFO cpu`
+    /// (repeat for each node of a cluster).
+    #[arg(long = "redis-cpu")]
+    redis_nodes: Vec<std::net::SocketAddr>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -152,6 +156,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         payload: args.payload,
         source_ips: bench::parse_source_ips(&args.source_ips)?,
         server_pids: args.server_pids,
+        redis_nodes: args.redis_nodes,
         progress: true,
         churn: args.churn,
         handshake: Handshake {

@@ -3,6 +3,7 @@
 use hdrhistogram::Histogram;
 
 use super::churn::ChurnReport;
+use super::redis_cpu::RedisCpu;
 
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -91,6 +92,8 @@ pub struct BenchReport {
     pub server_cpu_seconds_connecting: f64,
     /// Server CPU seconds spent during the trigger phase.
     pub server_cpu_seconds_triggering: f64,
+    /// Each `--redis-cpu` node's CPU seconds per phase, in the order given.
+    pub redis_cpu: Vec<RedisCpu>,
     /// Reconnects and their recovery (`churn_*` fields).
     #[serde(flatten)]
     pub churn: ChurnReport,
@@ -141,6 +144,15 @@ impl BenchReport {
             self.server_cpu_seconds_connecting,
             self.server_cpu_seconds_triggering,
         );
+        let seconds = |s: Option<f64>| s.map_or_else(|| "?".to_owned(), |s| format!("{s:.2}"));
+        for node in &self.redis_cpu {
+            summary.push_str(&format!(
+                "\nredis CPU      {}: {} s connecting, {} s triggering",
+                node.node,
+                seconds(node.cpu_seconds_connecting),
+                seconds(node.cpu_seconds_triggering),
+            ));
+        }
         let c = &self.churn;
         if c.churn_rate > 0.0 {
             let r = &c.churn_recovery_latency;
