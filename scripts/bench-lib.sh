@@ -10,8 +10,10 @@ cleanup() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kil
 trap cleanup EXIT
 
 cargo build --release -q -p pushwire-origin -p pushwire-bench
-bin=$PWD/target/release/pushwire
-bench_bin=$PWD/target/release/pushwire-bench
+# Where cargo put them: ./target unless CARGO_TARGET_DIR (or a cargo config) says otherwise.
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+bin=$target_dir/release/pushwire
+bench_bin=$target_dir/release/pushwire-bench
 ulimit -n "$(ulimit -Hn)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
