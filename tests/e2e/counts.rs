@@ -204,3 +204,53 @@ fn counts_are_exact_right_after_the_acks_with_the_embedded_broker() {
     let sockets = connect_spread(&mut clients, &[&origin], workers);
     assert_exact(&rounds(&mut clients, &[&origin], &sockets));
 }
+
+/// A worker on thousands of channels keeps beating: its heartbeat rewrites
+/// its whole counts hash in one script, which once handed every field to one
+/// `HSET` and failed past about 4,000 channels (Lua's `unpack` limit), deleting
+/// the counts every 2 s and leaving the worker to be reaped as dead.
+#[test]
+fn a_worker_on_thousands_of_channels_keeps_its_counts_and_its_heartbeat() {
+    use pushwire_shared::keys::KeySpace;
+
+    const SOCKETS: usize = 42;
+    const PER_SOCKET: usize = 100;
+    let scratch = Scratch::new("counts-many-channels");
+    let redis = RedisServer::start(&scratch);
+    let mut options = OriginOptions::redis(&redis.url());
+    options.workers = 1;
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = Clients::start(&scratch, "clients");
+    let mut socket_id = String::new();
+    for s in 0..SOCKETS {
+        let channels: Vec<String> = (0..PER_SOCKET).map(|c| format!("many-{s}-{c}")).collect();
+        socket_id = clients.connect(
+            &format!("s{s}"),
+            &origin.url(),
+            json!({"transports": ["websocket"], "auth": {"channels": channels}}),
+        );
+    }
+    let node = socket_id.split('.').next().expect("a socket id").to_owned();
+    let keys = KeySpace::DEFAULT;
+    let score = || {
+        let reply = redis
+            .command(&["ZSCORE", &keys.nodes(), &node])
+            .expect("ZSCORE");
+        reply.trim().parse::<u64>().unwrap_or(0)
+    };
+    let subscribed = score();
+    // A heartbeat after every subscription: it rewrote the counts, then beat.
+    pushwire_tests::wait::until(
+        "a heartbeat of the worker on 4,200 channels",
+        std::time::Duration::from_secs(10),
+        || (score() > subscribed).then_some(()),
+    );
+    assert_eq!(
+        redis.command(&["HLEN", &keys.node_subs(&node)]).unwrap(),
+        format!(":{}", SOCKETS * PER_SOCKET)
+    );
+    assert_eq!(
+        channel_info(&origin, "many-41-99", "subscription_count")["subscription_count"],
+        1
+    );
+}

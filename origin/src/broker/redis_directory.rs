@@ -300,6 +300,7 @@ async fn heartbeat(
     let subs = KeySpace::DEFAULT.node_subs(&node);
     let mut counts: HashMap<String, usize> = HashMap::new();
     let mut beat = tokio::time::interval(NODE_HEARTBEAT);
+    let mut failing = false;
     loop {
         tokio::select! {
             update = updates.recv() => {
@@ -315,8 +316,19 @@ async fn heartbeat(
                 batch.confirm(&written);
             }
             _ = beat.tick() => {
-                if let Err(e) = beat_once(&conn, &node, &subs, &counts, &reaper).await {
-                    tracing::debug!(error = %e, "directory heartbeat failed");
+                // A node that stops beating is reaped by the others: the first
+                // failure is worth a warning, the ones after it are not.
+                match beat_once(&conn, &node, &subs, &counts, &reaper).await {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("directory heartbeat works again");
+                    }
+                    Ok(()) => {}
+                    Err(e) if failing => tracing::debug!(error = %e, "directory heartbeat failed"),
+                    Err(e) => {
+                        failing = true;
+                        tracing::warn!(error = %e, "directory heartbeat failed; other nodes will count this one dead if it keeps failing");
+                    }
                 }
             }
         }

@@ -16,11 +16,18 @@ pub(super) static HISTORY_READ_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|
 
 /// KEYS: a node's counts hash. ARGV: its ttl in ms, then field and count
 /// pairs. Replaces the hash whole and sets its expiry, so a reader never sees
-/// it half written.
+/// it half written. The pairs go to `HSET` a thousand at a time: Lua's
+/// `unpack` refuses more than about 8,000 values, and a worker may hold far
+/// more channels.
 pub(super) static NODE_COUNTS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"redis.call('DEL', KEYS[1])
-if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+local i = 2
+while i <= #ARGV do
+  local last = math.min(i + 1999, #ARGV)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
+  i = last + 1
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 "#,
