@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One Redis against a 3-shard Redis Cluster (3 primaries, 3 replicas), same
-# build, same generator, same session: BENCHMARKS.md's many-channel scenario
-# (10,000 channels) and its ingest steps (row (d)) against a pushwire origin
-# (2 workers) on each. Every Redis node's CPU comes from `INFO cpu`
-# (`pushwire-bench --redis-cpu`), per phase, so the runs show how the work
-# spreads over the shards. After each run the script also counts, per
-# primary, the channels that run wrote to (their hash tags, from the keys) and
-# the origin's workers whose own directory keys (`pushwire:v2:node:{<node>}:…`,
-# one slot per worker) it holds, and notes whether the primaries are still the
-# ones it started with (a failover during a run would make its row meaningless).
+# build, same generator, run after run on one machine: BENCHMARKS.md's
+# many-channel scenario (10,000 channels) and its ingest steps (row (d))
+# against a pushwire origin (2 workers) on each. Every Redis node's CPU comes
+# from `INFO cpu` (`pushwire-bench --redis-cpu`), per phase, so the runs show
+# how the work spreads over the shards. After each run the script also counts,
+# per primary, the channels that run wrote to (their hash tags, from the keys),
+# and notes whether the primaries are still the ones it started with (a
+# failover during a run would make its row meaningless); once each origin is
+# up, it notes which primaries hold its workers' own directory keys
+# (`pushwire:v2:node:{<node>}:…`, one slot per worker).
 # Prints one JSON line per run ("server": "redis" or "cluster") on stdout, the
 # origin's warnings and errors (with the run they fell in) and a markdown table
 # of the runs on stderr.
