@@ -32,7 +32,11 @@ pub(super) fn resolve(
     {
         return Err(refuse(in_file, format!("no app has the id {id:?}")));
     }
-    let mut settings: Vec<&str> = webhooks.keys().map(|_| in_file).collect();
+    // Refusals below name the file when it gave endpoints, else the URL's setting.
+    let setting = match &url {
+        Some((_, setting)) if webhooks.is_empty() => setting.as_str(),
+        _ => in_file,
+    };
     if let Some((url, setting)) = &url {
         let endpoint =
             WebhookEndpoint::all_events(url).map_err(|e| refuse(setting, e.to_string()))?;
@@ -42,9 +46,7 @@ pub(super) fn resolve(
                 .or_default()
                 .push(endpoint.clone());
         }
-        settings.push(setting);
     }
-    let setting = settings.first().copied().unwrap_or(in_file);
     if let Some(https) = webhooks.values().flatten().find(|e| e.url().is_https()) {
         return Err(refuse(
             setting,

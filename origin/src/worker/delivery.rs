@@ -19,7 +19,7 @@
 //!   the channel's sockets so (`pushwire:history_lost`) instead of letting
 //!   them miss events silently.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -285,7 +285,7 @@ impl Deliverer {
     /// after its last delivered event, or disconnects its sockets when that
     /// cannot be known.
     async fn fill_gaps(&mut self) {
-        let positioned: Vec<String> = self.delivered.keys().cloned().collect();
+        let positioned: HashSet<String> = self.delivered.keys().cloned().collect();
         for room in &positioned {
             self.fill_gap(room.clone()).await;
         }
@@ -294,7 +294,7 @@ impl Deliverer {
         let Some(root) = self.io.of("/") else { return };
         let local = root.rooms().await.unwrap_or_default();
         for room in local {
-            if !positioned.iter().any(|p| p == room.as_ref()) {
+            if !positioned.contains(room.as_ref()) {
                 self.tell_lost(room.into_owned()).await;
             }
         }

@@ -296,7 +296,7 @@ impl EmbeddedBrokerServer {
     /// publishing `member_removed` for each user it was the last socket of.
     pub(crate) fn remove_worker(&self, worker: WorkerId, deliver: &dyn Deliver) {
         lock(&self.hub).remove_worker(worker);
-        let (gone, vacated) = {
+        let gone = {
             let mut directory = lock(&self.directory);
             let (gone, vacated) = directory.remove_worker(worker);
             // Members first: a channel is vacated after its members left it.
@@ -306,9 +306,8 @@ impl EmbeddedBrokerServer {
             for (app, channel) in &vacated {
                 self.occupancy_webhook(app, channel, Occupancy::Vacated);
             }
-            (gone, vacated)
+            gone
         };
-        let _ = vacated;
         let now = now_ms();
         let messages: Vec<(String, String)> = gone
             .into_iter()
