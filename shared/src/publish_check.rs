@@ -6,7 +6,7 @@
 
 use crate::history::IDLE_KEY_TTL_SECS;
 use crate::keys::KeySpace;
-use crate::publishing::{PUBLISH_SCRIPT, PUBLISH_SCRIPT_SHA1, PubSubMode};
+use crate::publishing::{PubSubMode, names_publish_script};
 use crate::settings::HISTORY_MAX_EVENTS_BOUNDS;
 
 /// How far ahead of the checker's clock a publish's min id may be: the edge's
@@ -20,7 +20,7 @@ pub const MAX_EPOCH_CANDIDATE_LEN: usize = 64;
 /// Why a command is not a [`publish_commands`](crate::publishing::publish_commands) pushwire would send.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishCommandError {
-    /// Not `EVAL` of [`PUBLISH_SCRIPT`] or `EVALSHA` of its digest.
+    /// Not `EVAL` of [`PUBLISH_SCRIPT`](crate::publishing::PUBLISH_SCRIPT) or `EVALSHA` of its digest.
     #[error("a script other than pushwire's publish script")]
     OtherScript,
     /// The key count is not a number or does not match the arguments.
@@ -73,7 +73,7 @@ pub fn is_epoch_candidate(candidate: &str) -> bool {
 }
 
 /// Checks that a command is one of the [`publish_commands`](crate::publishing::publish_commands) pushwire would send: `EVAL` of
-/// [`PUBLISH_SCRIPT`] or `EVALSHA` of its digest; a pushwire epoch key, then
+/// [`PUBLISH_SCRIPT`](crate::publishing::PUBLISH_SCRIPT) or `EVALSHA` of its digest; a pushwire epoch key, then
 /// the history stream of the same app and channel; max events within
 /// [`HISTORY_MAX_EVENTS_BOUNDS`]; pushwire's idle ttl; a valid epoch candidate
 /// ([`is_epoch_candidate`]); `PUBLISH` or `SPUBLISH`; the channel's pub/sub
@@ -97,13 +97,10 @@ pub fn check_publish_command(
     now_ms: Option<u64>,
 ) -> Result<(), PublishCommandError> {
     use PublishCommandError as E;
-    let [name, script, numkeys, rest @ ..] = cmd else {
+    let [_, _, numkeys, rest @ ..] = cmd else {
         return Err(E::Shape);
     };
-    let names_the_script = (name.eq_ignore_ascii_case("EVAL") && script == PUBLISH_SCRIPT)
-        || (name.eq_ignore_ascii_case("EVALSHA")
-            && script.eq_ignore_ascii_case(PUBLISH_SCRIPT_SHA1));
-    if !names_the_script {
+    if !names_publish_script(cmd) {
         return Err(E::OtherScript);
     }
     let [
@@ -183,7 +180,9 @@ mod tests {
     use super::*;
     use crate::channel::ChannelName;
     use crate::history::{HistoryPolicy, PublishMessage};
-    use crate::publishing::{ScriptRef, publish_commands, with_pubsub_mode, with_script_text};
+    use crate::publishing::{
+        PUBLISH_SCRIPT_SHA1, ScriptRef, publish_commands, with_pubsub_mode, with_script_text,
+    };
 
     fn msg(channel: &str) -> PublishMessage {
         let channel = ChannelName::new(channel).unwrap();

@@ -214,7 +214,7 @@ pub fn publish_calls(
 /// (`EVALSHA`). The origin's unit tests check it against the script's text.
 pub const PUBLISH_SCRIPT_SHA1: &str = "90f977d5d25198fdf6a156064da19a9431cd0b1f";
 
-/// How a [`publish_command`] names [`PUBLISH_SCRIPT`].
+/// How a [`publish_commands`] names [`PUBLISH_SCRIPT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScriptRef {
     /// `EVALSHA` with [`PUBLISH_SCRIPT_SHA1`]: small, but Redis answers
@@ -315,7 +315,9 @@ pub fn with_pubsub_mode(mut cmd: Vec<String>, mode: PubSubMode) -> Vec<String> {
     cmd
 }
 
-fn names_publish_script(cmd: &[String]) -> bool {
+/// Whether `cmd` starts `EVALSHA <the script's digest>` (either case) or
+/// `EVAL <the script's text>`.
+pub(crate) fn names_publish_script(cmd: &[String]) -> bool {
     cmd.len() >= 2
         && ((cmd[0].eq_ignore_ascii_case("EVALSHA")
             && cmd[1].eq_ignore_ascii_case(PUBLISH_SCRIPT_SHA1))
