@@ -7,7 +7,7 @@ use pushwire_shared::event::{MEMBER_ADDED, MEMBER_REMOVED};
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::origin::OriginOptions;
 use pushwire_tests::process::{children_of, signal_pid};
-use pushwire_tests::{Clients, Deployment, Origin, RedisServer, Scratch, each_fanout};
+use pushwire_tests::{Clients, Deployment, Origin, Scratch, each_fanout, each_shared_broker};
 use serde_json::{Value, json};
 
 const ROOM: &str = "presence-room";
@@ -244,11 +244,13 @@ fn clients_auth(clients: &mut Clients, socket_id: &str, channel: &str) -> Value 
 
 #[test]
 fn client_events_reach_the_others_but_not_the_sender() {
-    let scratch = Scratch::new("client-events");
-    let redis = RedisServer::start(&scratch);
-    let a = Origin::start(&scratch, "origin-a", OriginOptions::redis(&redis.url()));
-    let b = Origin::start(&scratch, "origin-b", OriginOptions::redis(&redis.url()));
-    let mut clients = Clients::start(&scratch, "clients");
+    each_shared_broker("client-events", client_events);
+}
+
+fn client_events(d: &Deployment) {
+    let a = d.origin("origin-a");
+    let b = d.origin("origin-b");
+    let mut clients = Clients::start(&d.scratch, "clients");
     let sender = clients.connect("sender", &a.url(), json!({}));
     let receiver = clients.connect("receiver", &b.url(), json!({}));
     for (id, socket_id) in [("sender", &sender), ("receiver", &receiver)] {
@@ -308,13 +310,17 @@ fn client_events_reach_the_others_but_not_the_sender() {
     );
 }
 
+/// On a Redis Cluster the reaper runs one script per channel, on the
+/// channel's shard: the same outcome is required there.
 #[test]
 fn a_dead_origins_members_are_removed_by_the_others() {
-    let scratch = Scratch::new("presence-crash");
-    let redis = RedisServer::start(&scratch);
-    let a = Origin::start(&scratch, "origin-a", OriginOptions::redis(&redis.url()));
-    let mut b = Origin::start(&scratch, "origin-b", OriginOptions::redis(&redis.url()));
-    let mut clients = Clients::start(&scratch, "clients");
+    each_shared_broker("presence-crash", dead_origin);
+}
+
+fn dead_origin(d: &Deployment) {
+    let a = d.origin("origin-a");
+    let mut b = d.origin("origin-b");
+    let mut clients = Clients::start(&d.scratch, "clients");
     let obs = clients.connect("obs", &a.url(), json!({}));
     join(&mut clients, "obs", &obs, ROOM, "obs");
     let doomed = clients.connect("doomed", &b.url(), json!({"reconnection": false}));

@@ -71,9 +71,29 @@ impl Deployment {
 /// several workers: the suite runs twice, and once is enough for a cluster
 /// that takes seconds to start) and with the embedded broker.
 pub fn each_fanout(name: &str, test: impl Fn(&Deployment)) {
+    run_each(name, &fanouts(), test);
+}
+
+/// Runs `test` with each fan-out several origins can share: Redis, and a
+/// Redis Cluster (in the pass with several workers, as [`each_fanout`]).
+pub fn each_shared_broker(name: &str, test: impl Fn(&Deployment)) {
+    let shared: Vec<Fanout> = fanouts()
+        .into_iter()
+        .filter(|f| f.spans_origins())
+        .collect();
+    run_each(name, &shared, test);
+}
+
+fn fanouts() -> Vec<Fanout> {
     let cluster = (test_workers() > 1).then_some(Fanout::RedisCluster);
-    let fanouts = [Some(Fanout::Redis), cluster, Some(Fanout::Embedded)];
-    for fanout in fanouts.into_iter().flatten() {
+    [Some(Fanout::Redis), cluster, Some(Fanout::Embedded)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn run_each(name: &str, fanouts: &[Fanout], test: impl Fn(&Deployment)) {
+    for &fanout in fanouts {
         eprintln!("=== {name}, {fanout:?} fan-out");
         let deployment = Deployment::start(&format!("{name}-{fanout:?}"), fanout);
         test(&deployment);

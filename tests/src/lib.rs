@@ -21,7 +21,7 @@ pub mod wait;
 pub mod webhook_receiver;
 
 pub use clients::Clients;
-pub use deployment::{Deployment, Fanout, each_fanout};
+pub use deployment::{Deployment, Fanout, each_fanout, each_shared_broker};
 pub use origin::Origin;
 pub use process::Scratch;
 pub use redis::RedisServer;
