@@ -208,6 +208,38 @@ impl KeySpace {
         self.per_channel(app, channel, "presence:sockets")
     }
 
+    /// Which nodes hold sockets on a channel, node → 1:
+    /// `{prefix}:{<app>:<channel>}:occupancy`. Kept for webhooks only: the
+    /// node that adds the first field reports `channel_occupied`, the one that
+    /// removes the last `channel_vacated`, each inside one script on the
+    /// channel's slot, so the transition is reported exactly once.
+    pub fn occupancy(&self, app: &str, channel: &ChannelName) -> String {
+        self.per_channel(app, channel, "occupancy")
+    }
+
+    /// The channels a node holds sockets on, as [`occupancy`](Self::occupancy)
+    /// knows them (a set of `{app}:{channel}`; added before the node's field,
+    /// removed after it): what the reaper vacates when the node dies.
+    /// `{prefix}:node:{<node>}:occupied`.
+    pub fn node_occupied(&self, node: &str) -> String {
+        self.per_node(node, "occupied")
+    }
+
+    /// A channel's webhook events waiting for one endpoint (a stream, oldest
+    /// first): `{prefix}:{<app>:<channel>}:webhooks:<endpoint>`, with the
+    /// endpoint's `WebhookEndpoint::outbox_id`. In the channel's slot, so the
+    /// script that sees a transition queues its event in the same step.
+    pub fn webhook_outbox(&self, app: &str, channel: &ChannelName, endpoint: &str) -> String {
+        self.per_channel(app, channel, &format!("webhooks:{endpoint}"))
+    }
+
+    /// The channels with webhook events waiting for one endpoint, a sorted set
+    /// of `{app}:{channel}` scored by when a sender may take them (ms, Redis's
+    /// clock; 0: now): `{prefix}:webhooks:{<endpoint>}:due`.
+    pub fn webhook_due(&self, endpoint: &str) -> String {
+        format!("{}:webhooks:{{{endpoint}}}:due", self.prefix)
+    }
+
     /// One node's sockets of a presence channel's members, user id → count:
     /// `{prefix}:{<app>:<channel>}:presence:node:<node>`. It lives in the
     /// channel's slot, so a dead node's members are removed by one script on
@@ -244,6 +276,10 @@ mod tests {
             keys.members("1", &ch),
             keys.member_sockets("1", &ch),
             keys.node_members("1", &ch, "4"),
+            keys.occupancy("1", &ch),
+            keys.node_occupied("4"),
+            keys.webhook_outbox("1", &ch, "e1"),
+            keys.webhook_due("e1"),
         ];
         assert_eq!(
             names,
@@ -257,6 +293,10 @@ mod tests {
                 "t9:{1:presence-a}:presence",
                 "t9:{1:presence-a}:presence:sockets",
                 "t9:{1:presence-a}:presence:node:4",
+                "t9:{1:presence-a}:occupancy",
+                "t9:node:{4}:occupied",
+                "t9:{1:presence-a}:webhooks:e1",
+                "t9:webhooks:{e1}:due",
             ]
         );
         assert!(names.iter().all(|name| keys.owns(name)));

@@ -219,6 +219,36 @@ impl WebhookEndpoint {
         self.channel_prefix.as_deref()
     }
 
+    /// The endpoint's name in Redis for app `app_id`: 16 hex digits of a
+    /// SHA-256 over the app id, the URL, the event types and the prefix. Every
+    /// origin configured alike derives the same id, so any of them can send
+    /// what another queued; an endpoint changed in any of these is a new one.
+    ///
+    /// ```
+    /// use pushwire_shared::webhook::WebhookEndpoint;
+    /// let hook = WebhookEndpoint::all_events("http://127.0.0.1:8080/hooks").unwrap();
+    /// let id = hook.outbox_id("1");
+    /// assert_eq!(id.len(), 16);
+    /// assert_eq!(id, hook.clone().outbox_id("1"));
+    /// assert_ne!(id, hook.outbox_id("2"));
+    /// ```
+    pub fn outbox_id(&self, app_id: &str) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for part in [app_id, self.url.as_str()] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        for kind in &self.events {
+            hash.update(kind.name().as_bytes());
+            hash.update([0]);
+        }
+        if let Some(prefix) = &self.channel_prefix {
+            hash.update(prefix.as_bytes());
+        }
+        hex::encode(&hash.finalize()[..8])
+    }
+
     /// Whether an event of `kind` on `channel` goes to this endpoint.
     pub fn wants(&self, kind: WebhookEventKind, channel: &str) -> bool {
         self.events.contains(&kind)
