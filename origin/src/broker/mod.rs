@@ -13,7 +13,9 @@ pub(crate) mod embedded;
 mod presence_scripts;
 mod redis;
 mod redis_directory;
+mod redis_reaper;
 mod redis_sharded;
+pub(crate) mod redis_webhooks;
 mod slot_scripts;
 
 use std::future::Future;
@@ -126,10 +128,13 @@ pub(crate) trait Broker: Send + Sync + std::fmt::Debug + 'static {
     /// also re-reports every count periodically.
     fn report_count(&self, app: &str, channel: &ChannelName, count: usize) -> BrokerFuture<'_, ()>;
     /// Hands `app`'s `event` (a client event) to whoever sends the webhooks:
-    /// the embedded broker's master. Redis does not carry webhooks yet (the
-    /// configuration refuses them there), so by default this does nothing.
-    fn webhook<'a>(&'a self, _app: &'a str, _event: WebhookEvent) -> BrokerFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
+    /// the embedded broker's master, or Redis's outboxes. Resolves once it is
+    /// queued; does nothing when no endpoint is configured.
+    fn webhook<'a>(&'a self, app: &'a str, event: WebhookEvent) -> BrokerFuture<'a, ()>;
+    /// What this process's webhook senders have done, when it runs any
+    /// (with Redis, each worker sends; the embedded broker's master does).
+    fn webhook_stats(&self) -> Option<crate::webhook::DispatchStats> {
+        None
     }
     /// Adds a socket of `change.member` to a presence channel, atomically with
     /// publishing its `member_added` event if the user was not a member yet.

@@ -30,7 +30,10 @@ use pushwire_shared::publishing::{self, PubSubMode};
 
 use super::directory::{JoinOutcome, PresenceChange};
 use super::redis_directory::RedisDirectory;
+use super::redis_webhooks::{RedisWebhooks, WebhookSettings};
 use super::slot_scripts::HISTORY_READ_SCRIPT;
+use crate::webhook::DispatchStats;
+use pushwire_shared::webhook::WebhookEvent;
 
 use super::{
     Broker, BrokerError, BrokerFuture, BrokerHealth, HistorySnapshot, Inbound, InboundSender,
@@ -81,16 +84,20 @@ pub(crate) struct RedisBroker {
     publish_script: redis::Script,
     commands: mpsc::Sender<Command>,
     connected: Arc<AtomicBool>,
+    /// Where webhook events are queued, when any endpoint is configured.
+    webhooks: Option<Arc<RedisWebhooks>>,
 }
 
 impl RedisBroker {
     /// Builds the broker and starts its subscriber and directory tasks, reporting
-    /// as `node`; does not wait for Redis, which may come up later.
+    /// as `node`, and the webhook senders of `webhooks`; does not wait for
+    /// Redis, which may come up later.
     pub(crate) fn start(
         url: &str,
         node: String,
         policy: HistoryPolicy,
         inbound: InboundSender,
+        webhooks: Option<WebhookSettings>,
     ) -> Result<Self, BrokerError> {
         let target = RedisTarget::parse(url).map_err(unavailable)?;
         let (commands, rx) = mpsc::channel(1024);
@@ -115,8 +122,17 @@ impl RedisBroker {
         }
         let mode = target.pubsub_mode();
         let publisher = Arc::new(CommandConnection::new(target));
+        let webhooks =
+            webhooks.and_then(|settings| RedisWebhooks::start(settings, publisher.clone()));
         Ok(RedisBroker {
-            directory: RedisDirectory::start(publisher.clone(), node, policy, mode),
+            directory: RedisDirectory::start(
+                publisher.clone(),
+                node,
+                policy,
+                mode,
+                webhooks.clone(),
+            ),
+            webhooks,
             publisher,
             policy,
             mode,
@@ -233,6 +249,20 @@ impl Broker for RedisBroker {
 
     fn report_count(&self, app: &str, channel: &ChannelName, count: usize) -> BrokerFuture<'_, ()> {
         self.directory.report_count(app, channel, count)
+    }
+
+    fn webhook<'a>(&'a self, app: &'a str, event: WebhookEvent) -> BrokerFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(webhooks) = &self.webhooks else {
+                return Ok(());
+            };
+            let mut conn = self.publisher.get().await?;
+            webhooks.queue(&mut conn, app, &event).await
+        })
+    }
+
+    fn webhook_stats(&self) -> Option<DispatchStats> {
+        self.webhooks.as_ref().map(|webhooks| webhooks.stats())
     }
 
     fn presence_join<'a>(&'a self, change: &'a PresenceChange) -> BrokerFuture<'a, JoinOutcome> {

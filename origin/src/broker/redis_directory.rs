@@ -21,19 +21,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use pushwire_shared::ChannelName;
-use pushwire_shared::directory::{
-    self, ChannelStats, Found, Read, Reply, channel_field, split_channel_field,
-};
-use pushwire_shared::event_id::reaped_member_id_prefix;
+use pushwire_shared::directory::{self, ChannelStats, Found, Read, Reply, channel_field};
 use pushwire_shared::history::HistoryPolicy;
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::publishing::{PubSubMode, retention_args};
+use pushwire_shared::webhook::{WebhookEvent, WebhookEventKind};
 use tokio::sync::{mpsc, oneshot};
 
 use super::directory::{JoinOutcome, NODE_HEARTBEAT, NODE_TIMEOUT, PresenceChange};
-use super::presence_scripts::{
-    JOIN_SCRIPT, LEAVE_SCRIPT, REAP_CHANNEL_SCRIPT, UNINDEX_SCRIPT, channel_keys, reap_envelope,
-};
+use super::presence_scripts::{JOIN_SCRIPT, LEAVE_SCRIPT, UNINDEX_SCRIPT, channel_keys};
+use super::redis_reaper::Reaper;
+use super::redis_webhooks::{OUTBOX_CAP, OccupancyReporter, RedisWebhooks, event_json};
 use super::slot_scripts::NODE_COUNTS_SCRIPT;
 use super::{BrokerError, BrokerFuture, epoch_candidate};
 use crate::clock::now_ms;
@@ -47,6 +45,7 @@ pub(super) struct RedisDirectory {
     policy: HistoryPolicy,
     mode: PubSubMode,
     counts: mpsc::UnboundedSender<CountUpdate>,
+    webhooks: Option<Arc<RedisWebhooks>>,
 }
 
 /// One count report: the `node_subs` field, its new count, and who waits for
@@ -59,22 +58,75 @@ struct CountUpdate {
 }
 
 impl RedisDirectory {
-    /// Starts reporting as `node` (heartbeat, counts, reaping dead nodes).
+    /// Starts reporting as `node` (heartbeat, counts, reaping dead nodes),
+    /// queueing the webhooks of what it sees change with `webhooks`.
     pub(super) fn start(
         conn: Arc<CommandConnection>,
         node: String,
         policy: HistoryPolicy,
         mode: PubSubMode,
+        webhooks: Option<Arc<RedisWebhooks>>,
     ) -> Self {
         let (counts, rx) = mpsc::unbounded_channel();
-        let reaper = Reaper { policy, mode };
-        tokio::spawn(heartbeat(conn.clone(), node.clone(), reaper, rx));
+        let reaper = Reaper::new(policy, mode, webhooks.clone());
+        let occupancy = webhooks
+            .clone()
+            .map(|webhooks| OccupancyReporter::new(node.clone(), webhooks));
+        tokio::spawn(heartbeat(conn.clone(), node.clone(), reaper, rx, occupancy));
         RedisDirectory {
             conn,
             node,
             policy,
             mode,
             counts,
+            webhooks,
+        }
+    }
+
+    /// The outbox ids of the endpoints wanting `kind` on the change's
+    /// channel, the change's webhook event as JSON, and their keys.
+    fn member_webhook(&self, change: &PresenceChange, kind: WebhookEventKind) -> MemberWebhook<'_> {
+        let Some(webhooks) = &self.webhooks else {
+            return MemberWebhook::default();
+        };
+        let ids = webhooks.outboxes(&change.app, kind, &change.channel);
+        let (channel, user_id) = (change.channel.clone(), change.member.user_id.clone());
+        let event = match kind {
+            WebhookEventKind::MemberAdded => WebhookEvent::MemberAdded { channel, user_id },
+            _ => WebhookEvent::MemberRemoved { channel, user_id },
+        };
+        let keys = ids
+            .iter()
+            .map(|id| KeySpace::DEFAULT.webhook_outbox(&change.app, &change.channel, id))
+            .collect();
+        MemberWebhook {
+            json: if ids.is_empty() {
+                String::new()
+            } else {
+                event_json(&event)
+            },
+            ids,
+            keys,
+        }
+    }
+
+    /// After a script that queued `queued` webhook events (and found full
+    /// outboxes `dropped` times): marks the channel due.
+    async fn queued(
+        &self,
+        conn: &mut RedisConn,
+        change: &PresenceChange,
+        webhook: &MemberWebhook<'_>,
+        queued: u64,
+        dropped: u64,
+    ) {
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.count_dropped(dropped);
+            if queued > 0 {
+                webhooks
+                    .mark_due(conn, &change.app, &change.channel, &webhook.ids)
+                    .await;
+            }
         }
     }
 
@@ -144,20 +196,26 @@ impl RedisDirectory {
                 .query_async::<i64>(&mut conn),
         )
         .await?;
+        let webhook = self.member_webhook(change, WebhookEventKind::MemberAdded);
         let mut join = JOIN_SCRIPT.prepare_invoke();
         join.key(&self.presence_keys(change)[..])
+            .key(&webhook.keys[..])
             .arg(&self.retention()[..])
             .arg(&change.member.user_id)
             .arg(&change.member.user_info)
             .arg(change.max_members)
             .arg(&change.event.channel)
-            .arg(&change.event.envelope);
-        let (joined, members): (u8, Option<Vec<String>>) = within(
+            .arg(&change.event.envelope)
+            .arg(OUTBOX_CAP)
+            .arg(&webhook.json);
+        let (joined, members, queued, dropped): (u8, Option<Vec<String>>, u64, u64) = within(
             COMMAND_TIMEOUT,
             "presence join",
             join.invoke_async(&mut conn),
         )
         .await?;
+        self.queued(&mut conn, change, &webhook, queued, dropped)
+            .await;
         if joined == 0 {
             self.unindex(&mut conn, change).await;
             return Ok(JoinOutcome::Full);
@@ -174,19 +232,25 @@ impl RedisDirectory {
     /// See `Broker::presence_leave`.
     pub(super) async fn leave(&self, change: &PresenceChange) -> Result<(), BrokerError> {
         let mut conn = self.conn().await?;
+        let webhook = self.member_webhook(change, WebhookEventKind::MemberRemoved);
         let mut leave = LEAVE_SCRIPT.prepare_invoke();
         leave
             .key(&self.presence_keys(change)[..])
+            .key(&webhook.keys[..])
             .arg(&self.retention()[..])
             .arg(&change.member.user_id)
             .arg(&change.event.channel)
-            .arg(&change.event.envelope);
-        within(
+            .arg(&change.event.envelope)
+            .arg(OUTBOX_CAP)
+            .arg(&webhook.json);
+        let (queued, dropped): (u64, u64) = within(
             COMMAND_TIMEOUT,
             "presence leave",
-            leave.invoke_async::<u8>(&mut conn),
+            leave.invoke_async(&mut conn),
         )
         .await?;
+        self.queued(&mut conn, change, &webhook, queued, dropped)
+            .await;
         self.unindex(&mut conn, change).await;
         Ok(())
     }
@@ -260,6 +324,17 @@ impl RedisDirectory {
     }
 }
 
+/// A member event's webhook as a presence script queues it.
+#[derive(Debug, Default)]
+struct MemberWebhook<'a> {
+    /// The outbox ids of the endpoints wanting it.
+    ids: Vec<&'a str>,
+    /// Their outboxes in the channel's slot.
+    keys: Vec<String>,
+    /// The event's JSON (empty when no endpoint wants it).
+    json: String,
+}
+
 /// A redis-rs reply in the shared form.
 fn reply(value: redis::Value) -> Reply {
     match value {
@@ -296,6 +371,7 @@ async fn heartbeat(
     node: String,
     reaper: Reaper,
     mut updates: mpsc::UnboundedReceiver<CountUpdate>,
+    mut occupancy: Option<OccupancyReporter>,
 ) {
     let subs = KeySpace::DEFAULT.node_subs(&node);
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -311,13 +387,29 @@ async fn heartbeat(
                     let Ok(next) = updates.try_recv() else { break };
                     batch.add(next);
                 }
+                if let Some(occupancy) = &mut occupancy {
+                    for (field, &count) in &batch.latest {
+                        if (count > 0) != counts.contains_key(field) {
+                            occupancy.changed(field, count > 0);
+                        }
+                    }
+                }
                 // Each waiting report logs a failure (the registry does).
                 let written = batch.write(&conn, &subs, &mut counts).await;
+                // Before the acks: a channel's `channel_occupied` is then
+                // queued ahead of anything its first socket does there (a
+                // member_added, a client event).
+                if let Some(occupancy) = &mut occupancy {
+                    occupancy.flush(&conn).await;
+                }
                 batch.confirm(&written);
             }
             _ = beat.tick() => {
                 // A node that stops beating is reaped by the others: the first
                 // failure is worth a warning, the ones after it are not.
+                if let Some(occupancy) = &mut occupancy {
+                    occupancy.flush(&conn).await;
+                }
                 match beat_once(&conn, &node, &subs, &counts, &reaper).await {
                     Ok(()) if failing => {
                         failing = false;
@@ -462,79 +554,8 @@ async fn beat_once(
     for dead_node in dead {
         reaper.reap(&mut c, &dead_node, now).await?;
     }
+    reaper.retry_unmarked(&mut c).await;
     Ok(())
-}
-
-/// Removes dead nodes' presence members, one channel at a time.
-#[derive(Debug, Clone, Copy)]
-struct Reaper {
-    policy: HistoryPolicy,
-    mode: PubSubMode,
-}
-
-impl Reaper {
-    /// Removes `dead_node`'s members from every channel its index names, then
-    /// the node itself. Each step may run twice (two reapers, or one that
-    /// failed half-way and tries again at its next heartbeat): a channel
-    /// already reaped has no entry of the node left, so nothing is removed or
-    /// announced twice, and the node leaves `nodes` only once all its channels
-    /// are done.
-    async fn reap(&self, c: &mut RedisConn, dead_node: &str, now: u64) -> Result<(), BrokerError> {
-        let keys = KeySpace::DEFAULT;
-        let index = keys.node_presence(dead_node);
-        let channels: Vec<String> = within(
-            COMMAND_TIMEOUT,
-            "HKEYS",
-            redis::cmd("HKEYS").arg(&index).query_async(&mut *c),
-        )
-        .await?;
-        let id_prefix = reaped_member_id_prefix(dead_node, now);
-        let mut removed: u64 = 0;
-        for field in channels {
-            if let Some((app, channel)) = split_channel_field(&field) {
-                let mut reap = REAP_CHANNEL_SCRIPT.prepare_invoke();
-                reap.key(&channel_keys(&keys, app, &channel, dead_node)[..])
-                    .arg(&retention_args(&self.policy, now, &epoch_candidate(), self.mode)[..])
-                    .arg(&id_prefix)
-                    .arg(removed)
-                    .arg(keys.channel(app, &channel))
-                    .arg(reap_envelope(app, &channel, now));
-                let here: u64 = within(COMMAND_TIMEOUT, "reap", reap.invoke_async(&mut *c)).await?;
-                removed += here;
-            }
-            within(
-                COMMAND_TIMEOUT,
-                "HDEL",
-                redis::cmd("HDEL")
-                    .arg(&index)
-                    .arg(&field)
-                    .query_async::<()>(&mut *c),
-            )
-            .await?;
-        }
-        within(
-            COMMAND_TIMEOUT,
-            "DEL",
-            redis::cmd("DEL")
-                .arg(&index)
-                .arg(keys.node_subs(dead_node))
-                .query_async::<()>(&mut *c),
-        )
-        .await?;
-        let gone: u8 = within(
-            COMMAND_TIMEOUT,
-            "ZREM",
-            redis::cmd("ZREM")
-                .arg(keys.nodes())
-                .arg(dead_node)
-                .query_async(&mut *c),
-        )
-        .await?;
-        if gone == 1 || removed > 0 {
-            tracing::info!(node = %dead_node, removed, "removed a silent node's presence members");
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,11 @@ use super::drain::WORKER_DRAIN;
 use super::error::ClusterError;
 use super::handoff::HandoffListener;
 use super::ipc::{self, IpcError, ToMaster, ToWorker};
+use crate::broker::redis_webhooks::WebhookSettings;
 use crate::broker::{Broker, EmbeddedBroker, Inbound, InboundSender, RedisBroker};
 use crate::config::ServeConfig;
 use crate::telemetry::Process;
+use crate::webhook::DispatchSettings;
 use crate::worker::{self, INBOUND_QUEUE};
 
 /// The environment variable carrying the worker's id.
@@ -125,6 +127,12 @@ async fn start(
             node.to_string(),
             config.history,
             inbound.clone(),
+            Some(WebhookSettings {
+                webhooks: config.webhooks.clone(),
+                apps: config.apps.clone(),
+                grace: Duration::from_millis(config.webhook_grace_ms),
+                dispatch: DispatchSettings::default(),
+            }),
         )?),
         None => None,
     };

@@ -121,7 +121,8 @@ pub(crate) struct ServeConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// How the master and every worker write their log lines.
     pub log_format: LogFormat,
-    /// Webhook endpoints by app id (the embedded broker's master sends them).
+    /// Webhook endpoints by app id (the embedded broker's master sends them;
+    /// with Redis, every worker of every origin does).
     pub webhooks: Webhooks,
     /// How long a `channel_vacated` webhook waits for the channel to fill
     /// again (then neither is reported), in ms; 0 reports both.
@@ -330,7 +331,6 @@ impl ServeConfig {
         )?;
         let webhooks = webhooks::resolve(
             &apps,
-            redis_url.is_some(),
             Layered::of("webhook_url", given.webhook_url, file.webhook_url).first(),
             file.webhooks.or(given.webhooks),
         )?;

@@ -16,7 +16,6 @@ pub(crate) type Webhooks = BTreeMap<String, Vec<WebhookEndpoint>>;
 /// given) against the served `apps`, refusing what could not be delivered.
 pub(super) fn resolve(
     apps: &AppList,
-    redis: bool,
     url: Option<(String, String)>,
     per_app: Option<Webhooks>,
 ) -> Result<Webhooks, ConfigError> {
@@ -56,12 +55,6 @@ pub(super) fn resolve(
             ),
         ));
     }
-    if redis && !webhooks.is_empty() {
-        return Err(refuse(
-            setting,
-            "webhooks are sent by the embedded broker only, for now: with --redis they would never be sent".into(),
-        ));
-    }
     webhooks.retain(|_, endpoints| !endpoints.is_empty());
     Ok(webhooks)
 }
@@ -84,32 +77,29 @@ mod tests {
             r#"{"2": [{"url": "http://127.0.0.1:9/hooks", "events": ["member_added"], "channel_prefix": "presence-"}]}"#,
         )
         .unwrap();
-        let webhooks = resolve(&apps(), false, url("http://127.0.0.1:8/all"), Some(file)).unwrap();
+        let webhooks = resolve(&apps(), url("http://127.0.0.1:8/all"), Some(file)).unwrap();
         assert_eq!(webhooks["1"].len(), 1);
         assert_eq!(webhooks["2"].len(), 2);
-        assert!(resolve(&apps(), false, None, None).unwrap().is_empty());
+        assert!(resolve(&apps(), None, None).unwrap().is_empty());
     }
 
     #[test]
     fn what_could_not_be_delivered_is_refused_naming_the_setting() {
         let cases = [
             (
-                false,
                 url("ftp://x/"),
                 None,
                 "--webhook-url / PUSHWIRE_WEBHOOK_URL: ",
             ),
-            (false, url("https://x/"), None, "is https"),
-            (true, url("http://x/"), None, "embedded broker only"),
+            (url("https://x/"), None, "is https"),
             (
-                false,
                 None,
                 Some(serde_json::from_str(r#"{"9": []}"#).unwrap()),
                 "webhooks in the config file: no app has the id \"9\"",
             ),
         ];
-        for (redis, url, file, says) in cases {
-            let err = resolve(&apps(), redis, url, file).unwrap_err().to_string();
+        for (url, file, says) in cases {
+            let err = resolve(&apps(), url, file).unwrap_err().to_string();
             assert!(err.contains(says), "{err}");
         }
     }

@@ -15,6 +15,7 @@ mod dashboard_check;
 mod merge;
 mod origin;
 mod process_stats;
+mod webhooks;
 mod worker;
 
 use std::sync::OnceLock;
@@ -46,11 +47,31 @@ pub(crate) fn on_scrape(hook: impl Fn(&WorkerMetrics) + Send + Sync + 'static) {
     let _ = SCRAPE_HOOK.set(Box::new(hook));
 }
 
+/// What this worker's webhook senders have done (with Redis, workers send).
+type WebhookStatsHook = Box<dyn Fn() -> Option<crate::webhook::DispatchStats> + Send + Sync>;
+
+static WEBHOOK_STATS: OnceLock<(String, WebhookStatsHook)> = OnceLock::new();
+
+/// Installs where worker `id`'s webhook counts are read at each scrape.
+pub(crate) fn webhook_stats_from(
+    id: String,
+    stats: impl Fn() -> Option<crate::webhook::DispatchStats> + Send + Sync + 'static,
+) {
+    let _ = WEBHOOK_STATS.set((id, Box::new(stats)));
+}
+
 /// This worker's exposition, its read gauges up to date.
 pub(crate) fn scrape_worker() -> String {
     let metrics = worker();
     if let Some(hook) = SCRAPE_HOOK.get() {
         hook(metrics);
     }
-    metrics.encode()
+    let text = metrics.encode();
+    match WEBHOOK_STATS
+        .get()
+        .and_then(|(id, stats)| Some((id, stats()?)))
+    {
+        Some((id, stats)) => merge([text.as_str(), webhooks::encode(&stats, id).as_str()]),
+        None => text,
+    }
 }

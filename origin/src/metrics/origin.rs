@@ -17,12 +17,6 @@ struct ProcessLabels {
     worker: String,
 }
 
-/// Why webhook events were dropped.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DropLabels {
-    reason: &'static str,
-}
-
 /// The build, for `pushwire_build_info`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -113,26 +107,7 @@ impl OriginMetrics {
             cpu,
         );
         if let Some(webhooks) = &self.webhooks {
-            let delivered = Counter::<u64>::default();
-            delivered.inc_by(webhooks.delivered_events);
-            registry.register(
-                "webhook_events_delivered",
-                "Webhook events a receiver accepted (2xx)",
-                delivered,
-            );
-            let dropped = Family::<DropLabels, Counter>::default();
-            for (reason, n) in [
-                ("queue_full", webhooks.dropped_full),
-                ("given_up", webhooks.dropped_given_up),
-                ("not_sendable", webhooks.dropped_not_retryable),
-            ] {
-                dropped.get_or_create(&DropLabels { reason }).inc_by(n);
-            }
-            registry.register(
-                "webhook_events_dropped",
-                "Webhook events dropped: queue_full (the endpoint's queue was full), given_up (retried for 5 minutes), not_sendable",
-                dropped,
-            );
+            super::webhooks::register(&mut registry, webhooks, "master");
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry)
@@ -175,11 +150,13 @@ mod tests {
         );
         assert!(text.contains("pushwire_process_resident_memory_bytes{worker=\"master\"} "));
         assert!(
-            text.contains("pushwire_webhook_events_delivered_total 7\n"),
+            text.contains("pushwire_webhook_events_delivered_total{worker=\"master\"} 7\n"),
             "{text}"
         );
         assert!(
-            text.contains("pushwire_webhook_events_dropped_total{reason=\"queue_full\"} 1\n"),
+            text.contains(
+                "pushwire_webhook_events_dropped_total{worker=\"master\",reason=\"queue_full\"} 1\n"
+            ),
             "{text}"
         );
         assert!(text.contains("pushwire_process_cpu_seconds_total{worker=\"0\"} "));

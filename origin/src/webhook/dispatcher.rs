@@ -19,7 +19,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
 use tokio::time::Instant;
 
 use super::sender::REQUEST_TIMEOUT;
-use super::{RetrySchedule, WebhookSender};
+use super::{DeliveryCounters, DispatchStats, RetrySchedule, WebhookSender, send_with_retries};
 
 /// How often, at most, a full queue is logged per endpoint: a receiver that
 /// stays down would otherwise log every event it misses.
@@ -55,32 +55,6 @@ impl Default for DispatchSettings {
             schedule: RetrySchedule::default(),
         }
     }
-}
-
-/// What the queue has done so far, summed over every endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct DispatchStats {
-    /// Events in batches a receiver accepted (`2xx`).
-    pub delivered_events: u64,
-    /// Batches a receiver accepted.
-    pub batches_sent: u64,
-    /// Events dropped because their endpoint's queue was full.
-    pub dropped_full: u64,
-    /// Events dropped with a batch that still failed when the schedule gave up.
-    pub dropped_given_up: u64,
-    /// Events dropped with a batch whose failure no retry can mend (an
-    /// `https://` URL, a URL the client cannot request).
-    pub dropped_not_retryable: u64,
-}
-
-/// The counters behind [`DispatchStats`], shared by the handle and the tasks.
-#[derive(Debug, Default)]
-struct Counters {
-    delivered_events: AtomicU64,
-    batches_sent: AtomicU64,
-    dropped_full: AtomicU64,
-    dropped_given_up: AtomicU64,
-    dropped_not_retryable: AtomicU64,
 }
 
 /// An event waiting for its endpoint's task, and when it was queued: a
@@ -148,7 +122,7 @@ impl FullLog {
 struct Shared {
     /// App id → its endpoints.
     routes: HashMap<String, Vec<Route>>,
-    counters: Arc<Counters>,
+    counters: Arc<DeliveryCounters>,
 }
 
 /// The handle through which events reach their endpoints' delivery tasks.
@@ -171,7 +145,7 @@ impl WebhookQueue {
         apps: Vec<(App, Vec<WebhookEndpoint>)>,
         settings: DispatchSettings,
     ) -> Self {
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(DeliveryCounters::default());
         let mut routes: HashMap<String, Vec<Route>> = HashMap::new();
         let runtime = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => Some(runtime),
@@ -234,10 +208,7 @@ impl WebhookQueue {
             match route.queue.try_send(queued) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
-                    self.shared
-                        .counters
-                        .dropped_full
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.counters.dropped_full(1);
                     if let Some(dropped) = route.full_log.dropped() {
                         tracing::warn!(
                             app = app_id,
@@ -262,15 +233,7 @@ impl WebhookQueue {
 
     /// The counts so far, over every endpoint.
     pub(crate) fn stats(&self) -> DispatchStats {
-        let c = &self.shared.counters;
-        let read = |n: &AtomicU64| n.load(Ordering::Relaxed);
-        DispatchStats {
-            delivered_events: read(&c.delivered_events),
-            batches_sent: read(&c.batches_sent),
-            dropped_full: read(&c.dropped_full),
-            dropped_given_up: read(&c.dropped_given_up),
-            dropped_not_retryable: read(&c.dropped_not_retryable),
-        }
+        self.shared.counters.stats()
     }
 }
 
@@ -280,7 +243,7 @@ struct Delivery {
     endpoint: WebhookEndpoint,
     sender: WebhookSender,
     settings: DispatchSettings,
-    counters: Arc<Counters>,
+    counters: Arc<DeliveryCounters>,
 }
 
 impl Delivery {
@@ -298,63 +261,19 @@ impl Delivery {
         }
     }
 
-    /// Sends `batch` until it is accepted, or dropped: at once when the error
-    /// is final, or when the schedule gives up.
+    /// Sends `batch` until it is accepted, or dropped.
     async fn deliver(&self, batch: &[WebhookEvent]) {
         let url = self.endpoint.url();
-        let count = batch.len() as u64;
-        let first_attempt = Instant::now();
-        let mut failures = 0u32;
-        loop {
-            let error = match self.sender.send(url, &self.app, batch).await {
-                Ok(_) => {
-                    self.counters
-                        .delivered_events
-                        .fetch_add(count, Ordering::Relaxed);
-                    self.counters.batches_sent.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(error) => error,
-            };
-            if !error.is_retryable() {
-                self.counters
-                    .dropped_not_retryable
-                    .fetch_add(count, Ordering::Relaxed);
-                tracing::warn!(
-                    app = %self.app.id,
-                    %url,
-                    %error,
-                    events = count,
-                    "webhook batch dropped: it cannot be sent"
-                );
-                return;
-            }
-            failures = failures.saturating_add(1);
-            let (schedule, jitter) = (&self.settings.schedule, rand::random::<f64>());
-            let Some(pause) = schedule.next_pause(failures, first_attempt.elapsed(), jitter) else {
-                self.counters
-                    .dropped_given_up
-                    .fetch_add(count, Ordering::Relaxed);
-                tracing::warn!(
-                    app = %self.app.id,
-                    %url,
-                    %error,
-                    events = count,
-                    attempts = failures,
-                    "webhook batch dropped: still failing when the retry window ended"
-                );
-                return;
-            };
-            tracing::debug!(
-                app = %self.app.id,
-                %url,
-                %error,
-                ?pause,
-                attempts = failures,
-                "webhook batch will be retried"
-            );
-            tokio::time::sleep(pause).await;
-        }
+        send_with_retries(
+            &self.sender,
+            &self.app,
+            url,
+            batch,
+            &self.settings,
+            &self.counters,
+            || async {},
+        )
+        .await;
     }
 }
 

@@ -46,6 +46,11 @@ impl RetrySchedule {
         }
     }
 
+    /// How long after its first attempt a batch is still retried.
+    pub(crate) const fn window(&self) -> Duration {
+        self.window
+    }
+
     /// The pause before the next attempt, after `failures` failed attempts
     /// (1 after the first) of a batch whose first attempt started `elapsed`
     /// ago; `None` once the window has passed: the batch is dropped.

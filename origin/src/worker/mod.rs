@@ -168,6 +168,10 @@ where
         io.clone(),
         ctx.broker.clone(),
     ));
+    crate::metrics::webhook_stats_from(worker_id.to_string(), {
+        let broker = ctx.broker.clone();
+        move || broker.webhook_stats()
+    });
     crate::metrics::on_scrape({
         let (io, broker) = (io.clone(), ctx.broker.clone());
         move |metrics| {

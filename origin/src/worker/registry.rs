@@ -171,6 +171,14 @@ mod tests {
         fn barrier(&self) -> BrokerFuture<'_, ()> {
             Box::pin(async { Ok(()) })
         }
+        fn webhook<'a>(
+            &'a self,
+            _: &'a str,
+            _: pushwire_shared::webhook::WebhookEvent,
+        ) -> BrokerFuture<'a, ()> {
+            Box::pin(async { Ok(()) })
+        }
+
         fn report_count(
             &self,
             _: &str,
