@@ -392,23 +392,6 @@ fn webhooks_that_could_not_be_sent_are_refused_at_start() {
         &["--webhook-url", "https://127.0.0.1:9/hook"],
     );
     assert_one_clear_message(https, &["--webhook-url / PUSHWIRE_WEBHOOK_URL", "is https"]);
-    let with_redis = serve_refused(
-        &scratch,
-        "with-redis",
-        &[
-            "--webhook-url",
-            "http://127.0.0.1:9/hook",
-            "--redis",
-            "redis://127.0.0.1:9",
-        ],
-    );
-    assert_one_clear_message(
-        with_redis,
-        &[
-            "--webhook-url / PUSHWIRE_WEBHOOK_URL",
-            "embedded broker only",
-        ],
-    );
     let not_a_url = serve_refused(&scratch, "ftp", &["--webhook-url", "ftp://127.0.0.1/hook"]);
     assert_one_clear_message(not_a_url, &["--webhook-url / PUSHWIRE_WEBHOOK_URL"]);
 }

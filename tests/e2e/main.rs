@@ -26,4 +26,5 @@ mod slow_consumer;
 mod subscribe;
 mod trigger_api;
 mod webhooks;
+mod webhooks_redis;
 mod worker_start;

@@ -4,14 +4,14 @@
 //! `validate_webhook`. A batch of every event kind must pass both, with
 //! Pusher's field names as the SDKs read them; one byte changed must fail both.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pushwire_shared::webhook::{CONTENT_TYPE, SignedWebhook, WebhookEvent};
 use pushwire_shared::{App, ChannelName, EventName};
 use pushwire_tests::Scratch;
 use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::http::{self, Response};
-use pushwire_tests::webhook_receiver::{Answers, Sdk, WebhookReceiver};
+use pushwire_tests::webhook_receiver::{Answers, RECEIVE_TIMEOUT, Sdk, WebhookReceiver};
 use serde_json::json;
 
 fn now_ms() -> u64 {
@@ -167,7 +167,10 @@ fn what_each_sdk_refuses_beyond_the_signature() {
 
 /// The events of every request answered `200`, in order, as the SDK read
 /// them; every such request must have passed the SDK's check.
-fn accepted_events(receiver: &mut WebhookReceiver, requests: usize) -> Vec<serde_json::Value> {
+pub(crate) fn accepted_events(
+    receiver: &mut WebhookReceiver,
+    requests: usize,
+) -> Vec<serde_json::Value> {
     receiver
         .received(requests)
         .iter()
@@ -187,7 +190,10 @@ fn accepted_events(receiver: &mut WebhookReceiver, requests: usize) -> Vec<serde
 
 /// The events of every request answered `200`, in order, as
 /// `(name, channel, user_id)`.
-fn delivered(receiver: &mut WebhookReceiver, requests: usize) -> Vec<(String, String, String)> {
+pub(crate) fn delivered(
+    receiver: &mut WebhookReceiver,
+    requests: usize,
+) -> Vec<(String, String, String)> {
     accepted_events(receiver, requests)
         .into_iter()
         .map(|event| {
@@ -199,9 +205,22 @@ fn delivered(receiver: &mut WebhookReceiver, requests: usize) -> Vec<(String, St
 
 /// Waits until the `200`-answered requests of `receiver` hold `count`
 /// events, and returns them.
-fn wait_for_events(receiver: &mut WebhookReceiver, count: usize) -> Vec<(String, String, String)> {
+pub(crate) fn wait_for_events(
+    receiver: &mut WebhookReceiver,
+    count: usize,
+) -> Vec<(String, String, String)> {
+    wait_for_events_within(receiver, count, RECEIVE_TIMEOUT)
+}
+
+/// [`wait_for_events`], each request awaited up to `timeout`.
+pub(crate) fn wait_for_events_within(
+    receiver: &mut WebhookReceiver,
+    count: usize,
+    timeout: Duration,
+) -> Vec<(String, String, String)> {
     let mut requests = 1;
     loop {
+        receiver.received_within(requests, timeout);
         let events = delivered(receiver, requests);
         if events.len() >= count {
             return events;
@@ -210,7 +229,7 @@ fn wait_for_events(receiver: &mut WebhookReceiver, count: usize) -> Vec<(String,
     }
 }
 
-fn event(name: &str, channel: &str, user: &str) -> (String, String, String) {
+pub(crate) fn event(name: &str, channel: &str, user: &str) -> (String, String, String) {
     (name.into(), channel.into(), user.into())
 }
 

@@ -134,12 +134,17 @@ impl WebhookReceiver {
     /// Every request received so far, once there are at least `count`;
     /// panics, listing those that came, after [`RECEIVE_TIMEOUT`].
     pub fn received(&mut self, count: usize) -> &[ReceivedWebhook] {
-        let deadline = Instant::now() + RECEIVE_TIMEOUT;
+        self.received_within(count, RECEIVE_TIMEOUT)
+    }
+
+    /// [`received`](Self::received), waiting up to `timeout`.
+    pub fn received_within(&mut self, count: usize, timeout: Duration) -> &[ReceivedWebhook] {
+        let deadline = Instant::now() + timeout;
         while self.received.len() < count {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(report) = self.reports.recv_timeout(left) else {
                 panic!(
-                    "timed out after {RECEIVE_TIMEOUT:?} waiting for {count} webhook requests; got {:#?}",
+                    "timed out after {timeout:?} waiting for {count} webhook requests; got {:#?}",
                     self.received
                 );
             };
