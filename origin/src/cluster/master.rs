@@ -26,7 +26,7 @@ use super::supervisor::supervise;
 use crate::broker::embedded::{Deliver, EmbeddedBrokerServer, Webhooks};
 use crate::config::ServeConfig;
 use crate::http_server::ConnectionLimits;
-use crate::webhook::{DispatchSettings, WebhookQueue};
+use crate::webhook::WebhookQueue;
 use pushwire_shared::history::HistoryPolicy;
 
 /// How often expired sticky sessions are swept.
@@ -151,7 +151,7 @@ fn webhook_queue(config: &ServeConfig) -> Option<Webhooks> {
         })
         .collect();
     (!apps.is_empty()).then(|| Webhooks {
-        queue: WebhookQueue::start(apps, DispatchSettings::default()),
+        queue: WebhookQueue::start(apps, config.webhook_dispatch()),
         vacated_grace: Duration::from_millis(config.webhook_grace_ms),
     })
 }

@@ -17,7 +17,6 @@ use crate::broker::redis_webhooks::WebhookSettings;
 use crate::broker::{Broker, EmbeddedBroker, Inbound, InboundSender, RedisBroker};
 use crate::config::ServeConfig;
 use crate::telemetry::Process;
-use crate::webhook::DispatchSettings;
 use crate::worker::{self, INBOUND_QUEUE};
 
 /// The environment variable carrying the worker's id.
@@ -131,7 +130,7 @@ async fn start(
                 webhooks: config.webhooks.clone(),
                 apps: config.apps.clone(),
                 grace: Duration::from_millis(config.webhook_grace_ms),
-                dispatch: DispatchSettings::default(),
+                dispatch: config.webhook_dispatch(),
             }),
         )?),
         None => None,

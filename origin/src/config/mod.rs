@@ -53,6 +53,20 @@ const WEBHOOK_GRACE_BOUNDS: Bounds = Bounds {
     max: 60_000,
 };
 
+/// The bounds of a webhook batch, in events.
+const WEBHOOK_BATCH_EVENTS_BOUNDS: Bounds = Bounds {
+    setting: "webhook_batch_events",
+    min: 1,
+    max: 1000,
+};
+
+/// The bounds of how long a webhook batch waits to fill, in ms.
+const WEBHOOK_BATCH_DELAY_BOUNDS: Bounds = Bounds {
+    setting: "webhook_batch_delay_ms",
+    min: 0,
+    max: 10_000,
+};
+
 const PING_BOUNDS: [Bounds; 2] = [
     Bounds {
         setting: "ping_interval_ms",
@@ -127,6 +141,21 @@ pub(crate) struct ServeConfig {
     /// How long a `channel_vacated` webhook waits for the channel to fill
     /// again (then neither is reported), in ms; 0 reports both.
     pub webhook_grace_ms: u64,
+    /// The most events one webhook request carries.
+    pub webhook_batch_events: usize,
+    /// How long a webhook batch that is not full waits for more events, in ms.
+    pub webhook_batch_delay_ms: u64,
+}
+
+impl ServeConfig {
+    /// How webhooks are batched, timed and retried.
+    pub(crate) fn webhook_dispatch(&self) -> crate::webhook::DispatchSettings {
+        crate::webhook::DispatchSettings {
+            max_batch_events: self.webhook_batch_events,
+            max_batch_delay: std::time::Duration::from_millis(self.webhook_batch_delay_ms),
+            ..Default::default()
+        }
+    }
 }
 
 /// Why the configuration is unusable.
@@ -329,6 +358,24 @@ impl ServeConfig {
             0,
             |ms| WEBHOOK_GRACE_BOUNDS.check(ms),
         )?;
+        let webhook_batch_events = checked(
+            Layered::of(
+                "webhook_batch_events",
+                given.webhook_batch_events,
+                file.webhook_batch_events,
+            ),
+            50,
+            |n| WEBHOOK_BATCH_EVENTS_BOUNDS.check(n),
+        )? as usize;
+        let webhook_batch_delay_ms = checked(
+            Layered::of(
+                "webhook_batch_delay_ms",
+                given.webhook_batch_delay_ms,
+                file.webhook_batch_delay_ms,
+            ),
+            250,
+            |ms| WEBHOOK_BATCH_DELAY_BOUNDS.check(ms),
+        )?;
         let webhooks = webhooks::resolve(
             &apps,
             Layered::of("webhook_url", given.webhook_url, file.webhook_url).first(),
@@ -337,6 +384,8 @@ impl ServeConfig {
         Ok(ServeConfig {
             webhooks,
             webhook_grace_ms,
+            webhook_batch_events,
+            webhook_batch_delay_ms,
             host,
             port: given.port.or(file.port).unwrap_or(DEFAULT_PORT),
             apps,

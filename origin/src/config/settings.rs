@@ -131,6 +131,13 @@ pub(crate) struct ServeSettings {
     /// of vacated and occupied [default: 0, both are reported].
     #[arg(long, env = "PUSHWIRE_WEBHOOK_GRACE_MS")]
     pub webhook_grace_ms: Option<u64>,
+    /// The most events one webhook request carries (1 to 1000) [default: 50].
+    #[arg(long, env = "PUSHWIRE_WEBHOOK_BATCH_EVENTS")]
+    pub webhook_batch_events: Option<u64>,
+    /// How long a webhook batch that is not full waits for more events, in
+    /// ms (0 to 10000) [default: 250].
+    #[arg(long, env = "PUSHWIRE_WEBHOOK_BATCH_DELAY_MS")]
+    pub webhook_batch_delay_ms: Option<u64>,
     /// Webhook endpoints per app id (config file only).
     #[arg(skip)]
     pub webhooks: Option<BTreeMap<String, Vec<WebhookEndpoint>>>,

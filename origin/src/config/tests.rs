@@ -316,3 +316,32 @@ fn heartbeats_are_raised_to_the_minimum_and_refused_past_the_maximum() {
         "ping_timeout_ms in the config file: ping_timeout_ms must be at most 3600000, not 3600001"
     );
 }
+
+#[test]
+fn webhook_batches_default_to_50_events_and_250_ms_and_are_bounded() {
+    let config = ServeConfig::merge(none(), none()).unwrap();
+    let dispatch = config.webhook_dispatch();
+    assert_eq!(dispatch.max_batch_events, 50);
+    assert_eq!(
+        dispatch.max_batch_delay,
+        std::time::Duration::from_millis(250)
+    );
+    let given = flags(&["--webhook-batch-events", "10"]).unwrap();
+    let f = file(r#"{"webhook_batch_events": 20, "webhook_batch_delay_ms": 0}"#);
+    let config = ServeConfig::merge(given, f).unwrap();
+    assert_eq!(
+        (config.webhook_batch_events, config.webhook_batch_delay_ms),
+        (10, 0)
+    );
+    let f = file(r#"{"webhook_batch_events": 0}"#);
+    assert_eq!(
+        ServeConfig::merge(none(), f).unwrap_err().to_string(),
+        "webhook_batch_events in the config file: webhook_batch_events must be at least 1, not 0"
+    );
+    let given = flags(&["--webhook-batch-delay-ms", "10001"]).unwrap();
+    assert!(matches!(
+        ServeConfig::merge(given, none()),
+        Err(ConfigError::OutOfRange { setting, .. })
+            if setting == "--webhook-batch-delay-ms / PUSHWIRE_WEBHOOK_BATCH_DELAY_MS"
+    ));
+}
