@@ -120,8 +120,10 @@ pub(crate) struct ServeSettings {
     /// log aggregator [default: text].
     #[arg(long, env = "PUSHWIRE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// A webhook endpoint (http:// URL) receiving every event type of every app,
-    /// in Pusher's format [default: none]. Webhooks per app, with the event
+    /// A webhook endpoint (http:// or https:// URL) receiving every event type
+    /// of every app, in Pusher's format [default: none]. An https receiver's
+    /// certificate must chain to a root in the system's CA store (or in the
+    /// bundle SSL_CERT_FILE names). Webhooks per app, with the event
     /// types and a channel prefix, go in the config file: `"webhooks":
     /// {"<app id>": [{"url": …, "events": […], "channel_prefix": …}]}`.
     #[arg(long = "webhook-url", env = "PUSHWIRE_WEBHOOK_URL")]

@@ -31,11 +31,6 @@ pub(super) fn resolve(
     {
         return Err(refuse(in_file, format!("no app has the id {id:?}")));
     }
-    // Refusals below name the file when it gave endpoints, else the URL's setting.
-    let setting = match &url {
-        Some((_, setting)) if webhooks.is_empty() => setting.as_str(),
-        _ => in_file,
-    };
     if let Some((url, setting)) = &url {
         let endpoint =
             WebhookEndpoint::all_events(url).map_err(|e| refuse(setting, e.to_string()))?;
@@ -45,15 +40,6 @@ pub(super) fn resolve(
                 .or_default()
                 .push(endpoint.clone());
         }
-    }
-    if let Some(https) = webhooks.values().flatten().find(|e| e.url().is_https()) {
-        return Err(refuse(
-            setting,
-            format!(
-                "{} is https, which pushwire cannot send to yet (no TLS client): give an http:// URL, e.g. of a TLS proxy beside pushwire",
-                https.url()
-            ),
-        ));
     }
     webhooks.retain(|_, endpoints| !endpoints.is_empty());
     Ok(webhooks)
@@ -81,6 +67,8 @@ mod tests {
         assert_eq!(webhooks["1"].len(), 1);
         assert_eq!(webhooks["2"].len(), 2);
         assert!(resolve(&apps(), None, None).unwrap().is_empty());
+        let https = resolve(&apps(), url("https://hooks.example.com/p"), None).unwrap();
+        assert!(https["1"][0].url().is_https());
     }
 
     #[test]
@@ -91,7 +79,6 @@ mod tests {
                 None,
                 "--webhook-url / PUSHWIRE_WEBHOOK_URL: ",
             ),
-            (url("https://x/"), None, "is https"),
             (
                 None,
                 Some(serde_json::from_str(r#"{"9": []}"#).unwrap()),

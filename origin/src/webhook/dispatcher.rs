@@ -145,6 +145,17 @@ impl WebhookQueue {
         apps: Vec<(App, Vec<WebhookEndpoint>)>,
         settings: DispatchSettings,
     ) -> Self {
+        let urls = apps.iter().flat_map(|(_, endpoints)| endpoints);
+        let sender = WebhookSender::for_urls(settings.timeout, urls.map(WebhookEndpoint::url));
+        Self::start_with(apps, settings, sender)
+    }
+
+    /// [`start`](Self::start), sending through `sender`.
+    pub(crate) fn start_with(
+        apps: Vec<(App, Vec<WebhookEndpoint>)>,
+        settings: DispatchSettings,
+        sender: WebhookSender,
+    ) -> Self {
         let counters = Arc::new(DeliveryCounters::default());
         let mut routes: HashMap<String, Vec<Route>> = HashMap::new();
         let runtime = match tokio::runtime::Handle::try_current() {
@@ -158,7 +169,6 @@ impl WebhookQueue {
             }
         };
         if let Some(runtime) = runtime {
-            let sender = WebhookSender::with_timeout(settings.timeout);
             for (app, endpoints) in apps {
                 let app = Arc::new(app);
                 for endpoint in endpoints {

@@ -8,6 +8,7 @@ use pushwire_shared::webhook::{WebhookBody, WebhookEndpoint, WebhookEvent, Webho
 use pushwire_shared::{App, ChannelName};
 use tokio::time::Instant;
 
+use super::https_tests::without_roots;
 use super::tests::{FakeReceiver, Received, Reply, app};
 use super::{DispatchSettings, DispatchStats, RetrySchedule, WebhookQueue};
 
@@ -253,7 +254,8 @@ async fn a_batch_still_failing_when_the_window_ends_is_dropped() {
 async fn a_batch_that_cannot_be_sent_is_dropped_at_once() {
     let live = accepting().await;
     let https = WebhookEndpoint::all_events("https://127.0.0.1:9/hooks").unwrap();
-    let queue = queue(vec![https, every_event(&live)], quick());
+    let endpoints = vec![https, every_event(&live)];
+    let queue = WebhookQueue::start_with(vec![(app(), endpoints)], quick(), without_roots());
     for event in members(0..2) {
         queue.push(&app().id, event);
     }

@@ -1,21 +1,27 @@
 //! `WebhookSender`: one signed `POST` of one batch to one endpoint, and what
 //! came of it.
 //!
-//! Safe by default: only the configured `http://` URL is requested, a
-//! redirect is never followed (a `3xx` is a failure, retried like any other),
-//! at most [`MAX_RESPONSE_BYTES`] of a response body are read and then
-//! dropped, and the answer never goes further than the outcome's status code.
+//! Safe by default: only the configured `http://` or `https://` URL is
+//! requested (an https receiver's certificate and host name are always
+//! verified, see [`super::tls`]), a redirect is never followed (a `3xx` is a
+//! failure, retried like any other), at most [`MAX_RESPONSE_BYTES`] of a
+//! response body are read and then dropped, and the answer never goes
+//! further than the outcome's status code.
 
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use pushwire_shared::App;
 use pushwire_shared::webhook::{SignedWebhook, WebhookEvent, WebhookUrl};
+use rustls::RootCertStore;
 use tokio::time::Instant;
+
+use super::tls::{self, HttpsUnavailable};
 
 /// How long one attempt may take, connecting and reading the answer included.
 /// Pusher asks receivers to answer within 4 s; the extra second covers
@@ -43,15 +49,20 @@ pub(crate) struct Delivered {
 /// its `Display`, which leaves out the query string (often a token).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SendError {
-    /// The URL is `https://`, and this sender speaks plain HTTP only.
-    #[error("https webhook URLs are not supported yet; use an http:// URL")]
-    HttpsUnsupported,
+    /// The URL is `https://`, and no receiver's certificate could be
+    /// verified (no root certificate was loaded): nothing was sent.
+    #[error("https webhooks cannot be sent: {0}")]
+    HttpsUnavailable(HttpsUnavailable),
     /// The URL is one the HTTP client cannot request.
     #[error("the webhook URL cannot be requested: {0}")]
     InvalidUrl(String),
     /// Connecting, sending or reading the answer's head failed.
     #[error("webhook request failed: {0}")]
     Network(String),
+    /// The TLS handshake failed: most often the receiver's certificate was
+    /// refused (not signed by a trusted root, expired, or not for its host).
+    #[error("TLS with the receiver failed: {0}")]
+    Tls(String),
     /// No answer within the timeout.
     #[error("no answer to the webhook within {0:?}")]
     Timeout(Duration),
@@ -77,34 +88,77 @@ impl SendError {
     /// receivers pushwire serves were written for Pusher, and the `4xx` they
     /// answer in practice pass (`404` while a new version deploys, `401` while
     /// a secret rotates, `408`, `429`); retrying a lasting one costs a few
-    /// requests over the retry window. Only a URL this sender cannot request
-    /// at all is final.
+    /// requests over the retry window. A refused certificate is retried too:
+    /// it is often mended within minutes (a renewal, a deployment). Only a
+    /// URL this sender cannot request at all is final.
     pub(crate) fn is_retryable(&self) -> bool {
-        !matches!(self, SendError::HttpsUnsupported | SendError::InvalidUrl(_))
+        !matches!(
+            self,
+            SendError::HttpsUnavailable(_) | SendError::InvalidUrl(_)
+        )
     }
 }
 
-/// Sends webhook batches over a pool of kept-alive HTTP/1.1 connections.
+/// Sends webhook batches over pools of kept-alive HTTP/1.1 connections, one
+/// for `http://` and one for `https://`.
 #[derive(Debug, Clone)]
 pub(crate) struct WebhookSender {
-    client: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpConnector, Full<Bytes>>,
+    /// The https client, or why there is none.
+    https: Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, HttpsUnavailable>,
     timeout: Duration,
 }
 
 impl WebhookSender {
-    /// A sender whose attempts each take at most [`REQUEST_TIMEOUT`].
+    /// A sender whose attempts each take at most [`REQUEST_TIMEOUT`], with
+    /// no root certificate (every https receiver's certificate is refused).
     #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self::with_timeout(REQUEST_TIMEOUT)
     }
 
-    /// A sender whose attempts each take at most `timeout`.
+    /// A sender whose attempts each take at most `timeout`, with no root
+    /// certificate (every https receiver's certificate is refused).
+    #[cfg(test)]
     pub(crate) fn with_timeout(timeout: Duration) -> Self {
+        Self::with_roots(timeout, Ok(RootCertStore::empty()))
+    }
+
+    /// A sender for `urls`, whose attempts each take at most `timeout`: the
+    /// system's root certificates are loaded if any of them is https.
+    pub(crate) fn for_urls<'a>(
+        timeout: Duration,
+        urls: impl Iterator<Item = &'a WebhookUrl>,
+    ) -> Self {
+        Self::with_roots(timeout, tls::roots_for(urls))
+    }
+
+    /// A sender whose attempts each take at most `timeout`, verifying https
+    /// receivers against `roots`, or refusing every https URL with its error.
+    pub(crate) fn with_roots(
+        timeout: Duration,
+        roots: Result<RootCertStore, HttpsUnavailable>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         // The legacy client follows no redirect by itself; nothing here adds a layer that would.
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        WebhookSender { client, timeout }
+        let http = Client::builder(TokioExecutor::new()).build(connector.clone());
+        let https = roots.and_then(tls::client_config).map(|config| {
+            // The TCP connector refuses `https://` URIs unless told that a TLS
+            // layer above it takes care of them.
+            connector.enforce_http(false);
+            let connector = HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector);
+            Client::builder(TokioExecutor::new()).build(connector)
+        });
+        WebhookSender {
+            http,
+            https,
+            timeout,
+        }
     }
 
     /// Sends `events` to `url`, signed as `app` and stamped now.
@@ -138,9 +192,13 @@ impl WebhookSender {
 
     /// Posts `hook` to `url`: one attempt, no retry.
     async fn post(&self, url: &WebhookUrl, hook: SignedWebhook) -> Result<Delivered, SendError> {
-        if url.is_https() {
-            return Err(SendError::HttpsUnsupported);
-        }
+        let https = match (&self.https, url.is_https()) {
+            (Err(unavailable), true) => {
+                return Err(SendError::HttpsUnavailable(unavailable.clone()));
+            }
+            (Ok(https), true) => Some(https),
+            (_, false) => None,
+        };
         let uri: hyper::Uri = url
             .as_str()
             .parse()
@@ -154,10 +212,17 @@ impl WebhookSender {
             .map_err(|e| SendError::InvalidUrl(e.to_string()))?;
 
         let deadline = Instant::now() + self.timeout;
-        let response = tokio::time::timeout_at(deadline, self.client.request(request))
+        let response = match https {
+            Some(https) => https.request(request),
+            None => self.http.request(request),
+        };
+        let response = tokio::time::timeout_at(deadline, response)
             .await
             .map_err(|_| SendError::Timeout(self.timeout))?
-            .map_err(|e| SendError::Network(error_chain(&e)))?;
+            .map_err(|e| match tls::tls_cause(&e) {
+                Some(tls) => SendError::Tls(tls.to_string()),
+                None => SendError::Network(error_chain(&e)),
+            })?;
         let status = response.status();
         // The status decides; the body is read only to end the exchange cleanly.
         drain(response.into_body(), deadline).await;

@@ -48,6 +48,7 @@ impl Delivery {
         app: App,
         endpoint: WebhookEndpoint,
         id: String,
+        sender: WebhookSender,
         settings: &WebhookSettings,
         conn: Arc<CommandConnection>,
         counters: Arc<DeliveryCounters>,
@@ -59,7 +60,7 @@ impl Delivery {
             id,
             grace_ms: settings.grace.as_millis() as u64,
             dispatch: settings.dispatch,
-            sender: WebhookSender::with_timeout(settings.dispatch.timeout),
+            sender,
             conn,
             counters,
         }

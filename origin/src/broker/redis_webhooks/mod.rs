@@ -38,7 +38,7 @@ use pushwire_shared::{AppList, ChannelName};
 
 use super::BrokerError;
 use crate::redis_connection::{COMMAND_TIMEOUT, CommandConnection, RedisConn, within};
-use crate::webhook::{DeliveryCounters, DispatchSettings, DispatchStats};
+use crate::webhook::{DeliveryCounters, DispatchSettings, DispatchStats, WebhookSender};
 
 /// The most events one channel's outbox holds for one endpoint; a transition
 /// finding it full is dropped (and counted) rather than grow Redis without
@@ -92,6 +92,12 @@ impl RedisWebhooks {
             return None;
         }
         let counters = Arc::new(DeliveryCounters::default());
+        let urls = settings
+            .webhooks
+            .values()
+            .flatten()
+            .map(WebhookEndpoint::url);
+        let sender = WebhookSender::for_urls(settings.dispatch.timeout, urls);
         let mut routes: HashMap<String, Vec<Route>> = HashMap::new();
         for (app_id, endpoints) in &settings.webhooks {
             let Some(app) = settings.apps.by_id(app_id) else {
@@ -106,6 +112,7 @@ impl RedisWebhooks {
                     app.clone(),
                     route.endpoint.clone(),
                     route.id.clone(),
+                    sender.clone(),
                     &settings,
                     conn.clone(),
                     counters.clone(),
