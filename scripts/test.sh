@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs pushwire's whole test suite on a fresh machine: installs what is missing
-# (redis-server, Prometheus, Node.js, Chromium, Python's venv, the wasm target, worker-build
+# (redis-server, Prometheus, Node.js, Chromium, Python's venv, openssl, the wasm target, worker-build
 # and wasm-bindgen-cli, the npm packages pinned in package-lock.json and
 # tests/js/package-lock.json, the PyPI packages pinned in
 # tests/python/requirements.txt), then checks formatting and lints, builds the
@@ -42,6 +42,10 @@ fi
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   say "installing Python 3 with venv (the Python client tests)"
   apt_install python3 python3-venv
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  say "installing openssl (the https webhook tests make their test CA with it)"
+  apt_install openssl
 fi
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
