@@ -4,6 +4,8 @@
 //! `validate_webhook`. A batch of every event kind must pass both, with
 //! Pusher's field names as the SDKs read them; one byte changed must fail both.
 
+mod https;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pushwire_shared::webhook::{CONTENT_TYPE, SignedWebhook, WebhookEvent};

@@ -2,14 +2,19 @@
 // each request is checked with `pusher.webhook({headers, rawBody}).isValid()`.
 //
 // Usage: node webhook-receiver.js '{"appId": …, "key": …, "secret": …,
-//                                   "failFirst": N, "failStatus": S}'
-// Listens on 127.0.0.1, on a port the kernel picks, and reports on stdout, one
+//                                   "failFirst": N, "failStatus": S,
+//                                   "tls": {"cert": PATH, "key": PATH}}'
+// Listens on 127.0.0.1, on a port the kernel picks (over TLS with that PEM
+// certificate and key when `tls` is given), and reports on stdout, one
 // JSON object per line: {"type": "ready", "port": P} once listening, then for
 // each request {"type": "request", "valid", "status", "body", "events"?}, where
 // `status` is what it answered (`failStatus`, default 500, to the first
-// `failFirst` requests, then 200) and `events` is what the SDK read, when valid.
+// `failFirst` requests, then 200) and `events` is what the SDK read, when valid;
+// and for each TLS handshake that failed {"type": "tls_error", "message"}.
 "use strict";
+const fs = require("node:fs");
 const http = require("node:http");
+const https = require("node:https");
 const Pusher = require("pusher");
 
 const options = JSON.parse(process.argv[2]);
@@ -19,7 +24,7 @@ const failStatus = options.failStatus || 500;
 const report = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
 let requests = 0;
-const server = http.createServer((req, res) => {
+const handler = (req, res) => {
   const chunks = [];
   req.on("data", (chunk) => chunks.push(chunk));
   req.on("end", () => {
@@ -34,7 +39,15 @@ const server = http.createServer((req, res) => {
     res.writeHead(status, { "Content-Type": "text/plain" });
     res.end(status === 200 ? "ok" : "not now");
   });
-});
+};
+const server = options.tls
+  ? https.createServer(
+      { cert: fs.readFileSync(options.tls.cert), key: fs.readFileSync(options.tls.key) },
+      handler,
+    )
+  : http.createServer(handler);
+// A client that refuses the certificate breaks the handshake off: no request.
+server.on("tlsClientError", (err) => report({ type: "tls_error", message: String(err.message) }));
 
 server.listen(0, "127.0.0.1", () => report({ type: "ready", port: server.address().port }));
 

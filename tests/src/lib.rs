@@ -17,6 +17,7 @@ pub mod redis_cluster;
 pub mod reporter;
 pub mod sentinel;
 pub mod slow_client;
+pub mod test_ca;
 pub mod wait;
 pub mod webhook_receiver;
 

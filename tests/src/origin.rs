@@ -86,6 +86,9 @@ pub struct OriginOptions {
     pub default_log_level: bool,
     /// The `pushwire` binary to run; `None` runs [`pushwire_bin`].
     pub binary: Option<PathBuf>,
+    /// Environment variables set for it, over the test's and the suite's
+    /// (`SSL_CERT_FILE` to trust a test CA, `RUST_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The worker count tests run with: `$PUSHWIRE_TEST_WORKERS`, default 2 (a real cluster).
@@ -108,6 +111,7 @@ impl OriginOptions {
             soft_open_files: None,
             default_log_level: false,
             binary: None,
+            env: Vec::new(),
         }
     }
 
@@ -122,6 +126,7 @@ impl OriginOptions {
             soft_open_files: None,
             default_log_level: false,
             binary: None,
+            env: Vec::new(),
         }
     }
 
@@ -178,7 +183,11 @@ impl Origin {
         .env_remove("PUSHWIRE_LOG_FORMAT")
         .env_remove("PUSHWIRE_REDIS_URL")
         .env_remove("PUSHWIRE_CONFIG")
-        .env_remove("PUSHWIRE_WORKERS");
+        .env_remove("PUSHWIRE_WORKERS")
+        // Where the machine keeps its CA certificates is no test's business:
+        // a test that trusts a CA says so through `env`.
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
         if options.apps.is_empty() {
             cmd.env_remove("PUSHWIRE_APPS");
         }
@@ -188,6 +197,7 @@ impl Origin {
         if let Some(url) = &options.redis_url {
             cmd.args(["--redis", url]);
         }
+        cmd.envs(options.env.iter().map(|(name, value)| (name, value)));
         let mut guard = ChildGuard::spawn(name, cmd, &log, false);
         let addr = wait::until(
             &format!("{name} to log its listening address"),

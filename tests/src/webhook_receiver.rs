@@ -4,7 +4,10 @@
 //!
 //! Each listens on a loopback port it picks itself, says which, and reports
 //! every request it got: whether its SDK found it valid, the body, and the
-//! status it answered, which a test can set to fail the first requests.
+//! status it answered, which a test can set to fail the first requests. The
+//! Node one also serves `https://` with a certificate of a
+//! [`TestCa`](crate::test_ca::TestCa), and then
+//! reports each TLS handshake a client broke off.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ use serde_json::{Value, json};
 use crate::clients::{Credentials, js_dir, python};
 use crate::process::Scratch;
 use crate::reporter::Reporter;
+use crate::test_ca::ServerCert;
 
 /// How long [`WebhookReceiver::received`] waits for the requests it expects.
 pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -73,13 +77,36 @@ pub struct ReceivedWebhook {
 pub struct WebhookReceiver {
     reports: Reporter,
     addr: SocketAddr,
+    scheme: &'static str,
     received: Vec<ReceivedWebhook>,
+    tls_errors: Vec<String>,
 }
 
 impl WebhookReceiver {
     /// Starts the receiver of `sdk` for `app`, answering as `answers` says,
     /// and waits until it listens.
     pub fn start(scratch: &Scratch, sdk: Sdk, app: Credentials<'_>, answers: Answers) -> Self {
+        Self::start_with(scratch, sdk, app, answers, None)
+    }
+
+    /// Starts the Node receiver serving `https://` with `cert` (see
+    /// [`TestCa::issue`](crate::test_ca::TestCa::issue)), answering as `answers` says, and waits until it listens.
+    pub fn start_https(
+        scratch: &Scratch,
+        app: Credentials<'_>,
+        answers: Answers,
+        cert: &ServerCert,
+    ) -> Self {
+        Self::start_with(scratch, Sdk::Node, app, answers, Some(cert))
+    }
+
+    fn start_with(
+        scratch: &Scratch,
+        sdk: Sdk,
+        app: Credentials<'_>,
+        answers: Answers,
+        tls: Option<&ServerCert>,
+    ) -> Self {
         let (name, cmd) = match sdk {
             Sdk::Node => {
                 let dir = js_dir();
@@ -88,8 +115,11 @@ impl WebhookReceiver {
                     "node packages missing: run `npm ci` in {} (the README test command does)",
                     dir.display()
                 );
-                let options = json!({"appId": app.id, "key": app.key, "secret": app.secret,
-                                     "failFirst": answers.fail_first, "failStatus": answers.fail_status});
+                let mut options = json!({"appId": app.id, "key": app.key, "secret": app.secret,
+                                         "failFirst": answers.fail_first, "failStatus": answers.fail_status});
+                if let Some(tls) = tls {
+                    options["tls"] = json!({"cert": tls.cert, "key": tls.key});
+                }
                 let mut cmd = Command::new("node");
                 cmd.arg(dir.join("webhook-receiver.js"))
                     .arg(options.to_string())
@@ -97,6 +127,7 @@ impl WebhookReceiver {
                 ("webhook-receiver-node", cmd)
             }
             Sdk::Python => {
+                assert!(tls.is_none(), "only the Node receiver serves https");
                 let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python");
                 let options = json!({"app_id": app.id, "key": app.key, "secret": app.secret,
                                      "fail_first": answers.fail_first, "fail_status": answers.fail_status});
@@ -117,7 +148,9 @@ impl WebhookReceiver {
         WebhookReceiver {
             reports,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            scheme: if tls.is_some() { "https" } else { "http" },
             received: Vec::new(),
+            tls_errors: Vec::new(),
         }
     }
 
@@ -126,9 +159,10 @@ impl WebhookReceiver {
         self.addr
     }
 
-    /// Its URL with `path` (which starts with `/`), as an endpoint's config names it.
+    /// Its URL with `path` (which starts with `/`), as an endpoint's config
+    /// names it: `https://` when it serves TLS.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// Every request received so far, once there are at least `count`;
@@ -139,15 +173,39 @@ impl WebhookReceiver {
 
     /// [`received`](Self::received), waiting up to `timeout`.
     pub fn received_within(&mut self, count: usize, timeout: Duration) -> &[ReceivedWebhook] {
+        self.wait_until(&format!("{count} webhook requests"), timeout, |r| {
+            r.received.len() >= count
+        });
+        &self.received
+    }
+
+    /// The message of every TLS handshake that failed so far, once there are
+    /// at least `count`; panics after [`RECEIVE_TIMEOUT`].
+    pub fn tls_errors(&mut self, count: usize) -> &[String] {
+        self.wait_until(
+            &format!("{count} failed TLS handshakes"),
+            RECEIVE_TIMEOUT,
+            |r| r.tls_errors.len() >= count,
+        );
+        &self.tls_errors
+    }
+
+    /// Reads reports until `done`; panics, listing what came, after `timeout`.
+    fn wait_until(&mut self, what: &str, timeout: Duration, done: impl Fn(&Self) -> bool) {
         let deadline = Instant::now() + timeout;
-        while self.received.len() < count {
+        while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(report) = self.reports.recv_timeout(left) else {
                 panic!(
-                    "timed out after {timeout:?} waiting for {count} webhook requests; got {:#?}",
-                    self.received
+                    "timed out after {timeout:?} waiting for {what}; got {:#?} and TLS errors {:#?}",
+                    self.received, self.tls_errors
                 );
             };
+            if report["type"] == "tls_error" {
+                let message = report["message"].as_str().unwrap_or_default();
+                self.tls_errors.push(message.to_owned());
+                continue;
+            }
             assert_eq!(
                 report["type"], "request",
                 "the receiver reported a problem: {report}"
@@ -162,6 +220,5 @@ impl WebhookReceiver {
                 events: Some(report["events"].clone()).filter(|e| !e.is_null()),
             });
         }
-        &self.received
     }
 }
