@@ -245,6 +245,8 @@ fn the_embedded_broker_reports_channels_and_members_once_in_order() {
     use pushwire_tests::process::{children_of, signal_pid};
     use pushwire_tests::{Clients, Origin};
 
+    use super::webhooks_redis::join;
+
     let scratch = Scratch::new("webhooks-embedded");
     let mut every =
         WebhookReceiver::start(&scratch, Sdk::Node, TEST_APP, Answers::fail_first(1, 500));
@@ -264,16 +266,6 @@ fn the_embedded_broker_reports_channels_and_members_once_in_order() {
     let mut clients = Clients::start(&scratch, "clients");
     let a = clients.connect("a", &origin.url(), json!({}));
     clients.subscribe("a", "news");
-    let join = |clients: &mut Clients, id: &str, socket_id: &str, channel: &str, user: &str| {
-        let data = json!({"user_id": user});
-        let auth = clients.authorize(TEST_APP, socket_id, channel, Some(data));
-        let ack = clients.emit(
-            id,
-            "subscribe",
-            json!([{"channel": channel, "auth": auth["auth"], "channel_data": auth["channel_data"]}]),
-        );
-        assert_eq!(ack["ok"], true, "{ack}");
-    };
     // Two sockets of one user, on whichever workers they land.
     let b = clients.connect("b", &origin.url(), json!({"transports": ["websocket"]}));
     let c = clients.connect("c", &origin.url(), json!({}));

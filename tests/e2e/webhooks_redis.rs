@@ -39,7 +39,7 @@ fn with_config(deployment: &Deployment, config: serde_json::Value) -> OriginOpti
 }
 
 /// Joins `socket_id` (client `id`) to `channel` as `user`.
-fn join(clients: &mut Clients, id: &str, socket_id: &str, channel: &str, user: &str) {
+pub(crate) fn join(clients: &mut Clients, id: &str, socket_id: &str, channel: &str, user: &str) {
     let data = json!({"user_id": user});
     let auth = clients.authorize(TEST_APP, socket_id, channel, Some(data));
     let ack = clients.emit(
