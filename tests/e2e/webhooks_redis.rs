@@ -214,3 +214,62 @@ fn a_batch_a_killed_worker_was_sending_is_sent_by_another() {
         "more duplicates than batches in flight: {duplicates}"
     );
 }
+
+/// How long the receiver stays down.
+const OUTAGE: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_receiver_down_for_20_s_gets_everything_afterwards_in_order() {
+    if pushwire_tests::origin::test_workers() < 2 {
+        return;
+    }
+    let deployment = Deployment::start("webhooks-outage", Fanout::Redis);
+    let scratch = &deployment.scratch;
+    let mut receiver = WebhookReceiver::start(scratch, Sdk::Node, TEST_APP, Answers::OK);
+    let addr = receiver.addr();
+    let options = with_config(
+        &deployment,
+        json!({"webhooks": {TEST_APP.id: [{"url": receiver.url("/all"),
+            "events": ["channel_occupied", "channel_vacated", "member_added", "member_removed"]}]}}),
+    );
+    let one = Origin::start(scratch, "one", options.clone());
+    let two = Origin::start(scratch, "two", options);
+    let mut clients = Clients::start(scratch, "clients");
+    clients.connect("a", &one.url(), json!({}));
+    clients.subscribe("a", "before");
+    assert_eq!(
+        wait_for_events(&mut receiver, 1),
+        [event("channel_occupied", "before", "")]
+    );
+
+    // The receiver goes away (its port refuses connections) while channels
+    // fill and empty on both origins.
+    drop(receiver);
+    let b = clients.connect("b", &two.url(), json!({}));
+    let mut expected = Vec::new();
+    for round in 0..5 {
+        let channel = format!("presence-down-{round}");
+        join(&mut clients, "b", &b, &channel, "u1");
+        clients.unsubscribe("b", &channel);
+        expected.extend([
+            event("channel_occupied", &channel, ""),
+            event("member_added", &channel, "u1"),
+            event("member_removed", &channel, "u1"),
+            event("channel_vacated", &channel, ""),
+        ]);
+    }
+    clients.unsubscribe("a", "before");
+    expected.push(event("channel_vacated", "before", ""));
+    // The outage itself, not a wait for something to happen.
+    std::thread::sleep(OUTAGE);
+
+    let mut back = WebhookReceiver::start_on(scratch, TEST_APP, addr);
+    // Retries back off up to 32 s by now (16 s doubled, jittered).
+    let got = wait_for_events_within(&mut back, expected.len(), Duration::from_secs(60));
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for round in 0..5 {
+        let channel = format!("presence-down-{round}");
+        assert_eq!(of(&channel, &got), of(&channel, &expected), "{got:#?}");
+    }
+    assert_eq!(of("before", &got), [event("channel_vacated", "before", "")]);
+}

@@ -2,9 +2,9 @@
 // each request is checked with `pusher.webhook({headers, rawBody}).isValid()`.
 //
 // Usage: node webhook-receiver.js '{"appId": …, "key": …, "secret": …,
-//                                   "failFirst": N, "failStatus": S,
+//                                   "failFirst": N, "failStatus": S, "port": P,
 //                                   "tls": {"cert": PATH, "key": PATH}}'
-// Listens on 127.0.0.1, on a port the kernel picks (over TLS with that PEM
+// Listens on 127.0.0.1, on `port` or one the kernel picks (over TLS with that PEM
 // certificate and key when `tls` is given), and reports on stdout, one
 // JSON object per line: {"type": "ready", "port": P} once listening, then for
 // each request {"type": "request", "valid", "status", "body", "events"?}, where
@@ -49,7 +49,7 @@ const server = options.tls
 // A client that refuses the certificate breaks the handshake off: no request.
 server.on("tlsClientError", (err) => report({ type: "tls_error", message: String(err.message) }));
 
-server.listen(0, "127.0.0.1", () => report({ type: "ready", port: server.address().port }));
+server.listen(options.port || 0, "127.0.0.1", () => report({ type: "ready", port: server.address().port }));
 
 // The test closes stdin (or stops the process group) when it is done.
 process.stdin.resume();

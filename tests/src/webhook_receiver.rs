@@ -86,7 +86,13 @@ impl WebhookReceiver {
     /// Starts the receiver of `sdk` for `app`, answering as `answers` says,
     /// and waits until it listens.
     pub fn start(scratch: &Scratch, sdk: Sdk, app: Credentials<'_>, answers: Answers) -> Self {
-        Self::start_with(scratch, sdk, app, answers, None)
+        Self::start_with(scratch, sdk, app, answers, None, 0)
+    }
+
+    /// Starts the Node receiver for `app` on `addr` (where an earlier one
+    /// listened: a receiver coming back after an outage), answering `200`.
+    pub fn start_on(scratch: &Scratch, app: Credentials<'_>, addr: SocketAddr) -> Self {
+        Self::start_with(scratch, Sdk::Node, app, Answers::OK, None, addr.port())
     }
 
     /// Starts the Node receiver serving `https://` with `cert` (see
@@ -97,7 +103,7 @@ impl WebhookReceiver {
         answers: Answers,
         cert: &ServerCert,
     ) -> Self {
-        Self::start_with(scratch, Sdk::Node, app, answers, Some(cert))
+        Self::start_with(scratch, Sdk::Node, app, answers, Some(cert), 0)
     }
 
     fn start_with(
@@ -106,6 +112,7 @@ impl WebhookReceiver {
         app: Credentials<'_>,
         answers: Answers,
         tls: Option<&ServerCert>,
+        port: u16,
     ) -> Self {
         let (name, cmd) = match sdk {
             Sdk::Node => {
@@ -116,7 +123,8 @@ impl WebhookReceiver {
                     dir.display()
                 );
                 let mut options = json!({"appId": app.id, "key": app.key, "secret": app.secret,
-                                         "failFirst": answers.fail_first, "failStatus": answers.fail_status});
+                                         "failFirst": answers.fail_first, "failStatus": answers.fail_status,
+                                         "port": port});
                 if let Some(tls) = tls {
                     options["tls"] = json!({"cert": tls.cert, "key": tls.key});
                 }
@@ -127,7 +135,10 @@ impl WebhookReceiver {
                 ("webhook-receiver-node", cmd)
             }
             Sdk::Python => {
-                assert!(tls.is_none(), "only the Node receiver serves https");
+                assert!(
+                    tls.is_none() && port == 0,
+                    "only the Node receiver serves https or takes a port"
+                );
                 let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python");
                 let options = json!({"app_id": app.id, "key": app.key, "secret": app.secret,
                                      "fail_first": answers.fail_first, "fail_status": answers.fail_status});

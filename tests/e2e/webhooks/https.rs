@@ -40,10 +40,12 @@ fn every_kind(url: String) -> serde_json::Value {
         ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event"]})
 }
 
-/// The value of `pushwire_webhook_events_dropped_total{reason}` now.
+/// The value of `pushwire_webhook_events_dropped_total{reason}` now, as the
+/// master (which sends with the embedded broker) reports it.
 fn dropped(origin: &Origin, reason: &str) -> Option<u64> {
     let metrics = http::request(origin.metrics_addr(), "GET", "/metrics", b"").body;
-    let name = format!("pushwire_webhook_events_dropped_total{{reason=\"{reason}\"}} ");
+    let name =
+        format!("pushwire_webhook_events_dropped_total{{worker=\"master\",reason=\"{reason}\"}} ");
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(&name)?.trim().parse().ok())
