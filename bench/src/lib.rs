@@ -13,6 +13,10 @@
 //! because each connection keeps its own record of what it received and picks
 //! up where it left off (see the `churn` module).
 //!
+//! With `--webhook-listen`, a webhook receiver runs alongside and counts what
+//! the server sends; `--webhook-churn` is a run of its own, occupying and
+//! vacating channels at a rate and timing their webhooks (see [`webhooks`]).
+//!
 //! [`run`] takes a [`BenchConfig`] and returns a [`BenchReport`]; the
 //! `pushwire-bench` binary is its command line. The generator is its own crate so
 //! that its WebSocket client and histograms stay out of the server's dependencies.
@@ -27,6 +31,7 @@ pub mod redis_cpu;
 mod report;
 mod subscribers;
 mod triggers;
+pub mod webhooks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -78,6 +83,8 @@ pub struct BenchConfig {
     pub churn: f64,
     /// How each connection opens its session (polling first; browser headers).
     pub handshake: client::Handshake,
+    /// Where to receive the server's webhooks during the run (loopback), if anywhere.
+    pub webhook_listen: Option<SocketAddr>,
 }
 
 /// Why the bench could not run.
@@ -86,6 +93,14 @@ pub enum BenchError {
     /// Settings out of range.
     #[error("{0}")]
     Invalid(String),
+    /// The webhook receiver could not listen.
+    #[error("cannot listen for webhooks on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// One run's clock and names: send times are µs since `start`; channels are
@@ -164,6 +179,10 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     let total_triggers = (config.rate * config.duration.as_secs_f64()).ceil() as u64;
     let log = Arc::new(DeliveryLog::new());
     let churn = Arc::new(Churn::new(config.connections, config.churn));
+    let listener = match config.webhook_listen {
+        Some(addr) => Some(webhooks::Listener::start(addr, config.app.clone()).await?),
+        None => None,
+    };
 
     let baseline = proc_stats::sample(&config.server_pids);
     let redis_baseline = redis_cpu::sample(&config.redis_nodes).await;
@@ -196,6 +215,13 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     let redis_end = redis_cpu::sample(&config.redis_nodes).await;
     let (latency, delivered) = log.merged();
     subscribers.close();
+    let webhooks = match listener {
+        Some(listener) => {
+            let occupied = subscribers.per_channel.iter().filter(|n| **n > 0).count();
+            Some(listener.finish(occupied as u64).await)
+        }
+        None => None,
+    };
 
     let connected = subscribers.connected;
     let accepted: u64 = tally.accepted_per_channel.iter().sum();
@@ -237,6 +263,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             &redis_end,
         ),
         churn: churn.report(config.churn),
+        webhooks,
     })
 }
 

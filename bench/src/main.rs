@@ -72,6 +72,18 @@ struct BenchArgs {
     /// per session, so idle memory is then measured as for browsers.
     #[arg(long)]
     browser_headers: bool,
+    /// Webhook churn instead of triggers: channels occupied, and as many vacated,
+    /// per second by a pool of rate × --webhook-hold sockets for --duration,
+    /// timing each `channel_occupied` / `channel_vacated` (-c, -k, -r unused).
+    #[arg(long, default_value_t = 0.0)]
+    webhook_churn: f64,
+    /// With --webhook-churn: seconds each channel stays occupied.
+    #[arg(long, default_value_t = 1.0)]
+    webhook_hold: f64,
+    /// Receive the server's webhooks on this loopback `host:port` (the server's
+    /// webhook URL points here); signatures are checked with --app's secret.
+    #[arg(long)]
+    webhook_listen: Option<std::net::SocketAddr>,
 }
 
 /// Parses the command line, runs the bench and turns the outcome into an exit code.
@@ -145,6 +157,31 @@ async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "--churn must be in [0, {}] reconnects per second",
         bench::MAX_CHURN_RATE
     );
+    let source_ips = bench::parse_source_ips(&args.source_ips)?;
+    if args.webhook_churn > 0.0 {
+        anyhow::ensure!(
+            (0.01..=60.0).contains(&args.webhook_hold),
+            "--webhook-hold must be in [0.01, 60] seconds"
+        );
+        let config = bench::webhooks::WebhookChurnConfig {
+            socket_addr,
+            app,
+            rate: args.webhook_churn,
+            hold: Duration::from_secs_f64(args.webhook_hold),
+            duration: Duration::from_secs_f64(args.duration),
+            source_ips,
+            server_pids: args.server_pids,
+            listen: args.webhook_listen,
+            handshake: Handshake {
+                polling_first: args.polling_first,
+                browser_headers: args.browser_headers,
+            },
+            progress: true,
+        };
+        let report = bench::webhooks::run(config).await?;
+        print(args.json, &report, || report.summary())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = BenchConfig {
         socket_addr,
         trigger_url: args.trigger_url.unwrap_or_else(|| args.url.clone()),
@@ -154,7 +191,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         duration: Duration::from_secs_f64(args.duration),
         payload: args.payload,
-        source_ips: bench::parse_source_ips(&args.source_ips)?,
+        source_ips,
         server_pids: args.server_pids,
         redis_nodes: args.redis_nodes,
         progress: true,
@@ -163,12 +200,23 @@ async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             polling_first: args.polling_first,
             browser_headers: args.browser_headers,
         },
+        webhook_listen: args.webhook_listen,
     };
     let report = bench::run(config).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("{}", report.summary());
-    }
+    print(args.json, &report, || report.summary())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `report` on stdout: as JSON, or as its summary.
+fn print(
+    json: bool,
+    report: &impl serde::Serialize,
+    summary: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{}", summary());
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@ use hdrhistogram::Histogram;
 
 use super::churn::ChurnReport;
 use super::redis_cpu::RedisCpu;
+use super::webhooks::Received;
 
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -97,6 +98,9 @@ pub struct BenchReport {
     /// Reconnects and their recovery (`churn_*` fields).
     #[serde(flatten)]
     pub churn: ChurnReport,
+    /// What the webhook receiver took in, with `--webhook-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Received>,
 }
 
 impl BenchReport {
@@ -174,6 +178,13 @@ impl BenchReport {
                 r.p50_ms,
                 r.p99_ms,
                 r.max_ms,
+            ));
+        }
+        if let Some(w) = &self.webhooks {
+            summary.push_str(&format!(
+                "\nwebhooks       {} requests ({} invalid signatures, {} malformed), {} events \
+                 ({} occupied, {} vacated)",
+                w.requests, w.invalid_signatures, w.malformed, w.events, w.occupied, w.vacated,
             ));
         }
         summary
