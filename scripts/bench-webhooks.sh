@@ -119,8 +119,9 @@ med = statistics.median
 
 print("\n### Churn\n")
 print("| channels/s | webhooks | transitions | matched | missing | duplicates | invalid | events/s steady "
-      "| p50 ms | p99 ms | max ms | server CPU s | µs/transition | generator CPU s |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| p50 ms | p99 ms | max ms | ack p99 ms (sub / unsub) | server CPU s | µs/transition | generator CPU s |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+acks = lambda c: f"{c['subscribe_ack_latency']['p99_ms']:.1f} / {c['unsubscribe_ack_latency']['p99_ms']:.1f}"
 churn = [r for r in runs if r["scenario"].startswith("churn-") and "alongside" not in r["scenario"]]
 for r in sorted(churn, key=lambda r: (r["report"]["channels_per_second"], r["server"])):
     c = r["report"]
@@ -133,7 +134,7 @@ for r in sorted(churn, key=lambda r: (r["report"]["channels_per_second"], r["ser
                  f"| {steady} | {l['p50_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f}")
     else:
         hooks = "– | – | – | – | – | – | – | –"
-    print(f"| {c['channels_per_second']:,.0f} | {'on' if w else 'off'} | {t:,} | {hooks} "
+    print(f"| {c['channels_per_second']:,.0f} | {'on' if w else 'off'} | {t:,} | {hooks} | {acks(c)} "
           f"| {c['server_cpu_seconds']:.2f} | {c['server_cpu_us_per_transition']:.1f} | {c['bench_cpu_seconds']:.2f} |")
 
 print("\n### Churn: server CPU, webhooks off against on (median of the rounds)\n")
@@ -163,13 +164,14 @@ for scenario in dict.fromkeys(r["scenario"] for r in fan):
           f"| {100 * (med(map(us, on_r)) / med(map(us, off_r)) - 1):+.1f} % | {lat(off_r, 'p50_ms')} / {lat(on_r, 'p50_ms')} "
           f"| {lat(off_r, 'p99_ms')} / {lat(on_r, 'p99_ms')} | {lost(off_r)} / {lost(on_r)} | {recv} |")
 
-side = [r for r in runs if r["scenario"].endswith("-alongside") and r["report"].get("webhooks")]
+side = [r for r in runs if r["scenario"].endswith("-alongside")]
 if side:
-    print("\n### The churn alongside the fan-out (webhooks on)\n")
-    print("| transitions | matched | missing | duplicates | p50 ms | p99 ms | max ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n### The churn alongside the fan-out\n")
+    print("| webhooks | transitions | matched | missing | duplicates | p50 ms | p99 ms | max ms | ack p99 ms (sub / unsub) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in side:
-        c, w = r["report"], r["report"]["webhooks"]
-        print(f"| {c['channels_occupied'] + c['channels_vacated']:,} | {w['events_matched']:,} | {w['missing']:,} "
-              f"| {w['duplicates']:,} | {w['latency']['p50_ms']:.1f} | {w['latency']['p99_ms']:.1f} | {w['latency']['max_ms']:.1f} |")
+        c, w = r["report"], r["report"].get("webhooks")
+        hooks = (f"{w['events_matched']:,} | {w['missing']:,} | {w['duplicates']:,} | {w['latency']['p50_ms']:.1f} "
+                 f"| {w['latency']['p99_ms']:.1f} | {w['latency']['max_ms']:.1f}") if w else "– | – | – | – | – | –"
+        print(f"| {'on' if w else 'off'} | {c['channels_occupied'] + c['channels_vacated']:,} | {hooks} | {acks(c)} |")
 EOF

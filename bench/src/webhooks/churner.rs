@@ -13,12 +13,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::WebhookChurnConfig;
 use super::ledger::{Ledger, Transition};
 use crate::client::{self, Socket};
+use crate::deliveries::histogram;
+use crate::report::Latency;
 
 /// At most this many handshakes in flight at once.
 const CONNECT_CONCURRENCY: usize = 512;
@@ -70,7 +73,7 @@ fn unsubscribe_frame(ack: u64, channel: &str) -> String {
 }
 
 /// What the sockets did, shared by their tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Counts {
     /// Subscribes acknowledged `ok`.
     pub(super) occupied: AtomicU64,
@@ -82,6 +85,45 @@ pub(super) struct Counts {
     pub(super) first_error: Mutex<Option<String>>,
     /// Sockets still cycling.
     pub(super) cycling: AtomicUsize,
+    /// Sending the frames → each subscribe's ack, µs.
+    subscribe_ack_us: Mutex<Histogram<u64>>,
+    /// Sending the frames → each unsubscribe's ack, µs.
+    unsubscribe_ack_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            occupied: AtomicU64::new(0),
+            vacated: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            cycling: AtomicUsize::new(0),
+            subscribe_ack_us: Mutex::new(histogram()),
+            unsubscribe_ack_us: Mutex::new(histogram()),
+        }
+    }
+}
+
+impl Counts {
+    /// How long the server took to acknowledge subscribes and unsubscribes:
+    /// the part of a transition's latency spent before the server made it.
+    pub(super) fn ack_latency(&self) -> (Latency, Latency) {
+        let read = |h: &Mutex<Histogram<u64>>| {
+            Latency::from_histogram(&h.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        (read(&self.subscribe_ack_us), read(&self.unsubscribe_ack_us))
+    }
+
+    fn ack(&self, histogram: &Mutex<Histogram<u64>>, sent: Instant, at: Instant) {
+        let us = u64::try_from(at.saturating_duration_since(sent).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = histogram
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(us);
+    }
 }
 
 /// The pool, once every handshake finished.
@@ -212,11 +254,18 @@ async fn cycle(
         }
         // The vacancy's reference is the moment the unsubscribe leaves: the
         // server may report it before its ack is back.
-        if let Some(old) = held.take() {
-            expect(&old, Transition::Vacated, Instant::now());
+        let sent = Instant::now();
+        let unsubscribed = held.take().inspect(|old| {
+            expect(old, Transition::Vacated, sent);
             counts.vacated.fetch_add(1, Ordering::Relaxed);
-        }
+        });
         let acks = client::subscribe(ws, &frames, |_| {}).await?;
+        if let (Some(_), Some(ack)) = (unsubscribed, acks.first()) {
+            counts.ack(&counts.unsubscribe_ack_us, sent, ack.at);
+        }
+        if let (Some(_), Some(ack)) = (&next, acks.last()) {
+            counts.ack(&counts.subscribe_ack_us, sent, ack.at);
+        }
         match (next, acks.last()) {
             (Some(new), Some(ack)) => {
                 expect(&new, Transition::Occupied, ack.at);

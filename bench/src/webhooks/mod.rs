@@ -170,6 +170,7 @@ pub async fn run(config: WebhookChurnConfig) -> Result<WebhookChurnReport, Bench
             timeline: ledger.timeline().to_vec(),
         }
     });
+    let (subscribe_ack_latency, unsubscribe_ack_latency) = counts.ack_latency();
     Ok(WebhookChurnReport {
         channels_per_second: config.rate,
         hold_seconds: config.hold.as_secs_f64(),
@@ -183,6 +184,8 @@ pub async fn run(config: WebhookChurnConfig) -> Result<WebhookChurnReport, Bench
         channels_vacated: vacated,
         socket_failures: load(&counts.failed),
         first_socket_error: lock(&counts.first_error).clone(),
+        subscribe_ack_latency,
+        unsubscribe_ack_latency,
         webhooks,
         server_processes: server_after.processes,
         server_cpu_seconds: server_cpu,

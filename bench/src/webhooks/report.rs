@@ -2,6 +2,7 @@
 
 use super::ledger::LedgerTally;
 use super::receiver::Received;
+use crate::report::Latency;
 
 /// What the receiver made of the webhooks, when the run listened for them.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -49,6 +50,10 @@ pub struct WebhookChurnReport {
     pub socket_failures: u64,
     /// The first such error.
     pub first_socket_error: Option<String>,
+    /// Sending a tick's frames → the subscribe's ack.
+    pub subscribe_ack_latency: Latency,
+    /// Sending a tick's frames → the unsubscribe's ack.
+    pub unsubscribe_ack_latency: Latency,
     /// The webhooks, when `--webhook-listen` was given.
     pub webhooks: Option<WebhookTally>,
     /// Server processes measured.
@@ -67,7 +72,9 @@ impl WebhookChurnReport {
         let mut summary = format!(
             "sockets        {} of {} in {:.1} s, {} failed{}\n\
              churn          {:.0} channels/s asked, {:.1} s hold; {} occupied, {} vacated in {:.1} s; \
-             {} sockets failed{}",
+             {} sockets failed{}\n\
+             acks           subscribe p50 {:.2} ms p99 {:.2} ms max {:.2} ms; \
+             unsubscribe p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
             self.connected,
             self.sockets,
             self.connect_seconds,
@@ -80,6 +87,12 @@ impl WebhookChurnReport {
             self.churn_seconds,
             self.socket_failures,
             first(&self.first_socket_error),
+            self.subscribe_ack_latency.p50_ms,
+            self.subscribe_ack_latency.p99_ms,
+            self.subscribe_ack_latency.max_ms,
+            self.unsubscribe_ack_latency.p50_ms,
+            self.unsubscribe_ack_latency.p99_ms,
+            self.unsubscribe_ack_latency.max_ms,
         );
         match &self.webhooks {
             Some(w) => {
