@@ -13,6 +13,7 @@ pub(crate) mod embedded;
 mod presence_scripts;
 mod redis;
 mod redis_directory;
+mod redis_heartbeat;
 mod redis_reaper;
 mod redis_sharded;
 pub(crate) mod redis_webhooks;
