@@ -18,6 +18,7 @@ use super::control_queue::{CONTROL_QUEUE_FRAMES, ControlQueue};
 use super::drain::DRAIN_GRACE;
 use super::error::ClusterError;
 use super::ipc::{RequestId, ToWorker};
+use super::public_listener::bind_public;
 use super::routing::route;
 use super::start_failure::StartFailures;
 use super::status;
@@ -162,9 +163,7 @@ pub(crate) async fn run_master(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ClusterError> {
     let addr = SocketAddr::new(config.host, config.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ClusterError::Bind { addr, source })?;
+    let listener = bind_public(addr).map_err(|source| ClusterError::Bind { addr, source })?;
     let broker = if config.redis_url.is_some() {
         "redis"
     } else {

@@ -25,6 +25,7 @@ mod error;
 mod handoff;
 pub(crate) mod ipc;
 mod master;
+mod public_listener;
 mod routing;
 mod start_failure;
 mod status;
