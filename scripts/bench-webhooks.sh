@@ -19,8 +19,11 @@
 # in), each webhooks-on server's webhook metrics, and markdown tables.
 #
 #   bash scripts/bench-webhooks.sh > webhooks.jsonl
-#   SERVER_ARGS="--redis redis://127.0.0.1:6379" bash scripts/bench-webhooks.sh > redis.jsonl
+#   REDIS=1 bash scripts/bench-webhooks.sh > redis.jsonl
 #
+# REDIS=1: each server gets a fresh redis-server of its own (`--redis`), whose
+# CPU the generator reports too (`--redis-cpu`): webhooks then wait in Redis
+# and every worker sends.
 # SERVER_ARGS: extra `pushwire serve` flags for every server (word-split).
 # STEPS (default "100 500 1000 2000 4000"), DURATION (8), ROUNDS (2),
 # FANOUT_ROUNDS (3), SIDE_CHURN (500) size the runs.
@@ -48,10 +51,16 @@ start() { # on|off
     hook=(--webhook-url "http://127.0.0.1:$webhook_port/")
     listen=(--webhook-listen "127.0.0.1:$webhook_port")
   fi
+  redis=() redis_cpu=()
+  if [ "${REDIS:-0}" = 1 ]; then
+    start_redis
+    redis=(--redis "redis://127.0.0.1:$redis_port")
+    redis_cpu=(--redis-cpu "127.0.0.1:$redis_port")
+  fi
   server_log=$work/server-$RANDOM.log
   setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 PUSHWIRE_METRICS_ADDR="127.0.0.1:$metrics_port" \
     RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" --workers 2 --demo false \
-    "${hook[@]}" "${server_args[@]}" >"$server_log" 2>&1 &
+    "${hook[@]}" "${redis[@]}" "${server_args[@]}" >"$server_log" 2>&1 &
   srv=$!; pids+=("$srv")
   wait_http "http://127.0.0.1:$port/health"
 }
@@ -61,6 +70,7 @@ finish() {
     curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep '^pushwire_webhook' | sed "s/^/[$server metrics] /" >&2 || true
   fi
   stop "$srv"
+  if [ "${REDIS:-0}" = 1 ]; then stop "$redis_pid"; fi
 }
 
 # The generator against the current server: one JSON line, on stdout and into $runs.
@@ -69,7 +79,7 @@ bench() { # label args...
   local json log_from
   log_from=$(($(wc -l <"$server_log") + 1))
   json=$(PUSHWIRE_APPS=$apps "$bench_bin" --url "http://127.0.0.1:$port" --server-pid "$srv" \
-    --source-ips 127.0.0.1-127.0.0.16 --json "$@" 2>/dev/null)
+    --source-ips 127.0.0.1-127.0.0.16 "${redis_cpu[@]}" --json "$@" 2>/dev/null)
   tail -n +"$log_from" "$server_log" | sed "s/^/[$server $label] /" >&2
   printf '{"server":"%s","scenario":"%s","args":"%s","report":%s}\n' "$server" "$label" "$*" \
     "$(echo "$json" | tr -d '\n')" | tee -a "$runs"
