@@ -140,9 +140,13 @@ impl Deliver for Master {
     }
 }
 
-/// The queue delivering `config`'s webhooks, when it names any endpoint, and
-/// its grace period.
+/// The queue delivering `config`'s webhooks, when it names any endpoint and
+/// the embedded broker runs (with Redis the workers send them), and its grace
+/// period.
 fn webhook_queue(config: &ServeConfig) -> Option<Webhooks> {
+    if config.redis_url.is_some() {
+        return None;
+    }
     let apps: Vec<_> = config
         .apps
         .iter()
