@@ -20,6 +20,9 @@ use crate::webhook::{DeliveryCounters, DispatchSettings, WebhookSender, send_wit
 /// about half of this on average before it is sent.
 const POLL: Duration = Duration::from_millis(100);
 
+/// The shortest pause between two looks of an idle loop.
+const MIN_POLL: Duration = Duration::from_millis(10);
+
 /// How long a loop waits after Redis failed it.
 const FAILED_PAUSE: Duration = Duration::from_secs(1);
 
@@ -69,7 +72,8 @@ impl Delivery {
 
 /// Runs `delivery` for as long as the worker lives.
 pub(super) async fn run(delivery: Delivery) {
-    let poll = POLL.min(delivery.dispatch.max_batch_delay);
+    // A batch delay of 0 means "send at once", not "ask Redis without pause".
+    let poll = POLL.min(delivery.dispatch.max_batch_delay).max(MIN_POLL);
     let mut failing = false;
     loop {
         match delivery.round().await {
