@@ -28,7 +28,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
-use super::delivery::{emit_to_socket, evict};
+use super::subscribers::{emit_to_socket, evict};
 
 /// The most live events kept for one socket between two drains; past this the
 /// catch-up fails (the client may subscribe again).

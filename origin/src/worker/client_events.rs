@@ -23,7 +23,20 @@ pub(crate) async fn on_event(
     ctx: Arc<WorkerContext>,
     session: Arc<SocketSession>,
 ) {
-    let result = send(&name, payload.as_ref(), &ctx, &session).await;
+    let result = relay(&name, payload.as_ref(), &ctx, &session).await;
+    // Without an ack callback there is nobody to answer; that is not an error.
+    let _ = ack.send(&client_protocol::ack(&result));
+}
+
+/// Relays client event `name` with `payload` (`{"channel", "data"}`) from
+/// `session`'s socket, whichever protocol it speaks, counting the outcome.
+pub(crate) async fn relay(
+    name: &str,
+    payload: Option<&Value>,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+) -> Result<(), AckError> {
+    let result = send(name, payload, ctx, session).await;
     let outcome = match &result {
         Ok(()) => "sent".to_owned(),
         Err(e) => (e.code as u16).to_string(),
@@ -33,14 +46,13 @@ pub(crate) async fn on_event(
         tracing::debug!(
             socket_id = %session.socket_id,
             app = %session.app.id,
-            channel = super::handlers::channel_named(payload.as_ref()),
+            channel = super::handlers::channel_named(payload),
             event = %name,
             error = %e,
             "client event refused"
         );
     }
-    // Without an ack callback there is nobody to answer; that is not an error.
-    let _ = ack.send(&client_protocol::ack(&result));
+    result
 }
 
 async fn send(

@@ -1,15 +1,15 @@
-//! Delivery: envelopes arriving from the broker become Socket.IO events on local sockets.
+//! Delivery: envelopes arriving from the broker become events on local
+//! subscribers, Socket.IO sockets and Pusher-protocol connections alike.
 //!
 //! One task per worker delivers everything, in arrival order. Per channel it
 //! remembers the position of the last event it delivered, which gives it two
 //! duties besides broadcasting:
 //!
 //! - an event at or before that position is a duplicate and is dropped;
-//! - a socket whose bounded send buffer is full is a slow consumer: it is
+//! - a subscriber whose bounded send buffer is full is a slow consumer: it is
 //!   taken out of every room at once (so it can never receive a later event
-//!   after a missed one) and disconnected as soon as its buffer has room for
-//!   the disconnect packet, or by its heartbeat; its client then recovers from
-//!   the last event it received;
+//!   after a missed one) and disconnected (see [`LocalSubscribers`]); its
+//!   client then recovers from the last event it received;
 //! - when the broker's subscriber reconnected ([`Inbound::Resubscribed`], or
 //!   [`Inbound::ChannelResubscribed`] for one channel of a Redis Cluster), it
 //!   reads each channel's history from that position and delivers what was
@@ -23,19 +23,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pushwire_shared::delivery::{DeliveryMeta, client_data};
 use pushwire_shared::envelope::EnvelopeError;
-use pushwire_shared::event::HISTORY_LOST;
 use pushwire_shared::history::{self, Position, Recovery};
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::{ChannelName, Envelope};
-use serde_json::Value;
-use serde_json::value::RawValue;
-use socketioxide::extract::SocketRef;
-use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 
 use super::catch_up::{CatchUpCommand, CatchUpState};
+use super::pusher::PusherRooms;
+use super::subscribers::{LocalSubscribers, SocketIoSubscribers};
 use crate::backoff::Backoff;
 use crate::broker::{Broker, Inbound};
 
@@ -94,9 +90,6 @@ impl UndecodableEnvelopes {
     }
 }
 
-/// How often an evicted socket retries its disconnect packet.
-const EVICT_RETRY: Duration = Duration::from_millis(50);
-
 /// Attempts at reading a channel's history after a reconnection.
 const GAP_READ_ATTEMPTS: u32 = 6;
 /// Pauses between those attempts.
@@ -104,63 +97,6 @@ const GAP_READ_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Durati
 
 /// How often positions of channels without local sockets are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// The two arguments every subscriber receives: the data and `{channel, id, ts, pos}`.
-fn event_args(envelope: &Envelope) -> (Value, DeliveryMeta<'_>) {
-    let meta = DeliveryMeta {
-        channel: envelope.channel.as_str(),
-        id: &envelope.id,
-        ts: envelope.ts,
-        pos: envelope.pos.as_ref().map(ToString::to_string),
-    };
-    (client_data(&envelope.data), meta)
-}
-
-/// Emits one envelope to one socket (history replay and catch-up flush),
-/// honouring the envelope's `exclude` (an excluded socket counts as done).
-pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) -> Result<(), SendError> {
-    let excluded = envelope.exclude.as_ref().is_some_and(|excluded| {
-        socket
-            .extensions
-            .get::<Arc<super::SocketSession>>()
-            .is_some_and(|session| &session.socket_id == excluded)
-    });
-    if excluded {
-        return Ok(());
-    }
-    socket.emit(envelope.event.as_str(), &event_args(envelope))
-}
-
-fn to_raw(value: &impl serde::Serialize) -> serde_json::Result<Box<RawValue>> {
-    RawValue::from_string(serde_json::to_string(value)?)
-}
-
-/// The slow-consumer policy: `socket` missed an event because its send buffer
-/// is full. It leaves every room now, so it receives nothing after the gap, and
-/// is disconnected once the disconnect packet fits (its heartbeat closes it
-/// anyway if it never reads again).
-pub(crate) fn evict(socket: SocketRef) {
-    if socket.rooms().is_empty() {
-        return; // already evicted
-    }
-    crate::metrics::worker().slow_consumer_evictions.inc();
-    let session = socket.extensions.get::<Arc<super::SocketSession>>();
-    tracing::info!(
-        sid = %socket.id,
-        socket_id = session.as_ref().map(|s| tracing::field::display(&s.socket_id)),
-        app = session.as_ref().map(|s| s.app.id.as_str()),
-        "slow consumer: send buffer full; disconnecting"
-    );
-    socket.leave_all();
-    tokio::spawn(async move {
-        while socket.connected() {
-            match socket.clone().disconnect() {
-                Err(SocketError::InternalChannelFull) => tokio::time::sleep(EVICT_RETRY).await,
-                _ => break,
-            }
-        }
-    });
-}
 
 /// The last event delivered on one channel.
 #[derive(Debug)]
@@ -172,7 +108,8 @@ struct Delivered {
 
 /// The delivery task's state.
 struct Deliverer {
-    io: SocketIo,
+    socket_io: SocketIoSubscribers,
+    pusher: Arc<PusherRooms>,
     broker: Arc<dyn Broker>,
     catch_ups: CatchUpState,
     delivered: HashMap<String, Delivered>,
@@ -182,16 +119,18 @@ struct Deliverer {
 /// Delivers every inbound payload, in arrival order, until the broker side closes,
 /// and runs the catch-up commands between deliveries.
 ///
-/// Each subscriber of the envelope's channel receives the event `event` with the
-/// arguments `(data, {channel, id, ts, pos})`; the envelope's `exclude` socket is left out.
+/// Each subscriber of the envelope's channel receives it, framed by its own
+/// protocol ([`LocalSubscribers`]); the envelope's `exclude` socket is left out.
 pub(crate) async fn run(
     mut inbound: mpsc::Receiver<Inbound>,
     mut catch_ups: mpsc::UnboundedReceiver<CatchUpCommand>,
-    io: SocketIo,
+    socket_io: SocketIoSubscribers,
+    pusher: Arc<PusherRooms>,
     broker: Arc<dyn Broker>,
 ) {
     let mut deliverer = Deliverer {
-        io,
+        socket_io,
+        pusher,
         broker,
         catch_ups: CatchUpState::default(),
         delivered: HashMap::new(),
@@ -250,32 +189,8 @@ impl Deliverer {
             "delivering"
         );
         self.catch_ups.keep(&room, &envelope);
-        // Serialised once; each socket's packet only copies these bytes.
-        let (data, meta) = event_args(&envelope);
-        let (Ok(data), Ok(meta)) = (to_raw(&data), to_raw(&meta)) else {
-            tracing::error!(event_id = %envelope.id, "cannot serialise an event");
-            return;
-        };
-        let args = (&*data, &*meta);
-        let Some(mut target) = self.room(room) else {
-            return;
-        };
-        if let Some(excluded) = &envelope.exclude {
-            // Every socket is in a room named by its socket id (see handlers).
-            target = target.except(excluded.to_string());
-        }
-        // One socket at a time, unlike socketioxide's broadcast, to know which
-        // socket could not take the event.
-        let mut delivered = 0;
-        for socket in target.sockets() {
-            match socket.emit(envelope.event.as_str(), &args) {
-                Ok(()) => delivered += 1,
-                Err(SendError::Socket(SocketError::InternalChannelFull)) => evict(socket),
-                Err(e) => {
-                    tracing::debug!(event_id = %envelope.id, error = %e, "a socket missed a delivery")
-                }
-            }
-        }
+        let delivered =
+            self.socket_io.deliver(&room, &envelope) + self.pusher.deliver(&room, &envelope);
         crate::metrics::worker()
             .messages_delivered
             .inc_by(delivered);
@@ -291,11 +206,13 @@ impl Deliverer {
         }
         // The channels it delivered nothing on yet have no position to read
         // from: nothing vouches for the time the subscription was down.
-        let Some(root) = self.io.of("/") else { return };
-        let local = root.rooms().await.unwrap_or_default();
+        let mut local = self.socket_io.rooms().await;
+        local.extend(self.pusher.rooms().await);
+        local.sort_unstable();
+        local.dedup();
         for room in local {
-            if !positioned.contains(room.as_ref()) {
-                self.tell_lost(room.into_owned()).await;
+            if !positioned.contains(&room) {
+                self.tell_lost(room).await;
             }
         }
     }
@@ -312,11 +229,9 @@ impl Deliverer {
             %channel,
             "events may have been missed while disconnected: telling the channel's sockets"
         );
-        let notice = serde_json::json!({ "channel": channel.as_str() });
         self.delivered.remove(&room);
-        if let Some(target) = self.room(room) {
-            let _ = target.emit(HISTORY_LOST, &notice).await;
-        }
+        self.socket_io.tell_lost(&room, &channel).await;
+        self.pusher.tell_lost(&room, &channel).await;
     }
 
     /// Delivers what `room`'s channel got in its history after the last event
@@ -399,19 +314,11 @@ impl Deliverer {
         }
     }
 
-    /// Forgets channels no local socket is on any more.
+    /// Forgets channels no local subscriber is on any more.
     fn prune(&mut self) {
-        let Some(root) = self.io.of("/") else {
-            return;
-        };
+        let (socket_io, pusher) = (&self.socket_io, &self.pusher);
         self.delivered
-            .retain(|room, _| !root.clone().to(room.clone()).sockets().is_empty());
-    }
-
-    /// The sockets in `room`; `None` once the server is closing (its namespace
-    /// is gone, and `SocketIo::to` would panic).
-    fn room(&self, room: String) -> Option<socketioxide::operators::BroadcastOperators> {
-        self.io.of("/").map(|root| root.to(room))
+            .retain(|room, _| socket_io.occupied(room) || pusher.occupied(room));
     }
 }
 

@@ -1,16 +1,13 @@
 //! Socket.IO handlers: handshake, `subscribe`, `unsubscribe`, client events, disconnect.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use pushwire_shared::channel_auth;
+use pushwire_shared::ChannelName;
 use pushwire_shared::client_protocol::{
-    self, AckCode, AckError, SUBSCRIBE, SubscribeRequest, UNSUBSCRIBE, subscribed_ack,
+    self, AckError, SUBSCRIBE, SubscribeRequest, UNSUBSCRIBE, subscribed_ack,
 };
 use pushwire_shared::event::CONNECTION_ESTABLISHED;
 use pushwire_shared::keys::KeySpace;
-use pushwire_shared::presence::Member;
-use pushwire_shared::{ChannelKind, ChannelName};
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
@@ -18,7 +15,8 @@ use socketioxide::handler::ConnectHandler;
 
 use super::replay::replay;
 use super::session::{HandshakeError, SocketSession, handshake_channels, resolve_app};
-use super::{WorkerContext, client_events, presence};
+use super::subscription::{admit, forget};
+use super::{WorkerContext, client_events};
 
 /// Installs the handlers of the `/` namespace.
 pub(crate) fn register(io: &SocketIo, ctx: Arc<WorkerContext>) {
@@ -181,35 +179,8 @@ async fn try_subscribe(
         // Already subscribed: idempotent, and it has missed nothing since then.
         return Ok(Subscribed::default());
     }
-    let cap = session.app.limits.max_channels_per_socket;
-    if channels.len() >= cap {
-        return Err(AckError::new(
-            AckCode::TooManyChannels,
-            format!("this socket is on {cap} channels, the most allowed; unsubscribe one first"),
-        ));
-    }
-    // Counted only now, so that refusals and repeats cost no budget, while
-    // everything past this point (signature check, broker round trip) does.
-    session.allow_subscribe(Instant::now())?;
-    let member = authorize(&req, session)?;
+    let presence = admit(&channels, &req, ctx, session).await?;
     let app = session.app.id.as_str();
-    ctx.registry
-        .join(app, &req.channel)
-        .await
-        .map_err(AckError::unavailable)?;
-    let presence = match &member {
-        None => None,
-        Some(member) => match presence::join(ctx, session, &req.channel, member).await {
-            Ok(summary) => Some(summary),
-            Err(e) => {
-                ctx.registry.leave(app, &req.channel).await;
-                return Err(e);
-            }
-        },
-    };
-    if let Some(member) = member {
-        session.members().insert(req.channel.clone(), member);
-    }
     let room = KeySpace::DEFAULT.channel(app, &req.channel);
     let recovered = match &req.since {
         None => {
@@ -229,41 +200,6 @@ async fn try_subscribe(
         recovered,
         presence,
     })
-}
-
-/// Checks a private or presence subscription's signature; returns the member
-/// of a presence channel.
-fn authorize(req: &SubscribeRequest, session: &SocketSession) -> Result<Option<Member>, AckError> {
-    let kind = req.channel.kind();
-    if kind == ChannelKind::Public {
-        return Ok(None);
-    }
-    let required = |what: &str| {
-        AckError::new(
-            AckCode::Unauthorized,
-            format!("{} requires \"{what}\"", req.channel),
-        )
-    };
-    let auth = req.auth.as_deref().ok_or_else(|| required("auth"))?;
-    let channel_data = match kind {
-        ChannelKind::Presence => Some(
-            req.channel_data
-                .as_deref()
-                .ok_or_else(|| required("channel_data"))?,
-        ),
-        _ => None,
-    };
-    channel_auth::verify(
-        &session.app,
-        session.socket_id.as_str(),
-        req.channel.as_str(),
-        channel_data,
-        auth,
-    )
-    .map_err(|e| AckError::new(AckCode::Unauthorized, e.to_string()))?;
-    channel_data
-        .map(|data| Member::parse(data, &session.app.limits))
-        .transpose()
 }
 
 async fn on_unsubscribe(
@@ -291,15 +227,6 @@ async fn leave(s: &SocketRef, ctx: &WorkerContext, session: &SocketSession, chan
         s.leave(KeySpace::DEFAULT.channel(&session.app.id, channel));
         forget(ctx, session, channel).await;
     }
-}
-
-/// Undoes a subscription's cluster-wide effects: its presence membership and its count.
-async fn forget(ctx: &WorkerContext, session: &SocketSession, channel: &ChannelName) {
-    let member = session.members().remove(channel);
-    if let Some(member) = member {
-        presence::leave(ctx, session, channel, &member).await;
-    }
-    ctx.registry.leave(&session.app.id, channel).await;
 }
 
 async fn on_disconnect(s: SocketRef, ctx: Arc<WorkerContext>, session: Arc<SocketSession>) {

@@ -1,5 +1,5 @@
-//! One origin worker: socketioxide on axum, the trigger API and broker fan-out,
-//! all behind one listener.
+//! One origin worker: socketioxide on axum, the Pusher-protocol endpoint, the
+//! trigger API and broker fan-out, all behind one listener.
 //!
 //! [`serve`] runs until its shutdown future resolves, then closes every
 //! Socket.IO session and returns. The cluster master runs one worker process per
@@ -15,6 +15,7 @@ mod demo;
 mod handlers;
 mod message_cap;
 mod presence;
+mod pusher;
 mod registry;
 mod replay;
 mod request_head;
@@ -22,6 +23,8 @@ mod session;
 mod socket_events;
 mod socket_ids;
 mod subscribe_rate;
+mod subscribers;
+mod subscription;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -142,6 +145,9 @@ where
         Router::new()
     };
     let api = TriggerApi::new(apps, broker.clone(), config.max_request_bytes);
+    let message_cap = message_cap::max_client_message_bytes(&config.apps);
+    let pusher_rooms = Arc::new(pusher::PusherRooms::default());
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
     let routes = Router::new()
         .route(
             "/health",
@@ -149,11 +155,16 @@ where
         )
         .merge(demo_routes)
         .merge(client_script::routes())
-        .merge(trigger_api::routes(api));
+        .merge(trigger_api::routes(api))
+        .merge(pusher::routes(
+            ctx.clone(),
+            pusher_rooms.clone(),
+            message_cap,
+            closing_rx,
+        ));
     // One Socket.IO service in front of all routes. (`Router::layer` would build
     // one Engine.IO instance per route, and a session opened through one would be
     // unknown to the others.)
-    let message_cap = message_cap::max_client_message_bytes(&config.apps);
     let (socketio, io) = SocketIo::builder()
         .ws_read_buffer_size(WS_READ_BUFFER)
         .max_payload(message_cap as u64)
@@ -165,7 +176,8 @@ where
     tokio::spawn(delivery::run(
         inbound,
         catch_up_commands,
-        io.clone(),
+        subscribers::SocketIoSubscribers::new(io.clone()),
+        pusher_rooms,
         ctx.broker.clone(),
     ));
     crate::metrics::webhook_stats_from(worker_id.to_string(), {
@@ -220,6 +232,7 @@ where
     crate::http_server::serve(listener, app, limits, async move {
         shutdown.await;
         tracing::info!("closing client sessions");
+        let _ = closing.send(true);
         io.close().await;
     })
     .await

@@ -1,0 +1,247 @@
+//! One Pusher-protocol connection, from `pusher:connection_established` to
+//! its close: the client's messages, the frames queued for it by delivery,
+//! and the activity timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use pushwire_shared::App;
+use pushwire_shared::client_protocol::{self, AckCode, AckError, SubscribeRequest};
+use pushwire_shared::keys::KeySpace;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::frames::{self, ErrorCode, Incoming};
+use super::rooms::{PusherRooms, Subscriber};
+use crate::worker::session::SocketSession;
+use crate::worker::subscription::{admit, forget};
+use crate::worker::{WorkerContext, client_events};
+
+/// How many frames may wait for a connection before it counts as a slow consumer.
+const SEND_QUEUE: usize = 1024;
+
+/// How long a pinged client has to answer before the connection is closed.
+const PONG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Closes `ws` with a `pusher:error` and the same code as the close code,
+/// which is what tells the SDKs whether to reconnect.
+pub(crate) async fn refuse<S>(mut ws: WebSocketStream<S>, code: ErrorCode, text: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = ws
+        .send(Message::text(frames::error(Some(code), text)))
+        .await;
+    let _ = ws.close(Some(close_frame(code, text))).await;
+}
+
+fn close_frame(code: ErrorCode, text: &str) -> CloseFrame {
+    CloseFrame {
+        code: (code as u16).into(),
+        reason: Utf8Bytes::from(text.to_owned()),
+    }
+}
+
+/// What ended a connection's loop.
+enum End {
+    /// The client closed or the transport failed.
+    Gone,
+    /// Close with this code and reason.
+    Close(ErrorCode, &'static str),
+}
+
+/// Serves one accepted connection of `app` until it ends, then undoes its subscriptions.
+pub(crate) async fn run<S>(
+    mut ws: WebSocketStream<S>,
+    app: App,
+    ctx: Arc<WorkerContext>,
+    rooms: Arc<PusherRooms>,
+    activity_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let session = Arc::new(SocketSession::new(app, ctx.socket_ids.next()));
+    let (queue, mut queued) = mpsc::channel(SEND_QUEUE);
+    let subscriber = Subscriber {
+        queue,
+        evicted: Arc::new(Notify::new()),
+    };
+    tracing::debug!(socket_id = %session.socket_id, app = %session.app.id, "pusher connection");
+    let hello = frames::connection_established(&session.socket_id, activity_timeout.as_secs());
+    let mut end = End::Gone;
+    if ws.send(Message::text(hello)).await.is_ok() {
+        let mut deadline = Instant::now() + activity_timeout;
+        let mut pinged = false;
+        end = loop {
+            tokio::select! {
+                incoming = ws.next() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        // Any message is activity (Pusher's rule), not only pongs.
+                        deadline = Instant::now() + activity_timeout;
+                        pinged = false;
+                        let reply = handle(&text, &ctx, &session, &rooms, &subscriber).await;
+                        if let Some(reply) = reply
+                            && ws.send(Message::text(reply)).await.is_err()
+                        {
+                            break End::Gone;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let reply = frames::error(None, "binary frames are not part of the protocol");
+                        if ws.send(Message::text(reply)).await.is_err() {
+                            break End::Gone;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => break End::Gone,
+                    // Pings are answered by the WebSocket layer; pongs are activity.
+                    Some(Ok(_)) => deadline = Instant::now() + activity_timeout,
+                    Some(Err(e)) => {
+                        tracing::debug!(socket_id = %session.socket_id, error = %e, "pusher connection failed");
+                        break End::Gone;
+                    }
+                },
+                Some(frame) = queued.recv() => {
+                    if ws.send(Message::Text(frame)).await.is_err() {
+                        break End::Gone;
+                    }
+                }
+                _ = closing.changed() => {
+                    break End::Close(ErrorCode::Reconnect, "the server is closing; reconnect");
+                }
+                () = subscriber.evicted.notified() => {
+                    break End::Close(ErrorCode::Reconnect, "fell behind; reconnect");
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if pinged {
+                        break End::Close(ErrorCode::PongTimeout, "no pong within the timeout");
+                    }
+                    pinged = true;
+                    deadline = Instant::now() + PONG_TIMEOUT;
+                    if ws.send(Message::text(frames::message(frames::PING, None, "{}"))).await.is_err() {
+                        break End::Gone;
+                    }
+                }
+            }
+        };
+    }
+    if let End::Close(code, text) = end {
+        let _ = ws
+            .send(Message::text(frames::error(Some(code), text)))
+            .await;
+        let _ = ws.close(Some(close_frame(code, text))).await;
+    }
+    let channels = std::mem::take(&mut *session.channels.lock().await);
+    let app = session.app.id.clone();
+    for channel in channels {
+        rooms.leave(
+            &KeySpace::DEFAULT.channel(&app, &channel),
+            &session.socket_id,
+        );
+        forget(&ctx, &session, &channel).await;
+    }
+    tracing::debug!(socket_id = %session.socket_id, "pusher connection closed");
+}
+
+/// Handles one text message; returns the reply, if it has one.
+async fn handle(
+    text: &str,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    rooms: &PusherRooms,
+    subscriber: &Subscriber,
+) -> Option<String> {
+    let Incoming {
+        event,
+        channel,
+        data,
+    } = match frames::parse(text) {
+        Ok(incoming) => incoming,
+        Err(e) => return Some(frames::error(None, &e.to_string())),
+    };
+    match event.as_str() {
+        frames::PING => Some(frames::message(frames::PONG, None, "{}")),
+        frames::PONG => None,
+        frames::SUBSCRIBE => Some(subscribe(&data, ctx, session, rooms, subscriber).await),
+        frames::UNSUBSCRIBE => match client_protocol::parse_unsubscribe(Some(&data)) {
+            Ok(channel) => {
+                let mut channels = session.channels.lock().await;
+                if channels.remove(&channel) {
+                    let room = KeySpace::DEFAULT.channel(&session.app.id, &channel);
+                    rooms.leave(&room, &session.socket_id);
+                    forget(ctx, session, &channel).await;
+                }
+                None
+            }
+            Err(e) => Some(frames::error(None, &e.message)),
+        },
+        name if name.starts_with(client_protocol::CLIENT_EVENT_PREFIX) => {
+            let payload = json!({ "channel": channel, "data": data });
+            client_events::relay(name, Some(&payload), ctx, session)
+                .await
+                .err()
+                .map(|e| frames::error(None, &e.message))
+        }
+        other => Some(frames::error(
+            None,
+            &format!(
+                "unknown event {other:?}: use pusher:subscribe, pusher:unsubscribe, pusher:ping or client-*"
+            ),
+        )),
+    }
+}
+
+/// `pusher:subscribe`: the same admission as a Socket.IO subscribe, then the
+/// connection joins the channel's room.
+async fn subscribe(
+    data: &Value,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    rooms: &PusherRooms,
+    subscriber: &Subscriber,
+) -> String {
+    let req = match SubscribeRequest::parse(Some(data)) {
+        Ok(req) => req,
+        Err(e) => return frames::error(None, &e.message),
+    };
+    let mut channels = session.channels.lock().await;
+    if channels.contains(&req.channel) {
+        return frames::subscription_succeeded(&req.channel, None);
+    }
+    match admit(&channels, &req, ctx, session).await {
+        Ok(presence) => {
+            let room = KeySpace::DEFAULT.channel(&session.app.id, &req.channel);
+            rooms.join(room, session.socket_id.clone(), subscriber.clone());
+            let reply = frames::subscription_succeeded(&req.channel, presence.as_ref());
+            channels.insert(req.channel);
+            reply
+        }
+        Err(e) => {
+            crate::metrics::worker().subscribe_refused(&session.app.id, e.code as u16);
+            tracing::debug!(
+                socket_id = %session.socket_id,
+                app = %session.app.id,
+                channel = %req.channel,
+                error = %e,
+                "pusher subscribe refused"
+            );
+            frames::subscription_error(&req.channel, status(&e), &e.message)
+        }
+    }
+}
+
+/// The HTTP-like status pusher-js expects in a subscription error.
+fn status(e: &AckError) -> u16 {
+    match e.code {
+        AckCode::Unauthorized => 401,
+        AckCode::Unavailable => 503,
+        AckCode::OverLimit | AckCode::TooManyChannels | AckCode::SubscribeRateLimited => 429,
+        AckCode::Malformed | AckCode::InvalidChannel => 400,
+    }
+}

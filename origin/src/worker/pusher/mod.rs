@@ -1,0 +1,175 @@
+//! Pusher Channels protocol 7 beside Socket.IO: `GET /app/{key}?protocol=7`,
+//! upgraded to a WebSocket that stock Pusher SDKs (pusher-js, …) speak.
+//!
+//! A connection is a [`SocketSession`](super::SocketSession) like a Socket.IO
+//! socket's: same socket ids, same subscription rules and auth
+//! ([`super::subscription`]), same client-event path; events reach it through
+//! the same delivery task ([`PusherRooms`] is its second
+//! [`LocalSubscribers`](super::subscribers::LocalSubscribers)).
+
+mod connection;
+mod frames;
+mod rooms;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use self::frames::ErrorCode;
+pub(crate) use self::rooms::PusherRooms;
+use super::WorkerContext;
+
+/// The protocol version this endpoint speaks.
+const PROTOCOL: u32 = 7;
+
+/// The seconds of silence after which the server pings a client (Pusher's value).
+pub(crate) const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the endpoint needs besides the request.
+#[derive(Debug)]
+struct Endpoint {
+    ctx: Arc<WorkerContext>,
+    rooms: Arc<PusherRooms>,
+    /// The largest message a client may send (the apps' client-message cap).
+    max_message: usize,
+    activity_timeout: Duration,
+    /// Becomes true when the worker closes: every connection is told to reconnect.
+    closing: watch::Receiver<bool>,
+}
+
+/// The `/app/{key}` route. When `closing` becomes true, every connection is
+/// closed with 4200 (reconnect), as Socket.IO sessions are closed.
+pub(crate) fn routes(
+    ctx: Arc<WorkerContext>,
+    rooms: Arc<PusherRooms>,
+    max_message: usize,
+    closing: watch::Receiver<bool>,
+) -> Router {
+    let endpoint = Arc::new(Endpoint {
+        ctx,
+        rooms,
+        max_message,
+        activity_timeout: ACTIVITY_TIMEOUT,
+        closing,
+    });
+    Router::new()
+        .route("/app/{key}", get(upgrade))
+        .with_state(endpoint)
+}
+
+/// Whether `headers` ask for a WebSocket, and its `Sec-WebSocket-Key`.
+fn websocket_key(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let has = |name, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    (has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket"))
+        .then(|| headers.get(header::SEC_WEBSOCKET_KEY))
+        .flatten()
+}
+
+/// Why a connection is refused once upgraded (Pusher sends these over the
+/// WebSocket, so the SDKs see the code).
+fn refusal(endpoint: &Endpoint, key: &str, query: Option<&str>) -> Option<(ErrorCode, String)> {
+    // Only `protocol` is read, and a number needs no percent-decoding.
+    let protocol = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("protocol="));
+    let protocol = match protocol {
+        None => return Some((ErrorCode::NoProtocol, "no protocol version given".into())),
+        Some(text) => match text.parse::<u32>() {
+            Ok(version) => version,
+            Err(_) => {
+                return Some((
+                    ErrorCode::InvalidVersion,
+                    format!("invalid protocol version {text:?}"),
+                ));
+            }
+        },
+    };
+    if protocol != PROTOCOL {
+        return Some((
+            ErrorCode::UnsupportedProtocol,
+            format!("protocol {protocol} is not supported; this server speaks {PROTOCOL}"),
+        ));
+    }
+    endpoint
+        .ctx
+        .apps
+        .by_key(key)
+        .is_none()
+        .then(|| (ErrorCode::UnknownApp, format!("unknown app key {key:?}")))
+}
+
+async fn upgrade(
+    State(endpoint): State<Arc<Endpoint>>,
+    Path(key): Path<String>,
+    mut request: Request,
+) -> Response {
+    let Some(accept) = websocket_key(request.headers()).map(|k| derive_accept_key(k.as_bytes()))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this is a WebSocket endpoint (Pusher protocol 7)\n",
+        )
+            .into_response();
+    };
+    let upgraded = hyper::upgrade::on(&mut request);
+    let refused = refusal(&endpoint, &key, request.uri().query());
+    let app = endpoint.ctx.apps.by_key(&key).cloned();
+    tokio::spawn(async move {
+        let io = match upgraded.await {
+            Ok(upgraded) => TokioIo::new(upgraded),
+            Err(e) => {
+                tracing::debug!(error = %e, "pusher upgrade failed");
+                return;
+            }
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(endpoint.max_message))
+            .max_frame_size(Some(endpoint.max_message));
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        match (refused, app) {
+            (None, Some(app)) => {
+                connection::run(
+                    ws,
+                    app,
+                    endpoint.ctx.clone(),
+                    endpoint.rooms.clone(),
+                    endpoint.activity_timeout,
+                    endpoint.closing.clone(),
+                )
+                .await;
+            }
+            (Some((code, text)), _) => connection::refuse(ws, code, &text).await,
+            (None, None) => connection::refuse(ws, ErrorCode::UnknownApp, "unknown app key").await,
+        }
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, HeaderValue::from_static("upgrade")),
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept).unwrap_or(HeaderValue::from_static("")),
+            ),
+        ],
+    )
+        .into_response()
+}
