@@ -1,11 +1,12 @@
-// Drives stock clients for the end-to-end tests: npm `socket.io-client` sockets
-// and the npm `pusher` server SDK. Reads one JSON command per line on stdin and
+// Drives stock clients for the end-to-end tests: npm `socket.io-client` sockets,
+// npm `pusher-js` clients (pusher-clients.js) and the npm `pusher` server SDK. Reads one JSON command per line on stdin and
 // writes one JSON report per line on stdout. Every report names the client
 // (`id`) or request (`req`) it belongs to.
 "use strict";
 const readline = require("node:readline");
 const { io } = require("socket.io-client");
 const Pusher = require("pusher");
+const pusherCommands = require("./pusher-clients.js");
 
 const http = require("node:http");
 // The recovery helper every origin serves at /pushwire-recovery.js.
@@ -134,7 +135,10 @@ async function batch(cmd) {
   }
 }
 
+const { closeAll: closePusherClients, ...pusherClients } = pusherCommands(report);
+
 const commands = {
+  ...pusherClients,
   connect,
   emit: emitWithAck,
   emit_no_ack: ({ id, event, args }) => sockets.get(id).emit(event, ...(args || [])),
@@ -159,6 +163,7 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     report({ type: "error", req: cmd.req, message: String(e && e.stack || e) }));
 }).on("close", () => {
   for (const s of sockets.values()) s.close();
+  closePusherClients();
   process.exit(0);
 });
 

@@ -1,5 +1,6 @@
 //! Stock clients, driven through `tests/js/driver.js`: npm `socket.io-client`
-//! sockets and the npm `pusher` server SDK.
+//! sockets, npm `pusher-js` clients (see [`crate::pusher_clients`]) and the
+//! npm `pusher` server SDK.
 //!
 //! Commands go to the driver's stdin as JSON lines; its reports come back as
 //! JSON lines and wait in a backlog until a test asks for them.
@@ -67,7 +68,8 @@ impl Clients {
         let dir = js_dir();
         assert!(
             dir.join("node_modules/socket.io-client").exists()
-                && dir.join("node_modules/pusher").exists(),
+                && dir.join("node_modules/pusher").exists()
+                && dir.join("node_modules/pusher-js").exists(),
             "node packages missing: run `npm ci` in {} (the README test command does)",
             dir.display()
         );
@@ -84,7 +86,7 @@ impl Clients {
         clients
     }
 
-    fn send(&mut self, cmd: Value) {
+    pub(crate) fn send(&mut self, cmd: Value) {
         writeln!(self.stdin, "{cmd}").expect("write to driver");
         self.stdin.flush().expect("flush driver stdin");
     }

@@ -11,6 +11,8 @@ pub mod http;
 pub mod origin;
 pub mod process;
 pub mod prometheus;
+pub mod pusher_clients;
+pub mod pusher_raw;
 pub mod raw_ws;
 pub mod redis;
 pub mod redis_cluster;

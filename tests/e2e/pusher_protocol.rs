@@ -1,0 +1,270 @@
+//! Pusher Channels protocol 7 at `/app/{key}`, with the stock npm `pusher-js`
+//! client, beside Socket.IO sockets on the same channels.
+
+use std::time::Duration;
+
+use pushwire_tests::clients::{Credentials, TEST_APP};
+use pushwire_tests::{Clients, Deployment, Origin, each_fanout, pusher_raw, wait};
+use serde_json::{Value, json};
+
+/// The channel's subscription count, as the trigger API reports it.
+fn subscription_count(clients: &mut Clients, origin: &Origin, channel: &str) -> u64 {
+    let (status, body) = clients.get(
+        origin.addr,
+        TEST_APP,
+        &format!("/channels/{channel}"),
+        json!({"info": "subscription_count"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["subscription_count"].as_u64().unwrap_or(0)
+}
+
+fn succeeded(outcome: &Value) -> &Value {
+    assert_eq!(
+        outcome["event"], "pusher:subscription_succeeded",
+        "{outcome}"
+    );
+    &outcome["data"]
+}
+
+/// Subscribes Socket.IO socket `id` to a private or presence channel, authorized
+/// by the pusher SDK; returns the ack.
+fn socket_io_join(
+    clients: &mut Clients,
+    id: &str,
+    socket_id: &str,
+    channel: &str,
+    member: Option<Value>,
+) -> Value {
+    let auth = clients.authorize(TEST_APP, socket_id, channel, member);
+    clients.emit(
+        id,
+        "subscribe",
+        json!([{"channel": channel, "auth": auth["auth"], "channel_data": auth["channel_data"]}]),
+    )
+}
+
+#[test]
+fn pusher_js_and_socket_io_receive_the_same_events() {
+    each_fanout("pusher-public", public);
+}
+
+fn public(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+    let p = clients.pusher_connect("p", origin.addr, TEST_APP, None);
+    assert!(
+        p.split_once('.')
+            .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok()),
+        "{p}"
+    );
+    succeeded(&clients.pusher_subscribe("p", "news"));
+    let s = clients.connect("s", &origin.url(), json!({}));
+    clients.subscribe("s", "news");
+    assert_eq!(subscription_count(&mut clients, &origin, "news"), 2);
+
+    clients.trigger_ok(
+        origin.addr,
+        TEST_APP,
+        &["news"],
+        "greet",
+        json!({"hello": "world"}),
+    );
+    let event = clients.pusher_event("p", "news", "greet");
+    assert_eq!(event["data"], json!({"hello": "world"}), "{event}");
+    let frame = clients.pusher_frame("p", "the greet frame", |f| f["event"] == "greet");
+    assert_eq!(frame["data"], "{\"hello\":\"world\"}", "data is a string");
+    let args = clients.event("s", "greet");
+    assert_eq!(args[0], json!({"hello": "world"}));
+    assert_eq!(args[1]["id"], frame["id"], "the same event id");
+
+    // A trigger's socket_id leaves out that socket, whichever kind it is.
+    for (excluded, other) in [(&p, "s"), (&s, "p")] {
+        let (status, body) = clients.trigger(
+            origin.addr,
+            TEST_APP,
+            &["news"],
+            "not-you",
+            json!(excluded),
+            json!({"socket_id": excluded}),
+        );
+        assert_eq!(status, 200, "{body}");
+        clients.trigger_ok(origin.addr, TEST_APP, &["news"], "mark", json!(excluded));
+        if other == "s" {
+            clients.event("s", "not-you");
+            clients.event("s", "mark");
+            clients.pusher_event("p", "news", "mark");
+        } else {
+            clients.pusher_event("p", "news", "not-you");
+            clients.pusher_event("p", "news", "mark");
+            clients.event("s", "mark");
+        }
+    }
+    let leaked = clients
+        .pending_reports()
+        .iter()
+        .filter(|r| r["event"] == "not-you")
+        .count();
+    assert_eq!(leaked, 0, "an excluded socket got the event");
+
+    clients.pusher_unsubscribe("p", "news");
+    wait::until("the unsubscribe counted", Duration::from_secs(10), || {
+        (subscription_count(&mut clients, &origin, "news") == 1).then_some(())
+    });
+}
+
+#[test]
+fn pusher_js_private_and_presence_channels() {
+    each_fanout("pusher-presence", private_and_presence);
+}
+
+fn private_and_presence(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+    let pa = json!({"user_id": "pa", "user_info": {"name": "PA"}});
+    clients.pusher_connect("p", origin.addr, TEST_APP, Some(pa));
+    succeeded(&clients.pusher_subscribe("p", "private-room"));
+
+    let wrong = Credentials {
+        secret: "not-the-secret",
+        ..TEST_APP
+    };
+    clients.pusher_connect("bad", origin.addr, wrong, None);
+    let refused = clients.pusher_subscribe("bad", "private-room");
+    assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+    assert_eq!(refused["data"]["status"], 401, "{refused}");
+
+    let members = succeeded(&clients.pusher_subscribe("p", "presence-room")).clone();
+    assert_eq!(members["count"], 1, "{members}");
+    assert_eq!(members["me"], json!({"id": "pa", "info": {"name": "PA"}}));
+
+    // A Socket.IO member joins: pusher-js sees it; and sees it leave.
+    let s = clients.connect("s", &origin.url(), json!({}));
+    let member = json!({"user_id": "sb", "user_info": {"name": "SB"}});
+    let ack = socket_io_join(&mut clients, "s", &s, "presence-room", Some(member));
+    assert_eq!(ack["presence"]["count"], 2, "{ack}");
+    assert_eq!(ack["presence"]["ids"], json!(["pa", "sb"]));
+    let added = clients.pusher_event("p", "presence-room", "pusher:member_added");
+    assert_eq!(added["data"], json!({"id": "sb", "info": {"name": "SB"}}));
+
+    // A second pusher-js member: the Socket.IO socket sees it, once.
+    let pc = json!({"user_id": "pc", "user_info": null});
+    clients.pusher_connect("p2", origin.addr, TEST_APP, Some(pc));
+    let members = succeeded(&clients.pusher_subscribe("p2", "presence-room")).clone();
+    assert_eq!(members["ids"], json!(["pa", "pc", "sb"]), "{members}");
+    let added = clients.event("s", "pushwire:member_added");
+    assert_eq!(added[0]["user_id"], "pc");
+    clients.pusher_event("p", "presence-room", "pusher:member_added");
+
+    clients.pusher_close("p2");
+    let removed = clients.event("s", "pushwire:member_removed");
+    assert_eq!(removed[0]["user_id"], "pc");
+    clients.close("s");
+    let removed = clients.pusher_event("p", "presence-room", "pusher:member_removed");
+    assert_eq!(removed["data"]["id"], "pc", "{removed}");
+    let removed = clients.pusher_event("p", "presence-room", "pusher:member_removed");
+    assert_eq!(removed["data"]["id"], "sb", "{removed}");
+}
+
+#[test]
+fn client_events_cross_between_pusher_js_and_socket_io() {
+    each_fanout("pusher-client-events", client_events);
+}
+
+fn client_events(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+    clients.pusher_connect("p", origin.addr, TEST_APP, None);
+    succeeded(&clients.pusher_subscribe("p", "private-chat"));
+    let s = clients.connect("s", &origin.url(), json!({}));
+    let ack = socket_io_join(&mut clients, "s", &s, "private-chat", None);
+    assert_eq!(ack["ok"], true, "{ack}");
+
+    clients.pusher_client_event("p", "private-chat", "client-hi", json!({"a": 1}));
+    assert_eq!(clients.event("s", "client-hi")[0], json!({"a": 1}));
+
+    let ack = clients.emit(
+        "s",
+        "client-yo",
+        json!([{"channel": "private-chat", "data": {"b": 2}}]),
+    );
+    assert_eq!(ack["ok"], true, "{ack}");
+    let event = clients.pusher_event("p", "private-chat", "client-yo");
+    assert_eq!(event["data"], json!({"b": 2}));
+
+    // Refused on a public channel, with an error the connection survives.
+    succeeded(&clients.pusher_subscribe("p", "news"));
+    clients.pusher_raw("p", r#"{"event":"client-no","channel":"news","data":{}}"#);
+    let error = clients.pusher_frame("p", "a refused client event", |f| {
+        f["event"] == "pusher:error"
+    });
+    assert!(
+        error["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("private and presence")),
+        "{error}"
+    );
+    clients.pusher_client_event("p", "private-chat", "client-again", json!("x"));
+    assert_eq!(clients.event("s", "client-again")[0], json!("x"));
+}
+
+#[test]
+fn pusher_protocol_errors_and_pings() {
+    each_fanout("pusher-errors", errors_and_pings);
+}
+
+fn errors_and_pings(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+
+    let unknown = Credentials {
+        key: "no-such-key",
+        ..TEST_APP
+    };
+    clients.pusher_start("unknown", origin.addr, unknown, None, None);
+    let error = clients.pusher_error("unknown");
+    assert_eq!(error["error"]["data"]["code"], 4001, "{error}");
+
+    for (path, code) in [
+        ("/app/no-such-key?protocol=7", 4001),
+        ("/app/app-key?protocol=6&client=js", 4007),
+        ("/app/app-key?protocol=seven", 4006),
+        ("/app/app-key?client=js", 4008),
+    ] {
+        let refusal = pusher_raw::refused(origin.addr, path);
+        assert_eq!(refusal.error["event"], "pusher:error", "{path}");
+        assert_eq!(refusal.error["data"]["code"], code, "{path}: {refusal:?}");
+        assert_eq!(refusal.close_code, Some(code), "{path}");
+    }
+
+    // pusher-js pings after its activity timeout; the server answers.
+    clients.pusher_start("p", origin.addr, TEST_APP, None, Some(500));
+    clients.wait_for("p connected", |r| {
+        r["type"] == "pusher_connected" && r["id"] == "p"
+    });
+    clients.pusher_frame("p", "a pong", |f| f["event"] == "pusher:pong");
+
+    for (text, says) in [
+        ("{not json", "not JSON"),
+        (r#"{"data":{}}"#, "no \"event\""),
+        (r#"{"event":"pusher:nonsense","data":{}}"#, "unknown event"),
+        (
+            r#"{"event":"pusher:subscribe","data":{"channel":"a b"}}"#,
+            "",
+        ),
+    ] {
+        clients.pusher_raw("p", text);
+        let error = clients.pusher_frame("p", "an error", |f| f["event"] == "pusher:error");
+        assert!(
+            error["data"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{text}: {error}"
+        );
+        assert_eq!(error["data"]["code"], Value::Null, "not fatal: {error}");
+    }
+    // Still connected and usable.
+    succeeded(&clients.pusher_subscribe("p", "still-here"));
+    clients.trigger_ok(origin.addr, TEST_APP, &["still-here"], "ok", json!("1"));
+    clients.pusher_event("p", "still-here", "ok");
+}

@@ -1,0 +1,63 @@
+// pusher-js clients for the end-to-end tests, driven by driver.js. Every
+// client reports its connection states, every raw frame the server sent it
+// (`pusher_frame`, to read fields pusher-js hides, such as the event id), and
+// every event pusher-js hands to the channel's listeners (`pusher_event`).
+"use strict";
+const PusherClient = require("pusher-js");
+const Pusher = require("pusher");
+
+module.exports = function pusherCommands(report) {
+  const clients = new Map();
+
+  function connect({ id, host, port, key, appId, secret, presence, activityTimeout }) {
+    // Private and presence channels are authorized as an app backend does it,
+    // with the server SDK's authorizeChannel.
+    const backend = new Pusher({ appId, key, secret: secret || "unused", host, port: String(port), useTLS: false });
+    const client = new PusherClient(key, {
+      wsHost: host, wsPort: port, forceTLS: false, enabledTransports: ["ws"], cluster: "pushwire",
+      activityTimeout: activityTimeout || 120000,
+      channelAuthorization: {
+        customHandler: ({ socketId, channelName }, callback) =>
+          callback(null, backend.authorizeChannel(socketId, channelName,
+            channelName.startsWith("presence-") ? presence : undefined)),
+      },
+    });
+    clients.set(id, client);
+    client.connection.bind("state_change", ({ current }) => {
+      report({ type: "pusher_state", id, state: current });
+      if (current === "connected") {
+        const transport = client.connection.connection.transport;
+        transport.bind("message", (m) => {
+          let frame;
+          try { frame = JSON.parse(m.data); } catch (e) { frame = { unparsed: String(m.data) }; }
+          report({ type: "pusher_frame", id, frame });
+        });
+        report({ type: "pusher_connected", id, socket_id: client.connection.socket_id });
+      }
+    });
+    client.connection.bind("error", (err) =>
+      report({ type: "pusher_error", id, error: JSON.parse(JSON.stringify(err)) }));
+  }
+
+  function subscribe({ id, channel }) {
+    const ch = clients.get(id).subscribe(channel);
+    ch.bind_global((event, data) => {
+      if (event === "pusher:subscription_succeeded" && data && data.members !== undefined) {
+        data = { count: data.count, me: data.me, ids: Object.keys(data.members).sort() };
+      }
+      report({ type: "pusher_event", id, channel, event, data: data === undefined ? null : data });
+    });
+  }
+
+  return {
+    pusher_connect: connect,
+    pusher_subscribe: subscribe,
+    pusher_unsubscribe: ({ id, channel }) => clients.get(id).unsubscribe(channel),
+    pusher_client_event: ({ id, channel, event, data }) =>
+      report({ type: "pusher_triggered", id, sent: clients.get(id).channel(channel).trigger(event, data) }),
+    // A text frame exactly as given, below pusher-js's own encoding.
+    pusher_raw: ({ id, text }) => clients.get(id).connection.connection.transport.send(text),
+    pusher_close: ({ id }) => { const c = clients.get(id); if (c) c.disconnect(); clients.delete(id); },
+    closeAll: () => { for (const c of clients.values()) c.disconnect(); },
+  };
+};

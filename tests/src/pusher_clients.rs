@@ -1,0 +1,113 @@
+//! npm `pusher-js` clients, driven through the same driver as the Socket.IO
+//! sockets (`tests/js/pusher-clients.js`), so one test can mix both kinds.
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+
+use crate::clients::{Clients, Credentials};
+
+impl Clients {
+    /// Connects pusher-js client `id` to `addr` as `app` (presence channels
+    /// as `presence`: `{"user_id", "user_info"}`); returns its socket id.
+    pub fn pusher_connect(
+        &mut self,
+        id: &str,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        presence: Option<Value>,
+    ) -> String {
+        self.pusher_start(id, addr, app, presence, None);
+        let report = self.wait_for(&format!("pusher-js {id} to connect"), |r| {
+            r["id"] == id && (r["type"] == "pusher_connected" || r["type"] == "pusher_error")
+        });
+        assert_eq!(report["type"], "pusher_connected", "{report}");
+        report["socket_id"].as_str().expect("socket_id").to_owned()
+    }
+
+    /// Starts pusher-js client `id` without waiting for anything; with
+    /// `activity_timeout_ms`, it pings the server after that much silence.
+    pub fn pusher_start(
+        &mut self,
+        id: &str,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        presence: Option<Value>,
+        activity_timeout_ms: Option<u64>,
+    ) {
+        self.send(json!({
+            "op": "pusher_connect", "id": id,
+            "host": addr.ip().to_string(), "port": addr.port(),
+            "appId": app.id, "key": app.key, "secret": app.secret,
+            "presence": presence, "activityTimeout": activity_timeout_ms,
+        }));
+    }
+
+    /// Subscribes pusher-js client `id` to `channel`; returns the outcome as
+    /// pusher-js reports it: the `pusher:subscription_succeeded` or
+    /// `pusher:subscription_error` event.
+    pub fn pusher_subscribe(&mut self, id: &str, channel: &str) -> Value {
+        self.send(json!({"op": "pusher_subscribe", "id": id, "channel": channel}));
+        self.wait_for(&format!("{id}'s subscription to {channel}"), |r| {
+            r["type"] == "pusher_event"
+                && r["id"] == id
+                && r["channel"] == channel
+                && (r["event"] == "pusher:subscription_succeeded"
+                    || r["event"] == "pusher:subscription_error")
+        })
+    }
+
+    /// Unsubscribes pusher-js client `id` from `channel`.
+    pub fn pusher_unsubscribe(&mut self, id: &str, channel: &str) {
+        self.send(json!({"op": "pusher_unsubscribe", "id": id, "channel": channel}));
+    }
+
+    /// Waits for client `id` to receive `event` on `channel` through pusher-js;
+    /// returns the report (`data` as pusher-js decoded it).
+    pub fn pusher_event(&mut self, id: &str, channel: &str, event: &str) -> Value {
+        self.wait_for(&format!("{id} to receive {event} on {channel}"), |r| {
+            r["type"] == "pusher_event"
+                && r["id"] == id
+                && r["channel"] == channel
+                && r["event"] == event
+        })
+    }
+
+    /// Waits for the next raw frame client `id` received matching `pred`.
+    pub fn pusher_frame(&mut self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, |r| {
+            r["type"] == "pusher_frame" && r["id"] == id && pred(&r["frame"])
+        })["frame"]
+            .clone()
+    }
+
+    /// Waits for a connection error on client `id`; returns what pusher-js reported.
+    pub fn pusher_error(&mut self, id: &str) -> Value {
+        self.wait_for(&format!("an error on {id}"), |r| {
+            r["type"] == "pusher_error" && r["id"] == id
+        })["error"]
+            .clone()
+    }
+
+    /// Sends client event `event` with `data` on `channel` (pusher-js's
+    /// `channel.trigger`); asserts pusher-js sent it.
+    pub fn pusher_client_event(&mut self, id: &str, channel: &str, event: &str, data: Value) {
+        self.send(json!({
+            "op": "pusher_client_event", "id": id, "channel": channel, "event": event, "data": data,
+        }));
+        let report = self.wait_for("a client event sent", |r| {
+            r["type"] == "pusher_triggered" && r["id"] == id
+        });
+        assert_eq!(report["sent"], true, "{report}");
+    }
+
+    /// Sends `text` as one frame on client `id`'s connection, as is.
+    pub fn pusher_raw(&mut self, id: &str, text: &str) {
+        self.send(json!({"op": "pusher_raw", "id": id, "text": text}));
+    }
+
+    /// Disconnects pusher-js client `id`.
+    pub fn pusher_close(&mut self, id: &str) {
+        self.send(json!({"op": "pusher_close", "id": id}));
+    }
+}
