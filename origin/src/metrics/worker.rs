@@ -47,7 +47,7 @@ pub(crate) struct RefusalLabels {
     pub code: u16,
 }
 
-/// A transport (`websocket` or `polling`).
+/// A transport (`websocket` or `polling` for Socket.IO, `pusher` for the Pusher protocol).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct TransportLabels {
     pub transport: &'static str,

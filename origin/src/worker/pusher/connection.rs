@@ -74,6 +74,13 @@ pub(crate) async fn run<S>(
         evicted: Arc::new(Notify::new()),
     };
     tracing::debug!(socket_id = %session.socket_id, app = %session.app.id, "pusher connection");
+    let gauge = crate::metrics::worker()
+        .connections
+        .get_or_create(&crate::metrics::TransportLabels {
+            transport: "pusher",
+        })
+        .clone();
+    gauge.inc();
     let hello = frames::connection_established(&session.socket_id, activity_timeout.as_secs());
     let mut end = End::Gone;
     if ws.send(Message::text(hello)).await.is_ok() {
@@ -146,6 +153,7 @@ pub(crate) async fn run<S>(
         );
         forget(&ctx, &session, &channel).await;
     }
+    gauge.dec();
     tracing::debug!(socket_id = %session.socket_id, "pusher connection closed");
 }
 
