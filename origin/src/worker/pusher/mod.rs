@@ -10,6 +10,8 @@
 mod connection;
 mod frames;
 mod rooms;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
