@@ -1,5 +1,5 @@
 //! End-to-end tests: real redis-server, the real `pushwire` binary, the npm
-//! `socket.io-client` and `pusher` packages. One test binary; each test owns
+//! `socket.io-client`, `pusher-js` and `pusher` packages. One test binary; each test owns
 //! its processes and scratch directory.
 
 mod abuse;
