@@ -6,3 +6,9 @@
 pub(crate) fn is_socket_io(path: &str) -> bool {
     path.starts_with("/socket.io")
 }
+
+/// Whether `path` is the Pusher-protocol endpoint's (`/app/{key}`; the
+/// trigger API's `/apps/…` is not).
+pub(crate) fn is_pusher(path: &str) -> bool {
+    path.starts_with("/app/")
+}

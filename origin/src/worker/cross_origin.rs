@@ -7,7 +7,8 @@
 //! that to the application, so this layer adds it, answers preflight requests
 //! (`OPTIONS`, sent when a client adds its own headers), and refuses Socket.IO
 //! requests, WebSocket upgrades included (browsers apply no CORS to WebSocket),
-//! from pages whose origin is not allowed.
+//! and Pusher-protocol upgrades (`/app/{key}`) from pages whose origin is not
+//! allowed.
 //!
 //! Requests without an `Origin` header (servers, apps, the Node and Python
 //! clients) are never refused. The trigger API (`/apps/…`) is for servers only
@@ -41,12 +42,15 @@ pub(crate) async fn cross_origin(
     };
     let origin_text = origin.to_str().unwrap_or("");
     if !allowed.allows(origin_text) {
-        if !super::is_socket_io(path) {
+        // Browsers apply no CORS to WebSockets, so the client endpoints refuse
+        // such pages themselves; other paths only lose their CORS headers.
+        if !super::is_socket_io(path) && !crate::paths::is_pusher(path) {
             return next.run(request).await; // no CORS headers: the browser keeps it from the page
         }
         tracing::debug!(
             origin = origin_text,
-            "refused a Socket.IO request from a page of another origin"
+            path,
+            "refused a client connection from a page of another origin"
         );
         return (
             StatusCode::FORBIDDEN,
@@ -111,6 +115,7 @@ mod tests {
     async fn answer(allowed: AllowedOrigins, request: Request) -> Response {
         let app = Router::new()
             .route("/socket.io/", get(|| async { "engine.io" }))
+            .route("/app/key", get(|| async { "pusher" }))
             .route("/apps/1/events", get(|| async { "trigger api" }))
             .route("/health", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn_with_state(
@@ -174,6 +179,12 @@ mod tests {
             header_of(&refused, header::ACCESS_CONTROL_ALLOW_ORIGIN),
             None
         );
+        let pusher = answer(
+            list.clone(),
+            get_from("/app/key", Some("https://b.example")),
+        )
+        .await;
+        assert_eq!(pusher.status(), StatusCode::FORBIDDEN);
 
         // Other pages are served, without CORS headers; requests without Origin pass.
         let health = answer(list.clone(), get_from("/health", Some("https://b.example"))).await;
