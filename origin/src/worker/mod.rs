@@ -54,7 +54,8 @@ pub(crate) use crate::paths::is_socket_io;
 /// Each WebSocket's read buffer, allocated for the connection's life. Clients
 /// send little (pongs of a few bytes, subscribes of ~100), so a small buffer keeps
 /// idle connections cheap; larger frames still arrive, in pieces of this size.
-const WS_READ_BUFFER: usize = 256;
+/// The Pusher endpoint uses the same size.
+pub(crate) const WS_READ_BUFFER: usize = 256;
 
 /// How many broker messages may wait for delivery before the broker side waits.
 pub(crate) const INBOUND_QUEUE: usize = 16 * 1024;

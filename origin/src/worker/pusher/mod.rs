@@ -142,7 +142,12 @@ async fn upgrade(
                 return;
             }
         };
+        // tungstenite allocates its read buffer up front (128 KiB by default):
+        // a small one keeps idle connections cheap. Every send is flushed at
+        // once, so nothing waits in a write buffer either.
         let config = WebSocketConfig::default()
+            .read_buffer_size(super::WS_READ_BUFFER)
+            .write_buffer_size(0)
             .max_message_size(Some(endpoint.max_message))
             .max_frame_size(Some(endpoint.max_message));
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
