@@ -147,6 +147,18 @@ fn private_and_presence(deployment: &Deployment) {
     let added = clients.pusher_event("p", "presence-room", "pusher:member_added");
     assert_eq!(added["data"], json!({"id": "sb", "info": {"name": "SB"}}));
 
+    // Subscribing again is answered again, with the members as they are now.
+    clients.pusher_raw(
+        "p",
+        r#"{"event":"pusher:subscribe","data":{"channel":"presence-room"}}"#,
+    );
+    let again = clients.pusher_frame("p", "a second subscription_succeeded", |f| {
+        f["event"] == "pusher_internal:subscription_succeeded"
+            && f["data"].as_str().is_some_and(|d| d.contains("\"sb\""))
+    });
+    let data: Value = serde_json::from_str(again["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["presence"]["count"], 2, "{again}");
+
     // A second pusher-js member: the Socket.IO socket sees it, once.
     let pc = json!({"user_id": "pc", "user_info": null});
     clients.pusher_connect("p2", origin.addr, TEST_APP, Some(pc));

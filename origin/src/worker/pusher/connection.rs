@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use pushwire_shared::App;
 use pushwire_shared::client_protocol::{self, AckCode, AckError, SubscribeRequest};
 use pushwire_shared::keys::KeySpace;
+use pushwire_shared::presence::summary;
+use pushwire_shared::{App, ChannelKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
@@ -220,7 +221,23 @@ async fn subscribe(
     };
     let mut channels = session.channels.lock().await;
     if channels.contains(&req.channel) {
-        return frames::subscription_succeeded(&req.channel, None);
+        // Already subscribed: answered again, with the members on a presence
+        // channel (pusher-js reads them from every subscription_succeeded).
+        let presence = match req.channel.kind() {
+            ChannelKind::Presence => match ctx
+                .broker
+                .presence_members(&session.app.id, &req.channel)
+                .await
+            {
+                Ok(members) => Some(summary(members)),
+                Err(e) => {
+                    let e = AckError::unavailable(e);
+                    return frames::subscription_error(&req.channel, status(&e), &e.message);
+                }
+            },
+            _ => None,
+        };
+        return frames::subscription_succeeded(&req.channel, presence.as_ref());
     }
     match admit(&channels, &req, ctx, session).await {
         Ok(presence) => {
