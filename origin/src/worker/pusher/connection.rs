@@ -16,7 +16,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::frames::{self, ErrorCode, Incoming};
 use super::rooms::{PusherRooms, Subscriber};
@@ -55,6 +56,8 @@ enum End {
     Gone,
     /// Close with this code and reason.
     Close(ErrorCode, &'static str),
+    /// The client sent a message over the cap: closed with WebSocket's 1009.
+    TooBig,
 }
 
 /// Serves one accepted connection of `app` until it ends, then undoes its subscriptions.
@@ -110,6 +113,10 @@ pub(crate) async fn run<S>(
                     Some(Ok(Message::Close(_))) | None => break End::Gone,
                     // Pings are answered by the WebSocket layer; pongs are activity.
                     Some(Ok(_)) => deadline = Instant::now() + activity_timeout,
+                    Some(Err(WsError::Capacity(e))) => {
+                        tracing::debug!(socket_id = %session.socket_id, error = %e, "pusher message too large");
+                        break End::TooBig;
+                    }
                     Some(Err(e)) => {
                         tracing::debug!(socket_id = %session.socket_id, error = %e, "pusher connection failed");
                         break End::Gone;
@@ -139,11 +146,23 @@ pub(crate) async fn run<S>(
             }
         };
     }
-    if let End::Close(code, text) = end {
-        let _ = ws
-            .send(Message::text(frames::error(Some(code), text)))
-            .await;
-        let _ = ws.close(Some(close_frame(code, text))).await;
+    match end {
+        End::Close(code, text) => {
+            let _ = ws
+                .send(Message::text(frames::error(Some(code), text)))
+                .await;
+            let _ = ws.close(Some(close_frame(code, text))).await;
+        }
+        End::TooBig => {
+            let text = "message too large";
+            let _ = ws.send(Message::text(frames::error(None, text))).await;
+            let frame = CloseFrame {
+                code: CloseCode::Size,
+                reason: Utf8Bytes::from_static(text),
+            };
+            let _ = ws.close(Some(frame)).await;
+        }
+        End::Gone => {}
     }
     let channels = std::mem::take(&mut *session.channels.lock().await);
     let app = session.app.id.clone();

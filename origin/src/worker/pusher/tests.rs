@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::connection;
 use super::rooms::PusherRooms;
@@ -37,6 +37,13 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// A connection served on one end of a pipe; the client's end, and the
 /// sender that closes the worker.
 async fn connected() -> (WebSocketStream<DuplexStream>, watch::Sender<bool>) {
+    connected_with(WebSocketConfig::default()).await
+}
+
+/// [`connected`], the server's end configured by `config`.
+async fn connected_with(
+    config: WebSocketConfig,
+) -> (WebSocketStream<DuplexStream>, watch::Sender<bool>) {
     let (inbound, _) = tokio::sync::mpsc::channel(1);
     let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(Arc::new(NoServer), inbound));
     let apps = AppList::parse("1:key:secret").unwrap();
@@ -54,7 +61,7 @@ async fn connected() -> (WebSocketStream<DuplexStream>, watch::Sender<bool>) {
     let (server, client) = tokio::io::duplex(64 * 1024);
     let (closing_tx, closing) = watch::channel(false);
     tokio::spawn(async move {
-        let ws = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let ws = WebSocketStream::from_raw_socket(server, Role::Server, Some(config)).await;
         let rooms = Arc::new(PusherRooms::default());
         connection::run(ws, app, ctx, rooms, TIMEOUT, closing).await;
     });
@@ -109,4 +116,17 @@ async fn a_closing_worker_tells_its_connections_to_reconnect() {
     closing.send(true).unwrap();
     assert_eq!(next(&mut client).await["data"]["code"], 4200);
     assert_eq!(next(&mut client).await["close"], 4200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_over_the_cap_closes_with_1009() {
+    let cap = WebSocketConfig::default()
+        .max_message_size(Some(100))
+        .max_frame_size(Some(100));
+    let (mut client, _closing) = connected_with(cap).await;
+    let big = format!(r#"{{"event":"pusher:ping","data":"{}"}}"#, "x".repeat(200));
+    client.send(Message::text(big)).await.unwrap();
+    let error = next(&mut client).await;
+    assert_eq!(error["event"], "pusher:error", "{error}");
+    assert_eq!(next(&mut client).await["close"], 1009);
 }
