@@ -43,10 +43,19 @@ where
     let _ = ws.close(Some(close_frame(code, text))).await;
 }
 
+/// A close frame's reason may hold at most 123 bytes (a control frame's
+/// payload is 125, two of which are the code); the full text went in the
+/// `pusher:error` before it.
+const MAX_CLOSE_REASON: usize = 123;
+
 fn close_frame(code: ErrorCode, text: &str) -> CloseFrame {
+    let mut end = text.len().min(MAX_CLOSE_REASON);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
     CloseFrame {
         code: (code as u16).into(),
-        reason: Utf8Bytes::from(text.to_owned()),
+        reason: Utf8Bytes::from(text[..end].to_owned()),
     }
 }
 
@@ -287,5 +296,19 @@ fn status(e: &AckError) -> u16 {
         AckCode::Unavailable => 503,
         AckCode::OverLimit | AckCode::TooManyChannels | AckCode::SubscribeRateLimited => 429,
         AckCode::Malformed | AckCode::InvalidChannel => 400,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        let long = format!("unknown app key {:?}", "é".repeat(200));
+        let frame = close_frame(ErrorCode::UnknownApp, &long);
+        assert!(frame.reason.len() <= MAX_CLOSE_REASON);
+        assert!(long.starts_with(frame.reason.as_str()));
+        assert_eq!(u16::from(frame.code), 4001);
     }
 }
