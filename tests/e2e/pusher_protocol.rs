@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pushwire_tests::clients::{Credentials, TEST_APP};
+use pushwire_tests::process::{children_of, signal_pid};
 use pushwire_tests::{Clients, Deployment, Origin, each_fanout, pusher_raw, wait};
 use serde_json::{Value, json};
 
@@ -279,4 +280,28 @@ fn errors_and_pings(deployment: &Deployment) {
     succeeded(&clients.pusher_subscribe("p", "still-here"));
     clients.trigger_ok(origin.addr, TEST_APP, &["still-here"], "ok", json!("1"));
     clients.pusher_event("p", "still-here", "ok");
+}
+
+#[test]
+fn pusher_js_reconnects_and_resubscribes_after_a_worker_is_killed() {
+    each_fanout("pusher-worker-kill", reconnect_after_kill);
+}
+
+fn reconnect_after_kill(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+    let first = clients.pusher_connect("p", origin.addr, TEST_APP, None);
+    succeeded(&clients.pusher_subscribe("p", "news"));
+    // Every worker, so the one holding the connection is among them.
+    for worker in children_of(origin.pid()) {
+        signal_pid(worker, "KILL");
+    }
+    let again = clients.wait_for("p to connect again", |r| {
+        r["type"] == "pusher_connected" && r["id"] == "p"
+    });
+    assert_ne!(again["socket_id"], first.as_str(), "a new connection");
+    // pusher-js subscribes its channels again by itself.
+    clients.pusher_event("p", "news", "pusher:subscription_succeeded");
+    clients.trigger_ok(origin.addr, TEST_APP, &["news"], "after", json!("1"));
+    clients.pusher_event("p", "news", "after");
 }
