@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pushwire_tests::clients::{Credentials, TEST_APP};
 use pushwire_tests::process::{children_of, signal_pid};
-use pushwire_tests::{Clients, Deployment, Origin, each_fanout, pusher_raw, wait};
+use pushwire_tests::{Clients, Deployment, Origin, each_fanout, http, pusher_raw, wait};
 use serde_json::{Value, json};
 
 /// The channel's subscription count, as the trigger API reports it.
@@ -18,6 +18,16 @@ fn subscription_count(clients: &mut Clients, origin: &Origin, channel: &str) -> 
     );
     assert_eq!(status, 200, "{body}");
     body["subscription_count"].as_u64().unwrap_or(0)
+}
+
+/// Open Pusher-protocol connections, as the origin's metrics count them.
+fn pusher_connections(origin: &Origin) -> u64 {
+    let metrics = http::request(origin.metrics_addr(), "GET", "/metrics", b"").body;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("pushwire_connections{") && l.contains("transport=\"pusher\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn succeeded(outcome: &Value) -> &Value {
@@ -111,6 +121,12 @@ fn public(deployment: &Deployment) {
     clients.pusher_unsubscribe("p", "news");
     wait::until("the unsubscribe counted", Duration::from_secs(10), || {
         (subscription_count(&mut clients, &origin, "news") == 1).then_some(())
+    });
+
+    assert_eq!(pusher_connections(&origin), 1);
+    clients.pusher_close("p");
+    wait::until("the connection uncounted", Duration::from_secs(10), || {
+        (pusher_connections(&origin) == 0).then_some(())
     });
 }
 
