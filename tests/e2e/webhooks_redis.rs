@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use pushwire_tests::clients::TEST_APP;
+use pushwire_tests::http;
 use pushwire_tests::origin::OriginOptions;
 use pushwire_tests::process::{children_of, signal_pid};
 use pushwire_tests::webhook_receiver::{Answers, Sdk, WebhookReceiver};
@@ -149,6 +150,14 @@ fn shared_transitions(deployment: &Deployment) {
     join(&mut clients, "e", &e, "presence-gone", "u9");
     clients.connect("f", &one.url(), no_retry);
     clients.subscribe("f", "kept");
+    // Killed once every batch so far was answered: a batch still in flight
+    // would be sent again by another worker (at least once), which is what
+    // the killed-sender test below is about, not this one.
+    let so_far = news.len() + room.len() + 3;
+    wait_for_events(&mut every, so_far);
+    pushwire_tests::wait::until("every webhook answered", Duration::from_secs(10), || {
+        (delivered_total(&[&one, &two]) >= so_far as u64).then_some(())
+    });
     kill(&two);
     let gone = [
         event("channel_occupied", "presence-gone", ""),
@@ -215,6 +224,22 @@ fn a_batch_a_killed_worker_was_sending_is_sent_by_another() {
     );
 }
 
+/// Webhook events a receiver accepted, summed over `origins`' workers.
+fn delivered_total(origins: &[&Origin]) -> u64 {
+    let prefix = "pushwire_webhook_events_delivered_total{";
+    origins
+        .iter()
+        .flat_map(|origin| {
+            let metrics = http::request(origin.metrics_addr(), "GET", "/metrics", b"").body;
+            metrics
+                .lines()
+                .filter(|line| line.starts_with(prefix))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// How long the receiver stays down.
 const OUTAGE: Duration = Duration::from_secs(20);
 
@@ -242,8 +267,14 @@ fn a_receiver_down_for_20_s_gets_everything_afterwards_in_order() {
         [event("channel_occupied", "before", "")]
     );
 
-    // The receiver goes away (its port refuses connections) while channels
-    // fill and empty on both origins.
+    // Once its sender has the answer (else it sends the event again: at
+    // least once), the receiver goes away (its port refuses connections)
+    // while channels fill and empty on both origins.
+    pushwire_tests::wait::until(
+        "the first webhook's answer",
+        Duration::from_secs(10),
+        || (delivered_total(&[&one, &two]) >= 1).then_some(()),
+    );
     drop(receiver);
     let b = clients.connect("b", &two.url(), json!({}));
     let mut expected = Vec::new();

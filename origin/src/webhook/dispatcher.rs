@@ -281,7 +281,7 @@ impl Delivery {
             batch,
             &self.settings,
             &self.counters,
-            || async {},
+            |_| async {},
         )
         .await;
     }

@@ -1,6 +1,8 @@
 //! `send_with_retries`: one batch to one endpoint, retried on the schedule
 //! until it is accepted or given up, and counted either way.
 
+use std::time::Duration;
+
 use pushwire_shared::App;
 use pushwire_shared::webhook::{WebhookEvent, WebhookUrl};
 use tokio::time::Instant;
@@ -9,7 +11,8 @@ use super::{DeliveryCounters, DispatchSettings, WebhookSender};
 
 /// Sends `batch` of `app` to `url` until it is accepted, or dropped: at once
 /// when the error is final, or when `settings`' schedule gives up. Before
-/// each retry, `before_retry` runs (a Redis sender renews its lease there).
+/// each pause, `before_pause` runs with its length (a Redis sender extends
+/// its lease there to cover the pause and the attempt after it).
 pub(crate) async fn send_with_retries<Renewed: Future<Output = ()>>(
     sender: &WebhookSender,
     app: &App,
@@ -17,7 +20,7 @@ pub(crate) async fn send_with_retries<Renewed: Future<Output = ()>>(
     batch: &[WebhookEvent],
     settings: &DispatchSettings,
     counters: &DeliveryCounters,
-    mut before_retry: impl FnMut() -> Renewed,
+    mut before_pause: impl FnMut(Duration) -> Renewed,
 ) {
     let count = batch.len() as u64;
     let first_attempt = Instant::now();
@@ -66,7 +69,7 @@ pub(crate) async fn send_with_retries<Renewed: Future<Output = ()>>(
             attempts = failures,
             "webhook batch will be retried"
         );
+        before_pause(pause).await;
         tokio::time::sleep(pause).await;
-        before_retry().await;
     }
 }

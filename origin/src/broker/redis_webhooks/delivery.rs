@@ -154,10 +154,10 @@ impl Delivery {
                 &batch,
                 &self.dispatch,
                 &self.counters,
-                || {
+                |pause| {
                     let fields = &fields;
                     async move {
-                        if let Err(error) = self.renew(fields).await {
+                        if let Err(error) = self.renew(fields, pause).await {
                             tracing::debug!(%error, "could not renew a webhook lease");
                         }
                     }
@@ -173,14 +173,14 @@ impl Delivery {
         Ok(full)
     }
 
-    /// Extends the lease of `fields` while their batch is being retried.
-    async fn renew(&self, fields: &[&str]) -> Result<(), BrokerError> {
+    /// Extends the lease of `fields` while their batch is being retried: over
+    /// the `pause` before the next attempt (up to a minute, longer than a
+    /// lease) and [`LEASE`] after it, so no other sender takes them meanwhile.
+    async fn renew(&self, fields: &[&str], pause: Duration) -> Result<(), BrokerError> {
         let mut conn = self.conn.get().await?;
+        let lease = (pause + LEASE).as_millis() as u64;
         let mut renew = RENEW_SCRIPT.prepare_invoke();
-        renew
-            .key(&self.due)
-            .arg(LEASE.as_millis() as u64)
-            .arg(fields);
+        renew.key(&self.due).arg(lease).arg(fields);
         within(
             COMMAND_TIMEOUT,
             "webhook lease",
