@@ -83,6 +83,24 @@ impl ChannelName {
             ChannelKind::Public
         }
     }
+
+    /// Whether this is a cache channel (`cache-*`, `private-cache-*`,
+    /// `presence-cache-*`): a subscriber gets the channel's last event, or a
+    /// cache miss, as soon as it is subscribed.
+    ///
+    /// ```
+    /// use pushwire_shared::ChannelName;
+    /// assert!(ChannelName::new("private-cache-prices").unwrap().is_cache());
+    /// assert!(!ChannelName::new("private-prices").unwrap().is_cache());
+    /// ```
+    pub fn is_cache(&self) -> bool {
+        let rest = self
+            .0
+            .strip_prefix("presence-")
+            .or_else(|| self.0.strip_prefix("private-"))
+            .unwrap_or(&self.0);
+        rest.starts_with("cache-")
+    }
 }
 
 fn is_channel_char(c: char) -> bool {
@@ -119,6 +137,26 @@ impl<'de> serde::Deserialize<'de> for ChannelName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_channels_keep_their_kind() {
+        let cases = [
+            ("cache-x", true, ChannelKind::Public),
+            ("private-cache-x", true, ChannelKind::Private),
+            ("presence-cache-x", true, ChannelKind::Presence),
+            ("cachex", false, ChannelKind::Public),
+            ("x-cache-y", false, ChannelKind::Public),
+            ("private-encrypted-cache-x", false, ChannelKind::Private),
+        ];
+        for (name, cache, kind) in cases {
+            let channel = ChannelName::new(name).unwrap();
+            assert_eq!(
+                (channel.is_cache(), channel.kind()),
+                (cache, kind),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn accepts_every_allowed_character() {
