@@ -13,6 +13,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
+use super::cache;
 use super::replay::replay;
 use super::session::{HandshakeError, SocketSession, handshake_channels, resolve_app};
 use super::subscription::{admit, forget};
@@ -108,11 +109,13 @@ fn send_ack(ack: AckSender, reply: Value) {
 }
 
 /// What a successful `subscribe` reports: whether `since` was recovered (when
-/// given), and the members of a presence channel.
+/// given), the members of a presence channel, and a cache channel's miss.
 #[derive(Debug, Default)]
 struct Subscribed {
     recovered: Option<bool>,
     presence: Option<Value>,
+    /// A cache channel had no event to send on subscribe.
+    cache_miss: bool,
 }
 
 fn subscribe_ack(result: &Result<Subscribed, AckError>) -> Value {
@@ -121,6 +124,9 @@ fn subscribe_ack(result: &Result<Subscribed, AckError>) -> Value {
             let mut ack = subscribed_ack(subscribed.recovered);
             if let Some(presence) = &subscribed.presence {
                 ack["presence"] = presence.clone();
+            }
+            if subscribed.cache_miss {
+                ack["cache_miss"] = Value::Bool(true);
             }
             ack
         }
@@ -182,7 +188,18 @@ async fn try_subscribe(
     let presence = admit(&channels, &req, ctx, session).await?;
     let app = session.app.id.as_str();
     let room = KeySpace::DEFAULT.channel(app, &req.channel);
+    let mut cache_miss = false;
     let recovered = match &req.since {
+        None if req.channel.is_cache() => {
+            match cache::serve(s, ctx, session, &req.channel, &room).await {
+                Ok(cached) => cache_miss = !cached,
+                Err(e) => {
+                    forget(ctx, session, &req.channel).await;
+                    return Err(e);
+                }
+            }
+            None
+        }
         None => {
             s.join(room);
             None
@@ -199,6 +216,7 @@ async fn try_subscribe(
     Ok(Subscribed {
         recovered,
         presence,
+        cache_miss,
     })
 }
 

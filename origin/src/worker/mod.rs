@@ -5,6 +5,7 @@
 //! Socket.IO session and returns. The cluster master runs one worker process per
 //! core, each calling [`serve`] on the connections the master hands it.
 
+mod cache;
 mod catch_up;
 mod client_events;
 mod client_script;

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use pushwire_shared::client_protocol::{self, AckCode, AckError, SubscribeRequest};
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::presence::summary;
-use pushwire_shared::{App, ChannelKind};
+use pushwire_shared::{App, ChannelKind, ChannelName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
@@ -23,7 +23,7 @@ use super::frames::{self, ErrorCode, Incoming};
 use super::rooms::{PusherRooms, Subscriber};
 use crate::worker::session::SocketSession;
 use crate::worker::subscription::{admit, forget};
-use crate::worker::{WorkerContext, client_events};
+use crate::worker::{WorkerContext, cache, client_events};
 
 /// How many frames may wait for a connection before it counts as a slow consumer.
 const SEND_QUEUE: usize = 1024;
@@ -106,10 +106,9 @@ pub(crate) async fn run<S>(
                         // Any message is activity (Pusher's rule), not only pongs.
                         deadline = Instant::now() + activity_timeout;
                         pinged = false;
-                        let reply = handle(&text, &ctx, &session, &rooms, &subscriber).await;
-                        if let Some(reply) = reply
-                            && ws.send(Message::text(reply)).await.is_err()
-                        {
+                        let replies =
+                            handle(&text, &ctx, &session, &rooms, &subscriber, &mut queued).await;
+                        if send_all(&mut ws, replies).await.is_err() {
                             break End::Gone;
                         }
                     }
@@ -186,26 +185,57 @@ pub(crate) async fn run<S>(
     tracing::debug!(socket_id = %session.socket_id, "pusher connection closed");
 }
 
-/// Handles one text message; returns the reply, if it has one.
+/// Sends `frames` in order.
+async fn send_all<S>(ws: &mut WebSocketStream<S>, frames: Vec<Utf8Bytes>) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for frame in frames {
+        ws.send(Message::Text(frame)).await?;
+    }
+    Ok(())
+}
+
+/// Handles one text message; returns the frames to send, in order: its
+/// reply, if it has one, and on a cache channel's subscribe the cached event
+/// with the live frames queued meanwhile (`queued` is the connection's queue).
 async fn handle(
     text: &str,
     ctx: &WorkerContext,
     session: &SocketSession,
     rooms: &PusherRooms,
     subscriber: &Subscriber,
+    queued: &mut mpsc::Receiver<Utf8Bytes>,
+) -> Vec<Utf8Bytes> {
+    let incoming = match frames::parse(text) {
+        Ok(incoming) => incoming,
+        Err(e) => return vec![frames::error(None, &e.to_string()).into()],
+    };
+    if incoming.event == frames::SUBSCRIBE {
+        return subscribe(&incoming.data, ctx, session, rooms, subscriber, queued).await;
+    }
+    reply(incoming, ctx, session, rooms)
+        .await
+        .map(Utf8Bytes::from)
+        .into_iter()
+        .collect()
+}
+
+/// Handles one message other than a subscribe; returns the reply, if it has one.
+async fn reply(
+    incoming: Incoming,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    rooms: &PusherRooms,
 ) -> Option<String> {
     let Incoming {
         event,
         channel,
         data,
-    } = match frames::parse(text) {
-        Ok(incoming) => incoming,
-        Err(e) => return Some(frames::error(None, &e.to_string())),
-    };
+    } = incoming;
     match event.as_str() {
         frames::PING => Some(frames::message(frames::PONG, None, "{}")),
         frames::PONG => None,
-        frames::SUBSCRIBE => Some(subscribe(&data, ctx, session, rooms, subscriber).await),
         frames::UNSUBSCRIBE => match client_protocol::parse_unsubscribe(Some(&data)) {
             Ok(channel) => {
                 let mut channels = session.channels.lock().await;
@@ -235,18 +265,84 @@ async fn handle(
 }
 
 /// `pusher:subscribe`: the same admission as a Socket.IO subscribe, then the
-/// connection joins the channel's room.
+/// connection joins the channel's room; on a cache channel the frames after
+/// the reply are the cached event (or a cache miss) and what was queued meanwhile.
 async fn subscribe(
     data: &Value,
     ctx: &WorkerContext,
     session: &SocketSession,
     rooms: &PusherRooms,
     subscriber: &Subscriber,
-) -> String {
+    queued: &mut mpsc::Receiver<Utf8Bytes>,
+) -> Vec<Utf8Bytes> {
     let req = match SubscribeRequest::parse(Some(data)) {
         Ok(req) => req,
-        Err(e) => return frames::error(None, &e.message),
+        Err(e) => return vec![frames::error(None, &e.message).into()],
     };
+    let channel = req.channel.clone();
+    let (reply, joined) = admit_and_join(req, ctx, session, rooms, subscriber).await;
+    let mut frames = vec![Utf8Bytes::from(reply)];
+    if joined && channel.is_cache() {
+        frames.extend(cached(ctx, session, &channel, queued).await);
+    }
+    frames
+}
+
+/// What follows a cache channel's `subscription_succeeded`: its last event, or
+/// `pusher:cache_miss`, then the live frames queued since the connection
+/// joined the room, unless the last event is among them (then it is sent only
+/// there, in its place).
+async fn cached(
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    channel: &ChannelName,
+    queued: &mut mpsc::Receiver<Utf8Bytes>,
+) -> Vec<Utf8Bytes> {
+    let room = KeySpace::DEFAULT.channel(&session.app.id, channel);
+    let last = match cache::last_event(ctx, &session.app.id, channel, &room).await {
+        Ok(last) => last,
+        Err(e) => {
+            // Subscribed all the same; the client just gets no cached event.
+            tracing::debug!(socket_id = %session.socket_id, %channel, error = %e, "cache read failed");
+            return vec![frames::error(None, &e.message).into()];
+        }
+    };
+    // After the barrier, an event of the history that reached this worker after
+    // the join is in the queue: drained here, to find it and keep the order.
+    if let Err(e) = ctx.broker.barrier().await {
+        tracing::debug!(socket_id = %session.socket_id, %channel, error = %e, "cache barrier failed");
+    }
+    let mut pending = Vec::new();
+    while let Ok(frame) = queued.try_recv() {
+        pending.push(frame);
+    }
+    let first = match &last {
+        Some(envelope)
+            if pending
+                .iter()
+                .any(|f| frames::is_event(f, channel, &envelope.id)) =>
+        {
+            None
+        }
+        Some(envelope) => Some(frames::event(envelope)),
+        None => Some(frames::cache_miss(channel)),
+    };
+    first
+        .map(Utf8Bytes::from)
+        .into_iter()
+        .chain(pending)
+        .collect()
+}
+
+/// Admits `req` and joins its room (or answers a repeat); returns the reply
+/// and whether the connection joined the room just now.
+async fn admit_and_join(
+    req: SubscribeRequest,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    rooms: &PusherRooms,
+    subscriber: &Subscriber,
+) -> (String, bool) {
     let mut channels = session.channels.lock().await;
     if channels.contains(&req.channel) {
         // Already subscribed: answered again, with the members on a presence
@@ -260,12 +356,18 @@ async fn subscribe(
                 Ok(members) => Some(summary(members)),
                 Err(e) => {
                     let e = AckError::unavailable(e);
-                    return frames::subscription_error(&req.channel, status(&e), &e.message);
+                    return (
+                        frames::subscription_error(&req.channel, status(&e), &e.message),
+                        false,
+                    );
                 }
             },
             _ => None,
         };
-        return frames::subscription_succeeded(&req.channel, presence.as_ref());
+        return (
+            frames::subscription_succeeded(&req.channel, presence.as_ref()),
+            false,
+        );
     }
     match admit(&channels, &req, ctx, session).await {
         Ok(presence) => {
@@ -273,7 +375,7 @@ async fn subscribe(
             rooms.join(room, session.socket_id.clone(), subscriber.clone());
             let reply = frames::subscription_succeeded(&req.channel, presence.as_ref());
             channels.insert(req.channel);
-            reply
+            (reply, true)
         }
         Err(e) => {
             crate::metrics::worker().subscribe_refused(&session.app.id, e.code as u16);
@@ -284,7 +386,10 @@ async fn subscribe(
                 error = %e,
                 "pusher subscribe refused"
             );
-            frames::subscription_error(&req.channel, status(&e), &e.message)
+            (
+                frames::subscription_error(&req.channel, status(&e), &e.message),
+                false,
+            )
         }
     }
 }

@@ -109,6 +109,24 @@ pub(crate) fn event(envelope: &Envelope) -> String {
     frame.to_string()
 }
 
+/// `pusher:cache_miss`: a cache channel had no event to send on subscribe.
+pub(crate) fn cache_miss(channel: &ChannelName) -> String {
+    json!({ "event": crate::worker::cache::CACHE_MISS, "channel": channel.as_str() }).to_string()
+}
+
+/// Whether `frame` (one of [`event`]'s) is the event `id` on `channel`.
+pub(crate) fn is_event(frame: &str, channel: &ChannelName, id: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        channel: Option<&'a str>,
+        #[serde(borrow)]
+        id: Option<&'a str>,
+    }
+    serde_json::from_str::<Head>(frame)
+        .is_ok_and(|head| head.channel == Some(channel.as_str()) && head.id == Some(id))
+}
+
 /// A client message: its event name and its `data`, parsed when it was sent
 /// as JSON text (pusher-js sends objects; other SDKs send strings).
 #[derive(Debug, PartialEq)]
@@ -198,6 +216,33 @@ mod tests {
         assert_eq!(object["data"], "{\"b\":2}");
         let added = ev(MEMBER_ADDED, json!({"user_id": "u"}));
         assert_eq!(added["event"], "pusher_internal:member_added");
+    }
+
+    #[test]
+    fn cache_frames() {
+        let channel = ChannelName::new("cache-a").unwrap();
+        let miss: Value = serde_json::from_str(&cache_miss(&channel)).unwrap();
+        assert_eq!(
+            miss,
+            json!({"event": "pusher:cache_miss", "channel": "cache-a"})
+        );
+        let envelope = Envelope::new(
+            "e1".into(),
+            "1".into(),
+            channel.clone(),
+            pushwire_shared::EventName::new("x").unwrap(),
+            json!("d"),
+            5,
+        );
+        let frame = event(&envelope);
+        assert!(is_event(&frame, &channel, "e1"));
+        assert!(!is_event(&frame, &channel, "e2"));
+        assert!(!is_event(
+            &frame,
+            &ChannelName::new("cache-b").unwrap(),
+            "e1"
+        ));
+        assert!(!is_event("not json", &channel, "e1"));
     }
 
     #[test]

@@ -1,0 +1,86 @@
+//! Cache channels (`cache-*`, `private-cache-*`, `presence-cache-*`): a new
+//! subscriber gets the channel's last event at once, or a cache miss. The
+//! last event is the newest entry of the channel's history, so it lives as
+//! long as the history retains it, on every broker, across worker restarts.
+
+use pushwire_shared::client_protocol::AckError;
+use pushwire_shared::history::{Position, StreamId};
+use pushwire_shared::keys::KeySpace;
+use pushwire_shared::{ChannelName, Envelope};
+use socketioxide::extract::SocketRef;
+
+use super::WorkerContext;
+use super::catch_up::send_paced;
+use super::session::SocketSession;
+
+/// The event a cache channel's subscriber gets when there is nothing cached:
+/// Pusher's name, which pusher-js hands to `channel.bind("pusher:cache_miss")`.
+pub(crate) const CACHE_MISS: &str = "pusher:cache_miss";
+
+/// The newest retained event of `channel`, with its position, or `None` when
+/// the history holds nothing (never published, or expired).
+///
+/// The caller must have joined (or begun catching up on) `room` before the
+/// call and await [`Broker::barrier`](crate::broker::Broker::barrier) after
+/// it, so the returned event is either already delivered or on its way to the
+/// socket, never both unnoticed.
+pub(crate) async fn last_event(
+    ctx: &WorkerContext,
+    app: &str,
+    channel: &ChannelName,
+    room: &str,
+) -> Result<Option<Envelope>, AckError> {
+    let snapshot = ctx
+        .broker
+        .history(
+            room,
+            &KeySpace::DEFAULT.history(app, channel),
+            StreamId::default(),
+        )
+        .await
+        .map_err(AckError::unavailable)?;
+    // The newest decodable entry: an undecodable one (another version's) is skipped.
+    Ok(snapshot.entries.into_iter().rev().find_map(|(id, json)| {
+        let mut envelope = Envelope::decode(json.as_bytes()).ok()?;
+        envelope.pos = snapshot.epoch.clone().map(|epoch| Position { epoch, id });
+        Some(envelope)
+    }))
+}
+
+/// Sends a Socket.IO subscriber of a cache channel the channel's last event,
+/// then puts it in the channel's room with no duplicate at the seam (the
+/// catch-up of a one-event replay, see `catch_up`). Returns whether there was
+/// an event to send.
+pub(crate) async fn serve(
+    s: &SocketRef,
+    ctx: &WorkerContext,
+    session: &SocketSession,
+    channel: &ChannelName,
+    room: &str,
+) -> Result<bool, AckError> {
+    ctx.catch_ups.begin(room, s.id).await;
+    let result = async {
+        let last = last_event(ctx, &session.app.id, channel, room).await?;
+        ctx.broker.barrier().await.map_err(AckError::unavailable)?;
+        if let Some(envelope) = &last {
+            send_paced(s, envelope, ctx.replay_patience)
+                .await
+                .map_err(AckError::unavailable)?;
+        }
+        Ok(last)
+    }
+    .await;
+    let last = match result {
+        Ok(last) => last,
+        Err(e) => {
+            ctx.catch_ups.abort(room, s.id);
+            return Err(e);
+        }
+    };
+    let after = last.as_ref().and_then(|e| e.pos.as_ref()).map(|p| p.id);
+    ctx.catch_ups
+        .complete(room, s, after, ctx.replay_patience)
+        .await
+        .map_err(AckError::unavailable)?;
+    Ok(last.is_some())
+}
