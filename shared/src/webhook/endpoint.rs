@@ -11,8 +11,9 @@ use crate::webhook::WebhookUrl;
 
 /// The event types a webhook endpoint can ask for, under Pusher's names.
 ///
-/// Pusher's `cache_miss` and `subscription_count` are left out: pushwire has
-/// no cache channels, and counts are read through the channel queries.
+/// Pusher's `cache_miss` and `subscription_count` are left out: cache misses
+/// are told to the subscriber only (no webhook yet), and counts are read
+/// through the channel queries.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
