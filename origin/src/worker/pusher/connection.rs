@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use pushwire_shared::client_protocol::{self, AckCode, AckError, SubscribeRequest};
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::presence::summary;
-use pushwire_shared::{App, ChannelKind, ChannelName};
+use pushwire_shared::{App, ChannelKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
@@ -19,11 +19,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::cached;
 use super::frames::{self, ErrorCode, Incoming};
 use super::rooms::{PusherRooms, Subscriber};
 use crate::worker::session::SocketSession;
 use crate::worker::subscription::{admit, forget};
-use crate::worker::{WorkerContext, cache, client_events};
+use crate::worker::{WorkerContext, client_events};
 
 /// How many frames may wait for a connection before it counts as a slow consumer.
 const SEND_QUEUE: usize = 1024;
@@ -283,55 +284,9 @@ async fn subscribe(
     let (reply, joined) = admit_and_join(req, ctx, session, rooms, subscriber).await;
     let mut frames = vec![Utf8Bytes::from(reply)];
     if joined && channel.is_cache() {
-        frames.extend(cached(ctx, session, &channel, queued).await);
+        frames.extend(cached::after_subscribe(ctx, session, &channel, queued).await);
     }
     frames
-}
-
-/// What follows a cache channel's `subscription_succeeded`: its last event, or
-/// `pusher:cache_miss`, then the live frames queued since the connection
-/// joined the room, unless the last event is among them (then it is sent only
-/// there, in its place).
-async fn cached(
-    ctx: &WorkerContext,
-    session: &SocketSession,
-    channel: &ChannelName,
-    queued: &mut mpsc::Receiver<Utf8Bytes>,
-) -> Vec<Utf8Bytes> {
-    let room = KeySpace::DEFAULT.channel(&session.app.id, channel);
-    let last = match cache::last_event(ctx, &session.app.id, channel, &room).await {
-        Ok(last) => last,
-        Err(e) => {
-            // Subscribed all the same; the client just gets no cached event.
-            tracing::debug!(socket_id = %session.socket_id, %channel, error = %e, "cache read failed");
-            return vec![frames::error(None, &e.message).into()];
-        }
-    };
-    // After the barrier, an event of the history that reached this worker after
-    // the join is in the queue: drained here, to find it and keep the order.
-    if let Err(e) = ctx.broker.barrier().await {
-        tracing::debug!(socket_id = %session.socket_id, %channel, error = %e, "cache barrier failed");
-    }
-    let mut pending = Vec::new();
-    while let Ok(frame) = queued.try_recv() {
-        pending.push(frame);
-    }
-    let first = match &last {
-        Some(envelope)
-            if pending
-                .iter()
-                .any(|f| frames::is_event(f, channel, &envelope.id)) =>
-        {
-            None
-        }
-        Some(envelope) => Some(frames::event(envelope)),
-        None => Some(frames::cache_miss(channel)),
-    };
-    first
-        .map(Utf8Bytes::from)
-        .into_iter()
-        .chain(pending)
-        .collect()
 }
 
 /// Admits `req` and joins its room (or answers a repeat); returns the reply

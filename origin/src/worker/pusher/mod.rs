@@ -7,6 +7,7 @@
 //! the same delivery task ([`PusherRooms`] is its second
 //! [`LocalSubscribers`](super::subscribers::LocalSubscribers)).
 
+mod cached;
 mod connection;
 mod frames;
 mod rooms;
