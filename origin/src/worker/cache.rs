@@ -4,6 +4,7 @@
 //! long as the history retains it, on every broker, across worker restarts.
 
 use pushwire_shared::client_protocol::AckError;
+use pushwire_shared::event::SERVER_EVENTS;
 use pushwire_shared::history::{Position, StreamId};
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::{ChannelName, Envelope};
@@ -17,8 +18,9 @@ use super::session::SocketSession;
 /// Pusher's name, which pusher-js hands to `channel.bind("pusher:cache_miss")`.
 pub(crate) const CACHE_MISS: &str = "pusher:cache_miss";
 
-/// The newest retained event of `channel`, with its position, or `None` when
-/// the history holds nothing (never published, or expired).
+/// The newest retained event of `channel` other than a presence change, with
+/// its position, or `None` when the history holds none (never published,
+/// expired, or pushed out by presence changes).
 ///
 /// The caller must have joined (or begun catching up on) `room` before the
 /// call and await [`Broker::barrier`](crate::broker::Broker::barrier) after
@@ -39,9 +41,14 @@ pub(crate) async fn last_event(
         )
         .await
         .map_err(AckError::unavailable)?;
-    // The newest decodable entry: an undecodable one (another version's) is skipped.
+    // The newest decodable entry: an undecodable one (another version's) is
+    // skipped, and so are presence changes, which share a presence channel's
+    // history but are no event of the app's to hand a new subscriber.
     Ok(snapshot.entries.into_iter().rev().find_map(|(id, json)| {
         let mut envelope = Envelope::decode(json.as_bytes()).ok()?;
+        if SERVER_EVENTS.contains(&envelope.event.as_str()) {
+            return None;
+        }
         envelope.pos = snapshot.epoch.clone().map(|epoch| Position { epoch, id });
         Some(envelope)
     }))
