@@ -114,6 +114,27 @@ fn cache_channels(deployment: &Deployment) {
     let cached = clients.pusher_event("q", "private-cache-room", "secret");
     assert_eq!(cached["data"], "s1", "{cached}");
 
+    // presence-cache: a member like any presence channel's, and the cache.
+    let member = json!({"user_id": "m", "user_info": null});
+    clients.pusher_connect("m", origin.addr, TEST_APP, Some(member));
+    succeeded(&clients.pusher_subscribe("m", "presence-cache-lobby"));
+    clients.pusher_event("m", "presence-cache-lobby", "pusher:cache_miss");
+    clients.trigger_ok(
+        origin.addr,
+        TEST_APP,
+        &["presence-cache-lobby"],
+        "hi",
+        json!("h"),
+    );
+    clients.pusher_event("m", "presence-cache-lobby", "hi");
+    let member = json!({"user_id": "n", "user_info": null});
+    clients.pusher_connect("n", origin.addr, TEST_APP, Some(member));
+    succeeded(&clients.pusher_subscribe("n", "presence-cache-lobby"));
+    assert_eq!(
+        clients.pusher_event("n", "presence-cache-lobby", "hi")["data"],
+        "h"
+    );
+
     // Nothing was delivered twice.
     clients.trigger_ok(
         origin.addr,
