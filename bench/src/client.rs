@@ -50,6 +50,19 @@ pub struct Handshake {
     /// `--browser-headers`): servers that keep each session's request head then
     /// pay for them as they would for real browser clients.
     pub browser_headers: bool,
+    /// The client protocol spoken (`--protocol`).
+    pub protocol: Protocol,
+}
+
+/// The client protocol a bench connection speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Socket.IO v5 over Engine.IO v4 WebSocket, at `/socket.io/`.
+    #[default]
+    Socketio,
+    /// Pusher Channels protocol 7, at `/app/<key>?protocol=7` (see [`super::pusher`]).
+    Pusher,
 }
 
 /// What a desktop Chromium sends with a Socket.IO request from a web page, besides

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::Run;
 use super::churn::{Churn, Slot, State};
-use super::client::{self, ClientError, Event, Handshake, ReadEnd, Socket};
+use super::client::{self, ClientError, Event, Handshake, Protocol, ReadEnd, Socket};
 use super::deliveries::ConnectionLog;
+use super::pusher;
 
 /// Attempts per churn reconnect before the connection is given up.
 const RECONNECT_ATTEMPTS: u32 = 5;
@@ -114,6 +115,31 @@ impl<'a> Connection<'a> {
             positioned: false,
             run,
         };
+        if endpoint.handshake.protocol == Protocol::Pusher {
+            let (mut ws, _socket_id) = pusher::connect(
+                endpoint.source,
+                endpoint.target,
+                endpoint.app_key,
+                endpoint.handshake,
+            )
+            .await?;
+            let mut tracker = tracker;
+            let channels: Vec<String> = tracker
+                .subscriptions
+                .iter()
+                .map(|s| s.channel.clone())
+                .collect();
+            let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
+            pusher::subscribe(&mut ws, &channels, |event| {
+                tracker.on_event(event);
+            })
+            .await?;
+            return Ok(Connection {
+                endpoint,
+                ws,
+                tracker,
+            });
+        }
         let ws = client::connect(
             endpoint.source,
             endpoint.target,
@@ -153,14 +179,17 @@ impl<'a> Connection<'a> {
                 }
             };
             let tracker = &mut self.tracker;
-            let end = client::read_events(&mut self.ws, picked, |event| {
+            let on_event = |event: Event<'_>| {
                 let was = tracker.positioned;
                 tracker.on_event(event);
                 if let (false, true, Some(slot)) = (was, tracker.positioned, slot) {
                     slot.set(State::Ready);
                 }
-            })
-            .await;
+            };
+            let end = match self.endpoint.handshake.protocol {
+                Protocol::Socketio => client::read_events(&mut self.ws, picked, on_event).await,
+                Protocol::Pusher => pusher::read_events(&mut self.ws, picked, on_event).await,
+            };
             match end {
                 ReadEnd::Stopped if self.churn(churn).await => {}
                 ReadEnd::Stopped => {

@@ -27,6 +27,7 @@ mod connection;
 mod deliveries;
 pub mod polling;
 pub mod proc_stats;
+pub mod pusher;
 pub mod redis_cpu;
 mod report;
 mod subscribers;
@@ -165,6 +166,13 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     if !config.redis_nodes.iter().all(|n| n.ip().is_loopback()) {
         return Err(BenchError::Invalid(
             "--redis-cpu must name loopback addresses only".into(),
+        ));
+    }
+    if config.handshake.protocol == client::Protocol::Pusher
+        && (config.churn > 0.0 || config.handshake.polling_first)
+    {
+        return Err(BenchError::Invalid(
+            "the Pusher protocol has no `since` nor polling: no churn, no polling first".into(),
         ));
     }
     if !(0.0..=MAX_CHURN_RATE).contains(&config.churn) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use pushwire_bench::client::Handshake;
+use pushwire_bench::client::{Handshake, Protocol};
 use pushwire_bench::{self as bench, BenchConfig};
 use pushwire_shared::AppList;
 
@@ -72,6 +72,11 @@ struct BenchArgs {
     /// per session, so idle memory is then measured as for browsers.
     #[arg(long)]
     browser_headers: bool,
+    /// Client protocol: Socket.IO, or Pusher Channels protocol 7 at
+    /// `/app/<key>?protocol=7` (public channels; no --churn, --polling-first
+    /// or --webhook-churn with it).
+    #[arg(long, value_enum, default_value = "socketio")]
+    protocol: Protocol,
     /// Webhook churn instead of triggers: channels occupied, and as many vacated,
     /// per second by a pool of rate × --webhook-hold sockets for --duration,
     /// timing each `channel_occupied` / `channel_vacated` (-c, -k, -r unused).
@@ -158,6 +163,11 @@ async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bench::MAX_CHURN_RATE
     );
     let source_ips = bench::parse_source_ips(&args.source_ips)?;
+    anyhow::ensure!(
+        args.protocol == Protocol::Socketio
+            || (args.churn == 0.0 && !args.polling_first && args.webhook_churn == 0.0),
+        "--protocol pusher takes no --churn, --polling-first or --webhook-churn"
+    );
     if args.webhook_churn > 0.0 {
         anyhow::ensure!(
             (0.01..=60.0).contains(&args.webhook_hold),
@@ -175,6 +185,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             handshake: Handshake {
                 polling_first: args.polling_first,
                 browser_headers: args.browser_headers,
+                protocol: args.protocol,
             },
             progress: true,
         };
@@ -199,6 +210,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         handshake: Handshake {
             polling_first: args.polling_first,
             browser_headers: args.browser_headers,
+            protocol: args.protocol,
         },
         webhook_listen: args.webhook_listen,
     };
