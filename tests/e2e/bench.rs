@@ -41,6 +41,46 @@ fn bench_counts_every_delivery_and_measures_the_server() {
     assert!(report["server_rss_connected_bytes"].as_u64() > Some(0));
 }
 
+/// `--protocol pusher` speaks Pusher Channels protocol 7 to the same cluster:
+/// every connection is established and subscribed, every triggered event is
+/// counted once (its sequence and send time read from the event's data string),
+/// and a bad app key is a connect failure, not a hang.
+#[test]
+fn bench_speaks_the_pusher_protocol() {
+    let scratch = Scratch::new("bench-pusher");
+    let mut options = OriginOptions::embedded();
+    options.workers = 2;
+    let origin = Origin::start(&scratch, "origin", options);
+    let report = bench(
+        &origin,
+        &[
+            "--protocol",
+            "pusher",
+            "-c",
+            "40",
+            "-k",
+            "4",
+            "-r",
+            "50",
+            "-d",
+            "1",
+        ],
+    );
+    assert_eq!(report["triggers_accepted"], 50, "{report}");
+    // 4 channels × 10 subscribers each: every trigger reaches 10 sockets.
+    assert_every_delivery(&report, 40, 500);
+    assert_eq!(report["latency"]["count"], 500, "{report}");
+
+    let out = Command::new(pushwire_bench_bin())
+        .args(["--url", &origin.url(), "--json", "--protocol", "pusher"])
+        .args(["-c", "2", "-k", "1", "-r", "0", "-d", "1"])
+        .env("PUSHWIRE_APPS", "1:no-such-key:secret")
+        .output()
+        .expect("run pushwire-bench");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["connect_failures"], 2, "{report}");
+}
+
 /// `--polling-first` opens each session over long-polling and upgrades it to
 /// WebSocket, as stock clients do: on a two-worker cluster every upgrade must
 /// reach the worker holding its session, and every delivery must arrive. With
