@@ -9,7 +9,9 @@
 #   bash scripts/bench-capacity.sh pushwire CONNECTIONS
 #   bash scripts/bench-capacity.sh node CONNECTIONS NODE_PEER_DIR
 #
-# BENCH_ARGS adds arguments to every `pushwire-bench` (e.g. --browser-headers).
+# BENCH_ARGS adds arguments to every `pushwire-bench` (e.g. --browser-headers);
+# PROTOCOL=pusher opens Pusher Channels protocol 7 connections instead of
+# Socket.IO ones (pushwire only; default socketio).
 # Loopback only; bounded: the bench processes hold their connections for
 # HOLD seconds (default 150) and exit.
 set -euo pipefail
@@ -17,6 +19,7 @@ cd "$(dirname "$0")/.."
 server=$1 connections=$2 peer_dir=${3:-}
 per_process=${PER_PROCESS:-17000}
 hold=${HOLD:-150}
+protocol=${PROTOCOL:-socketio}
 source scripts/bench-lib.sh
 processes=$(( (connections + per_process - 1) / per_process ))
 workers=$(( processes < 2 ? 2 : processes ))
@@ -52,7 +55,7 @@ gens=()
 for g in $(seq 0 $((processes - 1))); do
   n=$(( g == processes - 1 ? connections - g * per_process : per_process ))
   PUSHWIRE_APPS=$apps "$bench_bin" --url "http://127.0.0.1:$port" --source-ips "127.0.0.$((2 * g + 1))-127.0.0.$((2 * g + 2))" \
-    -c "$n" -k 1 -r 0 -d "$hold" --json ${BENCH_ARGS:-} >"$work/gen-$g.json" 2>/dev/null &
+    -c "$n" -k 1 -r 0 -d "$hold" --protocol "$protocol" --json ${BENCH_ARGS:-} >"$work/gen-$g.json" 2>/dev/null &
   gens+=("$!")
 done
 # Poll (with a deadline) until every connection is established on the server side.
@@ -63,13 +66,13 @@ finished=$(date +%s.%N)
 rss_after=$(rss_kib) cpu_after=$(cpu_ticks)
 for g in "${gens[@]}"; do wait "$g" || true; done
 python3 - "$work" "$server" "$connections" "$workers" "$held" "$rss_before" "$rss_after" \
-  "$cpu_before" "$cpu_after" "$(getconf CLK_TCK)" "$started" "$finished" "${BENCH_ARGS:-}" <<'EOF'
+  "$cpu_before" "$cpu_after" "$(getconf CLK_TCK)" "$started" "$finished" "${BENCH_ARGS:-}" "$protocol" <<'EOF'
 import glob, json, sys
-work, server, conns, workers, held, rss0, rss1, cpu0, cpu1, tick, t0, t1, _ = sys.argv[1:]
+work, server, conns, workers, held, rss0, rss1, cpu0, cpu1, tick, t0, t1, _, protocol = sys.argv[1:]
 held, rss0, rss1 = int(held), int(rss0), int(rss1)
 failures = sum(json.load(open(f))["connect_failures"] for f in glob.glob(work + "/gen-*.json"))
 print(json.dumps({
-    "server": server, "bench_args": sys.argv[13], "connections": int(conns), "workers": int(workers), "held": held,
+    "server": server, "protocol": protocol, "bench_args": sys.argv[13], "connections": int(conns), "workers": int(workers), "held": held,
     "connect_failures": failures, "connect_seconds": round(float(t1) - float(t0), 1),
     "rss_before_mib": round(rss0 / 1024, 1), "rss_held_mib": round(rss1 / 1024, 1),
     "kib_per_connection": round((rss1 - rss0) / max(held, 1), 1),
