@@ -210,10 +210,8 @@ pub async fn read_events(
         match message {
             Some(Ok(Message::Text(text))) => match parse(text.as_str()) {
                 Incoming::Event(event) => on_event(event),
-                Incoming::Ping => {
-                    if ws.send(Message::text(PONG)).await.is_err() {
-                        return ReadEnd::Closed;
-                    }
+                Incoming::Ping if ws.send(Message::text(PONG)).await.is_err() => {
+                    return ReadEnd::Closed;
                 }
                 _ => {}
             },
