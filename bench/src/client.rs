@@ -107,10 +107,19 @@ pub(super) fn io(e: impl std::fmt::Display) -> ClientError {
 /// The next text frame, answering Engine.IO pings (`2` → `3`) and WebSocket pings on the way.
 pub(super) async fn next_text(ws: &mut Socket) -> Result<Utf8Bytes, ClientError> {
     loop {
+        let text = next_websocket_text(ws).await?;
+        if text.as_str() != "2" {
+            return Ok(text);
+        }
+        ws.send(Message::text("3")).await.map_err(io)?;
+    }
+}
+
+/// The next WebSocket text frame, whatever protocol it carries, answering
+/// WebSocket pings on the way.
+pub(super) async fn next_websocket_text(ws: &mut Socket) -> Result<Utf8Bytes, ClientError> {
+    loop {
         match ws.next().await {
-            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
-                ws.send(Message::text("3")).await.map_err(io)?;
-            }
             Some(Ok(Message::Text(text))) => return Ok(text),
             Some(Ok(Message::Ping(p))) => {
                 let _ = ws.send(Message::Pong(p)).await;

@@ -12,11 +12,11 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{
-    ClientError, Delivery, Event, HANDSHAKE_TIMEOUT, Handshake, ReadEnd, Socket, io, tcp_connect,
-    websocket_handshake,
+    ClientError, Delivery, Event, HANDSHAKE_TIMEOUT, Handshake, ReadEnd, Socket, io,
+    next_websocket_text, tcp_connect, websocket_handshake,
 };
 
 /// The client's answer to a `pusher:ping`.
@@ -120,23 +120,6 @@ pub fn subscribe_frame(channel: &str) -> String {
     serde_json::json!({ "event": "pusher:subscribe", "data": { "channel": channel } }).to_string()
 }
 
-/// The next text frame, answering WebSocket pings on the way.
-async fn next_text(ws: &mut Socket) -> Result<Utf8Bytes, ClientError> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => return Ok(text),
-            Some(Ok(Message::Ping(p))) => {
-                let _ = ws.send(Message::Pong(p)).await;
-            }
-            Some(Ok(Message::Close(_))) | None => {
-                return Err(ClientError::Connect("closed by the server".into()));
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(io(e)),
-        }
-    }
-}
-
 /// Opens a protocol 7 connection from `source` to `target` for `app_key` and
 /// waits for `pusher:connection_established`; returns the socket and its id.
 pub async fn connect(
@@ -150,7 +133,7 @@ pub async fn connect(
         let url = format!("ws://{target}/app/{app_key}?protocol=7&client=pushwire-bench&version=1");
         let mut ws = websocket_handshake(url, stream, handshake).await?;
         loop {
-            let text = next_text(&mut ws).await?;
+            let text = next_websocket_text(&mut ws).await?;
             match parse(text.as_str()) {
                 Incoming::Established(socket_id) => return Ok((ws, socket_id)),
                 Incoming::Error(e) => return Err(ClientError::Refused(e)),
@@ -178,7 +161,7 @@ pub async fn subscribe(
         }
         let mut pending: Vec<&str> = channels.to_vec();
         while !pending.is_empty() {
-            let text = next_text(ws).await?;
+            let text = next_websocket_text(ws).await?;
             match parse(text.as_str()) {
                 Incoming::Subscribed(channel) => pending.retain(|c| *c != channel),
                 Incoming::Error(e) => return Err(ClientError::Refused(e)),
