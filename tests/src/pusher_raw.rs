@@ -1,9 +1,8 @@
 //! A minimal WebSocket client for the Pusher endpoint over `std::net`, for
 //! what pusher-js never sends: another protocol version, no version at all.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -37,27 +36,7 @@ fn read_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
 /// Opens a WebSocket on `path` (e.g. `/app/key?protocol=6`) and reads the
 /// server's first message and the close code after it.
 pub fn refused(addr: SocketAddr, path: &str) -> Refusal {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .expect("send upgrade");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("read upgrade response");
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let mut stream = crate::raw_ws::upgrade(addr, path);
     let (opcode, text) = read_frame(&mut stream).expect("a first message");
     assert_eq!(opcode, 1, "a text frame first");
     let error = serde_json::from_slice(&text).expect("JSON");
