@@ -289,6 +289,33 @@ mod tests {
     }
 
     #[test]
+    fn terminating_a_users_connections_publishes_the_order_on_its_channel() {
+        let path = "/apps/1000001/users/alice/terminate_connections";
+        let query = signed(path, b"{}", 1_700_000_000);
+        let request = RequestParts {
+            method: "POST",
+            path,
+            query: &query,
+            body: b"{}",
+        };
+        let Outcome::Publish(publish) =
+            handle(&config(), request, 1_700_000_000_123, || "id".into())
+        else {
+            panic!("expected a publish");
+        };
+        assert_eq!(publish.commands.len(), 1);
+        let command = &publish.commands[0];
+        assert!(pushwire_shared::publish_check::is_publish_command(command));
+        let channel = ChannelName::new("#server-to-user-alice").unwrap();
+        assert_eq!(command[10], KeySpace::DEFAULT.channel("1000001", &channel));
+        let envelope = Envelope::decode(command[11].as_bytes()).unwrap();
+        assert_eq!(
+            envelope.event.as_str(),
+            pushwire_shared::event::TERMINATE_CONNECTIONS
+        );
+    }
+
+    #[test]
     fn bad_requests_are_answered_at_once() {
         let config = config();
         let reply = |method, path, query, body: &[u8]| match handle(

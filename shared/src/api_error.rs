@@ -10,6 +10,7 @@ use crate::history::PositionError;
 use crate::http::{HttpError, error_body};
 use crate::signing::SigningError;
 use crate::trigger::TriggerError;
+use crate::user_auth::UserAuthError;
 
 /// Why a trigger or channel query request fails. The `Display` text is the
 /// response's `error` message.
@@ -44,6 +45,10 @@ pub enum ApiError {
     /// A channel query's path or parameters are invalid (`400`).
     #[error(transparent)]
     Query(#[from] ChannelQueryError),
+    /// The user id of a `/users/{user_id}/…` path is not one a user can
+    /// sign in with (`400`).
+    #[error(transparent)]
+    User(#[from] UserAuthError),
     /// The broker (Redis, or the bridge in front of it) could not take the
     /// event or answer the read; the detail says why (`503`).
     #[error("the event broker is unavailable: {0}")]
@@ -59,7 +64,7 @@ impl HttpError for ApiError {
         match self {
             ApiError::BodyTooLarge(_) => 413,
             ApiError::BodyTimeout(_) => 408,
-            ApiError::BodyUnreadable | ApiError::Query(_) => 400,
+            ApiError::BodyUnreadable | ApiError::Query(_) | ApiError::User(_) => 400,
             ApiError::UnknownApp(_) | ApiError::NotFound | ApiError::HistoryNotAtTheEdge => 404,
             ApiError::Signing(e) => e.status(),
             ApiError::Trigger(e) => e.status(),

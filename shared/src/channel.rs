@@ -1,9 +1,15 @@
-//! Channel names: `^[-a-zA-Z0-9_=@,.;]{1,200}$`, Pusher's rule.
+//! Channel names: `^[-a-zA-Z0-9_=@,.;]{1,200}$`, Pusher's rule, and the user
+//! channels `#server-to-user-<id>` that only the server joins (see
+//! [`crate::user_auth`]).
 
 use std::fmt;
 
 /// The longest channel name accepted, in bytes.
 pub const MAX_CHANNEL_NAME_LEN: usize = 200;
+
+/// The prefix of a user's channel: `#server-to-user-<user id>`. No other
+/// name may hold `#`, so no client-chosen channel can look like one.
+pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
 
 /// A channel name, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,7 +57,13 @@ impl ChannelName {
         if name.is_empty() {
             return Err(ChannelNameError::Empty);
         }
-        if let Some(bad) = name.chars().find(|&c| !is_channel_char(c)) {
+        // A user channel is the prefix and a name's characters (a user id).
+        let rest = match name.strip_prefix(USER_CHANNEL_PREFIX) {
+            Some("") => return Err(ChannelNameError::Empty),
+            Some(id) => id,
+            None => name,
+        };
+        if let Some(bad) = rest.chars().find(|&c| !is_channel_char(c)) {
             return Err(ChannelNameError::InvalidChar {
                 name: truncate(name, 64),
                 bad,
@@ -66,6 +78,19 @@ impl ChannelName {
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The user id of a user channel (`#server-to-user-<id>`), `None` for
+    /// any other channel. Clients cannot subscribe to a user channel: a
+    /// connection signed in as that user is on it.
+    ///
+    /// ```
+    /// use pushwire_shared::ChannelName;
+    /// assert_eq!(ChannelName::new("#server-to-user-42").unwrap().user_id(), Some("42"));
+    /// assert_eq!(ChannelName::new("server-to-user-42").unwrap().user_id(), None);
+    /// ```
+    pub fn user_id(&self) -> Option<&str> {
+        self.0.strip_prefix(USER_CHANNEL_PREFIX)
     }
 
     /// The channel's kind, from its prefix.
@@ -171,7 +196,18 @@ mod tests {
             ChannelName::new(&"x".repeat(201)),
             Err(ChannelNameError::TooLong(201))
         );
-        for bad in ["a b", "a:b", "a/b", "é", "a\nb", "a#b", "a*"] {
+        for bad in [
+            "a b",
+            "a:b",
+            "a/b",
+            "é",
+            "a\nb",
+            "a#b",
+            "a*",
+            "#server-to-user-a#b",
+            "#server-to-usera",
+            "#x",
+        ] {
             assert!(
                 matches!(
                     ChannelName::new(bad),
@@ -180,6 +216,17 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn user_channels() {
+        let channel = ChannelName::new("#server-to-user-alice@x.y").unwrap();
+        assert_eq!(channel.user_id(), Some("alice@x.y"));
+        assert_eq!(
+            ChannelName::new("#server-to-user-"),
+            Err(ChannelNameError::Empty)
+        );
+        assert_eq!(ChannelName::new("private-a").unwrap().user_id(), None);
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::history::Position;
 pub const SUBSCRIBE: &str = "subscribe";
 /// Client → server: leave a channel.
 pub const UNSUBSCRIBE: &str = "unsubscribe";
+/// Client → server: sign in as a user, `{"auth", "user_data"}` (see
+/// [`crate::user_auth`]).
+pub const SIGNIN: &str = "signin";
 
 /// Stable ack error codes, documented in `PROTOCOL.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

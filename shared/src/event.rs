@@ -30,10 +30,19 @@ pub const CONNECTION_ESTABLISHED: &str = "pushwire:connection_established";
 /// may have missed events. It stays subscribed; live events continue.
 pub const HISTORY_LOST: &str = "pushwire:history_lost";
 
+/// Published on a user's channel by `POST /apps/{id}/users/{user_id}/terminate_connections`:
+/// every worker closes its connections signed in as that user. Delivery acts
+/// on it and never forwards it to a client as an event.
+pub const TERMINATE_CONNECTIONS: &str = "pushwire:terminate_connections";
+/// Server → Socket.IO client, `{"code": 4009, "message"}`: the backend
+/// terminated the user's connections; the server disconnects the socket next.
+pub const TERMINATED: &str = "pushwire:terminated";
+
 /// pushwire's own events that travel in envelopes like triggered ones (a
 /// trigger may not use them; [`EventName::server`] makes them). The others
-/// ([`CONNECTION_ESTABLISHED`], [`HISTORY_LOST`]) go from a server to one socket.
-pub const SERVER_EVENTS: [&str; 2] = [MEMBER_ADDED, MEMBER_REMOVED];
+/// ([`CONNECTION_ESTABLISHED`], [`HISTORY_LOST`], [`TERMINATED`]) go from a
+/// server to one socket.
+pub const SERVER_EVENTS: [&str; 3] = [MEMBER_ADDED, MEMBER_REMOVED, TERMINATE_CONNECTIONS];
 
 /// A triggerable event name, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -15,6 +15,7 @@
 //! - [`signing`]: Pusher HTTP request signing (verify and sign);
 //! - [`presence`]: presence members, their events and the ack summary;
 //! - [`channel_auth`]: private/presence subscription signatures;
+//! - [`user_auth`]: user sign-in signatures and user channels;
 //! - [`socket_id`]: Pusher-style socket ids;
 //! - [`envelope`]: the versioned event envelope carried through Redis;
 //! - [`event_id`]: the event ids every publisher issues;
@@ -57,6 +58,7 @@ pub mod trigger;
 pub mod trigger_request;
 pub mod upstash;
 mod urlencoding;
+pub mod user_auth;
 pub mod webhook;
 
 pub use app::{App, AppList, AppsParseError, Limits};

@@ -9,9 +9,11 @@ use crate::app::{App, AppList};
 use crate::channel::ChannelName;
 use crate::directory::ChannelStats;
 use crate::envelope::Envelope;
+use crate::event::{EventName, TERMINATE_CONNECTIONS};
 use crate::history::PublishMessage;
 use crate::signing::{self, RequestParts};
 use crate::trigger::{self, ChannelAttribute, TriggerEvent};
+use crate::user_auth;
 
 /// What a trigger API path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,15 @@ pub enum TriggerRoute<'a> {
         /// The app id from the path.
         app_id: &'a str,
     },
+    /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`: close every
+    /// connection signed in as the user, published like an event on the
+    /// user's channel.
+    TerminateConnections {
+        /// The app id from the path.
+        app_id: &'a str,
+        /// The user id from the path, as given (checked by [`accept`]).
+        user_id: &'a str,
+    },
 }
 
 impl<'a> TriggerRoute<'a> {
@@ -35,6 +46,10 @@ impl<'a> TriggerRoute<'a> {
     /// use pushwire_shared::trigger_request::TriggerRoute;
     /// assert_eq!(TriggerRoute::parse("/apps/7/events"), Some(TriggerRoute::Events { app_id: "7" }));
     /// assert_eq!(TriggerRoute::parse("/apps/7/channels"), None);
+    /// assert_eq!(
+    ///     TriggerRoute::parse("/apps/7/users/42/terminate_connections"),
+    ///     Some(TriggerRoute::TerminateConnections { app_id: "7", user_id: "42" })
+    /// );
     /// ```
     pub fn parse(path: &'a str) -> Option<Self> {
         let rest = path.strip_prefix("/apps/")?;
@@ -45,14 +60,22 @@ impl<'a> TriggerRoute<'a> {
         match tail {
             "events" => Some(TriggerRoute::Events { app_id }),
             "batch_events" => Some(TriggerRoute::BatchEvents { app_id }),
-            _ => None,
+            _ => {
+                let user_id = tail
+                    .strip_prefix("users/")?
+                    .strip_suffix("/terminate_connections")?;
+                (!user_id.is_empty() && !user_id.contains('/'))
+                    .then_some(TriggerRoute::TerminateConnections { app_id, user_id })
+            }
         }
     }
 
     /// The app id named in the path.
     pub fn app_id(&self) -> &'a str {
         match self {
-            TriggerRoute::Events { app_id } | TriggerRoute::BatchEvents { app_id } => app_id,
+            TriggerRoute::Events { app_id }
+            | TriggerRoute::BatchEvents { app_id }
+            | TriggerRoute::TerminateConnections { app_id, .. } => app_id,
         }
     }
 }
@@ -85,6 +108,14 @@ pub fn accept<'a>(
     let events = match route {
         TriggerRoute::Events { .. } => vec![trigger::parse_event(parts.body, &app.limits)?],
         TriggerRoute::BatchEvents { .. } => trigger::parse_batch(parts.body, &app.limits)?,
+        // The body (the SDKs send `{}`) says nothing: the path names the user.
+        TriggerRoute::TerminateConnections { user_id, .. } => vec![TriggerEvent {
+            name: EventName::server(TERMINATE_CONNECTIONS).expect("a server event"),
+            data: json!({}),
+            channels: vec![user_auth::user_channel(user_id)?],
+            exclude: None,
+            info: Vec::new(),
+        }],
     };
     Ok(AcceptedTrigger { app, events })
 }
@@ -315,6 +346,34 @@ mod tests {
     }
 
     #[test]
+    fn terminate_connections_is_an_event_on_the_users_channel() {
+        let apps = apps();
+        let app = apps.single().unwrap();
+        let path = "/apps/1/users/alice/terminate_connections";
+        let route = TriggerRoute::parse(path).unwrap();
+        let query = signing::sign("POST", path, &[], b"{}", app, 5);
+        let accepted = accept(route, &parts(path, &query, b"{}"), &apps, 1 << 20, 5).unwrap();
+        let messages = accepted.messages(42, || "id".into());
+        let envelope = Envelope::decode(messages[0].envelope.as_bytes()).unwrap();
+        assert_eq!(envelope.channel.as_str(), "#server-to-user-alice");
+        assert_eq!(envelope.event.as_str(), TERMINATE_CONNECTIONS);
+        // Signed like every call: a bad signature is 401, a bad user id 400.
+        let unsigned = accept(route, &parts(path, "", b"{}"), &apps, 1 << 20, 5).unwrap_err();
+        assert_eq!(unsigned.status(), 401);
+        let bad = "/apps/1/users/a%20b/terminate_connections";
+        let query = signing::sign("POST", bad, &[], b"{}", app, 5);
+        let err = accept(
+            TriggerRoute::parse(bad).unwrap(),
+            &parts(bad, &query, b"{}"),
+            &apps,
+            1 << 20,
+            5,
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 400, "{err}");
+    }
+
+    #[test]
     fn routes() {
         assert_eq!(
             TriggerRoute::parse("/apps/1/batch_events"),
@@ -325,6 +384,9 @@ mod tests {
             "/apps/1",
             "/apps/1/events/x",
             "/app/1/events",
+            "/apps/1/users//terminate_connections",
+            "/apps/1/users/a/b/terminate_connections",
+            "/apps/1/users/a",
             "/",
         ] {
             assert_eq!(TriggerRoute::parse(path), None, "{path}");

@@ -1,5 +1,7 @@
-//! The Pusher-compatible trigger API: `POST /apps/{id}/events` and
-//! `POST /apps/{id}/batch_events`, and the signed channel queries under
+//! The Pusher-compatible trigger API: `POST /apps/{id}/events`,
+//! `POST /apps/{id}/batch_events` and
+//! `POST /apps/{id}/users/{user_id}/terminate_connections` (published as an
+//! event on the user's channel), and the signed channel queries under
 //! `GET /apps/{id}/channels` (`queries`).
 //!
 //! The checks and envelopes come from `pushwire_shared::trigger_request`, the
@@ -72,6 +74,7 @@ impl TriggerApi {
         let (app_id, name) = match route {
             TriggerRoute::Events { app_id } => (app_id, "events"),
             TriggerRoute::BatchEvents { app_id } => (app_id, "batch_events"),
+            TriggerRoute::TerminateConnections { app_id, .. } => (app_id, "terminate_connections"),
         };
         let app = if self.apps.by_id(app_id).is_some() {
             app_id
@@ -114,7 +117,11 @@ pub(crate) fn routes(api: Arc<TriggerApi>) -> Router {
     });
     Router::new()
         .route("/apps/{app_id}/events", trigger.clone())
-        .route("/apps/{app_id}/batch_events", trigger)
+        .route("/apps/{app_id}/batch_events", trigger.clone())
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            trigger,
+        )
         .route("/apps/{app_id}/channels", query.clone())
         .route("/apps/{app_id}/channels/{channel}", query.clone())
         .route("/apps/{app_id}/channels/{channel}/users", query.clone())
