@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushwire_shared::envelope::EnvelopeError;
+use pushwire_shared::event::TERMINATE_CONNECTIONS;
 use pushwire_shared::history::{self, Position, Recovery};
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::{ChannelName, Envelope};
@@ -181,6 +182,14 @@ impl Deliverer {
                     );
                 }
             }
+        }
+        if envelope.event.as_str() == TERMINATE_CONNECTIONS {
+            // An order, not an event: it closes the user's connections here
+            // (live or read from the history after a reconnection) and is
+            // never sent to a client.
+            let closed = self.socket_io.terminate(&room) + self.pusher.terminate(&room);
+            tracing::debug!(app = %envelope.app, channel = %envelope.channel, closed, "terminated a user's connections");
+            return;
         }
         tracing::trace!(
             event_id = %envelope.id,

@@ -1,10 +1,10 @@
-//! Socket.IO handlers: handshake, `subscribe`, `unsubscribe`, client events, disconnect.
+//! Socket.IO handlers: handshake, `subscribe`, `unsubscribe`, `signin`, client events, disconnect.
 
 use std::sync::Arc;
 
 use pushwire_shared::ChannelName;
 use pushwire_shared::client_protocol::{
-    self, AckError, SUBSCRIBE, SubscribeRequest, UNSUBSCRIBE, subscribed_ack,
+    self, AckError, SIGNIN, SUBSCRIBE, SubscribeRequest, UNSUBSCRIBE, subscribed_ack,
 };
 use pushwire_shared::event::CONNECTION_ESTABLISHED;
 use pushwire_shared::keys::KeySpace;
@@ -17,7 +17,7 @@ use super::cache;
 use super::replay::replay;
 use super::session::{HandshakeError, SocketSession, handshake_channels, resolve_app};
 use super::subscription::{admit, forget};
-use super::{WorkerContext, client_events};
+use super::{WorkerContext, client_events, users};
 
 /// Installs the handlers of the `/` namespace.
 pub(crate) fn register(io: &SocketIo, ctx: Arc<WorkerContext>) {
@@ -65,6 +65,12 @@ async fn authenticate(
         let (ctx, session) = (ctx.clone(), session.clone());
         move |s: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
             on_unsubscribe(s, payload.ok(), ack, ctx, session)
+        }
+    });
+    s.on(SIGNIN, {
+        let (ctx, session) = (ctx.clone(), session.clone());
+        move |s: SocketRef, TryData(payload): TryData<Value>, ack: AckSender| {
+            on_signin(s, payload.ok(), ack, ctx, session)
         }
     });
     s.on_fallback({
@@ -218,6 +224,25 @@ async fn try_subscribe(
         presence,
         cache_miss,
     })
+}
+
+/// `signin`: acks `{"ok": true, "user_data"}` once the socket is on its
+/// user's channel, or an error ack; a refused socket stays connected.
+async fn on_signin(
+    s: SocketRef,
+    payload: Option<Value>,
+    ack: AckSender,
+    ctx: Arc<WorkerContext>,
+    session: Arc<SocketSession>,
+) {
+    let reply = match users::sign_in(payload.as_ref(), &ctx, &session, |room| s.join(room)).await {
+        Ok(signed_in) => json!({ "ok": true, "user_data": signed_in.user_data }),
+        Err(e) => {
+            tracing::debug!(socket_id = %session.socket_id, app = %session.app.id, error = %e, "signin refused");
+            e.to_ack()
+        }
+    };
+    send_ack(ack, reply);
 }
 
 async fn on_unsubscribe(

@@ -26,6 +26,7 @@ mod socket_ids;
 mod subscribe_rate;
 mod subscribers;
 mod subscription;
+mod users;
 
 use std::collections::HashSet;
 use std::future::Future;

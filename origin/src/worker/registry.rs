@@ -56,7 +56,7 @@ impl ChannelRegistry {
         // Queued under the lock, so the channel's counts reach the directory in
         // the order they were made; awaited after it, so one subscriber's round
         // trip to the directory does not hold up every other of this worker.
-        let reported = self.broker.report_count(app, channel, n);
+        let reported = self.report(app, channel, n);
         drop(counts);
         confirm(reported, app, channel).await;
         Ok(())
@@ -73,7 +73,7 @@ impl ChannelRegistry {
         *n -= 1;
         let left = *n;
         crate::metrics::worker().subscriptions.dec();
-        let reported = self.broker.report_count(app, channel, left);
+        let reported = self.report(app, channel, left);
         if left == 0 {
             counts.remove(&room);
             crate::metrics::worker().occupied_channels.dec();
@@ -84,6 +84,20 @@ impl ChannelRegistry {
         }
         drop(counts);
         confirm(reported, app, channel).await;
+    }
+
+    /// Reports `channel`'s local count to the directory, except a user
+    /// channel's: who is signed in is no channel for queries or webhooks.
+    fn report(
+        &self,
+        app: &str,
+        channel: &ChannelName,
+        count: usize,
+    ) -> Option<BrokerFuture<'_, ()>> {
+        channel
+            .user_id()
+            .is_none()
+            .then(|| self.broker.report_count(app, channel, count))
     }
 
     /// Channels with local subscribers and their counts.
@@ -98,7 +112,10 @@ impl ChannelRegistry {
 /// the change stands (and its ack says so) once the write was tried, and the
 /// failure is only logged. Redis's directory rewrites every count at the next
 /// heartbeat (2 s); the embedded broker's fails only when the master is gone.
-async fn confirm(reported: BrokerFuture<'_, ()>, app: &str, channel: &ChannelName) {
+async fn confirm(reported: Option<BrokerFuture<'_, ()>>, app: &str, channel: &ChannelName) {
+    let Some(reported) = reported else {
+        return;
+    };
     if let Err(e) = reported.await {
         tracing::debug!(app, %channel, error = %e, "count report not written");
     }

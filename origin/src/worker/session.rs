@@ -1,7 +1,7 @@
 //! Per-socket state: the app a socket belongs to, its Pusher socket id and its channels.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pushwire_shared::client_protocol::{AckCode, AckError};
@@ -22,6 +22,9 @@ pub(crate) struct SocketSession {
     /// trip, so one socket's subscription changes apply one at a time: a second
     /// `subscribe` to a channel is only acknowledged once the first one took effect.
     pub channels: tokio::sync::Mutex<HashSet<ChannelName>>,
+    /// The user this connection signed in as (Pusher's `signin`): set once,
+    /// never changed, so a connection is one user for its whole life.
+    pub user: OnceLock<String>,
     /// The member this socket is on each of its presence channels. Changed only
     /// while `channels` is held.
     pub members: Mutex<HashMap<ChannelName, Member>>,
@@ -101,6 +104,7 @@ impl SocketSession {
             app,
             socket_id,
             channels: tokio::sync::Mutex::new(HashSet::new()),
+            user: OnceLock::new(),
             members: Mutex::new(HashMap::new()),
             client_events: Mutex::new((Instant::now(), 0)),
             subscribes: Mutex::new(subscribes),

@@ -10,8 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pushwire_shared::client_protocol::AckCode;
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
-use pushwire_shared::event::HISTORY_LOST;
+use pushwire_shared::event::{HISTORY_LOST, TERMINATED};
 use pushwire_shared::{ChannelName, Envelope};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -25,6 +26,11 @@ pub(crate) trait LocalSubscribers {
     /// socket; a subscriber whose queue is full is evicted (it must never
     /// receive a later event after a missed one). Returns how many took it.
     fn deliver(&self, room: &str, envelope: &Envelope) -> u64;
+
+    /// Closes every connection in `room` (a user's channel) because the app's
+    /// backend terminated the user's connections; returns how many. Nothing
+    /// is delivered as an event.
+    fn terminate(&self, room: &str) -> u64;
 
     /// Tells `room`'s subscribers that events of `channel` may have been missed
     /// (`pushwire:history_lost`); they stay subscribed.
@@ -88,6 +94,11 @@ pub(crate) fn evict(socket: SocketRef) {
         "slow consumer: send buffer full; disconnecting"
     );
     socket.leave_all();
+    disconnect_soon(socket);
+}
+
+/// Disconnects `socket` once its disconnect packet fits its send buffer.
+fn disconnect_soon(socket: SocketRef) {
     tokio::spawn(async move {
         while socket.connected() {
             match socket.clone().disconnect() {
@@ -119,6 +130,30 @@ impl SocketIoSubscribers {
 }
 
 impl LocalSubscribers for SocketIoSubscribers {
+    fn terminate(&self, room: &str) -> u64 {
+        let Some(target) = self.room(room.to_owned()) else {
+            return 0;
+        };
+        let notice = serde_json::json!({
+            "code": AckCode::Unauthorized as u16,
+            "message": super::users::TERMINATED_MESSAGE,
+        });
+        let mut terminated = 0;
+        for socket in target.sockets() {
+            // The notice goes first on the socket's queue, the disconnect
+            // packet after it; socket.io-client does not reconnect after a
+            // disconnect by the server. Out of its rooms at once, so nothing
+            // reaches it after the order.
+            if let Err(e) = socket.emit(TERMINATED, &notice) {
+                tracing::debug!(sid = %socket.id, error = %e, "a terminated socket missed the notice");
+            }
+            socket.leave_all();
+            disconnect_soon(socket);
+            terminated += 1;
+        }
+        terminated
+    }
+
     fn deliver(&self, room: &str, envelope: &Envelope) -> u64 {
         let Some(mut target) = self.room(room.to_owned()) else {
             return 0;

@@ -58,8 +58,21 @@ pub(crate) async fn admit(
 }
 
 /// Checks a private or presence subscription's signature; returns the member
-/// of a presence channel.
+/// of a presence channel. A user channel is open only to a connection signed
+/// in as that user (it is on it from its sign-in; pusher-js asks again).
 fn authorize(req: &SubscribeRequest, session: &SocketSession) -> Result<Option<Member>, AckError> {
+    if let Some(user) = req.channel.user_id() {
+        return match session.user.get() {
+            Some(signed_in) if signed_in == user => Ok(None),
+            _ => Err(AckError::new(
+                AckCode::Unauthorized,
+                format!(
+                    "{} is a user channel: sign in as that user to receive its events",
+                    req.channel
+                ),
+            )),
+        };
+    }
     let kind = req.channel.kind();
     if kind == ChannelKind::Public {
         return Ok(None);

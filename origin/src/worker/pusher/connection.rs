@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use super::cached;
 use super::frames::{self, ErrorCode, Incoming};
 use super::rooms::{PusherRooms, Subscriber};
+use super::signin::signin;
 use crate::worker::session::SocketSession;
 use crate::worker::subscription::{admit, forget};
 use crate::worker::{WorkerContext, client_events};
@@ -65,7 +66,7 @@ enum End {
     /// The client closed or the transport failed.
     Gone,
     /// Close with this code and reason.
-    Close(ErrorCode, &'static str),
+    Close(ErrorCode, String),
     /// The client sent a message over the cap: closed with WebSocket's 1009.
     TooBig,
 }
@@ -86,6 +87,7 @@ pub(crate) async fn run<S>(
     let subscriber = Subscriber {
         queue,
         evicted: Arc::new(Notify::new()),
+        close: Arc::default(),
     };
     tracing::debug!(socket_id = %session.socket_id, app = %session.app.id, "pusher connection");
     let gauge = crate::metrics::worker()
@@ -137,14 +139,15 @@ pub(crate) async fn run<S>(
                     }
                 }
                 _ = closing.changed() => {
-                    break End::Close(ErrorCode::Reconnect, "the server is closing; reconnect");
+                    break End::Close(ErrorCode::Reconnect, "the server is closing; reconnect".into());
                 }
                 () = subscriber.evicted.notified() => {
-                    break End::Close(ErrorCode::Reconnect, "fell behind; reconnect");
+                    break End::Close(ErrorCode::Reconnect, "fell behind; reconnect".into());
                 }
+                (code, text) = subscriber.close.given() => break End::Close(code, text),
                 () = tokio::time::sleep_until(deadline) => {
                     if pinged {
-                        break End::Close(ErrorCode::PongTimeout, "no pong within the timeout");
+                        break End::Close(ErrorCode::PongTimeout, "no pong within the timeout".into());
                     }
                     pinged = true;
                     deadline = Instant::now() + PONG_TIMEOUT;
@@ -158,9 +161,9 @@ pub(crate) async fn run<S>(
     match end {
         End::Close(code, text) => {
             let _ = ws
-                .send(Message::text(frames::error(Some(code), text)))
+                .send(Message::text(frames::error(Some(code), &text)))
                 .await;
-            let _ = ws.close(Some(close_frame(code, text))).await;
+            let _ = ws.close(Some(close_frame(code, &text))).await;
         }
         End::TooBig => {
             let text = "message too large";
@@ -215,6 +218,9 @@ async fn handle(
     if incoming.event == frames::SUBSCRIBE {
         return subscribe(&incoming.data, ctx, session, rooms, subscriber, queued).await;
     }
+    if incoming.event == frames::SIGNIN {
+        return signin(&incoming.data, ctx, session, rooms, subscriber).await;
+    }
     reply(incoming, ctx, session, rooms)
         .await
         .map(Utf8Bytes::from)
@@ -259,7 +265,7 @@ async fn reply(
         other => Some(frames::error(
             None,
             &format!(
-                "unknown event {other:?}: use pusher:subscribe, pusher:unsubscribe, pusher:ping or client-*"
+                "unknown event {other:?}: use pusher:subscribe, pusher:unsubscribe, pusher:signin, pusher:ping or client-*"
             ),
         )),
     }

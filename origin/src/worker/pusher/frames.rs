@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 pub(crate) const SUBSCRIBE: &str = "pusher:subscribe";
 /// Client → server: leave a channel.
 pub(crate) const UNSUBSCRIBE: &str = "pusher:unsubscribe";
+/// Client → server: sign in as a user, `{auth, user_data}`.
+pub(crate) const SIGNIN: &str = "pusher:signin";
 /// Both ways: are you there?
 pub(crate) const PING: &str = "pusher:ping";
 /// Both ways: the answer to a ping.
@@ -28,6 +30,9 @@ pub(crate) enum ErrorCode {
     UnsupportedProtocol = 4007,
     /// 4008: no `protocol` parameter.
     NoProtocol = 4008,
+    /// 4009: the connection is unauthorized (a refused sign-in, or the app's
+    /// backend terminated the user's connections); do not reconnect unchanged.
+    Unauthorized = 4009,
     /// 4200: reconnect now (the server is closing, or the client fell behind).
     Reconnect = 4200,
     /// 4201: the client answered no ping in time; reconnect.
@@ -58,6 +63,13 @@ pub(crate) fn message(event: &str, channel: Option<&ChannelName>, data: &str) ->
         frame["channel"] = Value::from(channel.as_str());
     }
     frame.to_string()
+}
+
+/// `pusher:signin_success` with the `user_data` text that was signed (pusher-js
+/// parses it and reads the user's id from it).
+pub(crate) fn signin_success(user_data: &str) -> String {
+    let data = json!({ "user_data": user_data });
+    message("pusher:signin_success", None, &data.to_string())
 }
 
 /// `pusher_internal:subscription_succeeded`, with the members of a presence channel.
@@ -216,6 +228,14 @@ mod tests {
         assert_eq!(object["data"], "{\"b\":2}");
         let added = ev(MEMBER_ADDED, json!({"user_id": "u"}));
         assert_eq!(added["event"], "pusher_internal:member_added");
+    }
+
+    #[test]
+    fn signin_success_carries_the_user_data_text() {
+        let frame: Value = serde_json::from_str(&signin_success(r#"{"id":"a"}"#)).unwrap();
+        assert_eq!(frame["event"], "pusher:signin_success");
+        let data: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data, json!({"user_data": "{\"id\":\"a\"}"}));
     }
 
     #[test]

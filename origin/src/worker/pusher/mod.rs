@@ -11,6 +11,7 @@ mod cached;
 mod connection;
 mod frames;
 mod rooms;
+mod signin;
 #[cfg(test)]
 mod tests;
 

@@ -9,17 +9,51 @@ use pushwire_shared::{ChannelName, Envelope, SocketId};
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::frames;
+use super::frames::{self, ErrorCode};
 use crate::worker::subscribers::LocalSubscribers;
+use crate::worker::users::TERMINATED_MESSAGE;
 
-/// How one connection is reached: its bounded send queue, and the signal that
-/// it fell behind and must close.
+/// How one connection is reached: its bounded send queue, and the signals
+/// that it must close.
 #[derive(Debug, Clone)]
 pub(crate) struct Subscriber {
     /// Frames waiting for the connection's task to write them.
     pub queue: mpsc::Sender<Utf8Bytes>,
     /// Notified once when the connection is evicted as a slow consumer.
     pub evicted: Arc<Notify>,
+    /// Set when the connection must close with a Pusher error code: a
+    /// refused sign-in, or its user's connections were terminated.
+    pub close: Arc<CloseOrder>,
+}
+
+/// An order to close a connection with a code and a reason; the first order wins.
+#[derive(Debug, Default)]
+pub(crate) struct CloseOrder {
+    reason: Mutex<Option<(ErrorCode, String)>>,
+    given: Notify,
+}
+
+impl CloseOrder {
+    /// Orders the close (a later order keeps the first one's reason).
+    pub(crate) fn order(&self, code: ErrorCode, text: impl Into<String>) {
+        let mut reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if reason.is_none() {
+            *reason = Some((code, text.into()));
+        }
+        drop(reason);
+        self.given.notify_one();
+    }
+
+    /// Waits for an order; returns its code and reason.
+    pub(crate) async fn given(&self) -> (ErrorCode, String) {
+        loop {
+            self.given.notified().await;
+            let reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(reason) = reason.clone() {
+                return reason;
+            }
+        }
+    }
 }
 
 /// Connections per room (`KeySpace::channel`), each by its socket id.
@@ -90,6 +124,20 @@ impl PusherRooms {
 }
 
 impl LocalSubscribers for PusherRooms {
+    fn terminate(&self, room: &str) -> u64 {
+        let rooms = self.lock();
+        let Some(members) = rooms.get(room) else {
+            return 0;
+        };
+        // Each connection leaves its rooms itself, as it closes.
+        for subscriber in members.values() {
+            subscriber
+                .close
+                .order(ErrorCode::Unauthorized, TERMINATED_MESSAGE);
+        }
+        members.len() as u64
+    }
+
     fn deliver(&self, room: &str, envelope: &Envelope) -> u64 {
         if !self.occupied(room) {
             return 0; // no need to frame it
@@ -121,7 +169,15 @@ mod tests {
     fn subscriber(capacity: usize) -> (Subscriber, mpsc::Receiver<Utf8Bytes>) {
         let (queue, rx) = mpsc::channel(capacity);
         let evicted = Arc::new(Notify::new());
-        (Subscriber { queue, evicted }, rx)
+        let close = Arc::default();
+        (
+            Subscriber {
+                queue,
+                evicted,
+                close,
+            },
+            rx,
+        )
     }
 
     #[tokio::test]
@@ -142,5 +198,25 @@ mod tests {
         assert_eq!(a_rx.try_recv().unwrap().as_str(), "y");
         rooms.leave("r", &ida);
         assert!(rooms.rooms().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn terminating_orders_each_connection_of_the_room_to_close() {
+        let rooms = PusherRooms::default();
+        let (a, _a_rx) = subscriber(8);
+        let (b, _b_rx) = subscriber(8);
+        rooms.join("user".into(), "1.1".parse().unwrap(), a.clone());
+        rooms.join("other".into(), "1.2".parse().unwrap(), b.clone());
+        assert_eq!(rooms.terminate("user"), 1);
+        let (code, text) = a.close.given().await;
+        assert_eq!(
+            (code, text.as_str()),
+            (ErrorCode::Unauthorized, TERMINATED_MESSAGE)
+        );
+        // The first order's reason stands.
+        a.close.order(ErrorCode::Reconnect, "later");
+        assert_eq!(a.close.given().await.0, ErrorCode::Unauthorized);
+        assert_eq!(rooms.terminate("nobody"), 0);
+        assert!(b.close.reason.lock().unwrap().is_none());
     }
 }
