@@ -125,6 +125,23 @@ async function get(cmd) {
   }
 }
 
+// User authentication, as an app backend signs a user in: `{auth, user_data}`.
+function authenticateUser(cmd) {
+  const { req, socketId, user } = cmd;
+  report({ type: "authenticated", req, auth: pusherFor(cmd).authenticateUser(socketId, user) });
+}
+
+// The SDK's user calls, each one signed HTTP request: sendToUser and
+// terminateUserConnections.
+async function userCall(cmd, call) {
+  try {
+    const res = await call(pusherFor(cmd));
+    report({ type: "trigger_result", req: cmd.req, status: res.status, body: await res.text() });
+  } catch (e) {
+    report({ type: "trigger_result", req: cmd.req, status: e.status || 0, body: e.body || String(e) });
+  }
+}
+
 async function batch(cmd) {
   const { req, events } = cmd;
   try {
@@ -150,6 +167,9 @@ const commands = {
   trigger,
   batch,
   authorize,
+  authenticate_user: authenticateUser,
+  send_to_user: (cmd) => userCall(cmd, (p) => p.sendToUser(cmd.userId, cmd.event, cmd.data)),
+  terminate_user: (cmd) => userCall(cmd, (p) => p.terminateUserConnections(cmd.userId)),
   get,
 };
 

@@ -9,9 +9,10 @@ const Pusher = require("pusher");
 module.exports = function pusherCommands(report) {
   const clients = new Map();
 
-  function connect({ id, host, port, key, appId, secret, presence, activityTimeout }) {
+  function connect({ id, host, port, key, appId, secret, presence, activityTimeout, user, badSignin }) {
     // Private and presence channels are authorized as an app backend does it,
-    // with the server SDK's authorizeChannel.
+    // with the server SDK's authorizeChannel; users are signed in with its
+    // authenticateUser (`badSignin`: with one signature character changed).
     const backend = new Pusher({ appId, key, secret: secret || "unused", host, port: String(port), useTLS: false });
     const client = new PusherClient(key, {
       wsHost: host, wsPort: port, forceTLS: false, enabledTransports: ["ws"], cluster: "pushwire",
@@ -21,8 +22,21 @@ module.exports = function pusherCommands(report) {
           callback(null, backend.authorizeChannel(socketId, channelName,
             channelName.startsWith("presence-") ? presence : undefined)),
       },
+      userAuthentication: {
+        customHandler: ({ socketId }, callback) => {
+          const signed = backend.authenticateUser(socketId, user);
+          if (badSignin) {
+            const last = signed.auth.slice(-1);
+            signed.auth = signed.auth.slice(0, -1) + (last === "0" ? "1" : "0");
+          }
+          callback(null, signed);
+        },
+      },
     });
     clients.set(id, client);
+    // Events sent to the signed-in user (pusher.user.bind).
+    client.user.bind_global((event, data) =>
+      report({ type: "pusher_user_event", id, event, data: data === undefined ? null : data }));
     client.connection.bind("state_change", ({ current }) => {
       report({ type: "pusher_state", id, state: current });
       if (current === "connected") {
@@ -53,6 +67,9 @@ module.exports = function pusherCommands(report) {
     pusher_connect: connect,
     pusher_subscribe: subscribe,
     pusher_unsubscribe: ({ id, channel }) => clients.get(id).unsubscribe(channel),
+    pusher_signin: ({ id }) => clients.get(id).signin(),
+    pusher_state: ({ id, req }) =>
+      report({ type: "pusher_state_now", id, req, state: clients.get(id).connection.state }),
     pusher_client_event: ({ id, channel, event, data }) =>
       report({ type: "pusher_triggered", id, sent: clients.get(id).channel(channel).trigger(event, data) }),
     // A text frame exactly as given, below pusher-js's own encoding.

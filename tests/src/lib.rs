@@ -20,6 +20,7 @@ pub mod reporter;
 pub mod sentinel;
 pub mod slow_client;
 pub mod test_ca;
+pub mod users;
 pub mod wait;
 pub mod webhook_receiver;
 

@@ -1,0 +1,168 @@
+//! User authentication (`pusher:signin`, Socket.IO `signin`), the npm
+//! `pusher` SDK's `sendToUser` and `terminateUserConnections`, with stock
+//! pusher-js and socket.io-client clients spread over workers and origins.
+
+use pushwire_tests::clients::TEST_APP;
+use pushwire_tests::{Clients, Deployment, each_fanout};
+use serde_json::{Value, json};
+
+/// Signs Socket.IO socket `id` (whose Pusher socket id is `socket_id`) in as
+/// `user`, signed by the SDK's `authenticateUser`; returns the ack.
+fn socket_io_signin(clients: &mut Clients, id: &str, socket_id: &str, user: Value) -> Value {
+    let signed = clients.authenticate_user(TEST_APP, socket_id, user);
+    clients.emit(id, "signin", json!([signed]))
+}
+
+/// The Pusher error code in an error pusher-js reported (a `PusherError`,
+/// bare or wrapped).
+fn error_code(error: &Value) -> &Value {
+    match &error["data"]["code"] {
+        Value::Null => &error["error"]["data"]["code"],
+        code => code,
+    }
+}
+
+/// The user events pusher-js client `id` has been handed and not yet read.
+fn user_events(clients: &mut Clients, id: &str) -> Vec<String> {
+    clients
+        .pending_reports()
+        .iter()
+        .filter(|r| r["type"] == "pusher_user_event" && r["id"] == id)
+        .map(|r| r["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn users_sign_in_receive_their_events_and_are_terminated() {
+    each_fanout("pusher-users", users);
+}
+
+fn users(deployment: &Deployment) {
+    // With Redis, across two origins; embedded, across the workers of one
+    // (the master spreads Pusher connections over its workers).
+    let a = deployment.origin("origin-a");
+    let second = deployment
+        .fanout
+        .spans_origins()
+        .then(|| deployment.origin("origin-b"));
+    let b = second.as_ref().unwrap_or(&a);
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+    let alice = json!({"id": "alice", "name": "Alice"});
+    let bob = json!({"id": "bob"});
+
+    // pusher-js signs in with the SDK's authenticateUser; the success
+    // carries the user_data that was signed, and pusher-js then asks for its
+    // user's channel, which it is on already.
+    clients.pusher_connect_user("alice-1", a.addr, TEST_APP, alice.clone(), false);
+    let success = clients.pusher_signin("alice-1");
+    let data: Value = serde_json::from_str(success["data"].as_str().expect("data is a string"))
+        .expect("JSON data");
+    let user_data: Value = serde_json::from_str(data["user_data"].as_str().unwrap()).unwrap();
+    assert_eq!(user_data, alice);
+    clients.pusher_connect_user("alice-2", b.addr, TEST_APP, alice.clone(), false);
+    clients.pusher_signin("alice-2");
+    clients.pusher_connect_user("bob-1", a.addr, TEST_APP, bob.clone(), false);
+    clients.pusher_signin("bob-1");
+
+    // A Socket.IO socket signs in with the same kind of signature over its
+    // own socket id.
+    let socket_id = clients.connect("alice-s", &b.url(), json!({}));
+    let ack = socket_io_signin(&mut clients, "alice-s", &socket_id, alice.clone());
+    assert_eq!(ack["ok"], true, "{ack}");
+    let signed: Value = serde_json::from_str(ack["user_data"].as_str().unwrap()).unwrap();
+    assert_eq!(signed, alice);
+
+    // sendToUser reaches every connection of the user, whatever its protocol,
+    // worker or origin, and no one else's.
+    let (status, body) = clients.send_to_user(b.addr, TEST_APP, "alice", "note", json!({"n": 1}));
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    for id in ["alice-1", "alice-2"] {
+        assert_eq!(
+            clients.pusher_user_event(id, "note"),
+            json!({"n": 1}),
+            "{id}"
+        );
+    }
+    let frame = clients.pusher_frame("alice-1", "the note frame", |f| f["event"] == "note");
+    assert_eq!(frame["channel"], "#server-to-user-alice");
+    let args = clients.event("alice-s", "note");
+    assert_eq!(args[0], json!({"n": 1}));
+    assert_eq!(args[1]["channel"], "#server-to-user-alice");
+    let (status, _) = clients.send_to_user(a.addr, TEST_APP, "bob", "for-bob", json!("hi"));
+    assert_eq!(status, 200);
+    assert_eq!(clients.pusher_user_event("bob-1", "for-bob"), json!("hi"));
+    // Bob's event came after Alice's, on a worker that had both to deliver.
+    assert_eq!(user_events(&mut clients, "bob-1"), Vec::<String>::new());
+    for id in ["alice-1", "alice-2"] {
+        assert_eq!(user_events(&mut clients, id), Vec::<String>::new(), "{id}");
+    }
+
+    // Nobody joins a user channel without signing in as that user: not by a
+    // raw pusher:subscribe (pusher-js itself refuses such names), not by a
+    // Socket.IO subscribe.
+    clients.pusher_raw(
+        "bob-1",
+        r##"{"event":"pusher:subscribe","data":{"channel":"#server-to-user-alice"}}"##,
+    );
+    let refused = clients.pusher_frame("bob-1", "the refusal", |f| {
+        f["channel"] == "#server-to-user-alice"
+    });
+    assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+    let ack = clients.emit(
+        "alice-s",
+        "subscribe",
+        json!([{"channel": "#server-to-user-bob"}]),
+    );
+    assert_eq!(ack["error"]["code"], 4009, "{ack}");
+
+    // Bad signatures are refused: pusher-js gets 4009 and stays
+    // disconnected; a Socket.IO socket gets an error ack and stays connected.
+    clients.pusher_connect_user("mallory", a.addr, TEST_APP, alice.clone(), true);
+    clients.pusher_signin_start("mallory");
+    let error = clients.pusher_error("mallory");
+    assert_eq!(error_code(&error), 4009, "{error}");
+    clients.pusher_state_change("mallory", "disconnected");
+    let socket_id = clients.connect("mallory-s", &a.url(), json!({}));
+    let mut signed = clients.authenticate_user(TEST_APP, &socket_id, alice.clone());
+    signed["user_data"] = json!(json!({"id": "bob"}).to_string());
+    let ack = clients.emit("mallory-s", "signin", json!([signed]));
+    assert_eq!(ack["error"]["code"], 4009, "{ack}");
+    let ack = clients.emit("mallory-s", "signin", json!(["not an object"]));
+    assert_eq!(ack["error"]["code"], 4000, "{ack}");
+
+    // terminateUserConnections closes exactly Alice's connections, on both
+    // protocols, everywhere.
+    let (status, body) = clients.terminate_user(a.addr, TEST_APP, "alice");
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    for id in ["alice-1", "alice-2"] {
+        let error = clients.pusher_error(id);
+        assert_eq!(error_code(&error), 4009, "{id}: {error}");
+        clients.pusher_state_change(id, "disconnected");
+    }
+    let notice = clients.event("alice-s", "pushwire:terminated");
+    assert_eq!(notice[0]["code"], 4009, "{notice:?}");
+    let gone = clients.wait_for("alice-s to be disconnected", |r| {
+        r["type"] == "disconnect" && r["id"] == "alice-s"
+    });
+    assert_eq!(gone["reason"], "io server disconnect", "{gone}");
+
+    // Bob is still connected and reachable; the terminated pusher-js
+    // clients did not reconnect meanwhile (4009 is "refused" to pusher-js).
+    let (status, _) = clients.send_to_user(b.addr, TEST_APP, "bob", "still-here", json!(1));
+    assert_eq!(status, 200);
+    clients.pusher_user_event("bob-1", "still-here");
+    for id in ["alice-1", "alice-2"] {
+        assert_eq!(clients.pusher_state_now(id), "disconnected", "{id}");
+        let reconnected = clients
+            .pending_reports()
+            .iter()
+            .any(|r| r["id"] == id && r["type"] == "pusher_connected");
+        assert!(!reconnected, "{id} reconnected after being terminated");
+    }
+    // The order was not delivered as an event to anyone.
+    let leaked = clients
+        .pending_reports()
+        .iter()
+        .any(|r| r.to_string().contains("pushwire:terminate_connections"));
+    assert!(!leaked, "the termination order reached a client");
+}
