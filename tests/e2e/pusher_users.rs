@@ -91,7 +91,8 @@ fn users(deployment: &Deployment) {
     let (status, _) = clients.send_to_user(a.addr, TEST_APP, "bob", "for-bob", json!("hi"));
     assert_eq!(status, 200);
     assert_eq!(clients.pusher_user_event("bob-1", "for-bob"), json!("hi"));
-    // Bob's event came after Alice's, on a worker that had both to deliver.
+    // Alice's event had reached all her connections before Bob's was sent:
+    // none of it reached Bob, and Bob's reached none of hers.
     assert_eq!(user_events(&mut clients, "bob-1"), Vec::<String>::new());
     for id in ["alice-1", "alice-2"] {
         assert_eq!(user_events(&mut clients, id), Vec::<String>::new(), "{id}");

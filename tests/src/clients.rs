@@ -91,7 +91,7 @@ impl Clients {
         self.stdin.flush().expect("flush driver stdin");
     }
 
-    fn req_id(&mut self) -> String {
+    pub(crate) fn req_id(&mut self) -> String {
         self.next_req += 1;
         format!("r{}", self.next_req)
     }

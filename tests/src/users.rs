@@ -81,7 +81,7 @@ impl Clients {
 
     /// pusher-js client `id`'s connection state now (`connected`, `disconnected`, …).
     pub fn pusher_state_now(&mut self, id: &str) -> String {
-        let req = format!("state-{id}-{}", self.pending_reports().len());
+        let req = self.req_id();
         self.send(json!({"op": "pusher_state", "id": id, "req": req}));
         self.wait_for("a connection state", |r| {
             r["type"] == "pusher_state_now" && r["req"] == req.as_str()

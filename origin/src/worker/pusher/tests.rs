@@ -130,3 +130,36 @@ async fn a_message_over_the_cap_closes_with_1009() {
     assert_eq!(error["event"], "pusher:error", "{error}");
     assert_eq!(next(&mut client).await["close"], 1009);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_signin_closes_with_4009() {
+    let (mut client, _closing) = connected().await;
+    let signin =
+        r#"{"event":"pusher:signin","data":{"auth":"key:00","user_data":"{\"id\":\"u\"}"}}"#;
+    client.send(Message::text(signin)).await.unwrap();
+    let error = next(&mut client).await;
+    assert_eq!(error["data"]["code"], 4009, "{error}");
+    let message = error["data"]["message"].as_str().unwrap();
+    assert!(message.contains("invalid signin signature"), "{message}");
+    assert_eq!(next(&mut client).await["close"], 4009);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signin_the_broker_cannot_take_closes_with_4200() {
+    // A valid signature (the first connection's id is 7.1), but joining the
+    // user's channel needs the broker, which is gone: reconnect and retry.
+    let (mut client, _closing) = connected().await;
+    let apps = AppList::parse("1:key:secret").unwrap();
+    let user_data = r#"{"id":"u"}"#;
+    let auth = pushwire_shared::user_auth::sign(apps.single().unwrap(), "7.1", user_data);
+    let signin = serde_json::json!({
+        "event": "pusher:signin",
+        "data": {"auth": auth, "user_data": user_data},
+    });
+    client
+        .send(Message::text(signin.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut client).await["data"]["code"], 4200);
+    assert_eq!(next(&mut client).await["close"], 4200);
+}
