@@ -3,7 +3,8 @@
 //! pusher-js and socket.io-client clients spread over workers and origins.
 
 use pushwire_tests::clients::TEST_APP;
-use pushwire_tests::{Clients, Deployment, each_fanout};
+use pushwire_tests::origin::test_workers;
+use pushwire_tests::{Clients, Deployment, Origin, each_fanout, http};
 use serde_json::{Value, json};
 
 /// Signs Socket.IO socket `id` (whose Pusher socket id is `socket_id`) in as
@@ -11,6 +12,22 @@ use serde_json::{Value, json};
 fn socket_io_signin(clients: &mut Clients, id: &str, socket_id: &str, user: Value) -> Value {
     let signed = clients.authenticate_user(TEST_APP, socket_id, user);
     clients.emit(id, "signin", json!([signed]))
+}
+
+/// How many workers of `origin` hold at least one Pusher-protocol connection
+/// (`pushwire_connections` has a series per worker).
+fn workers_with_pusher_connections(origin: &Origin) -> usize {
+    let metrics = http::request(origin.metrics_addr(), "GET", "/metrics", b"").body;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("pushwire_connections{") && l.contains("transport=\"pusher\""))
+        .filter(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v > 0.0)
+        })
+        .count()
 }
 
 /// The Pusher error code in an error pusher-js reported (a `PusherError`,
@@ -61,6 +78,11 @@ fn users(deployment: &Deployment) {
     assert_eq!(user_data, alice);
     clients.pusher_connect_user("alice-2", b.addr, TEST_APP, alice.clone(), false);
     clients.pusher_signin("alice-2");
+    if second.is_none() && test_workers() > 1 {
+        // One origin: the master hands connections to its workers in turn,
+        // so Alice's two connections are on two workers.
+        assert_eq!(workers_with_pusher_connections(&a), 2);
+    }
     clients.pusher_connect_user("bob-1", a.addr, TEST_APP, bob.clone(), false);
     clients.pusher_signin("bob-1");
 
