@@ -44,6 +44,20 @@ pub const TERMINATED: &str = "pushwire:terminated";
 /// server to one socket.
 pub const SERVER_EVENTS: [&str; 3] = [MEMBER_ADDED, MEMBER_REMOVED, TERMINATE_CONNECTIONS];
 
+/// Whether an envelope carrying event `name` is sent to clients: false for
+/// orders to the servers ([`TERMINATE_CONNECTIONS`]), which live delivery
+/// carries out and every replay of a history (recovery, catch-up) skips.
+///
+/// ```
+/// use pushwire_shared::event::{reaches_clients, MEMBER_ADDED, TERMINATE_CONNECTIONS};
+/// assert!(reaches_clients("price"));
+/// assert!(reaches_clients(MEMBER_ADDED));
+/// assert!(!reaches_clients(TERMINATE_CONNECTIONS));
+/// ```
+pub fn reaches_clients(name: &str) -> bool {
+    name != TERMINATE_CONNECTIONS
+}
+
 /// A triggerable event name, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EventName(String);

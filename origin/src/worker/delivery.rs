@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushwire_shared::envelope::EnvelopeError;
-use pushwire_shared::event::TERMINATE_CONNECTIONS;
+use pushwire_shared::event;
 use pushwire_shared::history::{self, Position, Recovery};
 use pushwire_shared::keys::KeySpace;
 use pushwire_shared::{ChannelName, Envelope};
@@ -183,7 +183,7 @@ impl Deliverer {
                 }
             }
         }
-        if envelope.event.as_str() == TERMINATE_CONNECTIONS {
+        if !event::reaches_clients(envelope.event.as_str()) {
             // An order, not an event: it closes the user's connections here
             // (live or read from the history after a reconnection) and is
             // never sent to a client.

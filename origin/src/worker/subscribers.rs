@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pushwire_shared::client_protocol::AckCode;
 use pushwire_shared::delivery::{DeliveryMeta, client_data};
-use pushwire_shared::event::{HISTORY_LOST, TERMINATED};
+use pushwire_shared::event::{self, HISTORY_LOST, TERMINATED};
 use pushwire_shared::{ChannelName, Envelope};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -60,7 +60,12 @@ fn event_args(envelope: &Envelope) -> (Value, DeliveryMeta<'_>) {
 
 /// Emits one envelope to one socket (history replay and catch-up flush),
 /// honouring the envelope's `exclude` (an excluded socket counts as done).
+/// An order to the servers read back from a history is not an event: it was
+/// carried out when it was published, and is skipped.
 pub(crate) fn emit_to_socket(socket: &SocketRef, envelope: &Envelope) -> Result<(), SendError> {
+    if !event::reaches_clients(envelope.event.as_str()) {
+        return Ok(());
+    }
     let excluded = envelope.exclude.as_ref().is_some_and(|excluded| {
         socket
             .extensions
