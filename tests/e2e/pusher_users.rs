@@ -189,3 +189,59 @@ fn users(deployment: &Deployment) {
         .any(|r| r.to_string().contains("pushwire:terminate_connections"));
     assert!(!leaked, "the termination order reached a client");
 }
+
+#[test]
+fn a_replay_of_a_user_channel_skips_the_termination_order() {
+    each_fanout("pusher-users-replay", replay_skips_the_order);
+}
+
+fn replay_skips_the_order(deployment: &Deployment) {
+    let origin = deployment.origin("origin");
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+    let dave = json!({"id": "dave"});
+    let first = clients.connect("dave-1", &origin.url(), json!({}));
+    let ack = socket_io_signin(&mut clients, "dave-1", &first, dave.clone());
+    assert_eq!(ack["ok"], true, "{ack}");
+    let (status, _) = clients.send_to_user(origin.addr, TEST_APP, "dave", "one", json!(1));
+    assert_eq!(status, 200);
+    let pos = clients.event("dave-1", "one")[1]["pos"].clone();
+    let (status, _) = clients.terminate_user(origin.addr, TEST_APP, "dave");
+    assert_eq!(status, 200);
+    clients.event("dave-1", "pushwire:terminated");
+
+    // A later socket of Dave's leaves its user channel, misses an event and
+    // comes back with `since`: the replay holds the termination order, which
+    // is skipped, and the socket stays.
+    let second = clients.connect("dave-2", &origin.url(), json!({}));
+    let ack = socket_io_signin(&mut clients, "dave-2", &second, dave);
+    assert_eq!(ack["ok"], true, "{ack}");
+    let channel = "#server-to-user-dave";
+    let ack = clients.emit("dave-2", "unsubscribe", json!([{"channel": channel}]));
+    assert_eq!(ack["ok"], true, "{ack}");
+    let (status, _) = clients.send_to_user(origin.addr, TEST_APP, "dave", "two", json!(2));
+    assert_eq!(status, 200);
+    let ack = clients.emit(
+        "dave-2",
+        "subscribe",
+        json!([{"channel": channel, "since": pos}]),
+    );
+    assert_eq!(
+        (&ack["ok"], &ack["recovered"]),
+        (&json!(true), &json!(true)),
+        "{ack}"
+    );
+    let seen: Vec<String> = clients
+        .events_through("dave-2", "two")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(seen, ["two"], "the replay");
+    let (status, _) = clients.send_to_user(origin.addr, TEST_APP, "dave", "three", json!(3));
+    assert_eq!(status, 200);
+    clients.event("dave-2", "three");
+    let troubled = clients
+        .pending_reports()
+        .iter()
+        .any(|r| r["id"] == "dave-2" && (r["type"] == "disconnect" || r["type"] == "event"));
+    assert!(!troubled, "{:?}", clients.pending_reports());
+}
