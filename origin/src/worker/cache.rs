@@ -58,6 +58,12 @@ pub(crate) async fn last_event(
 /// then puts it in the channel's room with no duplicate at the seam (the
 /// catch-up of a one-event replay, see `catch_up`). Returns whether there was
 /// an event to send.
+///
+/// The events kept since the catch-up began are all sent, in order: when the
+/// last event is among them it is sent there, in its place, and not first; when
+/// it is not, it was delivered before the catch-up began, so everything kept
+/// is newer. Skipping kept events by position instead would drop a presence
+/// change kept before a newer trigger (presence changes are never "the last event").
 pub(crate) async fn serve(
     s: &SocketRef,
     ctx: &WorkerContext,
@@ -69,25 +75,32 @@ pub(crate) async fn serve(
     let result = async {
         let last = last_event(ctx, &session.app.id, channel, room).await?;
         ctx.broker.barrier().await.map_err(AckError::unavailable)?;
-        if let Some(envelope) = &last {
+        let kept = ctx
+            .catch_ups
+            .drain(room, s.id)
+            .await
+            .map_err(AckError::unavailable)?;
+        let first = last
+            .as_ref()
+            .filter(|last| !kept.iter().any(|e| e.id == last.id));
+        for envelope in first.into_iter().chain(&kept) {
             send_paced(s, envelope, ctx.replay_patience)
                 .await
                 .map_err(AckError::unavailable)?;
         }
-        Ok(last)
+        Ok(last.is_some())
     }
     .await;
-    let last = match result {
-        Ok(last) => last,
+    let cached = match result {
+        Ok(cached) => cached,
         Err(e) => {
             ctx.catch_ups.abort(room, s.id);
             return Err(e);
         }
     };
-    let after = last.as_ref().and_then(|e| e.pos.as_ref()).map(|p| p.id);
     ctx.catch_ups
-        .complete(room, s, after, ctx.replay_patience)
+        .complete(room, s, None, ctx.replay_patience)
         .await
         .map_err(AckError::unavailable)?;
-    Ok(last.is_some())
+    Ok(cached)
 }
