@@ -19,6 +19,7 @@ mod nothing_lost;
 mod presence;
 mod pusher_cache;
 mod pusher_protocol;
+mod pusher_recovery;
 mod python_clients;
 mod recovery;
 mod redis_cluster;

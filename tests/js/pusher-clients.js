@@ -5,11 +5,13 @@
 "use strict";
 const PusherClient = require("pusher-js");
 const Pusher = require("pusher");
+// The recovery helper every origin serves at /pushwire-recovery.js.
+const recovery = require("../../origin/assets/pushwire-recovery.js");
 
 module.exports = function pusherCommands(report) {
   const clients = new Map();
 
-  function connect({ id, host, port, key, appId, secret, presence, activityTimeout }) {
+  function connect({ id, host, port, key, appId, secret, presence, activityTimeout, recover }) {
     // Private and presence channels are authorized as an app backend does it,
     // with the server SDK's authorizeChannel.
     const backend = new Pusher({ appId, key, secret: secret || "unused", host, port: String(port), useTLS: false });
@@ -23,6 +25,9 @@ module.exports = function pusherCommands(report) {
       },
     });
     clients.set(id, client);
+    if (recover) {
+      recovery.trackPusher(client, { onLost: (channel) => report({ type: "pusher_lost", id, channel }) });
+    }
     client.connection.bind("state_change", ({ current }) => {
       report({ type: "pusher_state", id, state: current });
       if (current === "connected") {
@@ -57,6 +62,9 @@ module.exports = function pusherCommands(report) {
       report({ type: "pusher_triggered", id, sent: clients.get(id).channel(channel).trigger(event, data) }),
     // A text frame exactly as given, below pusher-js's own encoding.
     pusher_raw: ({ id, text }) => clients.get(id).connection.connection.transport.send(text),
+    // Drops the connection and opens a new one, keeping the channels.
+    pusher_disconnect: ({ id }) => clients.get(id).disconnect(),
+    pusher_reconnect: ({ id }) => clients.get(id).connect(),
     pusher_close: ({ id }) => { const c = clients.get(id); if (c) c.disconnect(); clients.delete(id); },
     closeAll: () => { for (const c of clients.values()) c.disconnect(); },
   };

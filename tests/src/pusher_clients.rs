@@ -18,6 +18,28 @@ impl Clients {
         presence: Option<Value>,
     ) -> String {
         self.pusher_start(id, addr, app, presence, None);
+        self.pusher_connected(id)
+    }
+
+    /// Connects pusher-js client `id` like [`Clients::pusher_connect`], with
+    /// the served recovery helper (`trackPusher`) tracking it; a channel the
+    /// helper reports lost arrives as a `pusher_lost` report.
+    pub fn pusher_connect_recovering(
+        &mut self,
+        id: &str,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+    ) -> String {
+        self.send(json!({
+            "op": "pusher_connect", "id": id,
+            "host": addr.ip().to_string(), "port": addr.port(),
+            "appId": app.id, "key": app.key, "secret": app.secret, "recover": true,
+        }));
+        self.pusher_connected(id)
+    }
+
+    /// Waits for pusher-js client `id` to connect; returns its socket id.
+    pub fn pusher_connected(&mut self, id: &str) -> String {
         let report = self.wait_for(&format!("pusher-js {id} to connect"), |r| {
             r["id"] == id && (r["type"] == "pusher_connected" || r["type"] == "pusher_error")
         });
@@ -73,6 +95,21 @@ impl Clients {
         })
     }
 
+    /// Waits until client `id` receives `sentinel` on `channel`, and returns
+    /// every event pusher-js handed it on `channel` up to and including it,
+    /// in order (the `pusher_event` reports).
+    pub fn pusher_events_through(&mut self, id: &str, channel: &str, sentinel: &str) -> Vec<Value> {
+        let mine =
+            |r: &Value| r["type"] == "pusher_event" && r["id"] == id && r["channel"] == channel;
+        let last = self.wait_for(&format!("{id} to receive {sentinel} on {channel}"), |r| {
+            mine(r) && r["event"] == sentinel
+        });
+        // Everything before it arrived before it.
+        let mut taken = self.take_backlog(mine);
+        taken.push(last);
+        taken
+    }
+
     /// Waits for the next raw frame client `id` received matching `pred`.
     pub fn pusher_frame(&mut self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         self.wait_for(what, |r| {
@@ -104,6 +141,16 @@ impl Clients {
     /// Sends `text` as one frame on client `id`'s connection, as is.
     pub fn pusher_raw(&mut self, id: &str, text: &str) {
         self.send(json!({"op": "pusher_raw", "id": id, "text": text}));
+    }
+
+    /// Closes pusher-js client `id`'s connection; it keeps its channels.
+    pub fn pusher_disconnect(&mut self, id: &str) {
+        self.send(json!({"op": "pusher_disconnect", "id": id}));
+    }
+
+    /// Has pusher-js client `id` connect again (it subscribes its channels again).
+    pub fn pusher_reconnect(&mut self, id: &str) {
+        self.send(json!({"op": "pusher_reconnect", "id": id}));
     }
 
     /// Disconnects pusher-js client `id`.

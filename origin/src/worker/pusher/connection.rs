@@ -19,9 +19,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use super::cached;
 use super::frames::{self, ErrorCode, Incoming};
 use super::rooms::{PusherRooms, Subscriber};
+use super::{cached, recovery};
 use crate::worker::session::SocketSession;
 use crate::worker::subscription::{admit, forget};
 use crate::worker::{WorkerContext, client_events};
@@ -266,8 +266,10 @@ async fn reply(
 }
 
 /// `pusher:subscribe`: the same admission as a Socket.IO subscribe, then the
-/// connection joins the channel's room; on a cache channel the frames after
-/// the reply are the cached event (or a cache miss) and what was queued meanwhile.
+/// connection joins the channel's room. With `since` the frames after the
+/// reply are the events missed since then (see [`recovery`]); on a cache
+/// channel, the cached event or a cache miss (see [`cached`]); either way
+/// followed by what was queued meanwhile.
 async fn subscribe(
     data: &Value,
     ctx: &WorkerContext,
@@ -281,27 +283,50 @@ async fn subscribe(
         Err(e) => return vec![frames::error(None, &e.message).into()],
     };
     let channel = req.channel.clone();
-    let (reply, joined) = admit_and_join(req, ctx, session, rooms, subscriber).await;
-    let mut frames = vec![Utf8Bytes::from(reply)];
-    if joined && channel.is_cache() {
-        frames.extend(cached::after_subscribe(ctx, session, &channel, queued).await);
-    }
-    frames
+    let since = req.since.clone();
+    let presence = match admit_and_join(req, ctx, session, rooms, subscriber).await {
+        Admission::Answered(reply) => return vec![reply.into()],
+        Admission::Joined(presence) => presence,
+    };
+    let (recovered, after) = match &since {
+        Some(since) => {
+            let recovered = recovery::after_subscribe(ctx, session, &channel, since, queued).await;
+            (Some(recovered.complete), recovered.frames)
+        }
+        None if channel.is_cache() => (
+            None,
+            cached::after_subscribe(ctx, session, &channel, queued).await,
+        ),
+        None => (None, Vec::new()),
+    };
+    let reply = frames::subscription_succeeded(&channel, presence.as_ref(), recovered);
+    std::iter::once(Utf8Bytes::from(reply))
+        .chain(after)
+        .collect()
 }
 
-/// Admits `req` and joins its room (or answers a repeat); returns the reply
-/// and whether the connection joined the room just now.
+/// How a subscribe was admitted.
+enum Admission {
+    /// Refused, or a repeat: this is the whole answer.
+    Answered(String),
+    /// The connection joined the channel's room just now; the members of a
+    /// presence channel.
+    Joined(Option<Value>),
+}
+
+/// Admits `req` and joins its room, or answers a repeat or a refusal.
 async fn admit_and_join(
     req: SubscribeRequest,
     ctx: &WorkerContext,
     session: &SocketSession,
     rooms: &PusherRooms,
     subscriber: &Subscriber,
-) -> (String, bool) {
+) -> Admission {
     let mut channels = session.channels.lock().await;
     if channels.contains(&req.channel) {
         // Already subscribed: answered again, with the members on a presence
         // channel (pusher-js reads them from every subscription_succeeded).
+        // It has missed nothing since it subscribed: nothing to recover.
         let presence = match req.channel.kind() {
             ChannelKind::Presence => match ctx
                 .broker
@@ -311,26 +336,28 @@ async fn admit_and_join(
                 Ok(members) => Some(summary(members)),
                 Err(e) => {
                     let e = AckError::unavailable(e);
-                    return (
-                        frames::subscription_error(&req.channel, status(&e), &e.message),
-                        false,
-                    );
+                    return Admission::Answered(frames::subscription_error(
+                        &req.channel,
+                        status(&e),
+                        &e.message,
+                    ));
                 }
             },
             _ => None,
         };
-        return (
-            frames::subscription_succeeded(&req.channel, presence.as_ref()),
-            false,
-        );
+        let recovered = req.since.is_some().then_some(true);
+        return Admission::Answered(frames::subscription_succeeded(
+            &req.channel,
+            presence.as_ref(),
+            recovered,
+        ));
     }
     match admit(&channels, &req, ctx, session).await {
         Ok(presence) => {
             let room = KeySpace::DEFAULT.channel(&session.app.id, &req.channel);
             rooms.join(room, session.socket_id.clone(), subscriber.clone());
-            let reply = frames::subscription_succeeded(&req.channel, presence.as_ref());
             channels.insert(req.channel);
-            (reply, true)
+            Admission::Joined(presence)
         }
         Err(e) => {
             crate::metrics::worker().subscribe_refused(&session.app.id, e.code as u16);
@@ -341,10 +368,11 @@ async fn admit_and_join(
                 error = %e,
                 "pusher subscribe refused"
             );
-            (
-                frames::subscription_error(&req.channel, status(&e), &e.message),
-                false,
-            )
+            Admission::Answered(frames::subscription_error(
+                &req.channel,
+                status(&e),
+                &e.message,
+            ))
         }
     }
 }

@@ -60,12 +60,22 @@ pub(crate) fn message(event: &str, channel: Option<&ChannelName>, data: &str) ->
     frame.to_string()
 }
 
-/// `pusher_internal:subscription_succeeded`, with the members of a presence channel.
-pub(crate) fn subscription_succeeded(channel: &ChannelName, presence: Option<&Value>) -> String {
-    let data = match presence {
-        Some(summary) => json!({ "presence": summary }).to_string(),
-        None => "{}".to_owned(),
-    };
+/// `pusher_internal:subscription_succeeded`, with the members of a presence
+/// channel and, when the subscribe asked to recover from `since`, whether
+/// every event after it was still retained (`recovered`, pushwire's addition).
+pub(crate) fn subscription_succeeded(
+    channel: &ChannelName,
+    presence: Option<&Value>,
+    recovered: Option<bool>,
+) -> String {
+    let mut data = json!({});
+    if let Some(summary) = presence {
+        data["presence"] = summary.clone();
+    }
+    if let Some(recovered) = recovered {
+        data["recovered"] = Value::Bool(recovered);
+    }
+    let data = data.to_string();
     message(
         "pusher_internal:subscription_succeeded",
         Some(channel),
@@ -114,8 +124,8 @@ pub(crate) fn cache_miss(channel: &ChannelName) -> String {
     json!({ "event": crate::worker::cache::CACHE_MISS, "channel": channel.as_str() }).to_string()
 }
 
-/// Whether `frame` (one of [`event`]'s) is the event `id` on `channel`.
-pub(crate) fn is_event(frame: &str, channel: &ChannelName, id: &str) -> bool {
+/// The channel and event id of `frame` when it is one of [`event`]'s.
+pub(crate) fn event_key(frame: &str) -> Option<(String, String)> {
     #[derive(serde::Deserialize)]
     struct Head<'a> {
         #[serde(borrow)]
@@ -123,8 +133,13 @@ pub(crate) fn is_event(frame: &str, channel: &ChannelName, id: &str) -> bool {
         #[serde(borrow)]
         id: Option<&'a str>,
     }
-    serde_json::from_str::<Head>(frame)
-        .is_ok_and(|head| head.channel == Some(channel.as_str()) && head.id == Some(id))
+    let head = serde_json::from_str::<Head>(frame).ok()?;
+    Some((head.channel?.to_owned(), head.id?.to_owned()))
+}
+
+/// Whether `frame` (one of [`event`]'s) is the event `id` on `channel`.
+pub(crate) fn is_event(frame: &str, channel: &ChannelName, id: &str) -> bool {
+    event_key(frame).is_some_and(|(on, ev)| on == channel.as_str() && ev == id)
 }
 
 /// A client message: its event name and its `data`, parsed when it was sent

@@ -10,6 +10,7 @@
 mod cached;
 mod connection;
 mod frames;
+mod recovery;
 mod rooms;
 #[cfg(test)]
 mod tests;
