@@ -235,6 +235,32 @@ fn client_events(deployment: &Deployment) {
     );
     clients.pusher_client_event("p", "private-chat", "client-again", json!("x"));
     assert_eq!(clients.event("s", "client-again")[0], json!("x"));
+
+    // Over the app's rate (10 a second): Pusher's 4301 on both kinds, and the
+    // connection stays. 25 sent at once put more than 10 in some second.
+    for n in 0..25 {
+        clients.pusher_raw(
+            "p",
+            &format!(r#"{{"event":"client-burst","channel":"private-chat","data":{n}}}"#),
+        );
+    }
+    let error = clients.pusher_frame("p", "a rate-limited client event", |f| {
+        f["event"] == "pusher:error"
+    });
+    assert_eq!(error["data"]["code"], 4301, "{error}");
+    let codes: Vec<Value> = (0..25)
+        .map(|n| {
+            let ack = clients.emit(
+                "s",
+                "client-burst",
+                json!([{"channel": "private-chat", "data": n}]),
+            );
+            ack["error"]["code"].clone()
+        })
+        .collect();
+    assert!(codes.contains(&json!(4301)), "{codes:?}");
+    let ack = socket_io_join(&mut clients, "s", &s, "private-after", None);
+    assert_eq!(ack["ok"], true, "still connected: {ack}");
 }
 
 #[test]
@@ -259,6 +285,9 @@ fn errors_and_pings(deployment: &Deployment) {
         ("/app/app-key?protocol=6&client=js", 4007),
         ("/app/app-key?protocol=seven", 4006),
         ("/app/app-key?client=js", 4008),
+        ("/app?protocol=7", 4005),
+        ("/app/?protocol=7", 4005),
+        ("/app/app-key/extra?protocol=7", 4005),
     ] {
         let refusal = pusher_raw::refused(origin.addr, path);
         assert_eq!(refusal.error["event"], "pusher:error", "{path}");

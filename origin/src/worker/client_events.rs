@@ -95,7 +95,7 @@ async fn send(
     }
     if !session.allow_client_event(Instant::now()) {
         return Err(AckError::new(
-            AckCode::OverLimit,
+            AckCode::ClientEventRateLimited,
             format!(
                 "more than {} client events per second",
                 session.app.limits.max_client_events_per_sec

@@ -254,7 +254,13 @@ async fn reply(
             client_events::relay(name, Some(&payload), ctx, session)
                 .await
                 .err()
-                .map(|e| frames::error(None, &e.message))
+                .map(|e| {
+                    // Pusher's 4301 says "rate limited" without closing; other
+                    // refusals have no Pusher code.
+                    let code = (e.code == AckCode::ClientEventRateLimited)
+                        .then_some(ErrorCode::ClientEventRateLimited);
+                    frames::error(code, &e.message)
+                })
         }
         other => Some(frames::error(
             None,
@@ -382,7 +388,10 @@ fn status(e: &AckError) -> u16 {
     match e.code {
         AckCode::Unauthorized => 401,
         AckCode::Unavailable => 503,
-        AckCode::OverLimit | AckCode::TooManyChannels | AckCode::SubscribeRateLimited => 429,
+        AckCode::OverLimit
+        | AckCode::TooManyChannels
+        | AckCode::SubscribeRateLimited
+        | AckCode::ClientEventRateLimited => 429,
         AckCode::Malformed | AckCode::InvalidChannel => 400,
     }
 }

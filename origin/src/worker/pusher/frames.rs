@@ -17,11 +17,14 @@ pub(crate) const PING: &str = "pusher:ping";
 /// Both ways: the answer to a ping.
 pub(crate) const PONG: &str = "pusher:pong";
 
-/// Pusher's error codes that this endpoint sends.
+/// Pusher's error codes that this endpoint sends. All but 4301 end the
+/// connection, with the same code in the close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ErrorCode {
     /// 4001: the app key names no app; do not reconnect unchanged.
     UnknownApp = 4001,
+    /// 4005: the upgrade's path is not `/app/{key}`.
+    PathNotFound = 4005,
     /// 4006: the `protocol` parameter is not a number.
     InvalidVersion = 4006,
     /// 4007: the protocol version is not one this server speaks.
@@ -32,6 +35,8 @@ pub(crate) enum ErrorCode {
     Reconnect = 4200,
     /// 4201: the client answered no ping in time; reconnect.
     PongTimeout = 4201,
+    /// 4301: a client event over the app's rate; dropped, the connection stays.
+    ClientEventRateLimited = 4301,
 }
 
 /// `pusher:connection_established` with the socket id and the activity timeout
@@ -42,7 +47,7 @@ pub(crate) fn connection_established(socket_id: &SocketId, activity_timeout_secs
     message("pusher:connection_established", None, &data.to_string())
 }
 
-/// A `pusher:error`; `code` is `None` for errors that do not end the connection.
+/// A `pusher:error`; `code` is `None` for errors Pusher gives no code.
 pub(crate) fn error(code: Option<ErrorCode>, text: &str) -> String {
     json!({
         "event": "pusher:error",

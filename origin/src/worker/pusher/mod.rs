@@ -29,6 +29,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use pushwire_shared::App;
+
 use self::frames::ErrorCode;
 pub(crate) use self::rooms::PusherRooms;
 use super::WorkerContext;
@@ -68,6 +70,9 @@ pub(crate) fn routes(
     });
     Router::new()
         .route("/app/{key}", get(upgrade))
+        .route("/app", get(wrong_path))
+        .route("/app/", get(wrong_path))
+        .route("/app/{key}/{*rest}", get(wrong_path))
         .with_state(endpoint)
 }
 
@@ -123,7 +128,36 @@ fn refusal(endpoint: &Endpoint, key: &str, query: Option<&str>) -> Option<(Error
 async fn upgrade(
     State(endpoint): State<Arc<Endpoint>>,
     Path(key): Path<String>,
+    request: Request,
+) -> Response {
+    let admitted = match refusal(&endpoint, &key, request.uri().query()) {
+        Some(refused) => Err(refused),
+        None => endpoint
+            .ctx
+            .apps
+            .by_key(&key)
+            .cloned()
+            .ok_or_else(|| (ErrorCode::UnknownApp, "unknown app key".to_owned())),
+    };
+    accept(endpoint, request, admitted)
+}
+
+/// `/app`, `/app/` and paths below `/app/{key}/`: upgraded, to tell the SDK
+/// 4005 (a path error) in the protocol's own terms.
+async fn wrong_path(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    let text = format!(
+        "no Pusher endpoint at {}: connect to /app/{{app_key}}?protocol=7",
+        request.uri().path()
+    );
+    accept(endpoint, request, Err((ErrorCode::PathNotFound, text)))
+}
+
+/// Upgrades `request` and serves the connection as `admitted`'s app, or
+/// closes it with the refusal's code.
+fn accept(
+    endpoint: Arc<Endpoint>,
     mut request: Request,
+    admitted: Result<App, (ErrorCode, String)>,
 ) -> Response {
     let Some(accept) = websocket_key(request.headers()).map(|k| derive_accept_key(k.as_bytes()))
     else {
@@ -134,8 +168,6 @@ async fn upgrade(
             .into_response();
     };
     let upgraded = hyper::upgrade::on(&mut request);
-    let refused = refusal(&endpoint, &key, request.uri().query());
-    let app = endpoint.ctx.apps.by_key(&key).cloned();
     tokio::spawn(async move {
         let io = match upgraded.await {
             Ok(upgraded) => TokioIo::new(upgraded),
@@ -153,8 +185,8 @@ async fn upgrade(
             .max_message_size(Some(endpoint.max_message))
             .max_frame_size(Some(endpoint.max_message));
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        match (refused, app) {
-            (None, Some(app)) => {
+        match admitted {
+            Ok(app) => {
                 connection::run(
                     ws,
                     app,
@@ -165,8 +197,7 @@ async fn upgrade(
                 )
                 .await;
             }
-            (Some((code, text)), _) => connection::refuse(ws, code, &text).await,
-            (None, None) => connection::refuse(ws, ErrorCode::UnknownApp, "unknown app key").await,
+            Err((code, text)) => connection::refuse(ws, code, &text).await,
         }
     });
     (
