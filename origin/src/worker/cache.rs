@@ -7,6 +7,7 @@ use pushwire_shared::client_protocol::AckError;
 use pushwire_shared::event::SERVER_EVENTS;
 use pushwire_shared::history::{Position, StreamId};
 use pushwire_shared::keys::KeySpace;
+use pushwire_shared::webhook::{WebhookEvent, WebhookEventKind};
 use pushwire_shared::{ChannelName, Envelope};
 use socketioxide::extract::SocketRef;
 
@@ -54,6 +55,21 @@ pub(crate) async fn last_event(
     }))
 }
 
+/// Tells the app's webhook endpoints that wants it that a subscriber of
+/// `channel` found nothing cached (Pusher's `cache_miss`), so its backend can
+/// trigger the channel's current state. A failure costs only the report.
+pub(crate) async fn report_miss(ctx: &WorkerContext, app: &str, channel: &ChannelName) {
+    if !ctx.wants_webhook(app, WebhookEventKind::CacheMiss) {
+        return;
+    }
+    let event = WebhookEvent::CacheMiss {
+        channel: channel.clone(),
+    };
+    if let Err(e) = ctx.broker.webhook(app, event).await {
+        tracing::warn!(app, %channel, error = %e, "a cache miss's webhook was not queued");
+    }
+}
+
 /// Sends a Socket.IO subscriber of a cache channel the channel's last event,
 /// then puts it in the channel's room with no duplicate at the seam (the
 /// catch-up of a one-event replay, see `catch_up`). Returns whether there was
@@ -87,6 +103,9 @@ pub(crate) async fn serve(
             send_paced(s, envelope, ctx.replay_patience)
                 .await
                 .map_err(AckError::unavailable)?;
+        }
+        if last.is_none() {
+            report_miss(ctx, &session.app.id, channel).await;
         }
         Ok(last.is_some())
     }

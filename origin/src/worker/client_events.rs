@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pushwire_shared::client_protocol::{self, AckCode, AckError, CLIENT_EVENT_PREFIX, ClientEvent};
-use pushwire_shared::webhook::WebhookEvent;
+use pushwire_shared::webhook::{WebhookEvent, WebhookEventKind};
 use pushwire_shared::{ChannelKind, EventName};
 use serde_json::Value;
 use socketioxide::extract::AckSender;
@@ -103,8 +103,7 @@ async fn send(
         ));
     }
     let webhook = ctx
-        .client_event_webhooks
-        .contains(&session.app.id)
+        .wants_webhook(&session.app.id, WebhookEventKind::ClientEvent)
         .then(|| WebhookEvent::ClientEvent {
             channel: channel.clone(),
             event: event.clone(),

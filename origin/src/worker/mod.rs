@@ -82,8 +82,19 @@ pub(crate) struct WorkerContext {
     /// How long a replay waits on a socket whose send buffer stays full: the
     /// heartbeat's own patience (interval + timeout).
     pub(crate) replay_patience: Duration,
-    /// The apps with a webhook endpoint that wants client events.
-    pub(crate) client_event_webhooks: Arc<HashSet<String>>,
+    /// The (app, kind) pairs some webhook endpoint wants: events of other
+    /// kinds are not even built.
+    pub(crate) wanted_webhooks: Arc<HashSet<(String, WebhookEventKind)>>,
+}
+
+impl WorkerContext {
+    /// Whether some webhook endpoint of `app` wants events of `kind`.
+    pub(crate) fn wants_webhook(&self, app: &str, kind: WebhookEventKind) -> bool {
+        // Few pairs; an owned key per look-up would cost more than the scan.
+        self.wanted_webhooks
+            .iter()
+            .any(|(wanted, k)| *k == kind && wanted == app)
+    }
 }
 
 /// Who a worker is: its index in the cluster and its socket ids (whose node
@@ -127,16 +138,16 @@ where
         catch_ups,
         event_ids: Default::default(),
         replay_patience: Duration::from_millis(config.ping_interval_ms + config.ping_timeout_ms),
-        client_event_webhooks: Arc::new(
+        wanted_webhooks: Arc::new(
             config
                 .webhooks
                 .iter()
-                .filter(|(_, endpoints)| {
+                .flat_map(|(app, endpoints)| {
                     endpoints
                         .iter()
-                        .any(|e| e.events().any(|kind| kind == WebhookEventKind::ClientEvent))
+                        .flat_map(|e| e.events())
+                        .map(move |kind| (app.clone(), kind))
                 })
-                .map(|(app, _)| app.clone())
                 .collect(),
         ),
     });
