@@ -350,3 +350,45 @@ fn reconnect_after_kill(deployment: &Deployment) {
     clients.trigger_ok(origin.addr, TEST_APP, &["news"], "after", json!("1"));
     clients.pusher_event("p", "news", "after");
 }
+
+/// An app at its `limits.max_connections` refuses the next connection of
+/// either kind: Pusher's 4100 (the SDKs retry after a pause), a Socket.IO
+/// `connect_error`; a closed connection frees its place.
+#[test]
+fn an_app_at_its_connection_cap_refuses_with_4100() {
+    use pushwire_tests::Scratch;
+    use pushwire_tests::origin::OriginOptions;
+
+    let scratch = Scratch::new("pusher-capacity");
+    let config = scratch.file("pushwire.json");
+    std::fs::write(
+        &config,
+        r#"{"apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
+                      "limits": {"max_connections": 2}}]}"#,
+    )
+    .expect("write the config");
+    let mut options = OriginOptions::embedded();
+    options.apps = String::new();
+    // One worker holds the whole cap, so which connection is refused is certain.
+    options.workers = 1;
+    options.args = vec!["--config".into(), config.display().to_string()];
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.pusher_connect("p1", origin.addr, TEST_APP, None);
+    clients.connect("s1", &origin.url(), json!({"transports": ["websocket"]}));
+
+    let refusal = pusher_raw::refused(origin.addr, "/app/app-key?protocol=7");
+    assert_eq!(refusal.error["data"]["code"], 4100, "{refusal:?}");
+    assert_eq!(refusal.close_code, Some(4100));
+    clients.pusher_start("p2", origin.addr, TEST_APP, None, None);
+    let error = clients.pusher_error("p2");
+    assert_eq!(error["error"]["data"]["code"], 4100, "{error}");
+    let message = clients.connect_refused("s2", &origin.url(), json!({}));
+    assert!(message.contains("over capacity"), "{message}");
+
+    // A place frees up: pusher-js, retrying by itself, gets in.
+    clients.close("s1");
+    clients.wait_for("p2 to connect after its retry", |r| {
+        r["type"] == "pusher_connected" && r["id"] == "p2"
+    });
+}

@@ -5,6 +5,7 @@
 //! Socket.IO session and returns. The cluster master runs one worker process per
 //! core, each calling [`serve`] on the connections the master hands it.
 
+mod app_connections;
 mod cache;
 mod catch_up;
 mod client_events;
@@ -46,6 +47,7 @@ pub(crate) use self::registry::ChannelRegistry;
 pub(crate) use self::session::SocketSession;
 pub(crate) use self::socket_ids::SocketIdGenerator;
 
+use self::app_connections::AppConnections;
 use crate::broker::{Broker, Inbound};
 use crate::config::ServeConfig;
 use crate::trigger_api::{self, TriggerApi};
@@ -85,6 +87,8 @@ pub(crate) struct WorkerContext {
     /// The (app, kind) pairs some webhook endpoint wants: events of other
     /// kinds are not even built.
     pub(crate) wanted_webhooks: Arc<HashSet<(String, WebhookEventKind)>>,
+    /// Each app's connections on this worker, against `limits.max_connections`.
+    pub(crate) connections: Arc<AppConnections>,
 }
 
 impl WorkerContext {
@@ -138,6 +142,7 @@ where
         catch_ups,
         event_ids: Default::default(),
         replay_patience: Duration::from_millis(config.ping_interval_ms + config.ping_timeout_ms),
+        connections: AppConnections::new(config.workers),
         wanted_webhooks: Arc::new(
             config
                 .webhooks

@@ -31,6 +31,8 @@ pub(crate) enum ErrorCode {
     UnsupportedProtocol = 4007,
     /// 4008: no `protocol` parameter.
     NoProtocol = 4008,
+    /// 4100: the app holds the most connections allowed; retry after a pause.
+    OverCapacity = 4100,
     /// 4200: reconnect now (the server is closing, or the client fell behind).
     Reconnect = 4200,
     /// 4201: the client answered no ping in time; reconnect.

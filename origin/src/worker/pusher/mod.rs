@@ -34,6 +34,7 @@ use pushwire_shared::App;
 use self::frames::ErrorCode;
 pub(crate) use self::rooms::PusherRooms;
 use super::WorkerContext;
+use super::app_connections::ConnectionSlot;
 
 /// The protocol version this endpoint speaks.
 const PROTOCOL: u32 = 7;
@@ -137,7 +138,11 @@ async fn upgrade(
             .apps
             .by_key(&key)
             .cloned()
-            .ok_or_else(|| (ErrorCode::UnknownApp, "unknown app key".to_owned())),
+            .ok_or_else(|| (ErrorCode::UnknownApp, "unknown app key".to_owned()))
+            .and_then(|app| match endpoint.ctx.connections.open(&app) {
+                Ok(slot) => Ok((app, slot)),
+                Err(e) => Err((ErrorCode::OverCapacity, e.to_string())),
+            }),
     };
     accept(endpoint, request, admitted)
 }
@@ -152,12 +157,12 @@ async fn wrong_path(State(endpoint): State<Arc<Endpoint>>, request: Request) -> 
     accept(endpoint, request, Err((ErrorCode::PathNotFound, text)))
 }
 
-/// Upgrades `request` and serves the connection as `admitted`'s app, or
-/// closes it with the refusal's code.
+/// Upgrades `request` and serves the connection as `admitted`'s app (holding
+/// its slot until it closes), or closes it with the refusal's code.
 fn accept(
     endpoint: Arc<Endpoint>,
     mut request: Request,
-    admitted: Result<App, (ErrorCode, String)>,
+    admitted: Result<(App, ConnectionSlot), (ErrorCode, String)>,
 ) -> Response {
     let Some(accept) = websocket_key(request.headers()).map(|k| derive_accept_key(k.as_bytes()))
     else {
@@ -186,7 +191,7 @@ fn accept(
             .max_frame_size(Some(endpoint.max_message));
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         match admitted {
-            Ok(app) => {
+            Ok((app, _slot)) => {
                 connection::run(
                     ws,
                     app,

@@ -57,6 +57,7 @@ async fn connected_with(
         event_ids: Default::default(),
         replay_patience: Duration::from_secs(1),
         wanted_webhooks: Arc::new(HashSet::new()),
+        connections: crate::worker::app_connections::AppConnections::new(1),
     });
     let (server, client) = tokio::io::duplex(64 * 1024);
     let (closing_tx, closing) = watch::channel(false);
