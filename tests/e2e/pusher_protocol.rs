@@ -392,3 +392,84 @@ fn an_app_at_its_connection_cap_refuses_with_4100() {
         r["type"] == "pusher_connected" && r["id"] == "p2"
     });
 }
+
+#[test]
+fn presence_members_are_counted_once_across_origins_and_protocols() {
+    pushwire_tests::each_shared_broker("pusher-presence-mix", members_across_origins);
+}
+
+/// One user with sockets of both kinds on two origins (each with the suite's
+/// workers) is one member: added once when its first socket joins, removed
+/// once when its last leaves, as seen by observers of both kinds.
+fn members_across_origins(deployment: &Deployment) {
+    const ROOM: &str = "presence-mix";
+    let (a, b) = (deployment.origin("a"), deployment.origin("b"));
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+    let user = |id: &str| json!({"user_id": id, "user_info": null});
+    clients.pusher_connect("obs", a.addr, TEST_APP, Some(user("o")));
+    succeeded(&clients.pusher_subscribe("obs", ROOM));
+    let sobs = clients.connect("sobs", &b.url(), json!({}));
+    let ack = socket_io_join(&mut clients, "sobs", &sobs, ROOM, Some(user("o2")));
+    assert_eq!(ack["ok"], true, "{ack}");
+    let added = clients.pusher_event("obs", ROOM, "pusher:member_added");
+    assert_eq!(added["data"]["id"], "o2");
+
+    // User u: pusher-js on a, Socket.IO on b, pusher-js on b.
+    clients.pusher_connect("u1", a.addr, TEST_APP, Some(user("u")));
+    succeeded(&clients.pusher_subscribe("u1", ROOM));
+    let u2 = clients.connect("u2", &b.url(), json!({}));
+    let ack = socket_io_join(&mut clients, "u2", &u2, ROOM, Some(user("u")));
+    assert_eq!(ack["presence"]["ids"], json!(["o", "o2", "u"]), "{ack}");
+    clients.pusher_connect("u3", b.addr, TEST_APP, Some(user("u")));
+    let members = succeeded(&clients.pusher_subscribe("u3", ROOM)).clone();
+    assert_eq!(members["count"], 3, "{members}");
+    assert_eq!(
+        clients.pusher_event("obs", ROOM, "pusher:member_added")["data"]["id"],
+        "u"
+    );
+    assert_eq!(
+        clients.event("sobs", "pushwire:member_added")[0]["user_id"],
+        "u"
+    );
+
+    // Its first two sockets leave: still a member. The last: removed, once.
+    clients.pusher_close("u1");
+    clients.close("u2");
+    clients.pusher_close("u3");
+    assert_eq!(
+        clients.pusher_event("obs", ROOM, "pusher:member_removed")["data"]["id"],
+        "u"
+    );
+    assert_eq!(
+        clients.event("sobs", "pushwire:member_removed")[0]["user_id"],
+        "u"
+    );
+
+    // Nothing more about u reached either observer.
+    clients.trigger_ok(a.addr, TEST_APP, &[ROOM], "end", json!(0));
+    let seen = clients.pusher_events_through("obs", ROOM, "end");
+    let members: Vec<&Value> = seen
+        .iter()
+        .filter(|r| {
+            r["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("pusher:member"))
+        })
+        .collect();
+    assert!(members.is_empty(), "more member events: {members:?}");
+    let seen = clients.events_through("sobs", "end");
+    let members: Vec<&(String, Vec<Value>)> = seen
+        .iter()
+        .filter(|(name, _)| name.starts_with("pushwire:member"))
+        .collect();
+    assert!(members.is_empty(), "more member events: {members:?}");
+    // And the count agrees: two members left.
+    let (status, body) = clients.get(
+        a.addr,
+        TEST_APP,
+        &format!("/channels/{ROOM}/users"),
+        json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"users": [{"id": "o"}, {"id": "o2"}]}));
+}
