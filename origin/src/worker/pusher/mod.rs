@@ -39,6 +39,11 @@ use super::app_connections::ConnectionSlot;
 /// The protocol version this endpoint speaks.
 const PROTOCOL: u32 = 7;
 
+/// The bytes of frames gathered before a write even without a flush. The
+/// buffer keeps its largest size once grown, so it stays small: a few dozen
+/// events' frames.
+const WRITE_BUFFER: usize = 4 * 1024;
+
 /// The seconds of silence after which the server pings a client (Pusher's value).
 pub(crate) const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -182,11 +187,12 @@ fn accept(
             }
         };
         // tungstenite allocates its read buffer up front (128 KiB by default):
-        // a small one keeps idle connections cheap. Every send is flushed at
-        // once, so nothing waits in a write buffer either.
+        // a small one keeps idle connections cheap. The write buffer grows only
+        // when frames are written: frames queued together are gathered up to
+        // this size and leave with one flush (see `connection::send_queued`).
         let config = WebSocketConfig::default()
             .read_buffer_size(super::WS_READ_BUFFER)
-            .write_buffer_size(0)
+            .write_buffer_size(WRITE_BUFFER)
             .max_message_size(Some(endpoint.max_message))
             .max_frame_size(Some(endpoint.max_message));
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
