@@ -1,6 +1,7 @@
 //! Client events: a subscriber of a private or presence channel emits
 //! `client-*` with `{"channel", "data"}`; every other subscriber of the channel
-//! (all workers, all origins) receives it, the sender does not.
+//! (all workers, all origins) receives it, the sender does not. Not on
+//! end-to-end encrypted channels (`private-encrypted-*`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -74,6 +75,14 @@ async fn send(
         return Err(AckError::new(
             AckCode::Unauthorized,
             "client events are only allowed on private and presence channels",
+        ));
+    }
+    if channel.is_encrypted() {
+        // Only the app's backend holds the key: a client event would reach the
+        // others unencrypted and unauthenticated, so Pusher refuses them too.
+        return Err(AckError::new(
+            AckCode::Unauthorized,
+            format!("client events are not allowed on encrypted channels such as {channel}"),
         ));
     }
     if !session.channels.lock().await.contains(&channel) {
