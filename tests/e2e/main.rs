@@ -18,6 +18,7 @@ mod metrics;
 mod nothing_lost;
 mod presence;
 mod pusher_cache;
+mod pusher_encrypted;
 mod pusher_protocol;
 mod pusher_recovery;
 mod python_clients;

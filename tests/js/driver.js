@@ -93,8 +93,11 @@ function emitWithAck({ id, req, event, args }) {
     report(err ? { type: "ack_timeout", id, req } : { type: "ack", id, req, ack }));
 }
 
-function pusherFor({ host, port, appId, key, secret }) {
-  return new Pusher({ appId, key, secret, host, port: String(port), useTLS: false, timeout: 5000 });
+// With `encryptionMasterKeyBase64`, the SDK encrypts what it triggers on
+// private-encrypted-* channels and adds their `shared_secret` to authorizations.
+function pusherFor({ host, port, appId, key, secret, encryptionMasterKeyBase64 }) {
+  return new Pusher({ appId, key, secret, host, port: String(port), useTLS: false, timeout: 5000,
+                      encryptionMasterKeyBase64 });
 }
 
 async function trigger(cmd) {

@@ -11,10 +11,13 @@ const recovery = require("../../origin/assets/pushwire-recovery.js");
 module.exports = function pusherCommands(report) {
   const clients = new Map();
 
-  function connect({ id, host, port, key, appId, secret, presence, activityTimeout, recover }) {
+  function connect({ id, host, port, key, appId, secret, presence, activityTimeout,
+                     encryptionMasterKeyBase64, recover }) {
     // Private and presence channels are authorized as an app backend does it,
-    // with the server SDK's authorizeChannel.
-    const backend = new Pusher({ appId, key, secret: secret || "unused", host, port: String(port), useTLS: false });
+    // with the server SDK's authorizeChannel (which, given the master key, adds
+    // the shared_secret pusher-js decrypts private-encrypted-* channels with).
+    const backend = new Pusher({ appId, key, secret: secret || "unused", host, port: String(port), useTLS: false,
+                                 encryptionMasterKeyBase64 });
     const client = new PusherClient(key, {
       wsHost: host, wsPort: port, forceTLS: false, enabledTransports: ["ws"], cluster: "pushwire",
       activityTimeout: activityTimeout || 120000,
@@ -58,8 +61,12 @@ module.exports = function pusherCommands(report) {
     pusher_connect: connect,
     pusher_subscribe: subscribe,
     pusher_unsubscribe: ({ id, channel }) => clients.get(id).unsubscribe(channel),
-    pusher_client_event: ({ id, channel, event, data }) =>
-      report({ type: "pusher_triggered", id, sent: clients.get(id).channel(channel).trigger(event, data) }),
+    // `sent` is what pusher-js's trigger returned, or the error it threw.
+    pusher_client_event: ({ id, channel, event, data }) => {
+      let sent;
+      try { sent = clients.get(id).channel(channel).trigger(event, data); } catch (e) { sent = String(e.message); }
+      report({ type: "pusher_triggered", id, sent });
+    },
     // A text frame exactly as given, below pusher-js's own encoding.
     pusher_raw: ({ id, text }) => clients.get(id).connection.connection.transport.send(text),
     // Drops the connection and opens a new one, keeping the channels.

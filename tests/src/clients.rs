@@ -403,7 +403,7 @@ impl Clients {
 
     /// Sends a pusher SDK command `op` for `app` against `addr`, with the
     /// command's own fields `extra`; returns its request id.
-    fn sdk_request(
+    pub(crate) fn sdk_request(
         &mut self,
         op: &str,
         addr: SocketAddr,
@@ -422,7 +422,7 @@ impl Clients {
         req
     }
 
-    fn trigger_result(&mut self, req: &str) -> (u16, String) {
+    pub(crate) fn trigger_result(&mut self, req: &str) -> (u16, String) {
         let report = self.wait_for("trigger result", |r| r["req"] == req);
         let status = report["status"].as_u64().unwrap_or(0) as u16;
         (

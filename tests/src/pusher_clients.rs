@@ -47,6 +47,72 @@ impl Clients {
         report["socket_id"].as_str().expect("socket_id").to_owned()
     }
 
+    /// [`Clients::pusher_connect`] with a backend whose server SDK holds
+    /// `master_key` (`encryptionMasterKeyBase64`), as `private-encrypted-*`
+    /// channels need: its authorizations carry the channel's `shared_secret`.
+    pub fn pusher_connect_encrypted(
+        &mut self,
+        id: &str,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        master_key: &str,
+    ) -> String {
+        self.send(json!({
+            "op": "pusher_connect", "id": id,
+            "host": addr.ip().to_string(), "port": addr.port(),
+            "appId": app.id, "key": app.key, "secret": app.secret,
+            "encryptionMasterKeyBase64": master_key,
+        }));
+        let report = self.wait_for(&format!("pusher-js {id} to connect"), |r| {
+            r["id"] == id && (r["type"] == "pusher_connected" || r["type"] == "pusher_error")
+        });
+        assert_eq!(report["type"], "pusher_connected", "{report}");
+        report["socket_id"].as_str().expect("socket_id").to_owned()
+    }
+
+    /// Triggers with the npm pusher SDK created with `master_key`, which
+    /// encrypts `data` for a `private-encrypted-*` channel; status and body.
+    pub fn trigger_encrypted(
+        &mut self,
+        addr: SocketAddr,
+        app: Credentials<'_>,
+        master_key: &str,
+        channel: &str,
+        event: &str,
+        data: Value,
+    ) -> (u16, String) {
+        let req = self.sdk_request(
+            "trigger",
+            addr,
+            app,
+            json!({
+                "channels": [channel], "event": event, "data": data, "params": {},
+                "encryptionMasterKeyBase64": master_key,
+            }),
+        );
+        self.trigger_result(&req)
+    }
+
+    /// The npm pusher SDK's `authorizeChannel` by a backend holding `master_key`.
+    pub fn authorize_encrypted(
+        &mut self,
+        app: Credentials<'_>,
+        master_key: &str,
+        socket_id: &str,
+        channel: &str,
+    ) -> Value {
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 1));
+        let req = self.sdk_request(
+            "authorize",
+            nowhere,
+            app,
+            json!({
+                "socketId": socket_id, "channel": channel, "encryptionMasterKeyBase64": master_key,
+            }),
+        );
+        self.wait_for("authorization", |r| r["req"] == req.as_str())["auth"].clone()
+    }
+
     /// Starts pusher-js client `id` without waiting for anything; with
     /// `activity_timeout_ms`, it pings the server after that much silence.
     pub fn pusher_start(
@@ -129,13 +195,26 @@ impl Clients {
     /// Sends client event `event` with `data` on `channel` (pusher-js's
     /// `channel.trigger`); asserts pusher-js sent it.
     pub fn pusher_client_event(&mut self, id: &str, channel: &str, event: &str, data: Value) {
+        let sent = self.pusher_try_client_event(id, channel, event, data);
+        assert_eq!(sent, true, "{sent}");
+    }
+
+    /// Tries pusher-js's `channel.trigger`: what it returned (`true` when
+    /// sent), or the message of the error it threw.
+    pub fn pusher_try_client_event(
+        &mut self,
+        id: &str,
+        channel: &str,
+        event: &str,
+        data: Value,
+    ) -> Value {
         self.send(json!({
             "op": "pusher_client_event", "id": id, "channel": channel, "event": event, "data": data,
         }));
-        let report = self.wait_for("a client event sent", |r| {
+        self.wait_for("a client event sent", |r| {
             r["type"] == "pusher_triggered" && r["id"] == id
-        });
-        assert_eq!(report["sent"], true, "{report}");
+        })["sent"]
+            .clone()
     }
 
     /// Sends `text` as one frame on client `id`'s connection, as is.
