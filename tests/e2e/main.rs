@@ -17,6 +17,7 @@ mod logs;
 mod metrics;
 mod nothing_lost;
 mod presence;
+mod pusher_browsers;
 mod pusher_cache;
 mod pusher_encrypted;
 mod pusher_protocol;

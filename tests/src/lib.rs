@@ -11,6 +11,7 @@ pub mod http;
 pub mod origin;
 pub mod process;
 pub mod prometheus;
+pub mod pusher_browser;
 pub mod pusher_clients;
 pub mod pusher_raw;
 pub mod raw_ws;
