@@ -1,6 +1,7 @@
 //! End-to-end tests: real redis-server, the real `pushwire` binary, the npm
-//! `socket.io-client`, `pusher-js` and `pusher` packages. One test binary; each test owns
-//! its processes and scratch directory.
+//! `socket.io-client`, `pusher-js`, `laravel-echo` and `pusher` packages,
+//! headless Chromium. One test binary; each test owns its processes and
+//! scratch directory.
 
 mod abuse;
 mod bench;
