@@ -102,6 +102,11 @@ fn encrypted_channels(deployment: &Deployment, a: &Origin, b: &Origin) {
     let args = clients.event("s", "shipped");
     assert_eq!(args[0], sealed);
     assert_eq!(args[1]["id"], on_a["id"], "the same event id");
+    // ...which the socket's app opens with its authorization's shared_secret.
+    assert_eq!(
+        clients.open_sealed(&auth["shared_secret"], &args[0]),
+        secret
+    );
 
     // Client events: pusher-js refuses them itself; sent anyway, the server
     // refuses them too, on both protocols, and the connection stays usable.

@@ -6,6 +6,7 @@
 const readline = require("node:readline");
 const { io } = require("socket.io-client");
 const Pusher = require("pusher");
+const nacl = require("tweetnacl");
 const pusherCommands = require("./pusher-clients.js");
 
 const http = require("node:http");
@@ -128,6 +129,15 @@ async function get(cmd) {
   }
 }
 
+// What a Socket.IO app does with an encrypted channel's event: opens the
+// `{nonce, ciphertext}` it received with the authorization's shared_secret.
+function openSealed({ req, sharedSecret, sealed }) {
+  const bytes = nacl.secretbox.open(Buffer.from(sealed.ciphertext, "base64"),
+                                    Buffer.from(sealed.nonce, "base64"),
+                                    Buffer.from(sharedSecret, "base64"));
+  report({ type: "opened", req, data: bytes === null ? null : JSON.parse(Buffer.from(bytes).toString("utf8")) });
+}
+
 async function batch(cmd) {
   const { req, events } = cmd;
   try {
@@ -154,6 +164,7 @@ const commands = {
   batch,
   authorize,
   get,
+  open_sealed: openSealed,
 };
 
 readline.createInterface({ input: process.stdin }).on("line", (line) => {

@@ -113,6 +113,20 @@ impl Clients {
         self.wait_for("authorization", |r| r["req"] == req.as_str())["auth"].clone()
     }
 
+    /// Opens an encrypted channel's `sealed` data (`{nonce, ciphertext}`)
+    /// with `shared_secret` (NaCl secretbox, npm `tweetnacl`), as a Socket.IO
+    /// app does; the JSON inside, or `null` if it does not open.
+    pub fn open_sealed(&mut self, shared_secret: &Value, sealed: &Value) -> Value {
+        let req = format!("open-{}", sealed["nonce"].as_str().unwrap_or_default());
+        self.send(json!({
+            "op": "open_sealed", "req": req, "sharedSecret": shared_secret, "sealed": sealed,
+        }));
+        self.wait_for("a sealed box opened", |r| {
+            r["type"] == "opened" && r["req"] == req.as_str()
+        })["data"]
+            .clone()
+    }
+
     /// Starts pusher-js client `id` without waiting for anything; with
     /// `activity_timeout_ms`, it pings the server after that much silence.
     pub fn pusher_start(
