@@ -155,9 +155,4 @@ impl BrowserPages {
             }
         }
     }
-
-    /// Reports received and not yet read.
-    pub fn pending(&self) -> &[Value] {
-        &self.backlog
-    }
 }
