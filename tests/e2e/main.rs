@@ -20,6 +20,7 @@ mod nothing_lost;
 mod presence;
 mod pusher_browsers;
 mod pusher_cache;
+mod pusher_echo;
 mod pusher_encrypted;
 mod pusher_protocol;
 mod pusher_recovery;

@@ -1,5 +1,6 @@
 // Drives stock clients for the end-to-end tests: npm `socket.io-client` sockets,
-// npm `pusher-js` clients (pusher-clients.js) and the npm `pusher` server SDK. Reads one JSON command per line on stdin and
+// npm `pusher-js` clients (pusher-clients.js), Laravel Echo (echo-clients.js)
+// and the npm `pusher` server SDK. Reads one JSON command per line on stdin and
 // writes one JSON report per line on stdout. Every report names the client
 // (`id`) or request (`req`) it belongs to.
 "use strict";
@@ -8,6 +9,7 @@ const { io } = require("socket.io-client");
 const Pusher = require("pusher");
 const nacl = require("tweetnacl");
 const pusherCommands = require("./pusher-clients.js");
+const echoCommands = require("./echo-clients.js");
 
 const http = require("node:http");
 // The recovery helper every origin serves at /pushwire-recovery.js.
@@ -149,9 +151,11 @@ async function batch(cmd) {
 }
 
 const { closeAll: closePusherClients, ...pusherClients } = pusherCommands(report);
+const { closeAll: closeEchoClients, ...echoClients } = echoCommands(report);
 
 const commands = {
   ...pusherClients,
+  ...echoClients,
   connect,
   emit: emitWithAck,
   emit_no_ack: ({ id, event, args }) => sockets.get(id).emit(event, ...(args || [])),
@@ -178,6 +182,7 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
 }).on("close", () => {
   for (const s of sockets.values()) s.close();
   closePusherClients();
+  closeEchoClients();
   process.exit(0);
 });
 

@@ -6,6 +6,7 @@
 pub mod bridge;
 pub mod clients;
 pub mod deployment;
+pub mod echo_clients;
 pub mod edge;
 pub mod http;
 pub mod origin;
