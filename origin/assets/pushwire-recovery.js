@@ -20,6 +20,22 @@
  * is asked again, 250 ms doubling to 5 s apart, for as long as the connection
  * lasts; `onSubscribed` gets the answer that ends the attempts.
  *
+ * Pusher-protocol clients (pusher-js 7 and 8): `trackPusher` does the same
+ * for every channel of a Pusher instance, created before its first subscribe.
+ * pusher-js subscribes again by itself after a reconnection; the helper adds
+ * `since` to those subscribes and reports channels whose events may be lost.
+ *
+ *   const pusher = new Pusher("app-key", { wsHost, wsPort, forceTLS: false, enabledTransports: ["ws"], cluster: "" });
+ *   pushwireRecovery.trackPusher(pusher, {
+ *     // The history no longer reached back to the last event seen on `channel`.
+ *     onLost: (channel) => refetchState(channel),
+ *   });
+ *   pusher.subscribe("ticker-BTC").bind("price", render);
+ *
+ * pusher-js hands applications no more than `event`, `channel` and `data`, so
+ * the helper reads the positions from the connection's raw frames (pusher-js's
+ * `connection.connection.transport`, present in versions 7 and 8).
+ *
  * Served by every pushwire origin at /pushwire-recovery.js. Works as a
  * <script> (global `pushwireRecovery`) and with require().
  */
@@ -102,5 +118,58 @@
     };
   }
 
-  return { track: track };
+  function trackPusher(pusher, options) {
+    var onLost = (options && options.onLost) || function () {};
+    var positions = new Map(); // channel -> last pos seen
+    var watched = null; // the transport whose frames are being read
+
+    function read(message) {
+      var frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch (e) {
+        return;
+      }
+      if (!frame || typeof frame.channel !== "string" || !pusher.channel(frame.channel)) return;
+      if (typeof frame.pos === "string") positions.set(frame.channel, frame.pos);
+      if (frame.event === "pushwire:history_lost") onLost(frame.channel);
+      if (frame.event === "pusher_internal:subscription_succeeded") {
+        var data = frame.data;
+        try {
+          data = typeof data === "string" ? JSON.parse(data) : data;
+        } catch (e) {
+          return;
+        }
+        if (data && data.recovered === false) onLost(frame.channel);
+      }
+    }
+
+    // Each connection has a new transport: read it from its first frame on.
+    function watch() {
+      var connection = pusher.connection.connection;
+      var transport = connection && connection.transport;
+      if (!transport || transport === watched) return;
+      watched = transport;
+      transport.bind("message", read);
+    }
+    pusher.connection.bind("connected", watch);
+    watch();
+
+    var send = pusher.send_event.bind(pusher);
+    pusher.send_event = function (name, data, channel) {
+      if (name === "pusher:subscribe" && data && positions.has(data.channel)) {
+        data = Object.assign({}, data, { since: positions.get(data.channel) });
+      } else if (name === "pusher:unsubscribe" && data) {
+        positions.delete(data.channel);
+      }
+      return send(name, data, channel);
+    };
+
+    return {
+      /** The last position seen on `channel` (undefined before the first event). */
+      position: function (channel) { return positions.get(channel); },
+    };
+  }
+
+  return { track: track, trackPusher: trackPusher };
 });

@@ -34,6 +34,9 @@ pub struct Limits {
     /// Subscribes one socket may make per second, on average; bursts of up to
     /// `max_channels_per_socket` pass at once.
     pub max_subscribes_per_sec: u32,
+    /// Most connections (Socket.IO and Pusher protocol) of the app one origin
+    /// holds, split evenly over its workers; 0, the default, for no cap.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_client_events_per_sec: 10,
             max_channels_per_socket: 100,
             max_subscribes_per_sec: 10,
+            max_connections: 0,
         }
     }
 }

@@ -15,12 +15,22 @@ pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelName(String);
 
+/// The prefix of end-to-end encrypted channels, a kind of private channel.
+const ENCRYPTED_PREFIX: &str = "private-encrypted-";
+
 /// What kind of channel a name denotes, from its prefix.
+///
+/// End-to-end encrypted channels (`private-encrypted-*`) are [`ChannelKind::Private`]:
+/// they are authorized, counted and queried exactly like private channels, and
+/// differ only in refusing client events, which [`ChannelName::is_encrypted`]
+/// tells. A kind of their own would make every rule that holds for private
+/// channels name them twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelKind {
     /// Anyone may subscribe.
     Public,
-    /// `private-*`: subscribing needs an auth signature from the app's backend.
+    /// `private-*` (`private-encrypted-*` included): subscribing needs an
+    /// auth signature from the app's backend.
     Private,
     /// `presence-*`: private, plus a member list.
     Presence,
@@ -109,19 +119,37 @@ impl ChannelName {
         }
     }
 
+    /// Whether this is an end-to-end encrypted channel (`private-encrypted-*`):
+    /// the app's backend encrypts every event's `data` for the channel's
+    /// subscribers, so the server relays it untouched and refuses client
+    /// events, which it could not let anyone check.
+    ///
+    /// ```
+    /// use pushwire_shared::{ChannelKind, ChannelName};
+    /// let channel = ChannelName::new("private-encrypted-orders").unwrap();
+    /// assert!(channel.is_encrypted());
+    /// assert_eq!(channel.kind(), ChannelKind::Private);
+    /// assert!(!ChannelName::new("private-orders").unwrap().is_encrypted());
+    /// ```
+    pub fn is_encrypted(&self) -> bool {
+        self.0.starts_with(ENCRYPTED_PREFIX)
+    }
+
     /// Whether this is a cache channel (`cache-*`, `private-cache-*`,
-    /// `presence-cache-*`): a subscriber gets the channel's last event, or a
-    /// cache miss, as soon as it is subscribed.
+    /// `private-encrypted-cache-*`, `presence-cache-*`): a subscriber gets the
+    /// channel's last event, or a cache miss, as soon as it is subscribed.
     ///
     /// ```
     /// use pushwire_shared::ChannelName;
     /// assert!(ChannelName::new("private-cache-prices").unwrap().is_cache());
+    /// assert!(ChannelName::new("private-encrypted-cache-prices").unwrap().is_cache());
     /// assert!(!ChannelName::new("private-prices").unwrap().is_cache());
     /// ```
     pub fn is_cache(&self) -> bool {
         let rest = self
             .0
-            .strip_prefix("presence-")
+            .strip_prefix(ENCRYPTED_PREFIX)
+            .or_else(|| self.0.strip_prefix("presence-"))
             .or_else(|| self.0.strip_prefix("private-"))
             .unwrap_or(&self.0);
         rest.starts_with("cache-")
@@ -171,13 +199,37 @@ mod tests {
             ("presence-cache-x", true, ChannelKind::Presence),
             ("cachex", false, ChannelKind::Public),
             ("x-cache-y", false, ChannelKind::Public),
-            ("private-encrypted-cache-x", false, ChannelKind::Private),
+            ("private-encrypted-cache-x", true, ChannelKind::Private),
+            ("private-encrypted-x", false, ChannelKind::Private),
+            ("private-encryptedcache-x", false, ChannelKind::Private),
         ];
         for (name, cache, kind) in cases {
             let channel = ChannelName::new(name).unwrap();
             assert_eq!(
                 (channel.is_cache(), channel.kind()),
                 (cache, kind),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn encrypted_channels_are_private_ones() {
+        let cases = [
+            ("private-encrypted-x", true, ChannelKind::Private),
+            ("private-encrypted-cache-x", true, ChannelKind::Private),
+            // pusher-js decides by the prefix alone, and so must the server.
+            ("private-encrypted-", true, ChannelKind::Private),
+            ("private-encryptedx", false, ChannelKind::Private),
+            ("private-x", false, ChannelKind::Private),
+            ("presence-encrypted-x", false, ChannelKind::Presence),
+            ("encrypted-x", false, ChannelKind::Public),
+        ];
+        for (name, encrypted, kind) in cases {
+            let channel = ChannelName::new(name).unwrap();
+            assert_eq!(
+                (channel.is_encrypted(), channel.kind()),
+                (encrypted, kind),
                 "{name}"
             );
         }

@@ -32,6 +32,9 @@ pub enum AckCode {
     SubscribeRateLimited = 4102,
     /// 4200: temporarily unavailable; retry.
     Unavailable = 4200,
+    /// 4301: the socket sends client events faster than its app allows
+    /// (Pusher's code for the same refusal).
+    ClientEventRateLimited = 4301,
 }
 
 /// A refused request, as sent in the ack: `{"ok": false, "error": {"code", "message"}}`.

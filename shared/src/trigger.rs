@@ -333,6 +333,25 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_channels_take_any_data_beside_any_channel() {
+        // The server SDKs refuse an event for an encrypted channel and others at
+        // once (one body cannot be encrypted for each), but Pusher's HTTP API does
+        // not: a payload meant for several encrypted channels is the sender's
+        // business, and the server can read none of them anyway.
+        let body = json!({
+            "name": "n",
+            "channels": ["private-encrypted-a", "private-encrypted-b", "news"],
+            "data": "{\"nonce\":\"bm9uY2U=\",\"ciphertext\":\"Y2lwaGVy\"}",
+        });
+        let e = ev(body.clone()).unwrap();
+        assert_eq!(e.channels.len(), 3);
+        assert_eq!(e.data, body["data"], "relayed as given");
+        assert!(
+            ev(json!({"name": "n", "channel": "private-encrypted-a", "data": "plain"})).is_ok()
+        );
+    }
+
+    #[test]
     fn refuses_bad_shapes_with_400() {
         let cases = [
             (json!([1]), TriggerError::NotAnObject),

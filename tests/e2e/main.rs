@@ -1,6 +1,7 @@
 //! End-to-end tests: real redis-server, the real `pushwire` binary, the npm
-//! `socket.io-client`, `pusher-js` and `pusher` packages. One test binary; each test owns
-//! its processes and scratch directory.
+//! `socket.io-client`, `pusher-js`, `laravel-echo` and `pusher` packages,
+//! headless Chromium. One test binary; each test owns its processes and
+//! scratch directory.
 
 mod abuse;
 mod bench;
@@ -17,8 +18,12 @@ mod logs;
 mod metrics;
 mod nothing_lost;
 mod presence;
+mod pusher_browsers;
 mod pusher_cache;
+mod pusher_echo;
+mod pusher_encrypted;
 mod pusher_protocol;
+mod pusher_recovery;
 mod pusher_users;
 mod python_clients;
 mod recovery;

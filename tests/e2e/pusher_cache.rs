@@ -2,7 +2,10 @@
 //! or a cache miss — through pusher-js and through Socket.IO alike.
 
 use pushwire_tests::clients::TEST_APP;
-use pushwire_tests::{Clients, Deployment, each_fanout};
+use pushwire_tests::webhook_receiver::{Answers, Sdk, WebhookReceiver};
+use pushwire_tests::{Clients, Deployment, Origin, each_fanout};
+
+use crate::webhooks::{event, wait_for_events};
 use serde_json::{Value, json};
 
 fn succeeded(outcome: &Value) {
@@ -41,8 +44,19 @@ fn cache_channels_send_the_last_event_or_a_miss() {
 }
 
 fn cache_channels(deployment: &Deployment) {
-    let origin = deployment.origin("origin");
-    let mut clients = Clients::start(&deployment.scratch, "clients");
+    // Every miss is also reported to the app's backend (Pusher's `cache_miss`
+    // webhook), through a receiver validating with the PyPI SDK.
+    let scratch = &deployment.scratch;
+    let mut misses = WebhookReceiver::start(scratch, Sdk::Python, TEST_APP, Answers::OK);
+    let config = scratch.file("webhooks.json");
+    let endpoints = json!({"webhooks": {TEST_APP.id: [
+        {"url": misses.url("/misses"), "events": ["cache_miss"]},
+    ]}});
+    std::fs::write(&config, endpoints.to_string()).expect("write the config");
+    let mut options = deployment.options();
+    options.args = vec!["--config".into(), config.to_string_lossy().into_owned()];
+    let origin = Origin::start(scratch, "origin", options);
+    let mut clients = Clients::start(scratch, "clients");
 
     // Nothing published yet: a miss, for pusher-js and for Socket.IO.
     clients.pusher_connect("p", origin.addr, TEST_APP, None);
@@ -133,6 +147,19 @@ fn cache_channels(deployment: &Deployment) {
     assert_eq!(
         clients.pusher_event("n", "presence-cache-lobby", "hi")["data"],
         "h"
+    );
+
+    // One webhook event per miss, whichever protocol met it; none for hits.
+    let mut reported = wait_for_events(&mut misses, 4);
+    reported.sort();
+    assert_eq!(
+        reported,
+        [
+            event("cache_miss", "cache-prices", ""),
+            event("cache_miss", "cache-prices", ""),
+            event("cache_miss", "presence-cache-lobby", ""),
+            event("cache_miss", "private-cache-room", ""),
+        ]
     );
 
     // Nothing was delivered twice.

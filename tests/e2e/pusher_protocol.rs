@@ -235,6 +235,32 @@ fn client_events(deployment: &Deployment) {
     );
     clients.pusher_client_event("p", "private-chat", "client-again", json!("x"));
     assert_eq!(clients.event("s", "client-again")[0], json!("x"));
+
+    // Over the app's rate (10 a second): Pusher's 4301 on both kinds, and the
+    // connection stays. 25 sent at once put more than 10 in some second.
+    for n in 0..25 {
+        clients.pusher_raw(
+            "p",
+            &format!(r#"{{"event":"client-burst","channel":"private-chat","data":{n}}}"#),
+        );
+    }
+    let error = clients.pusher_frame("p", "a rate-limited client event", |f| {
+        f["event"] == "pusher:error"
+    });
+    assert_eq!(error["data"]["code"], 4301, "{error}");
+    let codes: Vec<Value> = (0..25)
+        .map(|n| {
+            let ack = clients.emit(
+                "s",
+                "client-burst",
+                json!([{"channel": "private-chat", "data": n}]),
+            );
+            ack["error"]["code"].clone()
+        })
+        .collect();
+    assert!(codes.contains(&json!(4301)), "{codes:?}");
+    let ack = socket_io_join(&mut clients, "s", &s, "private-after", None);
+    assert_eq!(ack["ok"], true, "still connected: {ack}");
 }
 
 #[test]
@@ -259,6 +285,9 @@ fn errors_and_pings(deployment: &Deployment) {
         ("/app/app-key?protocol=6&client=js", 4007),
         ("/app/app-key?protocol=seven", 4006),
         ("/app/app-key?client=js", 4008),
+        ("/app?protocol=7", 4005),
+        ("/app/?protocol=7", 4005),
+        ("/app/app-key/extra?protocol=7", 4005),
     ] {
         let refusal = pusher_raw::refused(origin.addr, path);
         assert_eq!(refusal.error["event"], "pusher:error", "{path}");
@@ -320,4 +349,127 @@ fn reconnect_after_kill(deployment: &Deployment) {
     clients.pusher_event("p", "news", "pusher:subscription_succeeded");
     clients.trigger_ok(origin.addr, TEST_APP, &["news"], "after", json!("1"));
     clients.pusher_event("p", "news", "after");
+}
+
+/// An app at its `limits.max_connections` refuses the next connection of
+/// either kind: Pusher's 4100 (the SDKs retry after a pause), a Socket.IO
+/// `connect_error`; a closed connection frees its place.
+#[test]
+fn an_app_at_its_connection_cap_refuses_with_4100() {
+    use pushwire_tests::Scratch;
+    use pushwire_tests::origin::OriginOptions;
+
+    let scratch = Scratch::new("pusher-capacity");
+    let config = scratch.file("pushwire.json");
+    std::fs::write(
+        &config,
+        r#"{"apps": [{"id": "1000001", "key": "app-key", "secret": "app-secret",
+                      "limits": {"max_connections": 2}}]}"#,
+    )
+    .expect("write the config");
+    let mut options = OriginOptions::embedded();
+    options.apps = String::new();
+    // One worker holds the whole cap, so which connection is refused is certain.
+    options.workers = 1;
+    options.args = vec!["--config".into(), config.display().to_string()];
+    let origin = Origin::start(&scratch, "origin", options);
+    let mut clients = Clients::start(&scratch, "clients");
+    clients.pusher_connect("p1", origin.addr, TEST_APP, None);
+    clients.connect("s1", &origin.url(), json!({"transports": ["websocket"]}));
+
+    let refusal = pusher_raw::refused(origin.addr, "/app/app-key?protocol=7");
+    assert_eq!(refusal.error["data"]["code"], 4100, "{refusal:?}");
+    assert_eq!(refusal.close_code, Some(4100));
+    clients.pusher_start("p2", origin.addr, TEST_APP, None, None);
+    let error = clients.pusher_error("p2");
+    assert_eq!(error["error"]["data"]["code"], 4100, "{error}");
+    let message = clients.connect_refused("s2", &origin.url(), json!({}));
+    assert!(message.contains("over capacity"), "{message}");
+
+    // A place frees up: pusher-js, retrying by itself, gets in.
+    clients.close("s1");
+    clients.wait_for("p2 to connect after its retry", |r| {
+        r["type"] == "pusher_connected" && r["id"] == "p2"
+    });
+}
+
+#[test]
+fn presence_members_are_counted_once_across_origins_and_protocols() {
+    pushwire_tests::each_shared_broker("pusher-presence-mix", members_across_origins);
+}
+
+/// One user with sockets of both kinds on two origins (each with the suite's
+/// workers) is one member: added once when its first socket joins, removed
+/// once when its last leaves, as seen by observers of both kinds.
+fn members_across_origins(deployment: &Deployment) {
+    const ROOM: &str = "presence-mix";
+    let (a, b) = (deployment.origin("a"), deployment.origin("b"));
+    let mut clients = Clients::start(&deployment.scratch, "clients");
+    let user = |id: &str| json!({"user_id": id, "user_info": null});
+    clients.pusher_connect("obs", a.addr, TEST_APP, Some(user("o")));
+    succeeded(&clients.pusher_subscribe("obs", ROOM));
+    let sobs = clients.connect("sobs", &b.url(), json!({}));
+    let ack = socket_io_join(&mut clients, "sobs", &sobs, ROOM, Some(user("o2")));
+    assert_eq!(ack["ok"], true, "{ack}");
+    let added = clients.pusher_event("obs", ROOM, "pusher:member_added");
+    assert_eq!(added["data"]["id"], "o2");
+
+    // User u: pusher-js on a, Socket.IO on b, pusher-js on b.
+    clients.pusher_connect("u1", a.addr, TEST_APP, Some(user("u")));
+    succeeded(&clients.pusher_subscribe("u1", ROOM));
+    let u2 = clients.connect("u2", &b.url(), json!({}));
+    let ack = socket_io_join(&mut clients, "u2", &u2, ROOM, Some(user("u")));
+    assert_eq!(ack["presence"]["ids"], json!(["o", "o2", "u"]), "{ack}");
+    clients.pusher_connect("u3", b.addr, TEST_APP, Some(user("u")));
+    let members = succeeded(&clients.pusher_subscribe("u3", ROOM)).clone();
+    assert_eq!(members["count"], 3, "{members}");
+    assert_eq!(
+        clients.pusher_event("obs", ROOM, "pusher:member_added")["data"]["id"],
+        "u"
+    );
+    assert_eq!(
+        clients.event("sobs", "pushwire:member_added")[0]["user_id"],
+        "u"
+    );
+
+    // Its first two sockets leave: still a member. The last: removed, once.
+    clients.pusher_close("u1");
+    clients.close("u2");
+    clients.pusher_close("u3");
+    assert_eq!(
+        clients.pusher_event("obs", ROOM, "pusher:member_removed")["data"]["id"],
+        "u"
+    );
+    assert_eq!(
+        clients.event("sobs", "pushwire:member_removed")[0]["user_id"],
+        "u"
+    );
+
+    // Nothing more about u reached either observer.
+    clients.trigger_ok(a.addr, TEST_APP, &[ROOM], "end", json!(0));
+    let seen = clients.pusher_events_through("obs", ROOM, "end");
+    let members: Vec<&Value> = seen
+        .iter()
+        .filter(|r| {
+            r["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("pusher:member"))
+        })
+        .collect();
+    assert!(members.is_empty(), "more member events: {members:?}");
+    let seen = clients.events_through("sobs", "end");
+    let members: Vec<&(String, Vec<Value>)> = seen
+        .iter()
+        .filter(|(name, _)| name.starts_with("pushwire:member"))
+        .collect();
+    assert!(members.is_empty(), "more member events: {members:?}");
+    // And the count agrees: two members left.
+    let (status, body) = clients.get(
+        a.addr,
+        TEST_APP,
+        &format!("/channels/{ROOM}/users"),
+        json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"users": [{"id": "o"}, {"id": "o2"}]}));
 }

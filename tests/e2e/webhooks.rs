@@ -63,6 +63,9 @@ fn every_kind() -> Vec<WebhookEvent> {
             user_id: "u1".into(),
         },
         WebhookEvent::ChannelVacated { channel: room },
+        WebhookEvent::CacheMiss {
+            channel: ChannelName::new("cache-prices").unwrap(),
+        },
     ]
 }
 

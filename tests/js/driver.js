@@ -1,12 +1,15 @@
 // Drives stock clients for the end-to-end tests: npm `socket.io-client` sockets,
-// npm `pusher-js` clients (pusher-clients.js) and the npm `pusher` server SDK. Reads one JSON command per line on stdin and
+// npm `pusher-js` clients (pusher-clients.js), Laravel Echo (echo-clients.js)
+// and the npm `pusher` server SDK. Reads one JSON command per line on stdin and
 // writes one JSON report per line on stdout. Every report names the client
 // (`id`) or request (`req`) it belongs to.
 "use strict";
 const readline = require("node:readline");
 const { io } = require("socket.io-client");
 const Pusher = require("pusher");
+const nacl = require("tweetnacl");
 const pusherCommands = require("./pusher-clients.js");
+const echoCommands = require("./echo-clients.js");
 
 const http = require("node:http");
 // The recovery helper every origin serves at /pushwire-recovery.js.
@@ -93,8 +96,11 @@ function emitWithAck({ id, req, event, args }) {
     report(err ? { type: "ack_timeout", id, req } : { type: "ack", id, req, ack }));
 }
 
-function pusherFor({ host, port, appId, key, secret }) {
-  return new Pusher({ appId, key, secret, host, port: String(port), useTLS: false, timeout: 5000 });
+// With `encryptionMasterKeyBase64`, the SDK encrypts what it triggers on
+// private-encrypted-* channels and adds their `shared_secret` to authorizations.
+function pusherFor({ host, port, appId, key, secret, encryptionMasterKeyBase64 }) {
+  return new Pusher({ appId, key, secret, host, port: String(port), useTLS: false, timeout: 5000,
+                      encryptionMasterKeyBase64 });
 }
 
 async function trigger(cmd) {
@@ -142,6 +148,15 @@ async function userCall(cmd, call) {
   }
 }
 
+// What a Socket.IO app does with an encrypted channel's event: opens the
+// `{nonce, ciphertext}` it received with the authorization's shared_secret.
+function openSealed({ req, sharedSecret, sealed }) {
+  const bytes = nacl.secretbox.open(Buffer.from(sealed.ciphertext, "base64"),
+                                    Buffer.from(sealed.nonce, "base64"),
+                                    Buffer.from(sharedSecret, "base64"));
+  report({ type: "opened", req, data: bytes === null ? null : JSON.parse(Buffer.from(bytes).toString("utf8")) });
+}
+
 async function batch(cmd) {
   const { req, events } = cmd;
   try {
@@ -153,9 +168,11 @@ async function batch(cmd) {
 }
 
 const { closeAll: closePusherClients, ...pusherClients } = pusherCommands(report);
+const { closeAll: closeEchoClients, ...echoClients } = echoCommands(report);
 
 const commands = {
   ...pusherClients,
+  ...echoClients,
   connect,
   emit: emitWithAck,
   emit_no_ack: ({ id, event, args }) => sockets.get(id).emit(event, ...(args || [])),
@@ -171,6 +188,7 @@ const commands = {
   send_to_user: (cmd) => userCall(cmd, (p) => p.sendToUser(cmd.userId, cmd.event, cmd.data)),
   terminate_user: (cmd) => userCall(cmd, (p) => p.terminateUserConnections(cmd.userId)),
   get,
+  open_sealed: openSealed,
 };
 
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
@@ -184,6 +202,7 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
 }).on("close", () => {
   for (const s of sockets.values()) s.close();
   closePusherClients();
+  closeEchoClients();
   process.exit(0);
 });
 

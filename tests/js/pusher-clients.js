@@ -5,15 +5,21 @@
 "use strict";
 const PusherClient = require("pusher-js");
 const Pusher = require("pusher");
+// The recovery helper every origin serves at /pushwire-recovery.js.
+const recovery = require("../../origin/assets/pushwire-recovery.js");
 
 module.exports = function pusherCommands(report) {
   const clients = new Map();
 
-  function connect({ id, host, port, key, appId, secret, presence, activityTimeout, user, badSignin }) {
+  function connect({ id, host, port, key, appId, secret, presence, activityTimeout,
+                     encryptionMasterKeyBase64, recover, user, badSignin }) {
     // Private and presence channels are authorized as an app backend does it,
-    // with the server SDK's authorizeChannel; users are signed in with its
-    // authenticateUser (`badSignin`: with one signature character changed).
-    const backend = new Pusher({ appId, key, secret: secret || "unused", host, port: String(port), useTLS: false });
+    // with the server SDK's authorizeChannel (which, given the master key, adds
+    // the shared_secret pusher-js decrypts private-encrypted-* channels with);
+    // users are signed in with its authenticateUser (`badSignin`: with one
+    // signature character changed).
+    const backend = new Pusher({ appId, key, secret: secret || "unused", host, port: String(port), useTLS: false,
+                                 encryptionMasterKeyBase64 });
     const client = new PusherClient(key, {
       wsHost: host, wsPort: port, forceTLS: false, enabledTransports: ["ws"], cluster: "pushwire",
       activityTimeout: activityTimeout || 120000,
@@ -37,6 +43,9 @@ module.exports = function pusherCommands(report) {
     // Events sent to the signed-in user (pusher.user.bind).
     client.user.bind_global((event, data) =>
       report({ type: "pusher_user_event", id, event, data: data === undefined ? null : data }));
+    if (recover) {
+      recovery.trackPusher(client, { onLost: (channel) => report({ type: "pusher_lost", id, channel }) });
+    }
     client.connection.bind("state_change", ({ current }) => {
       report({ type: "pusher_state", id, state: current });
       if (current === "connected") {
@@ -70,10 +79,20 @@ module.exports = function pusherCommands(report) {
     pusher_signin: ({ id }) => clients.get(id).signin(),
     pusher_state: ({ id, req }) =>
       report({ type: "pusher_state_now", id, req, state: clients.get(id).connection.state }),
-    pusher_client_event: ({ id, channel, event, data }) =>
-      report({ type: "pusher_triggered", id, sent: clients.get(id).channel(channel).trigger(event, data) }),
+    pusher_signin: ({ id }) => clients.get(id).signin(),
+    pusher_state: ({ id, req }) =>
+      report({ type: "pusher_state_now", id, req, state: clients.get(id).connection.state }),
+    // `sent` is what pusher-js's trigger returned, or the error it threw.
+    pusher_client_event: ({ id, channel, event, data }) => {
+      let sent;
+      try { sent = clients.get(id).channel(channel).trigger(event, data); } catch (e) { sent = String(e.message); }
+      report({ type: "pusher_triggered", id, sent });
+    },
     // A text frame exactly as given, below pusher-js's own encoding.
     pusher_raw: ({ id, text }) => clients.get(id).connection.connection.transport.send(text),
+    // Drops the connection and opens a new one, keeping the channels.
+    pusher_disconnect: ({ id }) => clients.get(id).disconnect(),
+    pusher_reconnect: ({ id }) => clients.get(id).connect(),
     pusher_close: ({ id }) => { const c = clients.get(id); if (c) c.disconnect(); clients.delete(id); },
     closeAll: () => { for (const c of clients.values()) c.disconnect(); },
   };

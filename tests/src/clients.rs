@@ -119,6 +119,19 @@ impl Clients {
         }
     }
 
+    /// Removes and returns, in arrival order, the reports received so far
+    /// that match `pred`.
+    pub fn take_backlog(&mut self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        while let Some(report) = self.reports.try_recv() {
+            self.backlog.push(report);
+        }
+        let (taken, rest) = std::mem::take(&mut self.backlog)
+            .into_iter()
+            .partition(pred);
+        self.backlog = rest;
+        taken
+    }
+
     /// Waits for socket `id`'s connection outcome: `connected` or `connect_error`.
     fn connect_outcome(&mut self, id: &str) -> Value {
         self.wait_for(&format!("{id} to connect or be refused"), |r| {

@@ -6,11 +6,13 @@
 pub mod bridge;
 pub mod clients;
 pub mod deployment;
+pub mod echo_clients;
 pub mod edge;
 pub mod http;
 pub mod origin;
 pub mod process;
 pub mod prometheus;
+pub mod pusher_browser;
 pub mod pusher_clients;
 pub mod pusher_raw;
 pub mod raw_ws;

@@ -7,6 +7,7 @@ use pushwire_shared::client_protocol::AckError;
 use pushwire_shared::event::SERVER_EVENTS;
 use pushwire_shared::history::{Position, StreamId};
 use pushwire_shared::keys::KeySpace;
+use pushwire_shared::webhook::{WebhookEvent, WebhookEventKind};
 use pushwire_shared::{ChannelName, Envelope};
 use socketioxide::extract::SocketRef;
 
@@ -54,10 +55,31 @@ pub(crate) async fn last_event(
     }))
 }
 
+/// Tells the app's webhook endpoints that wants it that a subscriber of
+/// `channel` found nothing cached (Pusher's `cache_miss`), so its backend can
+/// trigger the channel's current state. A failure costs only the report.
+pub(crate) async fn report_miss(ctx: &WorkerContext, app: &str, channel: &ChannelName) {
+    if !ctx.wants_webhook(app, WebhookEventKind::CacheMiss) {
+        return;
+    }
+    let event = WebhookEvent::CacheMiss {
+        channel: channel.clone(),
+    };
+    if let Err(e) = ctx.broker.webhook(app, event).await {
+        tracing::warn!(app, %channel, error = %e, "a cache miss's webhook was not queued");
+    }
+}
+
 /// Sends a Socket.IO subscriber of a cache channel the channel's last event,
 /// then puts it in the channel's room with no duplicate at the seam (the
 /// catch-up of a one-event replay, see `catch_up`). Returns whether there was
 /// an event to send.
+///
+/// The events kept since the catch-up began are all sent, in order: when the
+/// last event is among them it is sent there, in its place, and not first; when
+/// it is not, it was delivered before the catch-up began, so everything kept
+/// is newer. Skipping kept events by position instead would drop a presence
+/// change kept before a newer trigger (presence changes are never "the last event").
 pub(crate) async fn serve(
     s: &SocketRef,
     ctx: &WorkerContext,
@@ -69,25 +91,35 @@ pub(crate) async fn serve(
     let result = async {
         let last = last_event(ctx, &session.app.id, channel, room).await?;
         ctx.broker.barrier().await.map_err(AckError::unavailable)?;
-        if let Some(envelope) = &last {
+        let kept = ctx
+            .catch_ups
+            .drain(room, s.id)
+            .await
+            .map_err(AckError::unavailable)?;
+        let first = last
+            .as_ref()
+            .filter(|last| !kept.iter().any(|e| e.id == last.id));
+        for envelope in first.into_iter().chain(&kept) {
             send_paced(s, envelope, ctx.replay_patience)
                 .await
                 .map_err(AckError::unavailable)?;
         }
-        Ok(last)
+        if last.is_none() {
+            report_miss(ctx, &session.app.id, channel).await;
+        }
+        Ok(last.is_some())
     }
     .await;
-    let last = match result {
-        Ok(last) => last,
+    let cached = match result {
+        Ok(cached) => cached,
         Err(e) => {
             ctx.catch_ups.abort(room, s.id);
             return Err(e);
         }
     };
-    let after = last.as_ref().and_then(|e| e.pos.as_ref()).map(|p| p.id);
     ctx.catch_ups
-        .complete(room, s, after, ctx.replay_patience)
+        .complete(room, s, None, ctx.replay_patience)
         .await
         .map_err(AckError::unavailable)?;
-    Ok(last.is_some())
+    Ok(cached)
 }

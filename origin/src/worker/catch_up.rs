@@ -112,6 +112,12 @@ impl CatchUps {
         }
     }
 
+    /// Hands over (and forgets) the events kept for `sid` on `room` so far.
+    pub(crate) async fn drain(&self, room: &str, sid: Sid) -> Result<Vec<Envelope>, CatchUpError> {
+        self.ask(|tx| CatchUpCommand::Drain(room.to_owned(), sid, tx))
+            .await
+    }
+
     /// Steps 3 and 4: sends what is kept (newer than `last`) until little is
     /// left, then has the delivery task send the rest and join the room.
     pub(crate) async fn complete(
@@ -122,9 +128,7 @@ impl CatchUps {
         patience: Duration,
     ) -> Result<(), CatchUpError> {
         loop {
-            let kept = self
-                .ask(|tx| CatchUpCommand::Drain(room.to_owned(), socket.id, tx))
-                .await?;
+            let kept = self.drain(room, socket.id).await?;
             let few = kept.len() <= FINAL_FLUSH;
             for envelope in &kept {
                 if is_newer(envelope, last) {

@@ -1,12 +1,13 @@
 //! Client events: a subscriber of a private or presence channel emits
 //! `client-*` with `{"channel", "data"}`; every other subscriber of the channel
-//! (all workers, all origins) receives it, the sender does not.
+//! (all workers, all origins) receives it, the sender does not. Not on
+//! end-to-end encrypted channels (`private-encrypted-*`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use pushwire_shared::client_protocol::{self, AckCode, AckError, CLIENT_EVENT_PREFIX, ClientEvent};
-use pushwire_shared::webhook::WebhookEvent;
+use pushwire_shared::webhook::{WebhookEvent, WebhookEventKind};
 use pushwire_shared::{ChannelKind, EventName};
 use serde_json::Value;
 use socketioxide::extract::AckSender;
@@ -76,6 +77,14 @@ async fn send(
             "client events are only allowed on private and presence channels",
         ));
     }
+    if channel.is_encrypted() {
+        // Only the app's backend holds the key: a client event would reach the
+        // others unencrypted and unauthenticated, so Pusher refuses them too.
+        return Err(AckError::new(
+            AckCode::Unauthorized,
+            format!("client events are not allowed on encrypted channels such as {channel}"),
+        ));
+    }
     if !session.channels.lock().await.contains(&channel) {
         return Err(AckError::new(
             AckCode::Unauthorized,
@@ -95,7 +104,7 @@ async fn send(
     }
     if !session.allow_client_event(Instant::now()) {
         return Err(AckError::new(
-            AckCode::OverLimit,
+            AckCode::ClientEventRateLimited,
             format!(
                 "more than {} client events per second",
                 session.app.limits.max_client_events_per_sec
@@ -103,8 +112,7 @@ async fn send(
         ));
     }
     let webhook = ctx
-        .client_event_webhooks
-        .contains(&session.app.id)
+        .wants_webhook(&session.app.id, WebhookEventKind::ClientEvent)
         .then(|| WebhookEvent::ClientEvent {
             channel: channel.clone(),
             event: event.clone(),

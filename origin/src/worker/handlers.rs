@@ -49,6 +49,13 @@ async fn authenticate(
         .inspect_err(refused)?
         .clone();
     let channels = handshake_channels(auth.as_ref()).inspect_err(refused)?;
+    let slot = ctx
+        .connections
+        .open(&app)
+        .map_err(HandshakeError::from)
+        .inspect_err(refused)?;
+    // Held as long as the socket: its extensions go with it.
+    s.extensions.insert(Arc::new(slot));
     let session = Arc::new(SocketSession::new(app, ctx.socket_ids.next()));
     s.extensions.insert(session.clone());
     if !channels.is_empty() {

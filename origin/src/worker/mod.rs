@@ -5,6 +5,7 @@
 //! Socket.IO session and returns. The cluster master runs one worker process per
 //! core, each calling [`serve`] on the connections the master hands it.
 
+mod app_connections;
 mod cache;
 mod catch_up;
 mod client_events;
@@ -47,6 +48,7 @@ pub(crate) use self::registry::ChannelRegistry;
 pub(crate) use self::session::SocketSession;
 pub(crate) use self::socket_ids::SocketIdGenerator;
 
+use self::app_connections::AppConnections;
 use crate::broker::{Broker, Inbound};
 use crate::config::ServeConfig;
 use crate::trigger_api::{self, TriggerApi};
@@ -83,8 +85,21 @@ pub(crate) struct WorkerContext {
     /// How long a replay waits on a socket whose send buffer stays full: the
     /// heartbeat's own patience (interval + timeout).
     pub(crate) replay_patience: Duration,
-    /// The apps with a webhook endpoint that wants client events.
-    pub(crate) client_event_webhooks: Arc<HashSet<String>>,
+    /// The (app, kind) pairs some webhook endpoint wants: events of other
+    /// kinds are not even built.
+    pub(crate) wanted_webhooks: Arc<HashSet<(String, WebhookEventKind)>>,
+    /// Each app's connections on this worker, against `limits.max_connections`.
+    pub(crate) connections: Arc<AppConnections>,
+}
+
+impl WorkerContext {
+    /// Whether some webhook endpoint of `app` wants events of `kind`.
+    pub(crate) fn wants_webhook(&self, app: &str, kind: WebhookEventKind) -> bool {
+        // Few pairs; an owned key per look-up would cost more than the scan.
+        self.wanted_webhooks
+            .iter()
+            .any(|(wanted, k)| *k == kind && wanted == app)
+    }
 }
 
 /// Who a worker is: its index in the cluster and its socket ids (whose node
@@ -128,16 +143,17 @@ where
         catch_ups,
         event_ids: Default::default(),
         replay_patience: Duration::from_millis(config.ping_interval_ms + config.ping_timeout_ms),
-        client_event_webhooks: Arc::new(
+        connections: AppConnections::new(config.workers),
+        wanted_webhooks: Arc::new(
             config
                 .webhooks
                 .iter()
-                .filter(|(_, endpoints)| {
+                .flat_map(|(app, endpoints)| {
                     endpoints
                         .iter()
-                        .any(|e| e.events().any(|kind| kind == WebhookEventKind::ClientEvent))
+                        .flat_map(|e| e.events())
+                        .map(move |kind| (app.clone(), kind))
                 })
-                .map(|(app, _)| app.clone())
                 .collect(),
         ),
     });

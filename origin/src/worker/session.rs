@@ -49,6 +49,9 @@ pub(crate) enum HandshakeError {
     /// `auth.channels` is not a list, or too long.
     #[error("auth.channels must be an array of at most {MAX_HANDSHAKE_CHANNELS} channels")]
     MalformedChannels,
+    /// The app holds the most connections allowed.
+    #[error(transparent)]
+    OverCapacity(#[from] super::app_connections::OverCapacity),
 }
 
 /// The most channels a handshake may ask to subscribe.

@@ -29,16 +29,19 @@ pub enum WebhookEventKind {
     MemberRemoved,
     /// A client sent a `client-*` event on a private or presence channel.
     ClientEvent,
+    /// A client subscribed to a cache channel that had no event to send it.
+    CacheMiss,
 }
 
 impl WebhookEventKind {
     /// Every kind, in the order Pusher's documentation lists them.
-    pub const ALL: [WebhookEventKind; 5] = [
+    pub const ALL: [WebhookEventKind; 6] = [
         WebhookEventKind::ChannelOccupied,
         WebhookEventKind::ChannelVacated,
         WebhookEventKind::MemberAdded,
         WebhookEventKind::MemberRemoved,
         WebhookEventKind::ClientEvent,
+        WebhookEventKind::CacheMiss,
     ];
 
     /// The name on the wire and in the config file: the event's `name` field.
@@ -54,6 +57,7 @@ impl WebhookEventKind {
             WebhookEventKind::MemberAdded => "member_added",
             WebhookEventKind::MemberRemoved => "member_removed",
             WebhookEventKind::ClientEvent => "client_event",
+            WebhookEventKind::CacheMiss => "cache_miss",
         }
     }
 }
@@ -95,13 +99,13 @@ pub enum WebhookConfigError {
     /// The endpoint asks for no event.
     #[error(
         "a webhook endpoint must list at least one event (channel_occupied, channel_vacated, \
-         member_added, member_removed, client_event)"
+         member_added, member_removed, client_event, cache_miss)"
     )]
     NoEvents,
     /// An event type that is not one of Pusher's names.
     #[error(
         "unknown webhook event {0:?}; known are channel_occupied, channel_vacated, \
-         member_added, member_removed, client_event"
+         member_added, member_removed, client_event, cache_miss"
     )]
     UnknownEvent(String),
     /// The channel prefix could start no channel name.

@@ -79,6 +79,12 @@ pub enum WebhookEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<String>,
     },
+    /// A client subscribed to the cache channel `channel`, which had no
+    /// event to send it.
+    CacheMiss {
+        /// The cache channel.
+        channel: ChannelName,
+    },
 }
 
 impl WebhookEvent {
@@ -90,6 +96,7 @@ impl WebhookEvent {
             WebhookEvent::MemberAdded { .. } => WebhookEventKind::MemberAdded,
             WebhookEvent::MemberRemoved { .. } => WebhookEventKind::MemberRemoved,
             WebhookEvent::ClientEvent { .. } => WebhookEventKind::ClientEvent,
+            WebhookEvent::CacheMiss { .. } => WebhookEventKind::CacheMiss,
         }
     }
 
@@ -100,7 +107,8 @@ impl WebhookEvent {
             | WebhookEvent::ChannelVacated { channel }
             | WebhookEvent::MemberAdded { channel, .. }
             | WebhookEvent::MemberRemoved { channel, .. }
-            | WebhookEvent::ClientEvent { channel, .. } => channel,
+            | WebhookEvent::ClientEvent { channel, .. }
+            | WebhookEvent::CacheMiss { channel } => channel,
         }
     }
 }

@@ -39,6 +39,9 @@ pub(super) async fn after_subscribe(
     while let Ok(frame) = queued.try_recv() {
         pending.push(frame);
     }
+    if last.is_none() {
+        cache::report_miss(ctx, &session.app.id, channel).await;
+    }
     with_cached(channel, last.as_ref(), pending)
 }
 

@@ -19,16 +19,19 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use super::cached;
 use super::frames::{self, ErrorCode, Incoming};
 use super::rooms::{PusherRooms, Subscriber};
 use super::signin::signin;
+use super::{cached, recovery};
 use crate::worker::session::SocketSession;
 use crate::worker::subscription::{admit, forget};
 use crate::worker::{WorkerContext, client_events};
 
 /// How many frames may wait for a connection before it counts as a slow consumer.
 const SEND_QUEUE: usize = 1024;
+
+/// The most queued frames written with one flush.
+const WRITE_BATCH: usize = 64;
 
 /// How long a pinged client has to answer before the connection is closed.
 const PONG_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,7 +137,7 @@ pub(crate) async fn run<S>(
                     }
                 },
                 Some(frame) = queued.recv() => {
-                    if ws.send(Message::Text(frame)).await.is_err() {
+                    if send_queued(&mut ws, frame, &mut queued).await.is_err() {
                         break End::Gone;
                     }
                 }
@@ -187,6 +190,27 @@ pub(crate) async fn run<S>(
     }
     gauge.dec();
     tracing::debug!(socket_id = %session.socket_id, "pusher connection closed");
+}
+
+/// Writes `first` and the frames queued behind it, up to [`WRITE_BATCH`],
+/// with one flush: under a burst several frames leave in one write, instead
+/// of one system call each.
+async fn send_queued<S>(
+    ws: &mut WebSocketStream<S>,
+    first: Utf8Bytes,
+    queued: &mut mpsc::Receiver<Utf8Bytes>,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        let Ok(frame) = queued.try_recv() else {
+            break;
+        };
+        ws.feed(Message::Text(frame)).await?;
+    }
+    ws.flush().await
 }
 
 /// Sends `frames` in order.
@@ -260,7 +284,13 @@ async fn reply(
             client_events::relay(name, Some(&payload), ctx, session)
                 .await
                 .err()
-                .map(|e| frames::error(None, &e.message))
+                .map(|e| {
+                    // Pusher's 4301 says "rate limited" without closing; other
+                    // refusals have no Pusher code.
+                    let code = (e.code == AckCode::ClientEventRateLimited)
+                        .then_some(ErrorCode::ClientEventRateLimited);
+                    frames::error(code, &e.message)
+                })
         }
         other => Some(frames::error(
             None,
@@ -272,8 +302,10 @@ async fn reply(
 }
 
 /// `pusher:subscribe`: the same admission as a Socket.IO subscribe, then the
-/// connection joins the channel's room; on a cache channel the frames after
-/// the reply are the cached event (or a cache miss) and what was queued meanwhile.
+/// connection joins the channel's room. With `since` the frames after the
+/// reply are the events missed since then (see [`recovery`]); on a cache
+/// channel, the cached event or a cache miss (see [`cached`]); either way
+/// followed by what was queued meanwhile.
 async fn subscribe(
     data: &Value,
     ctx: &WorkerContext,
@@ -287,27 +319,50 @@ async fn subscribe(
         Err(e) => return vec![frames::error(None, &e.message).into()],
     };
     let channel = req.channel.clone();
-    let (reply, joined) = admit_and_join(req, ctx, session, rooms, subscriber).await;
-    let mut frames = vec![Utf8Bytes::from(reply)];
-    if joined && channel.is_cache() {
-        frames.extend(cached::after_subscribe(ctx, session, &channel, queued).await);
-    }
-    frames
+    let since = req.since.clone();
+    let presence = match admit_and_join(req, ctx, session, rooms, subscriber).await {
+        Admission::Answered(reply) => return vec![reply.into()],
+        Admission::Joined(presence) => presence,
+    };
+    let (recovered, after) = match &since {
+        Some(since) => {
+            let recovered = recovery::after_subscribe(ctx, session, &channel, since, queued).await;
+            (Some(recovered.complete), recovered.frames)
+        }
+        None if channel.is_cache() => (
+            None,
+            cached::after_subscribe(ctx, session, &channel, queued).await,
+        ),
+        None => (None, Vec::new()),
+    };
+    let reply = frames::subscription_succeeded(&channel, presence.as_ref(), recovered);
+    std::iter::once(Utf8Bytes::from(reply))
+        .chain(after)
+        .collect()
 }
 
-/// Admits `req` and joins its room (or answers a repeat); returns the reply
-/// and whether the connection joined the room just now.
+/// How a subscribe was admitted.
+enum Admission {
+    /// Refused, or a repeat: this is the whole answer.
+    Answered(String),
+    /// The connection joined the channel's room just now; the members of a
+    /// presence channel.
+    Joined(Option<Value>),
+}
+
+/// Admits `req` and joins its room, or answers a repeat or a refusal.
 async fn admit_and_join(
     req: SubscribeRequest,
     ctx: &WorkerContext,
     session: &SocketSession,
     rooms: &PusherRooms,
     subscriber: &Subscriber,
-) -> (String, bool) {
+) -> Admission {
     let mut channels = session.channels.lock().await;
     if channels.contains(&req.channel) {
         // Already subscribed: answered again, with the members on a presence
         // channel (pusher-js reads them from every subscription_succeeded).
+        // It has missed nothing since it subscribed: nothing to recover.
         let presence = match req.channel.kind() {
             ChannelKind::Presence => match ctx
                 .broker
@@ -317,26 +372,28 @@ async fn admit_and_join(
                 Ok(members) => Some(summary(members)),
                 Err(e) => {
                     let e = AckError::unavailable(e);
-                    return (
-                        frames::subscription_error(&req.channel, status(&e), &e.message),
-                        false,
-                    );
+                    return Admission::Answered(frames::subscription_error(
+                        &req.channel,
+                        status(&e),
+                        &e.message,
+                    ));
                 }
             },
             _ => None,
         };
-        return (
-            frames::subscription_succeeded(&req.channel, presence.as_ref()),
-            false,
-        );
+        let recovered = req.since.is_some().then_some(true);
+        return Admission::Answered(frames::subscription_succeeded(
+            &req.channel,
+            presence.as_ref(),
+            recovered,
+        ));
     }
     match admit(&channels, &req, ctx, session).await {
         Ok(presence) => {
             let room = KeySpace::DEFAULT.channel(&session.app.id, &req.channel);
             rooms.join(room, session.socket_id.clone(), subscriber.clone());
-            let reply = frames::subscription_succeeded(&req.channel, presence.as_ref());
             channels.insert(req.channel);
-            (reply, true)
+            Admission::Joined(presence)
         }
         Err(e) => {
             crate::metrics::worker().subscribe_refused(&session.app.id, e.code as u16);
@@ -347,10 +404,11 @@ async fn admit_and_join(
                 error = %e,
                 "pusher subscribe refused"
             );
-            (
-                frames::subscription_error(&req.channel, status(&e), &e.message),
-                false,
-            )
+            Admission::Answered(frames::subscription_error(
+                &req.channel,
+                status(&e),
+                &e.message,
+            ))
         }
     }
 }
@@ -360,7 +418,10 @@ fn status(e: &AckError) -> u16 {
     match e.code {
         AckCode::Unauthorized => 401,
         AckCode::Unavailable => 503,
-        AckCode::OverLimit | AckCode::TooManyChannels | AckCode::SubscribeRateLimited => 429,
+        AckCode::OverLimit
+        | AckCode::TooManyChannels
+        | AckCode::SubscribeRateLimited
+        | AckCode::ClientEventRateLimited => 429,
         AckCode::Malformed | AckCode::InvalidChannel => 400,
     }
 }

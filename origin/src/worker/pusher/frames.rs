@@ -19,17 +19,22 @@ pub(crate) const PING: &str = "pusher:ping";
 /// Both ways: the answer to a ping.
 pub(crate) const PONG: &str = "pusher:pong";
 
-/// Pusher's error codes that this endpoint sends.
+/// Pusher's error codes that this endpoint sends. All but 4301 end the
+/// connection, with the same code in the close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ErrorCode {
     /// 4001: the app key names no app; do not reconnect unchanged.
     UnknownApp = 4001,
+    /// 4005: the upgrade's path is not `/app/{key}`.
+    PathNotFound = 4005,
     /// 4006: the `protocol` parameter is not a number.
     InvalidVersion = 4006,
     /// 4007: the protocol version is not one this server speaks.
     UnsupportedProtocol = 4007,
     /// 4008: no `protocol` parameter.
     NoProtocol = 4008,
+    /// 4100: the app holds the most connections allowed; retry after a pause.
+    OverCapacity = 4100,
     /// 4009: the connection is unauthorized (a refused sign-in, or the app's
     /// backend terminated the user's connections); do not reconnect unchanged.
     Unauthorized = 4009,
@@ -37,6 +42,8 @@ pub(crate) enum ErrorCode {
     Reconnect = 4200,
     /// 4201: the client answered no ping in time; reconnect.
     PongTimeout = 4201,
+    /// 4301: a client event over the app's rate; dropped, the connection stays.
+    ClientEventRateLimited = 4301,
 }
 
 /// `pusher:connection_established` with the socket id and the activity timeout
@@ -47,7 +54,7 @@ pub(crate) fn connection_established(socket_id: &SocketId, activity_timeout_secs
     message("pusher:connection_established", None, &data.to_string())
 }
 
-/// A `pusher:error`; `code` is `None` for errors that do not end the connection.
+/// A `pusher:error`; `code` is `None` for errors Pusher gives no code.
 pub(crate) fn error(code: Option<ErrorCode>, text: &str) -> String {
     json!({
         "event": "pusher:error",
@@ -72,12 +79,22 @@ pub(crate) fn signin_success(user_data: &str) -> String {
     message("pusher:signin_success", None, &data.to_string())
 }
 
-/// `pusher_internal:subscription_succeeded`, with the members of a presence channel.
-pub(crate) fn subscription_succeeded(channel: &ChannelName, presence: Option<&Value>) -> String {
-    let data = match presence {
-        Some(summary) => json!({ "presence": summary }).to_string(),
-        None => "{}".to_owned(),
-    };
+/// `pusher_internal:subscription_succeeded`, with the members of a presence
+/// channel and, when the subscribe asked to recover from `since`, whether
+/// every event after it was still retained (`recovered`, pushwire's addition).
+pub(crate) fn subscription_succeeded(
+    channel: &ChannelName,
+    presence: Option<&Value>,
+    recovered: Option<bool>,
+) -> String {
+    let mut data = json!({});
+    if let Some(summary) = presence {
+        data["presence"] = summary.clone();
+    }
+    if let Some(recovered) = recovered {
+        data["recovered"] = Value::Bool(recovered);
+    }
+    let data = data.to_string();
     message(
         "pusher_internal:subscription_succeeded",
         Some(channel),
@@ -126,8 +143,8 @@ pub(crate) fn cache_miss(channel: &ChannelName) -> String {
     json!({ "event": crate::worker::cache::CACHE_MISS, "channel": channel.as_str() }).to_string()
 }
 
-/// Whether `frame` (one of [`event`]'s) is the event `id` on `channel`.
-pub(crate) fn is_event(frame: &str, channel: &ChannelName, id: &str) -> bool {
+/// The channel and event id of `frame` when it is one of [`event`]'s.
+pub(crate) fn event_key(frame: &str) -> Option<(String, String)> {
     #[derive(serde::Deserialize)]
     struct Head<'a> {
         #[serde(borrow)]
@@ -135,8 +152,13 @@ pub(crate) fn is_event(frame: &str, channel: &ChannelName, id: &str) -> bool {
         #[serde(borrow)]
         id: Option<&'a str>,
     }
-    serde_json::from_str::<Head>(frame)
-        .is_ok_and(|head| head.channel == Some(channel.as_str()) && head.id == Some(id))
+    let head = serde_json::from_str::<Head>(frame).ok()?;
+    Some((head.channel?.to_owned(), head.id?.to_owned()))
+}
+
+/// Whether `frame` (one of [`event`]'s) is the event `id` on `channel`.
+pub(crate) fn is_event(frame: &str, channel: &ChannelName, id: &str) -> bool {
+    event_key(frame).is_some_and(|(on, ev)| on == channel.as_str() && ev == id)
 }
 
 /// A client message: its event name and its `data`, parsed when it was sent

@@ -10,6 +10,7 @@
 mod cached;
 mod connection;
 mod frames;
+mod recovery;
 mod rooms;
 mod signin;
 #[cfg(test)]
@@ -29,12 +30,20 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use pushwire_shared::App;
+
 use self::frames::ErrorCode;
 pub(crate) use self::rooms::PusherRooms;
 use super::WorkerContext;
+use super::app_connections::ConnectionSlot;
 
 /// The protocol version this endpoint speaks.
 const PROTOCOL: u32 = 7;
+
+/// The bytes of frames gathered before a write even without a flush. The
+/// buffer keeps its largest size once grown, so it stays small: a few dozen
+/// events' frames.
+const WRITE_BUFFER: usize = 4 * 1024;
 
 /// The seconds of silence after which the server pings a client (Pusher's value).
 pub(crate) const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -68,6 +77,9 @@ pub(crate) fn routes(
     });
     Router::new()
         .route("/app/{key}", get(upgrade))
+        .route("/app", get(wrong_path))
+        .route("/app/", get(wrong_path))
+        .route("/app/{key}/{*rest}", get(wrong_path))
         .with_state(endpoint)
 }
 
@@ -123,7 +135,40 @@ fn refusal(endpoint: &Endpoint, key: &str, query: Option<&str>) -> Option<(Error
 async fn upgrade(
     State(endpoint): State<Arc<Endpoint>>,
     Path(key): Path<String>,
+    request: Request,
+) -> Response {
+    let admitted = match refusal(&endpoint, &key, request.uri().query()) {
+        Some(refused) => Err(refused),
+        None => endpoint
+            .ctx
+            .apps
+            .by_key(&key)
+            .cloned()
+            .ok_or_else(|| (ErrorCode::UnknownApp, "unknown app key".to_owned()))
+            .and_then(|app| match endpoint.ctx.connections.open(&app) {
+                Ok(slot) => Ok((app, slot)),
+                Err(e) => Err((ErrorCode::OverCapacity, e.to_string())),
+            }),
+    };
+    accept(endpoint, request, admitted)
+}
+
+/// `/app`, `/app/` and paths below `/app/{key}/`: upgraded, to tell the SDK
+/// 4005 (a path error) in the protocol's own terms.
+async fn wrong_path(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    let text = format!(
+        "no Pusher endpoint at {}: connect to /app/{{app_key}}?protocol=7",
+        request.uri().path()
+    );
+    accept(endpoint, request, Err((ErrorCode::PathNotFound, text)))
+}
+
+/// Upgrades `request` and serves the connection as `admitted`'s app (holding
+/// its slot until it closes), or closes it with the refusal's code.
+fn accept(
+    endpoint: Arc<Endpoint>,
     mut request: Request,
+    admitted: Result<(App, ConnectionSlot), (ErrorCode, String)>,
 ) -> Response {
     let Some(accept) = websocket_key(request.headers()).map(|k| derive_accept_key(k.as_bytes()))
     else {
@@ -134,8 +179,6 @@ async fn upgrade(
             .into_response();
     };
     let upgraded = hyper::upgrade::on(&mut request);
-    let refused = refusal(&endpoint, &key, request.uri().query());
-    let app = endpoint.ctx.apps.by_key(&key).cloned();
     tokio::spawn(async move {
         let io = match upgraded.await {
             Ok(upgraded) => TokioIo::new(upgraded),
@@ -145,16 +188,17 @@ async fn upgrade(
             }
         };
         // tungstenite allocates its read buffer up front (128 KiB by default):
-        // a small one keeps idle connections cheap. Every send is flushed at
-        // once, so nothing waits in a write buffer either.
+        // a small one keeps idle connections cheap. The write buffer grows only
+        // when frames are written: frames queued together are gathered up to
+        // this size and leave with one flush (see `connection::send_queued`).
         let config = WebSocketConfig::default()
             .read_buffer_size(super::WS_READ_BUFFER)
-            .write_buffer_size(0)
+            .write_buffer_size(WRITE_BUFFER)
             .max_message_size(Some(endpoint.max_message))
             .max_frame_size(Some(endpoint.max_message));
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        match (refused, app) {
-            (None, Some(app)) => {
+        match admitted {
+            Ok((app, _slot)) => {
                 connection::run(
                     ws,
                     app,
@@ -165,8 +209,7 @@ async fn upgrade(
                 )
                 .await;
             }
-            (Some((code, text)), _) => connection::refuse(ws, code, &text).await,
-            (None, None) => connection::refuse(ws, ErrorCode::UnknownApp, "unknown app key").await,
+            Err((code, text)) => connection::refuse(ws, code, &text).await,
         }
     });
     (

@@ -56,7 +56,8 @@ async fn connected_with(
         catch_ups: catch_up::CatchUps::channel().0,
         event_ids: Default::default(),
         replay_patience: Duration::from_secs(1),
-        client_event_webhooks: Arc::new(HashSet::new()),
+        wanted_webhooks: Arc::new(HashSet::new()),
+        connections: crate::worker::app_connections::AppConnections::new(1),
     });
     let (server, client) = tokio::io::duplex(64 * 1024);
     let (closing_tx, closing) = watch::channel(false);
