@@ -25,18 +25,18 @@ processes=$(( (connections + per_process - 1) / per_process ))
 workers=$(( processes < 2 ? 2 : processes ))
 
 redis_port=$(free_port)
-setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --maxclients 1000 >/dev/null 2>&1 &
+setsid "${on_server[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --maxclients 1000 >/dev/null 2>&1 &
 pids+=("$!")
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
 port=$(free_port)
 case $server in
   pushwire)
-    setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 PUSHWIRE_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" \
+    setsid "${on_server[@]}" env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 PUSHWIRE_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" \
       --workers "$workers" --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 & ;;
   node)
     (cd "$peer_dir" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
-    setsid env PORT=$port WORKERS=$workers REDIS_URL="redis://127.0.0.1:$redis_port" PUSHWIRE_APPS=$apps \
+    setsid "${on_server[@]}" env PORT=$port WORKERS=$workers REDIS_URL="redis://127.0.0.1:$redis_port" PUSHWIRE_APPS=$apps \
       node "$peer_dir/server.js" >/dev/null 2>&1 & ;;
   *) echo "server: pushwire or node" >&2; exit 2 ;;
 esac
@@ -54,7 +54,7 @@ started=$(date +%s.%N)
 gens=()
 for g in $(seq 0 $((processes - 1))); do
   n=$(( g == processes - 1 ? connections - g * per_process : per_process ))
-  PUSHWIRE_APPS=$apps "$bench_bin" --url "http://127.0.0.1:$port" --source-ips "127.0.0.$((2 * g + 1))-127.0.0.$((2 * g + 2))" \
+  PUSHWIRE_APPS=$apps "${on_bench[@]}" "$bench_bin" --url "http://127.0.0.1:$port" --source-ips "127.0.0.$((2 * g + 1))-127.0.0.$((2 * g + 2))" \
     -c "$n" -k 1 -r 0 -d "$hold" --protocol "$protocol" --json ${BENCH_ARGS:-} >"$work/gen-$g.json" 2>/dev/null &
   gens+=("$!")
 done

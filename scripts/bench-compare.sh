@@ -6,6 +6,8 @@
 #
 #   bash scripts/bench-compare.sh [NODE_PEER_DIR] > results.jsonl
 #
+# The server (and its Redis) and the generator are pinned to separate cores
+# (bench-lib.sh: SERVER_CPUS, BENCH_CPUS; PIN=0 to let them float).
 # Loopback only; every run is bounded in connections and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,7 @@ source scripts/bench-lib.sh
 bench() { # label server_pid url args...
   local label=$1 pid=$2 url=$3; shift 3
   local json
-  json=$(PUSHWIRE_APPS=$apps "$bench_bin" --url "$url" --server-pid "$pid" --source-ips 127.0.0.1-127.0.0.16 --json "$@" 2>/dev/null)
+  json=$(PUSHWIRE_APPS=$apps "${on_bench[@]}" "$bench_bin" --url "$url" --server-pid "$pid" --source-ips 127.0.0.1-127.0.0.16 --json "$@" 2>/dev/null)
   printf '{"server":"%s","scenario":"%s","args":"%s","report":%s}\n' "$server" "$label" "$*" "$(echo "$json" | tr -d '\n')"
 }
 
@@ -40,7 +42,7 @@ scenarios() { # start-function
 start_pushwire() {
   start_redis
   port=$(free_port)
-  setsid env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 PUSHWIRE_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" --workers 2 --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 &
+  setsid "${on_server[@]}" env PUSHWIRE_APPS=$apps PUSHWIRE_MAX_CONNECTIONS_PER_IP=0 PUSHWIRE_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" --workers 2 --redis "redis://127.0.0.1:$redis_port" --demo false >/dev/null 2>&1 &
   srv=$!; pids+=("$srv")
   wait_http "http://127.0.0.1:$port/health"
 }
@@ -48,7 +50,7 @@ start_pushwire() {
 start_peer() {
   start_redis
   port=$(free_port)
-  setsid env PORT=$port WORKERS=2 REDIS_URL="redis://127.0.0.1:$redis_port" PUSHWIRE_APPS=$apps node "$peer_dir/server.js" >/dev/null 2>&1 &
+  setsid "${on_server[@]}" env PORT=$port WORKERS=2 REDIS_URL="redis://127.0.0.1:$redis_port" PUSHWIRE_APPS=$apps node "$peer_dir/server.js" >/dev/null 2>&1 &
   srv=$!; pids+=("$srv")
   wait_http "http://127.0.0.1:$port/health"
 }
@@ -59,6 +61,11 @@ idle() { # start-function
     "$1"; bench "idle-$c" "$srv" "http://127.0.0.1:$port" -c "$c" -r 0 -d 3; stop "$srv"; stop "$redis_pid"
   done
 }
+
+# The box's floor for fan-out, on the server's core: the sender CPU of one
+# 80-byte write to a connected loopback socket (2,000 of them).
+floor=$("${on_server[@]}" "$bench_bin" --write-floor -c 2000 --payload 80 -d 5 --json 2>/dev/null)
+printf '{"server":"box","scenario":"write-floor","args":"-c 2000 --payload 80 -d 5","report":%s}\n' "$(echo "$floor" | tr -d '\n')"
 
 # pushwire: 2 workers, Redis.
 server=pushwire

@@ -16,12 +16,25 @@ bin=$target_dir/release/pushwire
 bench_bin=$target_dir/release/pushwire-bench
 ulimit -n "$(ulimit -Hn)"
 
+# The pinned rig: on a machine with 2 or more CPUs the server under test and
+# its Redis run on SERVER_CPUS (default 0) and the load generator on BENCH_CPUS
+# (default 1), so neither's work lands on the other's core, and the generator's
+# report says when it was the bottleneck (`generator.bound`). PIN=0 lets both
+# float over every CPU, as the figures before the pinned rig were taken.
+if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  on_server=(taskset -c "${SERVER_CPUS:-0}")
+  on_bench=(taskset -c "${BENCH_CPUS:-1}")
+else
+  on_server=()
+  on_bench=()
+fi
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "not ready: $1" >&2; return 1; }
 # A fresh redis-server on a free port in the scratch directory (its port in `redis_port`).
 start_redis() {
   redis_port=$(free_port)
-  setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 &
+  setsid "${on_server[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 &
   redis_pid=$!; pids+=("$redis_pid")
   for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
 }

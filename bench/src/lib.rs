@@ -33,6 +33,7 @@ mod report;
 mod subscribers;
 mod triggers;
 pub mod webhooks;
+pub mod write_floor;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -203,6 +204,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         let (churn, rate) = (churn.clone(), config.churn);
         tokio::spawn(async move { churn::drive(&churn, rate).await })
     });
+    let (own_before, phase_start) = (proc_stats::own_cpu_seconds(), Instant::now());
     let tally = triggers::fire(&config, run, total_triggers, &log, &subscribers).await;
     if let Some(churning) = churning {
         churning.abort();
@@ -220,6 +222,11 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let busy = proc_stats::sample(&config.server_pids);
+    let generator = proc_stats::GeneratorLoad::over(
+        proc_stats::own_cpu_seconds() - own_before,
+        phase_start.elapsed().as_secs_f64(),
+        proc_stats::usable_cores(),
+    );
     let redis_end = redis_cpu::sample(&config.redis_nodes).await;
     let (latency, delivered) = log.merged();
     subscribers.close();
@@ -264,6 +271,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         },
         server_cpu_seconds_connecting: idle.cpu_seconds - baseline.cpu_seconds,
         server_cpu_seconds_triggering: busy.cpu_seconds - tally.cpu_before,
+        generator,
         redis_cpu: redis_cpu::phases(
             &config.redis_nodes,
             &redis_baseline,

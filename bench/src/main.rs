@@ -85,6 +85,11 @@ struct BenchArgs {
     /// With --webhook-churn: seconds each channel stays occupied.
     #[arg(long, default_value_t = 1.0)]
     webhook_hold: f64,
+    /// Measure the box's fan-out floor instead of a server: the sender CPU of
+    /// one `--payload`-byte write to each of -c connected loopback sockets,
+    /// for --duration (no server; --url unused).
+    #[arg(long)]
+    write_floor: bool,
     /// Receive the server's webhooks on this loopback `host:port` (the server's
     /// webhook URL points here); signatures are checked with --app's secret.
     #[arg(long)]
@@ -125,6 +130,28 @@ fn main() -> ExitCode {
 
 /// Validates the arguments, runs the bench and prints its report.
 async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.write_floor {
+        anyhow::ensure!(
+            (1..=20_000).contains(&args.connections) && args.duration <= MAX_DURATION_SECS,
+            "--write-floor takes 1 to 20000 connections and at most {MAX_DURATION_SECS} s"
+        );
+        let config = bench::write_floor::FloorConfig {
+            connections: args.connections,
+            bytes: args.payload,
+            duration: Duration::from_secs_f64(args.duration),
+        };
+        // Blocking sockets and threads of its own: off the async runtime.
+        let report = tokio::task::spawn_blocking(move || bench::write_floor::measure(config))
+            .await?
+            .context("measuring the write floor")?;
+        print(args.json, &report, || {
+            format!(
+                "write floor    {:.2} µs of sender CPU per {}-byte write ({} writes to {} loopback sockets)",
+                report.us_per_write, report.bytes, report.writes, report.connections
+            )
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let apps = AppList::parse(&args.app).context("--app / PUSHWIRE_APPS")?;
     let app = apps.iter().next().context("no app given")?.clone();
     let host = args

@@ -82,6 +82,72 @@ pub fn sample(roots: &[u32]) -> ProcSample {
     total
 }
 
+/// The calling thread's CPU time so far (user + system), seconds, at the
+/// kernel's tick resolution (10 ms).
+pub fn thread_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / CLOCK_TICKS
+}
+
+/// This process's own CPU time so far (user + system, all threads), seconds.
+pub fn own_cpu_seconds() -> f64 {
+    sample(&[std::process::id()]).cpu_seconds
+}
+
+/// The generator's share of the CPU it may use over a phase, and whether it
+/// was the bottleneck: a step where the generator was this busy measured the
+/// generator, not the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct GeneratorLoad {
+    /// The bench process's CPU seconds in the phase.
+    pub cpu_seconds: f64,
+    /// CPUs this process may run on (its affinity, e.g. one under `taskset -c 1`).
+    pub cores: usize,
+    /// `cpu_seconds` ÷ (the phase's wall seconds × `cores`).
+    pub busy_share: f64,
+    /// `busy_share` at or above [`GENERATOR_BOUND`]: the step is not valid.
+    pub bound: bool,
+}
+
+/// The busy share from which a step counts as limited by the generator.
+pub const GENERATOR_BOUND: f64 = 0.9;
+
+impl GeneratorLoad {
+    /// The load of `cpu_seconds` used over `wall_seconds` on `cores` CPUs.
+    ///
+    /// ```
+    /// use pushwire_bench::proc_stats::GeneratorLoad;
+    /// let load = GeneratorLoad::over(0.95, 1.0, 1);
+    /// assert!(load.bound);
+    /// assert!(!GeneratorLoad::over(0.95, 1.0, 2).bound);
+    /// ```
+    pub fn over(cpu_seconds: f64, wall_seconds: f64, cores: usize) -> Self {
+        let cores = cores.max(1);
+        let busy_share = cpu_seconds / (wall_seconds.max(1e-9) * cores as f64);
+        GeneratorLoad {
+            cpu_seconds,
+            cores,
+            busy_share,
+            bound: busy_share >= GENERATOR_BOUND,
+        }
+    }
+}
+
+/// CPUs this process may run on (its affinity mask).
+pub fn usable_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,9 @@ pub struct BenchReport {
     pub server_cpu_seconds_connecting: f64,
     /// Server CPU seconds spent during the trigger phase.
     pub server_cpu_seconds_triggering: f64,
+    /// The generator's own CPU over the triggering phase (`generator.bound`:
+    /// it was the bottleneck, and the step measured it rather than the server).
+    pub generator: crate::proc_stats::GeneratorLoad,
     /// Each `--redis-cpu` node's CPU seconds per phase, in the order given.
     pub redis_cpu: Vec<RedisCpu>,
     /// Reconnects and their recovery (`churn_*` fields).
@@ -114,7 +117,8 @@ impl BenchReport {
              deliveries     {} of {} expected ({} lost, {} duplicates), {:.0}/s\n\
              latency        p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms\n\
              server         {} processes; RSS {:.1} MiB idle → {:.1} MiB connected ({:.1} KiB/connection) → {:.1} MiB end\n\
-             server CPU     {:.2} s connecting, {:.2} s triggering",
+             server CPU     {:.2} s connecting, {:.2} s triggering\n\
+             generator CPU  {:.2} s triggering, {:.0}% of its {} core(s){}",
             self.connected,
             self.connections,
             self.connect_seconds,
@@ -147,6 +151,14 @@ impl BenchReport {
             mib(self.server_rss_end_bytes),
             self.server_cpu_seconds_connecting,
             self.server_cpu_seconds_triggering,
+            self.generator.cpu_seconds,
+            self.generator.busy_share * 100.0,
+            self.generator.cores,
+            if self.generator.bound {
+                " — the generator was the bottleneck: not a measure of the server"
+            } else {
+                ""
+            },
         );
         let seconds = |s: Option<f64>| s.map_or_else(|| "?".to_owned(), |s| format!("{s:.2}"));
         for node in &self.redis_cpu {
