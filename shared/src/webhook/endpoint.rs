@@ -279,9 +279,15 @@ mod tests {
             );
             assert_eq!(kind.to_string(), kind.name());
         }
-        let error = "cache_miss".parse::<WebhookEventKind>().unwrap_err();
-        assert_eq!(error, WebhookConfigError::UnknownEvent("cache_miss".into()));
-        assert!(error.to_string().contains("member_removed"), "{error}");
+        assert_eq!("cache_miss".parse::<WebhookEventKind>().unwrap(), CacheMiss);
+        let error = "subscription_count"
+            .parse::<WebhookEventKind>()
+            .unwrap_err();
+        assert_eq!(
+            error,
+            WebhookConfigError::UnknownEvent("subscription_count".into())
+        );
+        assert!(error.to_string().contains("cache_miss"), "{error}");
     }
 
     #[test]

@@ -325,7 +325,8 @@ mod tests {
                 .all(|e| e.channel().as_str().starts_with("pr"))
         );
         assert!(
-            serde_json::from_str::<WebhookEvent>(r#"{"name":"cache_miss","channel":"a"}"#).is_err()
+            serde_json::from_str::<WebhookEvent>(r#"{"name":"subscription_count","channel":"a"}"#)
+                .is_err()
         );
         assert!(
             serde_json::from_str::<WebhookEvent>(
