@@ -13,6 +13,7 @@ mod frames;
 mod recovery;
 mod rooms;
 mod signin;
+mod subscribe;
 #[cfg(test)]
 mod tests;
 
