@@ -53,6 +53,15 @@ pub enum ApiError {
     /// event or answer the read; the detail says why (`503`).
     #[error("the event broker is unavailable: {0}")]
     Unavailable(String),
+    /// A trigger's publish was sent to the broker and not confirmed (`504`):
+    /// the reply was lost or late, or only some channels' runs were
+    /// confirmed. Unlike [`ApiError::Unavailable`], the event may have been
+    /// published (or may be published still), so a blind retry could publish
+    /// it twice; the message says to read the history first.
+    #[error(
+        "the publish's outcome is unknown: {0}; read each channel's history (GET /apps/<app_id>/channels/<channel>/history at an origin) before retrying"
+    )]
+    PublishOutcomeUnknown(String),
     /// The server cannot work as configured (the edge worker's settings); the
     /// message says what to fix (`503`).
     #[error("{0}")]
@@ -69,6 +78,7 @@ impl HttpError for ApiError {
             ApiError::Signing(e) => e.status(),
             ApiError::Trigger(e) => e.status(),
             ApiError::Unavailable(_) | ApiError::Misconfigured(_) => 503,
+            ApiError::PublishOutcomeUnknown(_) => 504,
         }
     }
 }
@@ -174,6 +184,11 @@ mod tests {
                 ApiError::Unavailable("shutting down".into()),
                 503,
                 "the event broker is unavailable: shutting down",
+            ),
+            (
+                ApiError::PublishOutcomeUnknown("no reply".into()),
+                504,
+                "the publish's outcome is unknown: no reply; read each channel's history (GET /apps/<app_id>/channels/<channel>/history at an origin) before retrying",
             ),
             (
                 ApiError::Misconfigured("PUSHWIRE_APPS is not set".into()),

@@ -11,6 +11,7 @@
 pub(crate) mod directory;
 pub(crate) mod embedded;
 mod presence_scripts;
+mod publish_outcome;
 mod redis;
 mod redis_directory;
 mod redis_heartbeat;
@@ -81,12 +82,20 @@ pub(crate) struct HistorySnapshot {
 }
 
 /// Why the broker could not do what was asked. Always the backend's fault, never the
-/// caller's: HTTP answers 503 and sockets get ack code 4200, so the caller may retry.
+/// caller's: HTTP answers 503 (504 for a publish of unknown outcome) and
+/// sockets get ack code 4200.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
-    /// The backend is not reachable or not answering in time.
+    /// The backend is not reachable, or refused: nothing was done, so the
+    /// caller may retry.
     #[error("the event broker is unavailable: {0}")]
     Unavailable(String),
+    /// The request reached the backend and its reply did not come back (lost
+    /// with the connection, or later than the caller waits), or a publish was
+    /// done on some channels only: what was done is unknown to this process.
+    /// A read may simply be retried; a publish must not be, blindly.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// The broker was shut down.
     #[error("the event broker is shutting down")]
     Closed,

@@ -5,8 +5,9 @@
 //! ([`pushwire_shared::publishing::PUBLISH_SCRIPT`]), which appends each to the
 //! channel's history stream and publishes it with its position, so an event is
 //! in a channel's history exactly when it was published there. The runs of a
-//! multi-channel trigger go out together and are not atomic together: one
-//! failing fails the trigger, the others keep their event.
+//! multi-channel trigger go out together and are not atomic together: each
+//! is awaited to its end and the caller is told what they did together
+//! (`publish_outcome`: `503` only when no channel got the event).
 //!
 //! Subscribing is owned by one task holding the pub/sub connection. It remembers
 //! every subscribed channel, and when the connection drops it reconnects with
@@ -29,6 +30,7 @@ use pushwire_shared::keys::KeySpace;
 use pushwire_shared::publishing::{self, PubSubMode};
 
 use super::directory::{JoinOutcome, PresenceChange};
+use super::publish_outcome;
 use super::redis_directory::RedisDirectory;
 use super::redis_webhooks::{RedisWebhooks, WebhookSettings};
 use super::slot_scripts::HISTORY_READ_SCRIPT;
@@ -41,8 +43,8 @@ use super::{
 };
 use crate::backoff::Backoff;
 use crate::redis_connection::{
-    self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection, PUBLISH_TIMEOUT, PrimaryAddr,
-    RedisTarget, SENTINEL_RECHECK,
+    self, COMMAND_TIMEOUT, CONNECT_TIMEOUT, CommandConnection, PrimaryAddr, RedisTarget,
+    SENTINEL_RECHECK,
 };
 
 /// Pauses between the subscriber's reconnection attempts.
@@ -158,6 +160,7 @@ impl RedisBroker {
 impl Broker for RedisBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
+            // No connection: nothing was sent, so `Unavailable` (503).
             let conn = self.publisher.get().await?;
             let calls = publishing::publish_calls(
                 &self.policy,
@@ -167,31 +170,15 @@ impl Broker for RedisBroker {
                 messages,
             );
             // Sent together on the multiplexed connection: one round trip.
-            let runs = calls.iter().map(|call| {
-                let mut conn = conn.clone();
-                async move {
-                    // By digest (EVALSHA): the script is not sent and hashed
-                    // again for every trigger. After a Redis restart,
-                    // `invoke_async` loads it again.
-                    let mut invocation = self.publish_script.prepare_invoke();
-                    invocation.key(&call.keys[..]).arg(&call.args);
-                    let published: usize = within(
-                        PUBLISH_TIMEOUT,
-                        "publish script",
-                        invocation.invoke_async(&mut conn),
-                    )
-                    .await?;
-                    let expected = call.message_count();
-                    if published != expected {
-                        return Err(unavailable(format_args!(
-                            "the publish script confirmed {published} of {expected} messages"
-                        )));
-                    }
-                    Ok(())
-                }
-            });
-            futures_util::future::try_join_all(runs).await?;
-            Ok(())
+            // Each run is awaited to its own end, none dropped when another
+            // fails: the caller is told what every channel got.
+            let runs = calls
+                .iter()
+                .map(|call| publish_outcome::run(conn.clone(), &self.publish_script, call));
+            let outcomes = futures_util::future::join_all(runs).await;
+            let channels: Vec<String> = calls.iter().map(publish_outcome::channel_of).collect();
+            let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
+            publish_outcome::combine(&channels, &outcomes)
         })
     }
 

@@ -115,7 +115,11 @@ impl Transport for ControlClient {
                     "the master answered a broker request with {}",
                     other.kind()
                 ))),
-                Err(_) => Err(BrokerError::Closed),
+                // Sent, and the master went away before answering: it may
+                // have done it (a publish may have been delivered).
+                Err(_) => Err(BrokerError::OutcomeUnknown(
+                    "the master went away before answering".into(),
+                )),
             }
         })
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{ConnectionInfo, IntoConnectionInfo, ProtocolVersion};
 
-use super::{CONNECT_TIMEOUT, InvalidRedisUrl, PUBLISH_TIMEOUT, RedisUnavailable, client};
+use super::{CONNECT_TIMEOUT, InvalidRedisUrl, RESPONSE_TIMEOUT, RedisUnavailable, client};
 
 /// The scheme of the cluster form of a Redis URL.
 pub(crate) const CLUSTER_SCHEME: &str = "redis+cluster://";
@@ -115,8 +115,11 @@ impl ClusterSeeds {
     fn builder(&self) -> ClusterClientBuilder {
         ClusterClientBuilder::new(self.seeds.clone())
             .connection_timeout(CONNECT_TIMEOUT)
-            // The longest any caller waits; each call bounds itself with `within`.
-            .response_timeout(PUBLISH_TIMEOUT)
+            // Each call bounds itself (`within`, at most `PUBLISH_TIMEOUT`);
+            // this one must come later: the client sends a timed-out command
+            // again, and a publish script resent after a late reply would run
+            // twice. A caller that stopped waiting is not retried for.
+            .response_timeout(RESPONSE_TIMEOUT)
             .retries(RETRIES)
             .min_retry_wait(RETRY_WAIT.as_millis() as u64)
             .max_retry_wait(RETRY_WAIT.as_millis() as u64 * 4)

@@ -22,13 +22,20 @@ pub(crate) use target::{PrimaryAddr, RedisTarget};
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one command or pipeline may take before it counts as failed.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a trigger waits for the publish script's reply before answering `503`.
+/// How long a trigger waits for the publish script's reply before answering
+/// `504` (outcome unknown).
 ///
 /// Longer than [`COMMAND_TIMEOUT`] because the outcome of a timed-out publish is
-/// unknown: Redis may have run the script, and a caller retrying on the `503`
-/// then publishes the event twice. A worker saturated by fan-out was seen reading
-/// the reply after more than 2 s; an unreachable Redis still fails at once.
+/// unknown: Redis may have run the script, or run it still, so the caller must
+/// read the history before publishing again. A slow reply is worth waiting
+/// for: a worker saturated by fan-out was seen reading the reply after more
+/// than 2 s. An unreachable Redis still fails at once (`503`).
 pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The client library's own bound on a reply: later than every caller's, so
+/// it never fires first. The cluster client sends a timed-out command again,
+/// which for a publish script would run it twice; it does not for a caller
+/// that stopped waiting.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(PUBLISH_TIMEOUT.as_secs() + 2);
 /// The longest pause between the connection manager's reconnection attempts.
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 /// How often a connection to a Sentinel-named primary asks the sentinels again
@@ -241,8 +248,8 @@ async fn follow_primary(
 async fn open(client: redis::Client) -> Result<ConnectionManager, RedisUnavailable> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        // The longest any caller waits; each call bounds itself with `within`.
-        .set_response_timeout(Some(PUBLISH_TIMEOUT))
+        // Each call bounds itself with `within`; see `RESPONSE_TIMEOUT`.
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_number_of_retries(1)
         .set_max_delay(RECONNECT_DELAY_MAX);
     within(

@@ -7,8 +7,9 @@
 //! The checks and envelopes come from `pushwire_shared::trigger_request`, the
 //! same code the edge worker runs: read the body under the request cap (413),
 //! find the app (404), verify the Pusher signature (401), validate the content
-//! (400/413), publish everything in one broker call (503 if the broker cannot
-//! take it), and only then answer `200 {}`.
+//! (400/413), publish everything in one broker call (503 if the broker did
+//! not take it, 504 if it may have: `error::publish_error`), and only then
+//! answer `200 {}`.
 
 mod error;
 mod event_id;
@@ -164,7 +165,10 @@ async fn handle(
     let accepted =
         trigger_request::accept(route, &parts, &api.apps, api.max_request_bytes, ts / 1000)?;
     let messages = accepted.messages(ts, || api.ids.next(ts));
-    api.broker.publish(&messages).await?;
+    api.broker
+        .publish(&messages)
+        .await
+        .map_err(error::publish_error)?;
     crate::metrics::worker()
         .events_published
         .get_or_create(&crate::metrics::AppLabels {

@@ -24,7 +24,9 @@ use crate::broker::{
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug + 'static {
     /// Sends `request` at once, so requests reach the server (which answers
     /// them one by one) in the order of the calls, and returns the wait for
-    /// the server's reply; [`BrokerError::Closed`] once the server is gone.
+    /// the server's reply; [`BrokerError::Closed`] when the request could not
+    /// be sent (the server is gone), [`BrokerError::OutcomeUnknown`] when it
+    /// was sent and the server went away before answering.
     fn request(&self, request: Request) -> BrokerFuture<'_, Reply>;
 }
 
