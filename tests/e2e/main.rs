@@ -18,6 +18,7 @@ mod logs;
 mod metrics;
 mod nothing_lost;
 mod presence;
+mod publish_outcome;
 mod pusher_browsers;
 mod pusher_cache;
 mod pusher_echo;

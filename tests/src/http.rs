@@ -216,6 +216,15 @@ impl KeepAlive {
         KeepAlive { stream, addr }
     }
 
+    /// Waits up to `timeout` for each response (10 s unless set), for
+    /// requests the server answers late on purpose.
+    pub fn with_read_timeout(self, timeout: Duration) -> Self {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("set timeout");
+        self
+    }
+
     fn head(&self, path: &str, body: &[u8], app: &App) -> String {
         let query = signing::sign("POST", path, &[], body, app, unix_now());
         format!(

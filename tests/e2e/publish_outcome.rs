@@ -1,0 +1,231 @@
+//! What a trigger's answer says about its event, with many triggers in flight
+//! on one worker from many threads while Redis is slow, silent or refusing:
+//! `200` means the event is in each channel's history exactly once, `503`
+//! that it is in none, and `504` (outcome unknown) comes only when Redis
+//! really did not answer in time.
+//!
+//! Redis is held with `CLIENT PAUSE <ms> WRITE`: it reads the publish
+//! scripts and runs them when the pause ends, as a Redis too busy to answer
+//! would.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pushwire_tests::http::{self, KeepAlive};
+use pushwire_tests::origin::{OriginOptions, test_app};
+use pushwire_tests::{Origin, RedisServer, Scratch, wait};
+use serde_json::{Value, json};
+
+/// Triggers in flight at once, each from its own connection and thread.
+const THREADS: usize = 8;
+/// Triggers each thread sends, one after the other.
+const PER_THREAD: usize = 6;
+/// Longer than the origin's wait for a publish's reply (10 s).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One trigger and its answer.
+#[derive(Debug)]
+struct Answer {
+    channels: Vec<String>,
+    data: String,
+    status: u16,
+    body: String,
+    took: Duration,
+}
+
+/// An origin with one worker (every trigger goes through it) on `redis`.
+fn origin(scratch: &Scratch, redis: &RedisServer) -> Origin {
+    let mut options = OriginOptions::redis(&redis.url());
+    options.workers = 1;
+    let origin = Origin::start(scratch, "origin", options);
+    origin.wait_every_worker("connected to Redis", 1, |h| {
+        h["broker"]["connected"] == true
+    });
+    // Redis learns the publish script now: a paused Redis would hold its
+    // `SCRIPT LOAD`, and the publishes would wait for it unsent.
+    let body = json!({"name": "n", "channel": "warm-up", "data": "0"}).to_string();
+    let response = http::signed(
+        origin.addr,
+        "POST",
+        "/apps/1000001/events",
+        body.as_bytes(),
+        &test_app(),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    origin
+}
+
+/// Sends `per_thread` triggers from each of [`THREADS`] threads at once:
+/// thread `t` on channel `{tag}-{t}`, every third trigger also on
+/// `{tag}-shared` (a multi-channel trigger).
+fn fire(addr: SocketAddr, tag: &str, per_thread: usize) -> Vec<Answer> {
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let tag = tag.to_owned();
+            thread::spawn(move || {
+                let app = test_app();
+                let mut conn = KeepAlive::connect(addr).with_read_timeout(PATIENCE);
+                (0..per_thread)
+                    .map(|i| {
+                        let mut channels = vec![format!("{tag}-{t}")];
+                        if i % 3 == 0 {
+                            channels.push(format!("{tag}-shared"));
+                        }
+                        let data = format!("{tag}/{t}/{i}");
+                        let body = json!({"name": "n", "channels": channels, "data": data});
+                        let started = Instant::now();
+                        let response = conn.signed_post(
+                            "/apps/1000001/events",
+                            body.to_string().as_bytes(),
+                            &app,
+                        );
+                        Answer {
+                            channels,
+                            data,
+                            status: response.status,
+                            body: response.body,
+                            took: started.elapsed(),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("a trigger thread"))
+        .collect()
+}
+
+/// How many times each `data` is in `channel`'s history.
+fn history(addr: SocketAddr, channel: &str) -> HashMap<String, usize> {
+    let path = format!("/apps/1000001/channels/{channel}/history");
+    let response = http::signed_with(addr, "GET", &path, &[], b"", &test_app());
+    assert_eq!(response.status, 200, "{channel}: {}", response.body);
+    let mut counts = HashMap::new();
+    for event in response.json()["events"].as_array().expect("events") {
+        let data = event["data"].as_str().expect("string data").to_owned();
+        *counts.entry(data).or_default() += 1;
+    }
+    counts
+}
+
+/// How many times each answer's event is in each of its channels' histories.
+fn copies(addr: SocketAddr, answers: &[Answer]) -> Vec<Vec<usize>> {
+    let mut histories: HashMap<String, HashMap<String, usize>> = HashMap::new();
+    answers
+        .iter()
+        .map(|answer| {
+            answer
+                .channels
+                .iter()
+                .map(|channel| {
+                    let history = histories
+                        .entry(channel.clone())
+                        .or_insert_with(|| history(addr, channel));
+                    history.get(&answer.data).copied().unwrap_or(0)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Every `200` is in each of its channels exactly once, every `503` in none.
+fn check_200_once_503_never(addr: SocketAddr, answers: &[Answer]) {
+    for (answer, copies) in answers.iter().zip(copies(addr, answers)) {
+        match answer.status {
+            200 => assert!(copies.iter().all(|&n| n == 1), "{answer:?}: {copies:?}"),
+            503 => assert!(copies.iter().all(|&n| n == 0), "{answer:?}: {copies:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_slow_redis_ends_in_200s_each_published_once() {
+    let scratch = Scratch::new("publish-slow");
+    let redis = RedisServer::start(&scratch);
+    let origin = origin(&scratch, &redis);
+    // Shorter than the origin's wait: slow, not lost.
+    assert_eq!(
+        redis
+            .command(&["CLIENT", "PAUSE", "3000", "WRITE"])
+            .unwrap(),
+        "+OK"
+    );
+    let answers = fire(origin.addr, "slow", PER_THREAD);
+    assert!(
+        answers.iter().any(|a| a.took >= Duration::from_secs(1)),
+        "no trigger waited for the paused Redis: {answers:?}"
+    );
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    check_200_once_503_never(origin.addr, &answers);
+}
+
+#[test]
+fn a_reply_that_does_not_come_is_a_504_and_redis_may_still_publish() {
+    let scratch = Scratch::new("publish-unknown");
+    let redis = RedisServer::start(&scratch);
+    let origin = origin(&scratch, &redis);
+    // Longer than the origin's wait; lifted once every trigger was answered.
+    assert_eq!(
+        redis
+            .command(&["CLIENT", "PAUSE", "60000", "WRITE"])
+            .unwrap(),
+        "+OK"
+    );
+    let answers = fire(origin.addr, "lost", 1);
+    assert_eq!(redis.command(&["CLIENT", "UNPAUSE"]).unwrap(), "+OK");
+    for answer in &answers {
+        assert_eq!(answer.status, 504, "{answer:?}");
+        let error = serde_json::from_str::<Value>(&answer.body).expect("a JSON body")["error"]
+            .as_str()
+            .expect("an error message")
+            .to_owned();
+        assert!(
+            error.starts_with("the publish's outcome is unknown: ")
+                && error.contains("no reply within 10s")
+                && error.ends_with("read each channel's history (GET /apps/<app_id>/channels/<channel>/history at an origin) before retrying"),
+            "{error}"
+        );
+    }
+    // Redis read the scripts before the origin stopped waiting, and runs
+    // them now: a caller that had retried on a 503 would have published twice.
+    let all_once = wait::until(
+        "the paused publishes to run",
+        Duration::from_secs(10),
+        || {
+            let copies = copies(origin.addr, &answers);
+            copies.iter().flatten().all(|&n| n >= 1).then_some(copies)
+        },
+    );
+    assert!(all_once.iter().flatten().all(|&n| n == 1), "{all_once:?}");
+}
+
+#[test]
+fn a_refused_publish_is_a_503_and_in_no_history() {
+    let scratch = Scratch::new("publish-refused");
+    let redis = RedisServer::start(&scratch);
+    let origin = origin(&scratch, &redis);
+    // No replica: Redis refuses the script's first write (NOREPLICAS).
+    let set = |n: &str| {
+        redis
+            .command(&["CONFIG", "SET", "min-replicas-to-write", n])
+            .unwrap()
+    };
+    assert_eq!(set("1"), "+OK");
+    let refused = fire(origin.addr, "refused", PER_THREAD);
+    for answer in &refused {
+        assert_eq!(answer.status, 503, "{answer:?}");
+        assert!(answer.body.contains("NOREPLICAS"), "{answer:?}");
+    }
+    check_200_once_503_never(origin.addr, &refused);
+    assert_eq!(set("0"), "+OK");
+    let accepted = fire(origin.addr, "accepted", 1);
+    assert!(accepted.iter().all(|a| a.status == 200), "{accepted:?}");
+    check_200_once_503_never(origin.addr, &accepted);
+}
