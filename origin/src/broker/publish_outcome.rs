@@ -15,14 +15,47 @@ use pushwire_shared::publishing::PublishCall;
 use redis::ErrorKind;
 
 use super::BrokerError;
+use crate::backoff::Backoff;
 use crate::redis_connection::{PUBLISH_TIMEOUT, RedisConn};
 
+/// How long a run refused by a Redis Cluster in motion (`MOVED`, `ASK`,
+/// `TRYAGAIN`, `CLUSTERDOWN`, a shard not reachable) is sent again before the
+/// refusal is the answer. The publish connection's client does not resend by
+/// itself (a resend after a lost reply would run the script twice); these
+/// refusals ran nothing, so sending again is safe.
+const CLUSTER_REFUSALS_FOR: Duration = Duration::from_secs(2);
+/// Pauses between those sends, while the client refreshes its slot map.
+const CLUSTER_REFUSAL_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(50), Duration::from_millis(400));
+
 /// Runs `call` (the publish script on one channel) on `conn` and says what it did.
-pub(super) async fn run(
+pub(super) async fn run(conn: RedisConn, script: &redis::Script, call: &PublishCall) -> RunOutcome {
+    let cluster = matches!(conn, RedisConn::Cluster(_));
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        match run_once(conn.clone(), script, call).await {
+            Ok(outcome) => return outcome,
+            Err(e)
+                if cluster
+                    && refused_by_a_cluster_in_motion(&e)
+                    && started.elapsed() < CLUSTER_REFUSALS_FOR =>
+            {
+                tracing::debug!(error = %e, "publish refused by the cluster; sending it again");
+                tokio::time::sleep(CLUSTER_REFUSAL_BACKOFF.pause(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            }
+            Err(e) => return classify(&e),
+        }
+    }
+}
+
+/// One send of `call`: its outcome, or the client's error to classify.
+async fn run_once(
     mut conn: RedisConn,
     script: &redis::Script,
     call: &PublishCall,
-) -> RunOutcome {
+) -> Result<RunOutcome, redis::RedisError> {
     // By digest (EVALSHA): the script is not sent and hashed again for every
     // trigger. After a Redis restart, `invoke_async` loads it again (a
     // `NOSCRIPT` reply ran nothing).
@@ -33,10 +66,18 @@ pub(super) async fn run(
         tokio::time::timeout(PUBLISH_TIMEOUT, invocation.invoke_async::<usize>(&mut conn)).await;
     crate::metrics::worker().broker_command("publish script", started.elapsed());
     match reply {
-        Ok(Ok(published)) => confirmed(published, call.message_count()),
-        Ok(Err(e)) => classify(&e),
-        Err(_) => timed_out(PUBLISH_TIMEOUT),
+        Ok(Ok(published)) => Ok(confirmed(published, call.message_count())),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(timed_out(PUBLISH_TIMEOUT)),
     }
+}
+
+/// A refusal by a Redis Cluster whose slots are moving or failing over: it
+/// ran nothing, and the same command may be accepted moments later.
+fn refused_by_a_cluster_in_motion(e: &redis::RedisError) -> bool {
+    e.is_cluster_error()
+        || e.is_connection_refusal()
+        || e.kind() == ErrorKind::ClusterConnectionNotFound
 }
 
 /// The channel `call` publishes on, as the trigger named it (its history key
@@ -215,6 +256,28 @@ mod tests {
             timed_out(Duration::from_secs(10)),
             RunOutcome::Unknown(_)
         ));
+    }
+
+    #[test]
+    fn only_refusals_of_a_cluster_in_motion_are_sent_again() {
+        for text in [
+            "MOVED 3999 127.0.0.1:6381",
+            "ASK 3999 127.0.0.1:6381",
+            "TRYAGAIN x",
+            "CLUSTERDOWN x",
+        ] {
+            assert!(refused_by_a_cluster_in_motion(&reply(text)), "{text}");
+        }
+        assert!(refused_by_a_cluster_in_motion(&io(
+            std::io::ErrorKind::ConnectionRefused
+        )));
+        for e in [
+            reply("NOREPLICAS Not enough good replicas to write."),
+            io(std::io::ErrorKind::ConnectionReset),
+            io(std::io::ErrorKind::TimedOut),
+        ] {
+            assert!(!refused_by_a_cluster_in_motion(&e), "{e}");
+        }
     }
 
     #[test]

@@ -161,7 +161,7 @@ impl Broker for RedisBroker {
     fn publish<'a>(&'a self, messages: &'a [Outbound]) -> BrokerFuture<'a, ()> {
         Box::pin(async move {
             // No connection: nothing was sent, so `Unavailable` (503).
-            let conn = self.publisher.get().await?;
+            let conn = self.publisher.get_for_publish().await?;
             let calls = publishing::publish_calls(
                 &self.policy,
                 crate::clock::now_ms(),

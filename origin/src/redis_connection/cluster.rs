@@ -99,6 +99,18 @@ impl ClusterSeeds {
             .map_err(|e| RedisUnavailable(format!("redis cluster: {e}")))
     }
 
+    /// A client for the publish script: like [`Self::command_client`] but
+    /// never sending a command again by itself. After a lost connection the
+    /// library would resend it, and a script that had run before the break
+    /// would run twice; `MOVED` and the like come back to the caller, who may
+    /// send again what Redis refused (the slot map is refreshed meanwhile).
+    pub(crate) fn publish_client(&self) -> Result<ClusterClient, RedisUnavailable> {
+        self.builder()
+            .retries(0)
+            .build()
+            .map_err(|e| RedisUnavailable(format!("redis cluster: {e}")))
+    }
+
     /// A client for sharded pub/sub: RESP3, every push (messages and
     /// subscription changes, of every node) sent to `pushes`.
     pub(crate) fn pubsub_client(

@@ -101,6 +101,9 @@ pub(crate) async fn within<T>(
 pub(crate) struct CommandConnection {
     target: RedisTarget,
     slot: Arc<tokio::sync::Mutex<Option<Current>>>,
+    /// To a Redis Cluster, the connection of the publish script
+    /// ([`CommandConnection::get_for_publish`]), opened on first use.
+    publish_slot: tokio::sync::Mutex<Option<RedisConn>>,
 }
 
 /// An open command connection: to one server, or to a cluster (which routes
@@ -169,7 +172,11 @@ impl CommandConnection {
         if let RedisTarget::Sentinel(sentinels) = &target {
             tokio::spawn(follow_primary(sentinels.clone(), Arc::downgrade(&slot)));
         }
-        CommandConnection { target, slot }
+        CommandConnection {
+            target,
+            slot,
+            publish_slot: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The connection, opening it if needed (at most [`CONNECT_TIMEOUT`] × 2,
@@ -208,6 +215,31 @@ impl CommandConnection {
         };
         let conn = current.conn.clone();
         *slot = Some(current);
+        Ok(conn)
+    }
+}
+
+impl CommandConnection {
+    /// The connection to send the publish script on: [`CommandConnection::get`]'s,
+    /// except to a Redis Cluster, where it is one whose client never sends a
+    /// command again by itself (`ClusterSeeds::publish_client`): a resend after
+    /// a lost reply would run the script twice.
+    pub(crate) async fn get_for_publish(&self) -> Result<RedisConn, RedisUnavailable> {
+        let RedisTarget::Cluster(seeds) = &self.target else {
+            return self.get().await;
+        };
+        let mut slot = self.publish_slot.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = within(
+            CONNECT_TIMEOUT * 2,
+            "connect",
+            seeds.publish_client()?.get_async_connection(),
+        )
+        .await?;
+        let conn = RedisConn::Cluster(conn);
+        *slot = Some(conn.clone());
         Ok(conn)
     }
 }
