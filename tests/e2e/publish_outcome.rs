@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use pushwire_tests::http::{self, KeepAlive};
 use pushwire_tests::origin::{OriginOptions, test_app};
+use pushwire_tests::redis::command_at;
+use pushwire_tests::redis_cluster::RedisCluster;
 use pushwire_tests::{Origin, RedisServer, Scratch, wait};
 use serde_json::{Value, json};
 
@@ -228,4 +230,67 @@ fn a_refused_publish_is_a_503_and_in_no_history() {
     let accepted = fire(origin.addr, "accepted", 1);
     assert!(accepted.iter().all(|a| a.status == 200), "{accepted:?}");
     check_200_once_503_never(origin.addr, &accepted);
+}
+
+/// A trigger on two channels of two Redis Cluster shards, one of which
+/// refuses writes: the other channel keeps the event, and the answer says so
+/// (a `504` naming both), never a `503` a caller would retry on both.
+#[test]
+fn a_partial_publish_on_a_cluster_names_the_channels_that_have_the_event() {
+    let scratch = Scratch::new("publish-partial");
+    let cluster = RedisCluster::start(&scratch);
+    let (accepting, refusing) = match cluster.primaries()[..] {
+        [a, b, ..] => (a, b),
+        ref primaries => panic!("two primaries wanted: {primaries:?}"),
+    };
+    let on = |port: u16, prefix: &str| {
+        crate::fault_runs::channels_where(prefix, 1, |slot| cluster.primary_for_slot(slot) == port)
+            .remove(0)
+    };
+    let (kept, refused) = (on(accepting, "kept-"), on(refusing, "refused-"));
+    let mut options = OriginOptions::redis(&cluster.seeds());
+    options.workers = 1;
+    let origin = Origin::start(&scratch, "origin", options);
+    origin.wait_every_worker("connected to the cluster", 1, |h| {
+        h["broker"]["connected"] == true
+    });
+    let trigger = |channels: &[&str], data: &str| {
+        let body = json!({"name": "n", "channels": channels, "data": data}).to_string();
+        http::signed(
+            origin.addr,
+            "POST",
+            "/apps/1000001/events",
+            body.as_bytes(),
+            &test_app(),
+        )
+    };
+    // Both shards learn the script while they accept writes.
+    let warm = trigger(&[&kept, &refused], "warm");
+    assert_eq!(warm.status, 200, "{}", warm.body);
+
+    // More replicas than it has: the shard refuses the script (NOREPLICAS).
+    let set =
+        |n: &str| command_at(refusing, &["CONFIG", "SET", "min-replicas-to-write", n]).unwrap();
+    assert_eq!(set("9"), "+OK");
+    let partial = trigger(&[&kept, &refused], "partial");
+    let alone = trigger(&[&refused], "alone");
+    assert_eq!(set("0"), "+OK");
+
+    assert_eq!(partial.status, 504, "{}", partial.body);
+    let error = partial.json()["error"]
+        .as_str()
+        .expect("a message")
+        .to_owned();
+    assert!(
+        error.starts_with(&format!(
+            "the publish's outcome is unknown: published on {kept}; not published on {refused} (redis publish script: "
+        )) && error.contains("NOREPLICAS"),
+        "{error}"
+    );
+    assert_eq!(alone.status, 503, "{}", alone.body);
+    assert!(alone.body.contains("NOREPLICAS"), "{}", alone.body);
+    assert_eq!(history(origin.addr, &kept).get("partial"), Some(&1));
+    let refused_history = history(origin.addr, &refused);
+    assert_eq!(refused_history.get("partial"), None, "{refused_history:?}");
+    assert_eq!(refused_history.get("alone"), None, "{refused_history:?}");
 }
