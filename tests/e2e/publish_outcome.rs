@@ -1,5 +1,6 @@
 //! What a trigger's answer says about its event, with many triggers in flight
-//! on one worker from many threads while Redis is slow, silent or refusing:
+//! on one worker from many threads (and, while Redis is slow, sockets to
+//! deliver them to) while Redis is slow, silent or refusing:
 //! `200` means the event is in each channel's history exactly once, `503`
 //! that it is in none, and `504` (outcome unknown) comes only when Redis
 //! really did not answer in time.
@@ -13,17 +14,20 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use pushwire_tests::clients::TEST_APP;
 use pushwire_tests::http::{self, KeepAlive};
 use pushwire_tests::origin::{OriginOptions, test_app};
 use pushwire_tests::redis::command_at;
 use pushwire_tests::redis_cluster::RedisCluster;
-use pushwire_tests::{Origin, RedisServer, Scratch, wait};
+use pushwire_tests::{Clients, Origin, RedisServer, Scratch, wait};
 use serde_json::{Value, json};
 
 /// Triggers in flight at once, each from its own connection and thread.
 const THREADS: usize = 8;
 /// Triggers each thread sends, one after the other.
 const PER_THREAD: usize = 6;
+/// Sockets subscribed to the shared channel while Redis is slow.
+const SOCKETS: usize = 10;
 /// Longer than the origin's wait for a publish's reply (10 s).
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -150,6 +154,14 @@ fn a_slow_redis_ends_in_200s_each_published_once() {
     let scratch = Scratch::new("publish-slow");
     let redis = RedisServer::start(&scratch);
     let origin = origin(&scratch, &redis);
+    // Sockets on the shared channel: the worker delivers every event to
+    // each while it waits for the other publishes' replies.
+    let mut clients = Clients::start(&scratch, "clients");
+    let sockets: Vec<String> = (0..SOCKETS).map(|i| format!("s{i}")).collect();
+    for id in &sockets {
+        clients.connect(id, &origin.url(), json!({}));
+        clients.subscribe(id, "slow-shared");
+    }
     // Shorter than the origin's wait: slow, not lost.
     assert_eq!(
         redis
@@ -166,6 +178,25 @@ fn a_slow_redis_ends_in_200s_each_published_once() {
         assert_eq!(answer.status, 200, "{answer:?}");
     }
     check_200_once_503_never(origin.addr, &answers);
+
+    // Each socket got each event once: no trigger was published twice.
+    clients.trigger_ok(origin.addr, TEST_APP, &["slow-shared"], "end", json!(""));
+    let mut shared: Vec<String> = answers
+        .iter()
+        .filter(|a| a.channels.iter().any(|c| c == "slow-shared"))
+        .map(|a| a.data.clone())
+        .collect();
+    shared.sort();
+    for id in &sockets {
+        let mut got: Vec<String> = clients
+            .events_through(id, "end")
+            .into_iter()
+            .filter(|(name, _)| name == "n")
+            .map(|(_, args)| args[0].as_str().expect("string data").to_owned())
+            .collect();
+        got.sort();
+        assert_eq!(got, shared, "{id}");
+    }
 }
 
 #[test]
