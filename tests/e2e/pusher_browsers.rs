@@ -4,6 +4,7 @@
 //! `/broadcasting/auth` does), events triggered with the npm `pusher` SDK.
 
 use pushwire_tests::clients::TEST_APP;
+use pushwire_tests::echo_clients::ECHO_LISTENS;
 use pushwire_tests::pusher_browser::BrowserPages;
 use pushwire_tests::{Clients, Deployment, Fanout, Origin};
 use serde_json::{Value, json};
@@ -101,19 +102,8 @@ fn laravel_echo_in_chromium_across_two_origins() {
     pages.call("bob", "echo", json!({}));
     pages.connected("bob", "echo");
 
-    // Echo.channel / private / encryptedPrivate(...).listen(...): with a
-    // leading dot the event name is used as is, without it Echo prefixes
-    // Laravel's event namespace.
-    for (kind, name, channel, event) in [
-        ("channel", "orders", "orders", ".order.shipped"),
-        ("private", "orders.1", "private-orders.1", "OrderShipped"),
-        (
-            "encryptedPrivate",
-            "vault",
-            "private-encrypted-vault",
-            ".secret",
-        ),
-    ] {
+    // Echo.channel / private / encryptedPrivate(...).listen(...).
+    for (kind, name, channel, event) in ECHO_LISTENS {
         pages.call(
             "alice",
             "listen",

@@ -3,6 +3,7 @@
 //! `pusher` SDK triggers. (Echo in a browser page: `pusher_browsers`.)
 
 use pushwire_tests::clients::TEST_APP;
+use pushwire_tests::echo_clients::ECHO_LISTENS;
 use pushwire_tests::{Clients, Deployment, each_fanout};
 use serde_json::json;
 
@@ -19,16 +20,7 @@ fn echo_in_node(deployment: &Deployment) {
     let mut clients = Clients::start(&deployment.scratch, "clients");
     clients.echo_connect("alice", origin.addr, TEST_APP, "alice", MASTER_KEY);
 
-    for (kind, name, channel, event) in [
-        ("channel", "orders", "orders", ".order.shipped"),
-        ("private", "orders.1", "private-orders.1", "OrderShipped"),
-        (
-            "encryptedPrivate",
-            "vault",
-            "private-encrypted-vault",
-            ".secret",
-        ),
-    ] {
+    for (kind, name, channel, event) in ECHO_LISTENS {
         clients.echo(
             "alice",
             "echo_listen",

@@ -7,6 +7,21 @@ use serde_json::{Value, json};
 
 use crate::clients::{Clients, Credentials};
 
+/// The channels an Echo test listens on, as `(Echo method, Echo name,
+/// Pusher channel, event to listen for)`: with a leading dot the event name is
+/// used as is, without it Echo prefixes Laravel's event namespace
+/// (`App\Events\`).
+pub const ECHO_LISTENS: [(&str, &str, &str, &str); 3] = [
+    ("channel", "orders", "orders", ".order.shipped"),
+    ("private", "orders.1", "private-orders.1", "OrderShipped"),
+    (
+        "encryptedPrivate",
+        "vault",
+        "private-encrypted-vault",
+        ".secret",
+    ),
+];
+
 impl Clients {
     /// Connects Echo client `id` (its `pusher` broadcaster) to `addr` as
     /// `user`, its channels authorized for `app` by a backend holding

@@ -73,30 +73,15 @@ fn with_cached(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
-
     use super::*;
+    use crate::worker::pusher::frames::fixtures::{envelope, frame, ids};
 
     #[test]
     fn the_cached_event_goes_first_once() {
         let channel = ChannelName::new("cache-a").unwrap();
         let other = ChannelName::new("cache-b").unwrap();
-        let envelope = |id: &str, channel: &ChannelName| {
-            let name = pushwire_shared::EventName::new("x").unwrap();
-            Envelope::new(id.into(), "1".into(), channel.clone(), name, json!(1), 5)
-        };
-        let frame = |e: &Envelope| Utf8Bytes::from(frames::event(e));
         let (last, next) = (envelope("e1", &channel), envelope("e2", &channel));
         let elsewhere = envelope("e1", &other);
-        let ids = |frames: &[Utf8Bytes]| -> Vec<(String, String)> {
-            frames
-                .iter()
-                .map(|f| {
-                    let v: Value = serde_json::from_str(f).unwrap();
-                    (v["channel"].to_string(), v["id"].to_string())
-                })
-                .collect()
-        };
 
         // Not queued: sent first, before what was queued.
         let sent = with_cached(&channel, Some(&last), vec![frame(&elsewhere), frame(&next)]);

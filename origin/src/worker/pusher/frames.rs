@@ -213,6 +213,36 @@ pub(crate) fn parse(text: &str) -> Result<Incoming, IncomingError> {
     })
 }
 
+/// Fixtures for the tests of the modules that sequence frames.
+#[cfg(test)]
+pub(super) mod fixtures {
+    use pushwire_shared::{ChannelName, Envelope};
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+    /// An event `id` on `channel`.
+    pub(in super::super) fn envelope(id: &str, channel: &ChannelName) -> Envelope {
+        let name = pushwire_shared::EventName::new("x").unwrap();
+        Envelope::new(id.into(), "1".into(), channel.clone(), name, json!(1), 5)
+    }
+
+    /// `envelope`'s event frame.
+    pub(in super::super) fn frame(envelope: &Envelope) -> Utf8Bytes {
+        Utf8Bytes::from(super::event(envelope))
+    }
+
+    /// The (channel, id) of each frame, to compare sequences.
+    pub(in super::super) fn ids(frames: &[Utf8Bytes]) -> Vec<(String, String)> {
+        frames
+            .iter()
+            .map(|f| {
+                let v: Value = serde_json::from_str(f).unwrap();
+                (v["channel"].to_string(), v["id"].to_string())
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

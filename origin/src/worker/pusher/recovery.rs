@@ -132,28 +132,13 @@ fn seamed(channel: &ChannelName, replay: Vec<Envelope>, pending: Vec<Utf8Bytes>)
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
-
     use super::*;
+    use crate::worker::pusher::frames::fixtures::{envelope, frame, ids};
 
     #[test]
     fn the_replay_comes_first_and_the_queue_keeps_only_what_is_newer() {
         let channel = ChannelName::new("a").unwrap();
         let other = ChannelName::new("b").unwrap();
-        let envelope = |id: &str, channel: &ChannelName| {
-            let name = pushwire_shared::EventName::new("x").unwrap();
-            Envelope::new(id.into(), "1".into(), channel.clone(), name, json!(1), 5)
-        };
-        let frame = |e: &Envelope| Utf8Bytes::from(frames::event(e));
-        let ids = |frames: &[Utf8Bytes]| -> Vec<(String, String)> {
-            frames
-                .iter()
-                .map(|f| {
-                    let v: Value = serde_json::from_str(f).unwrap();
-                    (v["channel"].to_string(), v["id"].to_string())
-                })
-                .collect()
-        };
         let (e1, e2, e3) = (
             envelope("e1", &channel),
             envelope("e2", &channel),
