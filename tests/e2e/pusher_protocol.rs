@@ -325,6 +325,12 @@ fn errors_and_pings(deployment: &Deployment) {
     succeeded(&clients.pusher_subscribe("p", "still-here"));
     clients.trigger_ok(origin.addr, TEST_APP, &["still-here"], "ok", json!("1"));
     clients.pusher_event("p", "still-here", "ok");
+
+    // A stopping origin tells its connections 4200: reconnect (elsewhere) now.
+    origin.signal_master("TERM");
+    clients.wait_for("p told 4200", |r| {
+        r["type"] == "pusher_error" && r["id"] == "p" && r["error"]["data"]["code"] == 4200
+    });
 }
 
 #[test]
