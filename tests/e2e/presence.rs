@@ -305,7 +305,7 @@ fn client_events(d: &Deployment) {
         })
         .collect();
     assert!(
-        codes.contains(&json!(4100)),
+        codes.contains(&json!(4301)),
         "rate limited at 10/s: {codes:?}"
     );
 }
