@@ -61,6 +61,10 @@ pub(crate) use crate::paths::is_socket_io;
 /// The Pusher endpoint uses the same size.
 pub(crate) const WS_READ_BUFFER: usize = 256;
 
+/// How long a stopping worker waits for its Pusher connections to send their
+/// close frames before it exits.
+const PUSHER_CLOSE_PATIENCE: Duration = Duration::from_secs(2);
+
 /// How many broker messages may wait for delivery before the broker side waits.
 pub(crate) const INBOUND_QUEUE: usize = 16 * 1024;
 
@@ -166,7 +170,8 @@ where
     let api = TriggerApi::new(apps, broker.clone(), config.max_request_bytes);
     let message_cap = message_cap::max_client_message_bytes(&config.apps);
     let pusher_rooms = Arc::new(pusher::PusherRooms::default());
-    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let (pusher_routes, pusher_shutdown) =
+        pusher::routes(ctx.clone(), pusher_rooms.clone(), message_cap);
     let routes = Router::new()
         .route(
             "/health",
@@ -175,12 +180,7 @@ where
         .merge(demo_routes)
         .merge(client_script::routes())
         .merge(trigger_api::routes(api))
-        .merge(pusher::routes(
-            ctx.clone(),
-            pusher_rooms.clone(),
-            message_cap,
-            closing_rx,
-        ));
+        .merge(pusher_routes);
     // One Socket.IO service in front of all routes. (`Router::layer` would build
     // one Engine.IO instance per route, and a session opened through one would be
     // unknown to the others.)
@@ -251,8 +251,8 @@ where
     crate::http_server::serve(listener, app, limits, async move {
         shutdown.await;
         tracing::info!("closing client sessions");
-        let _ = closing.send(true);
-        io.close().await;
+        // Both kinds at once: each waits for its connections to be told.
+        tokio::join!(pusher_shutdown.close_all(PUSHER_CLOSE_PATIENCE), io.close());
     })
     .await
 }

@@ -59,29 +59,60 @@ struct Endpoint {
     activity_timeout: Duration,
     /// Becomes true when the worker closes: every connection is told to reconnect.
     closing: watch::Receiver<bool>,
+    /// Each connection's task holds one of its receivers while it runs, so
+    /// shutdown can wait for them (see [`PusherShutdown`]).
+    open: Arc<watch::Sender<()>>,
 }
 
-/// The `/app/{key}` route. When `closing` becomes true, every connection is
-/// closed with 4200 (reconnect), as Socket.IO sessions are closed.
+/// A worker's way to close its Pusher connections when it stops.
+#[derive(Debug)]
+pub(crate) struct PusherShutdown {
+    closing: watch::Sender<bool>,
+    open: Arc<watch::Sender<()>>,
+}
+
+impl PusherShutdown {
+    /// Tells every connection to close with 4200 (reconnect) and waits, at
+    /// most `patience`, until each has sent its close: a worker exiting
+    /// before then would leave its clients a bare dropped connection.
+    pub(crate) async fn close_all(&self, patience: Duration) {
+        let _ = self.closing.send(true);
+        if tokio::time::timeout(patience, self.open.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.open.receiver_count(),
+                "Pusher connections still closing at exit"
+            );
+        }
+    }
+}
+
+/// The `/app/{key}` route, and the handle that closes its connections with
+/// 4200 (reconnect) when the worker stops, as Socket.IO sessions are closed.
 pub(crate) fn routes(
     ctx: Arc<WorkerContext>,
     rooms: Arc<PusherRooms>,
     max_message: usize,
-    closing: watch::Receiver<bool>,
-) -> Router {
+) -> (Router, PusherShutdown) {
+    let (closing, closing_rx) = watch::channel(false);
+    let open = Arc::new(watch::channel(()).0);
     let endpoint = Arc::new(Endpoint {
         ctx,
         rooms,
         max_message,
         activity_timeout: ACTIVITY_TIMEOUT,
-        closing,
+        closing: closing_rx,
+        open: open.clone(),
     });
-    Router::new()
+    let router = Router::new()
         .route("/app/{key}", get(upgrade))
         .route("/app", get(wrong_path))
         .route("/app/", get(wrong_path))
         .route("/app/{key}/{*rest}", get(wrong_path))
-        .with_state(endpoint)
+        .with_state(endpoint);
+    (router, PusherShutdown { closing, open })
 }
 
 /// Whether `headers` ask for a WebSocket, and its `Sec-WebSocket-Key`.
@@ -180,7 +211,9 @@ fn accept(
             .into_response();
     };
     let upgraded = hyper::upgrade::on(&mut request);
+    let open = endpoint.open.subscribe();
     tokio::spawn(async move {
+        let _open = open;
         let io = match upgraded.await {
             Ok(upgraded) => TokioIo::new(upgraded),
             Err(e) => {
