@@ -393,6 +393,26 @@ pub async fn read_events(
     stop: impl Future<Output = ()>,
     mut on_event: impl FnMut(Event<'_>),
 ) -> ReadEnd {
+    read_frames(ws, stop, |text| {
+        if text == "2" {
+            return Some("3");
+        }
+        if let Some(event) = parse_event(text) {
+            on_event(event);
+        }
+        None
+    })
+    .await
+}
+
+/// Reads the socket until it closes or `stop` resolves, answering WebSocket
+/// pings; each text frame goes to `on_text`, whose answer (a protocol-level
+/// pong), if any, is sent back. Both protocols' readers are this loop.
+pub(crate) async fn read_frames(
+    ws: &mut Socket,
+    stop: impl Future<Output = ()>,
+    mut on_text: impl FnMut(&str) -> Option<&'static str>,
+) -> ReadEnd {
     let mut stop = std::pin::pin!(stop);
     loop {
         let message = tokio::select! {
@@ -402,13 +422,10 @@ pub async fn read_events(
         };
         match message {
             Some(Ok(Message::Text(text))) => {
-                let text = text.as_str();
-                if text == "2" {
-                    if ws.send(Message::text("3")).await.is_err() {
-                        return ReadEnd::Closed;
-                    }
-                } else if let Some(event) = parse_event(text) {
-                    on_event(event);
+                if let Some(answer) = on_text(text.as_str())
+                    && ws.send(Message::text(answer)).await.is_err()
+                {
+                    return ReadEnd::Closed;
                 }
             }
             Some(Ok(Message::Ping(p))) => {

@@ -11,12 +11,12 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{
     ClientError, Delivery, Event, HANDSHAKE_TIMEOUT, Handshake, ReadEnd, Socket, io,
-    next_websocket_text, tcp_connect, websocket_handshake,
+    next_websocket_text, read_frames, tcp_connect, websocket_handshake,
 };
 
 /// The client's answer to a `pusher:ping`.
@@ -183,28 +183,15 @@ pub async fn read_events(
     stop: impl Future<Output = ()>,
     mut on_event: impl FnMut(Event<'_>),
 ) -> ReadEnd {
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let message = tokio::select! {
-            biased;
-            () = &mut stop => return ReadEnd::Stopped,
-            message = ws.next() => message,
-        };
-        match message {
-            Some(Ok(Message::Text(text))) => match parse(text.as_str()) {
-                Incoming::Event(event) => on_event(event),
-                Incoming::Ping if ws.send(Message::text(PONG)).await.is_err() => {
-                    return ReadEnd::Closed;
-                }
-                _ => {}
-            },
-            Some(Ok(Message::Ping(p))) => {
-                let _ = ws.send(Message::Pong(p)).await;
-            }
-            Some(Ok(Message::Close(_)) | Err(_)) | None => return ReadEnd::Closed,
-            Some(Ok(_)) => {}
+    read_frames(ws, stop, |text| match parse(text) {
+        Incoming::Event(event) => {
+            on_event(event);
+            None
         }
-    }
+        Incoming::Ping => Some(PONG),
+        _ => None,
+    })
+    .await
 }
 
 #[cfg(test)]
