@@ -132,12 +132,8 @@ fn trigger_socket_id_excludes_the_sender() {
 
 fn exclusion(deployment: &Deployment) {
     // With Redis, across two origins; embedded, across the workers of one.
-    let a = deployment.origin("origin-a");
-    let second = deployment
-        .fanout
-        .spans_origins()
-        .then(|| deployment.origin("origin-b"));
-    let b = second.as_ref().unwrap_or(&a);
+    let origins = deployment.origin_pair();
+    let (a, b) = (origins.a(), origins.b());
     let mut clients = Clients::start(&deployment.scratch, "clients");
     let sender = clients.connect("sender", &a.url(), json!({}));
     clients.connect("peer-a", &a.url(), json!({}));

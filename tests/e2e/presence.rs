@@ -180,15 +180,9 @@ fn presence_members(a: &Origin, b: &Origin, clients: &mut Clients) {
 #[test]
 fn presence_is_cluster_wide_and_counted_once_per_user() {
     each_fanout("presence", |d: &Deployment| {
-        let a = d.origin("origin-a");
+        let origins = d.origin_pair();
         let mut clients = Clients::start(&d.scratch, "clients");
-        if d.fanout.spans_origins() {
-            let b = d.origin("origin-b");
-            presence_members(&a, &b, &mut clients);
-        } else {
-            // One origin: its workers share the embedded broker.
-            presence_members(&a, &a, &mut clients);
-        }
+        presence_members(origins.a(), origins.b(), &mut clients);
     });
 }
 

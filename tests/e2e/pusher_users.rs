@@ -57,12 +57,8 @@ fn users_sign_in_receive_their_events_and_are_terminated() {
 fn users(deployment: &Deployment) {
     // With Redis, across two origins; embedded, across the workers of one
     // (the master spreads Pusher connections over its workers).
-    let a = deployment.origin("origin-a");
-    let second = deployment
-        .fanout
-        .spans_origins()
-        .then(|| deployment.origin("origin-b"));
-    let b = second.as_ref().unwrap_or(&a);
+    let origins = deployment.origin_pair();
+    let (a, b) = (origins.a(), origins.b());
     let mut clients = Clients::start(&deployment.scratch, "clients");
     let alice = json!({"id": "alice", "name": "Alice"});
     let bob = json!({"id": "bob"});
@@ -78,10 +74,10 @@ fn users(deployment: &Deployment) {
     assert_eq!(user_data, alice);
     clients.pusher_connect_user("alice-2", b.addr, TEST_APP, alice.clone(), false);
     clients.pusher_signin("alice-2");
-    if second.is_none() && test_workers() > 1 {
+    if origins.is_one_origin() && test_workers() > 1 {
         // One origin: the master hands connections to its workers in turn,
         // so Alice's two connections are on two workers.
-        assert_eq!(workers_with_pusher_connections(&a), 2);
+        assert_eq!(workers_with_pusher_connections(a), 2);
     }
     clients.pusher_connect_user("bob-1", a.addr, TEST_APP, bob.clone(), false);
     clients.pusher_signin("bob-1");

@@ -65,6 +65,40 @@ impl Deployment {
     pub fn origin(&self, name: &str) -> Origin {
         Origin::start(&self.scratch, name, self.options())
     }
+
+    /// Two origins (`origin-a`, `origin-b`) where the fan-out spans origins;
+    /// otherwise one, which [`OriginPair::b`] names again (its workers share
+    /// the embedded broker).
+    pub fn origin_pair(&self) -> OriginPair {
+        OriginPair {
+            a: self.origin("origin-a"),
+            b: self.fanout.spans_origins().then(|| self.origin("origin-b")),
+        }
+    }
+}
+
+/// What [`Deployment::origin_pair`] started.
+#[derive(Debug)]
+pub struct OriginPair {
+    a: Origin,
+    b: Option<Origin>,
+}
+
+impl OriginPair {
+    /// The first origin.
+    pub fn a(&self) -> &Origin {
+        &self.a
+    }
+
+    /// The second origin, or the first again when the fan-out spans no origins.
+    pub fn b(&self) -> &Origin {
+        self.b.as_ref().unwrap_or(&self.a)
+    }
+
+    /// Whether [`OriginPair::b`] is [`OriginPair::a`] again.
+    pub fn is_one_origin(&self) -> bool {
+        self.b.is_none()
+    }
 }
 
 /// Runs `test` with Redis fan-out, with a Redis Cluster's (in the pass with
