@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -98,25 +98,10 @@ impl Clients {
 
     /// Removes and returns the first report matching `pred`, waiting up to [`REPORT_TIMEOUT`].
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + REPORT_TIMEOUT;
-        loop {
-            if let Some(i) = self.backlog.iter().position(&pred) {
-                return self.backlog.remove(i);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.reports.recv_timeout(left) {
-                Some(report) => {
-                    if report["type"] == "error" || report["type"] == "garbage" {
-                        panic!("driver reported a problem: {report}");
-                    }
-                    self.backlog.push(report);
-                }
-                None => panic!(
-                    "timed out after {REPORT_TIMEOUT:?} waiting for {what}; unconsumed reports: {:#?}",
-                    self.backlog
-                ),
-            }
-        }
+        self.reports
+            .wait_in(&mut self.backlog, REPORT_TIMEOUT, what, pred, |r| {
+                r["type"] == "error" || r["type"] == "garbage"
+            })
     }
 
     /// Removes and returns, in arrival order, the reports received so far

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{ChildStdin, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -133,26 +133,9 @@ impl BrowserPages {
     /// Removes and returns the first report matching `pred`, waiting up to
     /// [`REPORT_TIMEOUT`]; a driver error or a page's uncaught error fails the test.
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + REPORT_TIMEOUT;
-        loop {
-            if let Some(i) = self.backlog.iter().position(&pred) {
-                return self.backlog.remove(i);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.reports.recv_timeout(left) {
-                Some(report) => {
-                    if ["error", "garbage", "page_error"]
-                        .contains(&report["type"].as_str().unwrap_or(""))
-                    {
-                        panic!("the browser driver reported a problem: {report}");
-                    }
-                    self.backlog.push(report);
-                }
-                None => panic!(
-                    "timed out after {REPORT_TIMEOUT:?} waiting for {what}; unread reports: {:#?}",
-                    self.backlog
-                ),
-            }
-        }
+        self.reports
+            .wait_in(&mut self.backlog, REPORT_TIMEOUT, what, pred, |r| {
+                ["error", "garbage", "page_error"].contains(&r["type"].as_str().unwrap_or(""))
+            })
     }
 }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -71,5 +71,37 @@ impl Reporter {
     /// A report that has already arrived, if any.
     pub fn try_recv(&self) -> Option<Value> {
         self.reports.try_recv().ok()
+    }
+
+    /// Removes and returns the first report of `backlog` matching `pred`,
+    /// moving arriving reports into `backlog` for up to `timeout` while none
+    /// does. A report `fatal` says is a problem fails the test at once, as
+    /// does the timeout (listing what is unconsumed).
+    pub fn wait_in(
+        &self,
+        backlog: &mut Vec<Value>,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+        fatal: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = backlog.iter().position(&pred) {
+                return backlog.remove(i);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_timeout(left) {
+                Some(report) => {
+                    if fatal(&report) {
+                        panic!("the driver reported a problem: {report}");
+                    }
+                    backlog.push(report);
+                }
+                None => panic!(
+                    "timed out after {timeout:?} waiting for {what}; unconsumed reports: {backlog:#?}"
+                ),
+            }
+        }
     }
 }
