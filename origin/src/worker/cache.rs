@@ -87,8 +87,7 @@ pub(crate) async fn serve(
     channel: &ChannelName,
     room: &str,
 ) -> Result<bool, AckError> {
-    ctx.catch_ups.begin(room, s.id).await;
-    let result = async {
+    let send = async {
         let last = last_event(ctx, &session.app.id, channel, room).await?;
         ctx.broker.barrier().await.map_err(AckError::unavailable)?;
         let kept = ctx
@@ -107,19 +106,8 @@ pub(crate) async fn serve(
         if last.is_none() {
             report_miss(ctx, &session.app.id, channel).await;
         }
-        Ok(last.is_some())
-    }
-    .await;
-    let cached = match result {
-        Ok(cached) => cached,
-        Err(e) => {
-            ctx.catch_ups.abort(room, s.id);
-            return Err(e);
-        }
+        // Everything kept so far was sent: what is kept from now on is new.
+        Ok((last.is_some(), None))
     };
-    ctx.catch_ups
-        .complete(room, s, None, ctx.replay_patience)
-        .await
-        .map_err(AckError::unavailable)?;
-    Ok(cached)
+    ctx.catch_ups.run(room, s, ctx.replay_patience, send).await
 }

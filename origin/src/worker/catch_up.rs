@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pushwire_shared::Envelope;
+use pushwire_shared::client_protocol::AckError;
 use pushwire_shared::history::StreamId;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
@@ -147,6 +148,31 @@ impl CatchUps {
             done,
         })
         .await
+    }
+
+    /// A whole catch-up of `socket` on `room`: begins it, awaits `send` (which
+    /// sends the socket what it must see before the room's live events, and
+    /// returns its outcome with the position after which kept events are new),
+    /// then completes it with `patience`; a failed `send` forgets it instead.
+    pub(crate) async fn run<T>(
+        &self,
+        room: &str,
+        socket: &SocketRef,
+        patience: Duration,
+        send: impl Future<Output = Result<(T, Option<StreamId>), AckError>>,
+    ) -> Result<T, AckError> {
+        self.begin(room, socket.id).await;
+        let (outcome, after) = match send.await {
+            Ok(sent) => sent,
+            Err(e) => {
+                self.abort(room, socket.id);
+                return Err(e);
+            }
+        };
+        self.complete(room, socket, after, patience)
+            .await
+            .map_err(AckError::unavailable)?;
+        Ok(outcome)
     }
 
     /// Forgets the catch-up of `sid` on `room`.

@@ -22,8 +22,7 @@ pub(crate) async fn replay(
     room: &str,
     since: &Position,
 ) -> Result<bool, AckError> {
-    ctx.catch_ups.begin(room, s.id).await;
-    let result = async {
+    let send = async {
         let snapshot = ctx
             .broker
             .history(
@@ -64,19 +63,11 @@ pub(crate) async fn replay(
             }
         };
         Ok((recovered, last))
-    }
-    .await;
-    let (recovered, last) = match result {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            ctx.catch_ups.abort(room, s.id);
-            return Err(e);
-        }
     };
-    ctx.catch_ups
-        .complete(room, s, last, ctx.replay_patience)
-        .await
-        .map_err(AckError::unavailable)?;
+    let recovered = ctx
+        .catch_ups
+        .run(room, s, ctx.replay_patience, send)
+        .await?;
     crate::metrics::worker()
         .history_replays
         .get_or_create(&crate::metrics::OutcomeLabels {

@@ -224,8 +224,9 @@ where
 }
 
 /// Handles one text message; returns the frames to send, in order: its
-/// reply, if it has one, and on a cache channel's subscribe the cached event
-/// with the live frames queued meanwhile (`queued` is the connection's queue).
+/// reply, if it has one, and after a subscribe's reply what follows it (a
+/// recovery's replay or a cache channel's last event, then the live frames
+/// queued meanwhile; `queued` is the connection's queue).
 async fn handle(
     text: &str,
     ctx: &WorkerContext,
