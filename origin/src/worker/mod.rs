@@ -29,7 +29,7 @@ mod subscribers;
 mod subscription;
 mod users;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -89,9 +89,9 @@ pub(crate) struct WorkerContext {
     /// How long a replay waits on a socket whose send buffer stays full: the
     /// heartbeat's own patience (interval + timeout).
     pub(crate) replay_patience: Duration,
-    /// The (app, kind) pairs some webhook endpoint wants: events of other
-    /// kinds are not even built.
-    pub(crate) wanted_webhooks: Arc<HashSet<(String, WebhookEventKind)>>,
+    /// Per app, the event kinds some webhook endpoint of it wants: events of
+    /// other kinds are not even built.
+    pub(crate) wanted_webhooks: Arc<HashMap<String, HashSet<WebhookEventKind>>>,
     /// Each app's connections on this worker, against `limits.max_connections`.
     pub(crate) connections: Arc<AppConnections>,
 }
@@ -99,10 +99,9 @@ pub(crate) struct WorkerContext {
 impl WorkerContext {
     /// Whether some webhook endpoint of `app` wants events of `kind`.
     pub(crate) fn wants_webhook(&self, app: &str, kind: WebhookEventKind) -> bool {
-        // Few pairs; an owned key per look-up would cost more than the scan.
         self.wanted_webhooks
-            .iter()
-            .any(|(wanted, k)| *k == kind && wanted == app)
+            .get(app)
+            .is_some_and(|kinds| kinds.contains(&kind))
     }
 }
 
@@ -152,11 +151,9 @@ where
             config
                 .webhooks
                 .iter()
-                .flat_map(|(app, endpoints)| {
-                    endpoints
-                        .iter()
-                        .flat_map(|e| e.events())
-                        .map(move |kind| (app.clone(), kind))
+                .map(|(app, endpoints)| {
+                    let kinds = endpoints.iter().flat_map(|e| e.events()).collect();
+                    (app.clone(), kinds)
                 })
                 .collect(),
         ),

@@ -1,7 +1,7 @@
 //! The connection loop's timers and closing, over an in-memory stream with
 //! paused time: what an idle client sees at 120 s and 150 s, in milliseconds.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ async fn connected_with(
         catch_ups: catch_up::CatchUps::channel().0,
         event_ids: Default::default(),
         replay_patience: Duration::from_secs(1),
-        wanted_webhooks: Arc::new(HashSet::new()),
+        wanted_webhooks: Arc::new(HashMap::new()),
         connections: crate::worker::app_connections::AppConnections::new(1),
     });
     let (server, client) = tokio::io::duplex(64 * 1024);
